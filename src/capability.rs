@@ -1,5 +1,10 @@
 //! Which link kinds the running kernel can make.
 
+use crate::link::{IpvlanFlag, IpvlanMode, MacvlanMode, NewLink};
+use crate::netlink::Netlink;
+use crate::netns::NetNs;
+use crate::{Error, Result};
+
 /// A kernel feature underlay depends on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -37,5 +42,122 @@ impl KernelFeature {
             KernelFeature::Dummy => "CONFIG_DUMMY",
             KernelFeature::Veth => "CONFIG_VETH",
         }
+    }
+}
+
+impl std::fmt::Display for KernelFeature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Which of the link kinds underlay uses the running kernel can make.
+///
+/// The probe really creates each kind of link, in a throw-away network
+/// namespace that disappears with everything in it when the probe ends, so
+/// the answer holds for modules that load on demand too.
+///
+/// ```no_run
+/// use underlay::capability::{KernelCapabilities, KernelFeature};
+///
+/// let caps = KernelCapabilities::probe()?;
+/// if let Err(e) = caps.require(KernelFeature::Ipvlan) {
+///     eprintln!("{e}"); // this kernel has no ipvlan support (CONFIG_IPVLAN): ...
+/// }
+/// # Ok::<(), underlay::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelCapabilities {
+    macvlan: bool,
+    ipvlan: bool,
+    vlan: bool,
+    dummy: bool,
+    veth: bool,
+}
+
+impl KernelCapabilities {
+    /// Every feature the probe looks for.
+    pub const FEATURES: [KernelFeature; 5] = [
+        KernelFeature::Macvlan,
+        KernelFeature::Ipvlan,
+        KernelFeature::Vlan,
+        KernelFeature::Dummy,
+        KernelFeature::Veth,
+    ];
+
+    /// Probes the running kernel. Needs `CAP_NET_ADMIN` and `CAP_SYS_ADMIN`
+    /// (to make the throw-away namespace).
+    pub fn probe() -> Result<Self> {
+        let sandbox = NetNs::create()?;
+        sandbox.run(|| {
+            let nl = Netlink::open()?;
+            // A parent for the kinds that need one: a veth pair, or a dummy
+            // link on a kernel without veth.
+            let veth = supported(nl.create_link(&NewLink::veth("probe0", "probe1")))?;
+            let dummy = supported(nl.create_link(&NewLink::dummy("probe2")))?;
+            let parent = match (veth, dummy) {
+                (true, _) => nl.link_by_name("probe0")?.index,
+                (false, true) => nl.link_by_name("probe2")?.index,
+                (false, false) => {
+                    return Err(Error::Protocol(
+                        "the kernel has neither veth nor dummy links to probe with".into(),
+                    ))
+                }
+            };
+            let results = nl.create_links(&[
+                NewLink::macvlan("probe3", parent, MacvlanMode::Bridge),
+                NewLink::ipvlan("probe4", parent, IpvlanMode::L2, IpvlanFlag::Bridge),
+                NewLink::vlan("probe5", parent, 5),
+            ])?;
+            let mut results = results.into_iter();
+            let mut next = || supported(results.next().unwrap_or(Ok(())));
+            let caps = KernelCapabilities {
+                macvlan: next()?,
+                ipvlan: next()?,
+                vlan: next()?,
+                dummy,
+                veth,
+            };
+            log::debug!("kernel capabilities: {caps:?}");
+            Ok(caps)
+        })
+    }
+
+    /// Whether the kernel can make this kind of link.
+    pub fn supports(&self, feature: KernelFeature) -> bool {
+        match feature {
+            KernelFeature::Macvlan => self.macvlan,
+            KernelFeature::Ipvlan => self.ipvlan,
+            KernelFeature::Vlan => self.vlan,
+            KernelFeature::Dummy => self.dummy,
+            KernelFeature::Veth => self.veth,
+        }
+    }
+
+    /// `Ok` when the kernel has `feature`, [`Error::Unsupported`] otherwise.
+    pub fn require(&self, feature: KernelFeature) -> Result<()> {
+        if self.supports(feature) {
+            Ok(())
+        } else {
+            Err(Error::Unsupported { feature })
+        }
+    }
+
+    /// The features this kernel lacks.
+    pub fn missing(&self) -> Vec<KernelFeature> {
+        Self::FEATURES
+            .into_iter()
+            .filter(|f| !self.supports(*f))
+            .collect()
+    }
+}
+
+/// `Ok(true)` for a created link, `Ok(false)` for an unsupported kind, the
+/// error for anything else.
+fn supported(result: Result<()>) -> Result<bool> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(Error::Unsupported { .. }) => Ok(false),
+        Err(e) => Err(e),
     }
 }

@@ -1,1 +1,929 @@
-//! placeholder
+//! Links: reading them, creating macvlan, ipvlan, VLAN, dummy and veth links,
+//! changing and deleting them.
+//!
+//! ```no_run
+//! use underlay::link::{MacvlanMode, NewLink};
+//! use underlay::netlink::Netlink;
+//!
+//! let nl = Netlink::open()?;
+//! let parent = nl.link_by_name("eth0")?;
+//! nl.create_link(&NewLink::macvlan("mv0", parent.index, MacvlanMode::Bridge).mtu(1400))?;
+//! let mv0 = nl.link_by_name("mv0")?;
+//! assert_eq!(mv0.parent_index, Some(parent.index));
+//! nl.delete_link(mv0.index)?;
+//! # Ok::<(), underlay::Error>(())
+//! ```
+
+use std::fmt;
+use std::os::fd::{AsFd, AsRawFd};
+use std::str::FromStr;
+
+use netlink_packet_core::{DefaultNla, NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_route::link::{
+    InfoData, InfoIpVlan, InfoKind, InfoMacVlan, InfoVeth, InfoVlan, IpVlanFlags,
+    IpVlanMode as NlIpVlanMode, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    MacVlanMode as NlMacVlanMode,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+
+use crate::capability::KernelFeature;
+use crate::netlink::{Netlink, Request};
+use crate::netns::NetNs;
+use crate::{Error, Result};
+
+/// The longest interface name the kernel accepts (`IFNAMSIZ - 1`).
+pub const MAX_NAME_LEN: usize = 15;
+
+/// An Ethernet MAC address.
+///
+/// ```
+/// use underlay::link::MacAddress;
+///
+/// let mac: MacAddress = "02:42:ac:11:00:02".parse()?;
+/// assert_eq!(mac.to_string(), "02:42:ac:11:00:02");
+/// assert!(mac.is_locally_administered() && mac.is_unicast());
+/// # Ok::<(), underlay::Error>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MacAddress(pub [u8; 6]);
+
+impl MacAddress {
+    /// A random locally administered unicast address, as the kernel gives
+    /// new macvlan links and as Docker's drivers do.
+    pub fn random_local() -> Result<Self> {
+        let mut bytes = [0u8; 6];
+        fill_random(&mut bytes)?;
+        bytes[0] = (bytes[0] & 0xfe) | 0x02;
+        Ok(MacAddress(bytes))
+    }
+
+    /// Whether the locally-administered bit is set.
+    pub fn is_locally_administered(&self) -> bool {
+        self.0[0] & 0x02 != 0
+    }
+
+    /// Whether this is a unicast (not multicast) address.
+    pub fn is_unicast(&self) -> bool {
+        self.0[0] & 0x01 == 0
+    }
+}
+
+impl fmt::Display for MacAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
+    }
+}
+
+impl fmt::Debug for MacAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for MacAddress {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            Error::invalid(
+                "MAC address",
+                s,
+                "expected six hexadecimal bytes separated by colons, like 02:42:ac:11:00:02",
+            )
+        };
+        let mut bytes = [0u8; 6];
+        let mut parts = s.split(':');
+        for byte in &mut bytes {
+            let part = parts.next().ok_or_else(bad)?;
+            if part.is_empty() || part.len() > 2 {
+                return Err(bad());
+            }
+            *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
+        }
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(MacAddress(bytes))
+    }
+}
+
+/// macvlan modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum MacvlanMode {
+    /// Endpoints on one parent talk to each other directly (Docker's default).
+    #[default]
+    Bridge,
+    /// Endpoints cannot talk to each other, even through the switch.
+    Private,
+    /// Traffic between endpoints goes out to the switch and back (802.1Qbg).
+    Vepa,
+    /// One endpoint takes over the parent, MAC address included.
+    Passthru,
+    /// Only frames from listed source MACs (not used by Docker).
+    Source,
+}
+
+/// ipvlan modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum IpvlanMode {
+    /// Layer 2: endpoints share the parent's MAC and its broadcast domain
+    /// (Docker's default).
+    #[default]
+    L2,
+    /// Layer 3: the parent routes; no broadcast or multicast.
+    L3,
+    /// Layer 3 with netfilter (conntrack) on the host.
+    L3s,
+}
+
+/// The ipvlan flag that says how endpoints on one parent reach each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum IpvlanFlag {
+    /// Endpoints talk to each other directly (default).
+    #[default]
+    Bridge,
+    /// Endpoints cannot talk to each other.
+    Private,
+    /// Traffic between endpoints goes through the switch.
+    Vepa,
+}
+
+/// What kind of link a [`Link`] is, with the settings that matter here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LinkKind {
+    /// A macvlan link.
+    Macvlan {
+        /// Its mode.
+        mode: MacvlanMode,
+    },
+    /// An ipvlan link.
+    Ipvlan {
+        /// Its mode.
+        mode: IpvlanMode,
+        /// Its flag.
+        flag: IpvlanFlag,
+    },
+    /// An 802.1q VLAN sub-interface.
+    Vlan {
+        /// The VLAN id (1-4094).
+        id: u16,
+    },
+    /// A dummy link.
+    Dummy,
+    /// One end of a veth pair.
+    Veth,
+    /// Any other kind, by the kernel's name for it (`bridge`, `bond`, ...).
+    Other(String),
+}
+
+/// A link as the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Link {
+    /// Interface index, unique within its namespace.
+    pub index: u32,
+    /// Interface name.
+    pub name: String,
+    /// The kind of a virtual link; `None` for a physical device or `lo`.
+    pub kind: Option<LinkKind>,
+    /// The index of the link this one sits on (`IFLA_LINK`), in the
+    /// namespace the parent lives in.
+    pub parent_index: Option<u32>,
+    /// Hardware address.
+    pub mac: Option<MacAddress>,
+    /// MTU.
+    pub mtu: u32,
+    /// Administratively up (`IFF_UP`).
+    pub up: bool,
+    /// Carrier present (`IFF_LOWER_UP`).
+    pub lower_up: bool,
+}
+
+impl Link {
+    fn from_message(message: LinkMessage) -> Result<Self> {
+        let mut link = Link {
+            index: message.header.index,
+            name: String::new(),
+            kind: None,
+            parent_index: None,
+            mac: None,
+            mtu: 0,
+            up: message.header.flags.contains(LinkFlags::Up),
+            lower_up: message.header.flags.contains(LinkFlags::LowerUp),
+        };
+        let mut kind = None;
+        let mut data = None;
+        for attribute in message.attributes {
+            match attribute {
+                LinkAttribute::IfName(name) => link.name = name,
+                LinkAttribute::Mtu(mtu) => link.mtu = mtu,
+                LinkAttribute::Link(parent) if parent != 0 => link.parent_index = Some(parent),
+                LinkAttribute::Address(bytes) => {
+                    link.mac = <[u8; 6]>::try_from(bytes.as_slice()).ok().map(MacAddress)
+                }
+                LinkAttribute::LinkInfo(infos) => {
+                    for info in infos {
+                        match info {
+                            LinkInfo::Kind(k) => kind = Some(k),
+                            LinkInfo::Data(d) => data = Some(d),
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        link.kind = kind.map(|k| link_kind(k, data));
+        if link.name.is_empty() {
+            return Err(Error::Protocol(format!(
+                "link #{} reported without a name",
+                link.index
+            )));
+        }
+        Ok(link)
+    }
+}
+
+fn link_kind(kind: InfoKind, data: Option<InfoData>) -> LinkKind {
+    match kind {
+        InfoKind::MacVlan => {
+            let mut mode = MacvlanMode::default();
+            if let Some(InfoData::MacVlan(infos)) = data {
+                for info in infos {
+                    if let InfoMacVlan::Mode(m) = info {
+                        mode = match m {
+                            NlMacVlanMode::Private => MacvlanMode::Private,
+                            NlMacVlanMode::Vepa => MacvlanMode::Vepa,
+                            NlMacVlanMode::Passthrough => MacvlanMode::Passthru,
+                            NlMacVlanMode::Source => MacvlanMode::Source,
+                            _ => MacvlanMode::Bridge,
+                        };
+                    }
+                }
+            }
+            LinkKind::Macvlan { mode }
+        }
+        InfoKind::IpVlan => {
+            let mut mode = IpvlanMode::default();
+            let mut flag = IpvlanFlag::default();
+            if let Some(InfoData::IpVlan(infos)) = data {
+                for info in infos {
+                    match info {
+                        InfoIpVlan::Mode(NlIpVlanMode::L3) => mode = IpvlanMode::L3,
+                        InfoIpVlan::Mode(NlIpVlanMode::L3S) => mode = IpvlanMode::L3s,
+                        InfoIpVlan::Mode(_) => mode = IpvlanMode::L2,
+                        InfoIpVlan::Flags(f) if f.contains(IpVlanFlags::Private) => {
+                            flag = IpvlanFlag::Private
+                        }
+                        InfoIpVlan::Flags(f) if f.contains(IpVlanFlags::Vepa) => {
+                            flag = IpvlanFlag::Vepa
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            LinkKind::Ipvlan { mode, flag }
+        }
+        InfoKind::Vlan => {
+            let mut id = 0;
+            if let Some(InfoData::Vlan(infos)) = data {
+                for info in infos {
+                    if let InfoVlan::Id(i) = info {
+                        id = i;
+                    }
+                }
+            }
+            LinkKind::Vlan { id }
+        }
+        InfoKind::Dummy => LinkKind::Dummy,
+        InfoKind::Veth => LinkKind::Veth,
+        other => LinkKind::Other(other.to_string()),
+    }
+}
+
+/// What to create: a link's kind with its kind-specific settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum NewLinkKind {
+    Macvlan(MacvlanMode),
+    Ipvlan(IpvlanMode, IpvlanFlag),
+    Vlan(u16),
+    Dummy,
+    Veth { peer: String },
+}
+
+impl NewLinkKind {
+    fn feature(&self) -> KernelFeature {
+        match self {
+            NewLinkKind::Macvlan(_) => KernelFeature::Macvlan,
+            NewLinkKind::Ipvlan(..) => KernelFeature::Ipvlan,
+            NewLinkKind::Vlan(_) => KernelFeature::Vlan,
+            NewLinkKind::Dummy => KernelFeature::Dummy,
+            NewLinkKind::Veth { .. } => KernelFeature::Veth,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            NewLinkKind::Macvlan(_) => "macvlan",
+            NewLinkKind::Ipvlan(..) => "ipvlan",
+            NewLinkKind::Vlan(_) => "vlan",
+            NewLinkKind::Dummy => "dummy",
+            NewLinkKind::Veth { .. } => "veth",
+        }
+    }
+}
+
+/// A link to create, built with one of the kind constructors and refined
+/// with the setters.
+///
+/// ```
+/// use underlay::link::{IpvlanFlag, IpvlanMode, NewLink};
+///
+/// let spec = NewLink::ipvlan("eth0", 4, IpvlanMode::L3, IpvlanFlag::Bridge).mtu(1500).up();
+/// assert_eq!(spec.name(), "eth0");
+/// ```
+#[derive(Debug, Clone)]
+pub struct NewLink<'a> {
+    name: String,
+    kind: NewLinkKind,
+    parent: Option<u32>,
+    netns: Option<&'a NetNs>,
+    peer_netns: Option<&'a NetNs>,
+    mtu: Option<u32>,
+    mac: Option<MacAddress>,
+    up: bool,
+}
+
+impl<'a> NewLink<'a> {
+    fn new(name: &str, kind: NewLinkKind, parent: Option<u32>) -> Self {
+        NewLink {
+            name: name.to_owned(),
+            kind,
+            parent,
+            netns: None,
+            peer_netns: None,
+            mtu: None,
+            mac: None,
+            up: false,
+        }
+    }
+
+    /// A macvlan link on the link with index `parent`.
+    pub fn macvlan(name: &str, parent: u32, mode: MacvlanMode) -> Self {
+        Self::new(name, NewLinkKind::Macvlan(mode), Some(parent))
+    }
+
+    /// An ipvlan link on the link with index `parent`.
+    pub fn ipvlan(name: &str, parent: u32, mode: IpvlanMode, flag: IpvlanFlag) -> Self {
+        Self::new(name, NewLinkKind::Ipvlan(mode, flag), Some(parent))
+    }
+
+    /// An 802.1q VLAN sub-interface with id `vlan_id` on `parent`. The kernel
+    /// checks the id (1-4094).
+    pub fn vlan(name: &str, parent: u32, vlan_id: u16) -> Self {
+        Self::new(name, NewLinkKind::Vlan(vlan_id), Some(parent))
+    }
+
+    /// A dummy link.
+    pub fn dummy(name: &str) -> Self {
+        Self::new(name, NewLinkKind::Dummy, None)
+    }
+
+    /// A veth pair: `name` here, `peer` as its other end.
+    pub fn veth(name: &str, peer: &str) -> Self {
+        Self::new(
+            name,
+            NewLinkKind::Veth {
+                peer: peer.to_owned(),
+            },
+            None,
+        )
+    }
+
+    /// Creates the link straight inside `netns` instead of the socket's own
+    /// namespace. The parent stays where it is.
+    pub fn netns(mut self, netns: &'a NetNs) -> Self {
+        self.netns = Some(netns);
+        self
+    }
+
+    /// For a veth pair: puts the peer end in `netns`.
+    pub fn peer_netns(mut self, netns: &'a NetNs) -> Self {
+        self.peer_netns = Some(netns);
+        self
+    }
+
+    /// Sets the MTU.
+    pub fn mtu(mut self, mtu: u32) -> Self {
+        self.mtu = Some(mtu);
+        self
+    }
+
+    /// Sets the MAC address.
+    pub fn mac(mut self, mac: MacAddress) -> Self {
+        self.mac = Some(mac);
+        self
+    }
+
+    /// Creates the link administratively up.
+    pub fn up(mut self) -> Self {
+        self.up = true;
+        self
+    }
+
+    /// The name the link will have.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Turns the kernel's "Unknown device type" into
+    /// [`Error::Unsupported`] for this kind.
+    fn explain(&self, result: Result<()>) -> Result<()> {
+        match result {
+            Err(Error::Kernel {
+                errno: libc::EOPNOTSUPP,
+                message,
+                ..
+            }) if message
+                .as_deref()
+                .is_none_or(|m| m.contains("Unknown device type")) =>
+            {
+                Err(Error::Unsupported {
+                    feature: self.kind.feature(),
+                })
+            }
+            other => other,
+        }
+    }
+
+    fn message(&self, name: &str) -> LinkMessage {
+        let mut message = LinkMessage::default();
+        if self.up {
+            message.header.flags = LinkFlags::Up;
+            message.header.change_mask = LinkFlags::Up;
+        }
+        message
+            .attributes
+            .push(LinkAttribute::IfName(name.to_owned()));
+        if let Some(parent) = self.parent {
+            message.attributes.push(LinkAttribute::Link(parent));
+        }
+        if let Some(mtu) = self.mtu {
+            message.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        if let Some(mac) = self.mac {
+            message.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
+        }
+        if let Some(ns) = self.netns {
+            message
+                .attributes
+                .push(LinkAttribute::NetNsFd(ns.as_fd().as_raw_fd()));
+        }
+        let (kind, data) = match &self.kind {
+            NewLinkKind::Macvlan(mode) => (
+                InfoKind::MacVlan,
+                Some(InfoData::MacVlan(vec![InfoMacVlan::Mode(match mode {
+                    MacvlanMode::Bridge => NlMacVlanMode::Bridge,
+                    MacvlanMode::Private => NlMacVlanMode::Private,
+                    MacvlanMode::Vepa => NlMacVlanMode::Vepa,
+                    MacvlanMode::Passthru => NlMacVlanMode::Passthrough,
+                    MacvlanMode::Source => NlMacVlanMode::Source,
+                })])),
+            ),
+            NewLinkKind::Ipvlan(mode, flag) => (
+                InfoKind::IpVlan,
+                Some(InfoData::IpVlan(vec![
+                    InfoIpVlan::Mode(match mode {
+                        IpvlanMode::L2 => NlIpVlanMode::L2,
+                        IpvlanMode::L3 => NlIpVlanMode::L3,
+                        IpvlanMode::L3s => NlIpVlanMode::L3S,
+                    }),
+                    InfoIpVlan::Flags(match flag {
+                        IpvlanFlag::Bridge => IpVlanFlags::empty(),
+                        IpvlanFlag::Private => IpVlanFlags::Private,
+                        IpvlanFlag::Vepa => IpVlanFlags::Vepa,
+                    }),
+                ])),
+            ),
+            NewLinkKind::Vlan(id) => (InfoKind::Vlan, Some(InfoData::Vlan(vec![InfoVlan::Id(*id)]))),
+            NewLinkKind::Dummy => (InfoKind::Dummy, None),
+            NewLinkKind::Veth { peer } => {
+                let mut peer_message = LinkMessage::default();
+                peer_message
+                    .attributes
+                    .push(LinkAttribute::IfName(peer.clone()));
+                if let Some(ns) = self.peer_netns {
+                    peer_message
+                        .attributes
+                        .push(LinkAttribute::NetNsFd(ns.as_fd().as_raw_fd()));
+                }
+                (
+                    InfoKind::Veth,
+                    Some(InfoData::Veth(InfoVeth::Peer(peer_message))),
+                )
+            }
+        };
+        let mut info = vec![LinkInfo::Kind(kind)];
+        info.extend(data.map(LinkInfo::Data));
+        message.attributes.push(LinkAttribute::LinkInfo(info));
+        message
+    }
+}
+
+/// Checks an interface name as the kernel would, before anything is sent.
+///
+/// ```
+/// assert!(underlay::link::validate_name("eth0.50").is_ok());
+/// assert!(underlay::link::validate_name("a-name-that-is-too-long").is_err());
+/// ```
+pub fn validate_name(name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        Some("it is empty".to_owned())
+    } else if name.len() > MAX_NAME_LEN {
+        Some(format!(
+            "it is {} bytes long; Linux allows at most {MAX_NAME_LEN}",
+            name.len()
+        ))
+    } else if name == "." || name == ".." {
+        Some("it is reserved".to_owned())
+    } else if name
+        .chars()
+        .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+    {
+        Some("it contains '/', ':', whitespace or a control character".to_owned())
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(Error::invalid("interface name", name, reason)),
+        None => Ok(()),
+    }
+}
+
+/// How many temporary names to try when creating a link inside another
+/// namespace under a temporary name.
+const TEMPORARY_NAME_TRIES: usize = 4;
+
+impl Netlink {
+    /// Lists every link in the socket's namespace.
+    pub fn links(&self) -> Result<Vec<Link>> {
+        self.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()), || {
+            "list links".into()
+        })?
+        .into_iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewLink(link) => Some(Link::from_message(link)),
+            _ => None,
+        })
+        .collect()
+    }
+
+    /// Looks a link up by name; [`Error::LinkNotFound`] when there is none.
+    pub fn link_by_name(&self, name: &str) -> Result<Link> {
+        validate_name(name)?;
+        let mut message = LinkMessage::default();
+        message
+            .attributes
+            .push(LinkAttribute::IfName(name.to_owned()));
+        self.get_link(message, name.to_owned())
+    }
+
+    /// Looks a link up by index; [`Error::LinkNotFound`] when there is none.
+    pub fn link_by_index(&self, index: u32) -> Result<Link> {
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        self.get_link(message, format!("#{index}"))
+    }
+
+    fn get_link(&self, message: LinkMessage, what: String) -> Result<Link> {
+        match self.get(RouteNetlinkMessage::GetLink(message), || {
+            format!("get link {what}")
+        }) {
+            Ok(RouteNetlinkMessage::NewLink(link)) => Link::from_message(link),
+            Ok(other) => Err(Error::Protocol(format!(
+                "get link {what}: unexpected reply {other:?}"
+            ))),
+            Err(e) if e.errno() == Some(libc::ENODEV) => Err(Error::LinkNotFound { link: what }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates a link. It fails with `EEXIST` when the name is taken in the
+    /// namespace the link goes to, and with [`Error::Unsupported`] when the
+    /// kernel cannot make that kind of link.
+    ///
+    /// When the link goes into another namespace, older kernels (Debian's
+    /// 6.1 among them) also refuse a name that exists in the *socket's*
+    /// namespace; the link is then created under a temporary name and
+    /// renamed inside its namespace, so that `eth0` can be made in a
+    /// container while the host has an `eth0` too.
+    pub fn create_link(&self, spec: &NewLink<'_>) -> Result<()> {
+        validate_name(&spec.name)?;
+        if let NewLinkKind::Veth { peer } = &spec.kind {
+            validate_name(peer)?;
+        }
+        match (self.create_link_named(spec, &spec.name), spec.netns) {
+            (Err(e), Some(netns)) if e.errno() == Some(libc::EEXIST) => {
+                self.create_link_renamed(spec, netns, e)
+            }
+            (result, _) => result,
+        }
+    }
+
+    fn create_link_named(&self, spec: &NewLink<'_>, name: &str) -> Result<()> {
+        let result = self.request(
+            RouteNetlinkMessage::NewLink(spec.message(name)),
+            NLM_F_CREATE | NLM_F_EXCL,
+            || format!("create {} link {name:?}", spec.kind.name()),
+        );
+        spec.explain(result)
+    }
+
+    /// Creates several links in one round trip (each in the socket's own
+    /// namespace and under its own name) and returns one result per link.
+    pub(crate) fn create_links(&self, specs: &[NewLink<'_>]) -> Result<Vec<Result<()>>> {
+        for spec in specs {
+            validate_name(&spec.name)?;
+        }
+        let requests = specs
+            .iter()
+            .map(|spec| Request {
+                message: RouteNetlinkMessage::NewLink(spec.message(&spec.name)),
+                flags: NLM_F_CREATE | NLM_F_EXCL,
+                operation: format!("create {} link {:?}", spec.kind.name(), spec.name),
+            })
+            .collect();
+        Ok(self
+            .batch(requests)?
+            .into_iter()
+            .zip(specs)
+            .map(|(result, spec)| spec.explain(result))
+            .collect())
+    }
+
+    /// The slow path of [`create_link`](Self::create_link): the name is taken
+    /// either in the target namespace (a real conflict) or only in ours.
+    fn create_link_renamed(&self, spec: &NewLink<'_>, netns: &NetNs, conflict: Error) -> Result<()> {
+        let inside = netns.netlink()?;
+        match inside.link_by_name(&spec.name) {
+            Ok(_) => return Err(conflict),
+            Err(Error::LinkNotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        log::debug!(
+            "{:?} exists in the creating namespace only; creating under a temporary name",
+            spec.name
+        );
+        let mut last = conflict;
+        for _ in 0..TEMPORARY_NAME_TRIES {
+            let temporary = temporary_name()?;
+            match self.create_link_named(spec, &temporary) {
+                Ok(()) => {
+                    let link = inside.link_by_name(&temporary)?;
+                    if let Err(e) = inside.rename_link(link.index, &spec.name) {
+                        if let Err(cleanup) = inside.delete_link(link.index) {
+                            log::warn!("could not remove temporary link {temporary}: {cleanup}");
+                        }
+                        return Err(e);
+                    }
+                    return Ok(());
+                }
+                Err(e) if e.errno() == Some(libc::EEXIST) => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    /// Renames a link. Most kernels refuse to rename a link that is up.
+    pub fn rename_link(&self, index: u32, name: &str) -> Result<()> {
+        validate_name(name)?;
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        message
+            .attributes
+            .push(LinkAttribute::IfName(name.to_owned()));
+        self.request(RouteNetlinkMessage::SetLink(message), 0, || {
+            format!("rename link #{index} to {name:?}")
+        })
+    }
+
+    /// Brings a link up or down.
+    pub fn set_link_up_by_index(&self, index: u32, up: bool) -> Result<()> {
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        message.header.change_mask = LinkFlags::Up;
+        if up {
+            message.header.flags = LinkFlags::Up;
+        }
+        self.request(RouteNetlinkMessage::SetLink(message), 0, || {
+            format!("set link #{index} {}", if up { "up" } else { "down" })
+        })
+    }
+
+    /// Sets a link's MTU.
+    pub fn set_mtu(&self, index: u32, mtu: u32) -> Result<()> {
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        message.attributes.push(LinkAttribute::Mtu(mtu));
+        self.request(RouteNetlinkMessage::SetLink(message), 0, || {
+            format!("set the MTU of link #{index} to {mtu}")
+        })
+    }
+
+    /// Sets a link's MAC address.
+    pub fn set_mac(&self, index: u32, mac: MacAddress) -> Result<()> {
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        message
+            .attributes
+            .push(LinkAttribute::Address(mac.0.to_vec()));
+        self.request(RouteNetlinkMessage::SetLink(message), 0, || {
+            format!("set the MAC address of link #{index} to {mac}")
+        })
+    }
+
+    /// Turns `arp_notify` on or off for a link: with it on, the kernel sends
+    /// a gratuitous ARP when the link comes up or its address changes. This
+    /// goes through netlink (`IFLA_AF_SPEC`), not `/proc/sys`.
+    pub fn set_arp_notify(&self, index: u32, on: bool) -> Result<()> {
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        message
+            .attributes
+            .push(LinkAttribute::Other(ipv4_devconf(IPV4_DEVCONF_ARP_NOTIFY, on as u32)));
+        self.request(RouteNetlinkMessage::SetLink(message), 0, || {
+            format!("set arp_notify on link #{index}")
+        })
+    }
+
+    /// Deletes a link. Deleting a parent deletes its macvlan, ipvlan and
+    /// VLAN children with it.
+    pub fn delete_link(&self, index: u32) -> Result<()> {
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        self.request(RouteNetlinkMessage::DelLink(message), 0, || {
+            format!("delete link #{index}")
+        })
+        .map_err(|e| match e.errno() {
+            Some(libc::ENODEV) => Error::LinkNotFound {
+                link: format!("#{index}"),
+            },
+            _ => e,
+        })
+    }
+}
+
+/// `IPV4_DEVCONF_ARP_NOTIFY` (1-based index in `IFLA_INET_CONF`).
+const IPV4_DEVCONF_ARP_NOTIFY: u16 = 22;
+const IFLA_AF_SPEC: u16 = 26;
+const IFLA_INET_CONF: u16 = 1;
+const NLA_F_NESTED: u16 = 0x8000;
+
+/// `IFLA_AF_SPEC { AF_INET { IFLA_INET_CONF { key: value } } }`: sets one
+/// IPv4 device setting and leaves the others alone.
+fn ipv4_devconf(key: u16, value: u32) -> DefaultNla {
+    fn nla(kind: u16, value: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(4 + value.len());
+        out.extend_from_slice(&((4 + value.len()) as u16).to_ne_bytes());
+        out.extend_from_slice(&kind.to_ne_bytes());
+        out.extend_from_slice(value);
+        out.resize(out.len().next_multiple_of(4), 0);
+        out
+    }
+    let setting = nla(key, &value.to_ne_bytes());
+    let conf = nla(IFLA_INET_CONF | NLA_F_NESTED, &setting);
+    let inet = nla(libc::AF_INET as u16 | NLA_F_NESTED, &conf);
+    DefaultNla::new(IFLA_AF_SPEC | NLA_F_NESTED, inet)
+}
+
+fn temporary_name() -> Result<String> {
+    let mut bytes = [0u8; 5];
+    fill_random(&mut bytes)?;
+    Ok(format!(
+        "ul{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
+}
+
+/// Fills `bytes` from the kernel's random source.
+pub(crate) fn fill_random(bytes: &mut [u8]) -> Result<()> {
+    let mut filled = 0;
+    while filled < bytes.len() {
+        // SAFETY: getrandom writes at most the given length into the slice.
+        let n = unsafe {
+            libc::getrandom(
+                bytes[filled..].as_mut_ptr().cast(),
+                bytes.len() - filled,
+                0,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(Error::io("read random bytes", e));
+        }
+        filled += n as usize;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_core::{Emitable, Nla};
+
+    #[test]
+    fn mac_addresses_round_trip_and_reject_garbage() {
+        let mac: MacAddress = "aa:bb:cc:0:1:ff".parse().unwrap();
+        assert_eq!(mac.to_string(), "aa:bb:cc:00:01:ff");
+        for bad in ["", "aa:bb:cc:dd:ee", "aa:bb:cc:dd:ee:ff:00", "zz:bb:cc:dd:ee:ff", "aaa:b:c:d:e:f"] {
+            let err = bad.parse::<MacAddress>().unwrap_err();
+            assert!(err.to_string().contains("MAC address"), "{err}");
+        }
+        let random = MacAddress::random_local().unwrap();
+        assert!(random.is_locally_administered() && random.is_unicast());
+    }
+
+    #[test]
+    fn names_are_checked_like_the_kernel_does() {
+        for good in ["eth0", "eth0.50", "a", "fifteen-chars-x"] {
+            validate_name(good).unwrap();
+        }
+        for bad in ["", "sixteen-chars-xx", "a/b", "a b", ".", "..", "eth0:1"] {
+            let err = validate_name(bad).unwrap_err();
+            assert!(matches!(err, Error::InvalidArgument { .. }));
+            assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn macvlan_message_carries_mode_parent_and_netns_free() {
+        let message = NewLink::macvlan("mv0", 7, MacvlanMode::Vepa).mtu(1400).message("mv0");
+        assert!(message.attributes.contains(&LinkAttribute::Link(7)));
+        assert!(message.attributes.contains(&LinkAttribute::Mtu(1400)));
+        let info = message
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::LinkInfo(i) => Some(i.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(info[0], LinkInfo::Kind(InfoKind::MacVlan));
+        assert_eq!(
+            info[1],
+            LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(NlMacVlanMode::Vepa)]))
+        );
+        // Reading our own message back gives the same kind.
+        let mut read = message.clone();
+        read.header.index = 3;
+        let link = Link::from_message(read).unwrap();
+        assert_eq!(link.kind, Some(LinkKind::Macvlan { mode: MacvlanMode::Vepa }));
+        assert_eq!(link.parent_index, Some(7));
+    }
+
+    #[test]
+    fn ipvlan_flags_and_vlan_id_round_trip() {
+        for (mode, flag) in [
+            (IpvlanMode::L2, IpvlanFlag::Bridge),
+            (IpvlanMode::L3, IpvlanFlag::Private),
+            (IpvlanMode::L3s, IpvlanFlag::Vepa),
+        ] {
+            let mut m = NewLink::ipvlan("iv0", 2, mode, flag).message("iv0");
+            m.header.index = 9;
+            assert_eq!(
+                Link::from_message(m).unwrap().kind,
+                Some(LinkKind::Ipvlan { mode, flag })
+            );
+        }
+        let mut m = NewLink::vlan("eth0.50", 2, 50).message("eth0.50");
+        m.header.index = 9;
+        assert_eq!(Link::from_message(m).unwrap().kind, Some(LinkKind::Vlan { id: 50 }));
+    }
+
+    #[test]
+    fn arp_notify_attribute_is_nested_three_deep() {
+        let nla = ipv4_devconf(IPV4_DEVCONF_ARP_NOTIFY, 1);
+        let mut bytes = vec![0; nla.buffer_len()];
+        nla.emit(&mut bytes);
+        // AF_SPEC(20) > AF_INET(16) > INET_CONF(12) > ARP_NOTIFY(8) = u32 1
+        assert_eq!(bytes.len(), 20);
+        assert_eq!(u16::from_ne_bytes([bytes[2], bytes[3]]) & !NLA_F_NESTED, IFLA_AF_SPEC);
+        assert_eq!(u16::from_ne_bytes([bytes[6], bytes[7]]) & !NLA_F_NESTED, 2);
+        assert_eq!(u16::from_ne_bytes([bytes[14], bytes[15]]), IPV4_DEVCONF_ARP_NOTIFY);
+        assert_eq!(u32::from_ne_bytes(bytes[16..20].try_into().unwrap()), 1);
+        assert_eq!(nla.kind() & !NLA_F_NESTED, IFLA_AF_SPEC);
+    }
+}

@@ -1,1 +1,253 @@
-//! placeholder
+//! Handles on network namespaces.
+//!
+//! A [`NetNs`] holds an open file descriptor of a network namespace: a
+//! `/run/netns/NAME` bind mount, `/proc/PID/ns/net`, or one made with
+//! [`NetNs::create`]. Work that must happen *inside* a namespace (opening a
+//! netlink socket there, writing its `/proc/sys/net` settings) runs on a
+//! short-lived thread of the library's own that switches into it; the
+//! caller's threads are never moved with `setns`.
+//!
+//! ```no_run
+//! use underlay::netns::NetNs;
+//!
+//! let container = NetNs::open("/run/netns/web1")?;
+//! let nl = container.netlink()?;
+//! let lo = nl.link_by_name("lo")?;
+//! assert_eq!(lo.index, 1);
+//! # Ok::<(), underlay::Error>(())
+//! ```
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::netlink::Netlink;
+use crate::{Error, Result};
+
+/// `NSFS_MAGIC`: the filesystem of namespace files.
+const NSFS_MAGIC: i64 = 0x6e73_6673;
+/// `NS_GET_NSTYPE` ioctl: `_IO(0xb7, 0x3)`.
+const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+
+/// The identity of a network namespace: the device and inode of its
+/// namespace file, stable for the namespace's lifetime and equal for every
+/// path that names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NetNsId {
+    /// Device number of the nsfs filesystem.
+    pub dev: u64,
+    /// Inode number of the namespace.
+    pub inode: u64,
+}
+
+impl std::fmt::Display for NetNsId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "net:[{}]", self.inode)
+    }
+}
+
+/// An open network namespace.
+///
+/// The namespace lives at least as long as this handle. It is `Send + Sync`.
+///
+/// ```no_run
+/// use underlay::netns::NetNs;
+///
+/// let ns = NetNs::create()?; // a fresh, empty namespace
+/// ns.write_sysctl("net/ipv4/conf/all/arp_notify", "1")?;
+/// # Ok::<(), underlay::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct NetNs {
+    fd: OwnedFd,
+    id: NetNsId,
+    path: PathBuf,
+}
+
+impl NetNs {
+    /// Opens the network namespace at `path` (`/run/netns/NAME`,
+    /// `/proc/PID/ns/net`, ...). Anything that is not a network namespace
+    /// file, such as a regular file or another kind of namespace, is refused
+    /// with [`Error::NotANetworkNamespace`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::NotANetworkNamespace {
+                    path: path.to_owned(),
+                    reason: "no such file (is the container still running?)".into(),
+                }
+            } else {
+                Error::io(format!("open {}", path.display()), e)
+            }
+        })?;
+        Self::from_file(file, path.to_owned())
+    }
+
+    /// The network namespace of the calling thread.
+    pub fn current() -> Result<Self> {
+        Self::open("/proc/thread-self/ns/net")
+    }
+
+    /// Creates a new, empty network namespace. It holds only a `lo` link,
+    /// which is brought up, and lives as long as this handle (or any other
+    /// reference to it) does; nothing is left behind when it is dropped.
+    pub fn create() -> Result<Self> {
+        let ns = on_own_thread(|| {
+            // SAFETY: unshare only affects this thread, which the library
+            // owns and which ends right after.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                return Err(Error::io(
+                    "create a network namespace (unshare CLONE_NEWNET)",
+                    std::io::Error::last_os_error(),
+                ));
+            }
+            let ns = NetNs::current()?;
+            Netlink::open()?.set_link_up_by_index(1, true)?;
+            Ok(ns)
+        })?;
+        log::debug!("created network namespace {}", ns.id);
+        Ok(ns)
+    }
+
+    fn from_file(file: File, path: PathBuf) -> Result<Self> {
+        let not_netns = |reason: String| Error::NotANetworkNamespace {
+            path: path.clone(),
+            reason,
+        };
+        // SAFETY: fstatfs writes into a zeroed statfs struct we own.
+        let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::fstatfs(file.as_raw_fd(), &mut fs) } != 0 {
+            return Err(Error::io(
+                format!("fstatfs {}", path.display()),
+                std::io::Error::last_os_error(),
+            ));
+        }
+        let metadata = file
+            .metadata()
+            .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
+        if fs.f_type as i64 != NSFS_MAGIC {
+            let what = if metadata.is_dir() {
+                "a directory"
+            } else if metadata.is_file() {
+                "a regular file"
+            } else {
+                "not a namespace file"
+            };
+            return Err(not_netns(format!(
+                "it is {what}, not a namespace file (expected /run/netns/NAME or /proc/PID/ns/net)"
+            )));
+        }
+        // SAFETY: NS_GET_NSTYPE takes no argument and returns the type.
+        let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE as _) };
+        if kind < 0 {
+            return Err(Error::io(
+                format!("query the namespace type of {}", path.display()),
+                std::io::Error::last_os_error(),
+            ));
+        }
+        if kind != libc::CLONE_NEWNET {
+            return Err(not_netns(format!(
+                "it is a {} namespace, not a network namespace",
+                namespace_kind(kind)
+            )));
+        }
+        Ok(NetNs {
+            id: NetNsId {
+                dev: metadata.dev(),
+                inode: metadata.ino(),
+            },
+            fd: file.into(),
+            path,
+        })
+    }
+
+    /// The namespace's identity.
+    pub fn id(&self) -> NetNsId {
+        self.id
+    }
+
+    /// The path the namespace was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens a route-netlink socket that works inside this namespace.
+    pub fn netlink(&self) -> Result<Netlink> {
+        self.run(Netlink::open)
+    }
+
+    /// Writes a per-namespace kernel setting under `/proc/sys`, for example
+    /// `net/ipv6/conf/eth0/ndisc_notify`. `key` is relative to `/proc/sys`
+    /// and may not leave it.
+    pub fn write_sysctl(&self, key: &str, value: &str) -> Result<()> {
+        if key.split('/').any(|part| part.is_empty() || part == "..") || !key.starts_with("net/")
+        {
+            return Err(Error::invalid(
+                "sysctl key",
+                key,
+                "expected a path below /proc/sys/net such as net/ipv4/conf/eth0/arp_notify",
+            ));
+        }
+        let path = format!("/proc/sys/{key}");
+        self.run(|| {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| Error::io(format!("open {path}"), e))?;
+            file.write_all(value.as_bytes())
+                .map_err(|e| Error::io(format!("write {value:?} to {path}"), e))
+        })
+    }
+
+    /// Runs `work` on a thread of the library's own that has switched into
+    /// this namespace, and returns its result. The calling thread is never
+    /// moved.
+    pub fn run<T: Send>(&self, work: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+        let fd = self.fd.as_raw_fd();
+        on_own_thread(move || {
+            // SAFETY: setns only affects this thread, which the library
+            // owns; `fd` stays open while the scoped thread runs.
+            if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
+                return Err(Error::io(
+                    format!("enter network namespace {}", self.path.display()),
+                    std::io::Error::last_os_error(),
+                ));
+            }
+            work()
+        })
+    }
+}
+
+impl AsFd for NetNs {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Runs `work` on a fresh thread and waits for it.
+fn on_own_thread<T: Send>(work: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("underlay-netns".into())
+            .spawn_scoped(scope, work)
+            .map_err(|e| Error::io("spawn a namespace worker thread", e))?
+            .join()
+            .unwrap_or_else(|_| Err(Error::Protocol("a namespace worker thread panicked".into())))
+    })
+}
+
+fn namespace_kind(kind: libc::c_int) -> &'static str {
+    match kind {
+        libc::CLONE_NEWUTS => "UTS",
+        libc::CLONE_NEWIPC => "IPC",
+        libc::CLONE_NEWNS => "mount",
+        libc::CLONE_NEWPID => "PID",
+        libc::CLONE_NEWUSER => "user",
+        libc::CLONE_NEWCGROUP => "cgroup",
+        libc::CLONE_NEWTIME => "time",
+        _ => "different",
+    }
+}

@@ -1,1 +1,290 @@
-//! placeholder
+//! Routes in the main table: the default routes that endpoints need.
+//!
+//! Two forms of default route exist here, as in Docker's drivers:
+//! `default via GATEWAY dev IF` for macvlan and ipvlan L2, and
+//! `default dev IF scope link` for ipvlan L3, where there is no gateway to
+//! resolve.
+//!
+//! ```no_run
+//! use underlay::netlink::Netlink;
+//! use underlay::route::{IpFamily, NewRoute};
+//!
+//! let nl = Netlink::open()?;
+//! let eth0 = nl.link_by_name("eth0")?;
+//! nl.add_route(&NewRoute::default_via("172.16.86.1".parse().unwrap(), eth0.index))?;
+//! nl.add_route(&NewRoute::default_dev(IpFamily::V6, eth0.index).metric(1024))?;
+//! for r in nl.routes(IpFamily::V4)? {
+//!     println!("{r:?}");
+//! }
+//! # Ok::<(), underlay::Error>(())
+//! ```
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+
+use crate::netlink::Netlink;
+use crate::{Error, Result};
+
+/// An address family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum IpFamily {
+    /// IPv4.
+    V4,
+    /// IPv6.
+    V6,
+}
+
+impl IpFamily {
+    /// The family of an address.
+    pub fn of(ip: IpAddr) -> Self {
+        if ip.is_ipv4() {
+            IpFamily::V4
+        } else {
+            IpFamily::V6
+        }
+    }
+
+    fn netlink(self) -> AddressFamily {
+        match self {
+            IpFamily::V4 => AddressFamily::Inet,
+            IpFamily::V6 => AddressFamily::Inet6,
+        }
+    }
+}
+
+/// A route to add or delete.
+///
+/// ```
+/// use underlay::route::{IpFamily, NewRoute};
+///
+/// let via = NewRoute::default_via("2001:db8:abc2::22".parse().unwrap(), 2);
+/// assert_eq!(via.family(), IpFamily::V6);
+/// let dev = NewRoute::default_dev(IpFamily::V4, 2).metric(99);
+/// assert_eq!(dev.family(), IpFamily::V4);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRoute {
+    family: IpFamily,
+    destination: Option<IpNet>,
+    gateway: Option<IpAddr>,
+    oif: u32,
+    metric: Option<u32>,
+}
+
+impl NewRoute {
+    /// `default via GATEWAY dev IF`.
+    pub fn default_via(gateway: IpAddr, oif: u32) -> Self {
+        NewRoute {
+            family: IpFamily::of(gateway),
+            destination: None,
+            gateway: Some(gateway),
+            oif,
+            metric: None,
+        }
+    }
+
+    /// `default dev IF` (with link scope for IPv4): everything is sent
+    /// straight out of the link, as ipvlan L3 needs.
+    pub fn default_dev(family: IpFamily, oif: u32) -> Self {
+        NewRoute {
+            family,
+            destination: None,
+            gateway: None,
+            oif,
+            metric: None,
+        }
+    }
+
+    /// A route to `destination` straight out of the link.
+    pub fn to_dev(destination: IpNet, oif: u32) -> Self {
+        NewRoute {
+            family: IpFamily::of(destination.addr()),
+            destination: Some(destination),
+            gateway: None,
+            oif,
+            metric: None,
+        }
+    }
+
+    /// Sets the metric (priority); lower wins.
+    pub fn metric(mut self, metric: u32) -> Self {
+        self.metric = Some(metric);
+        self
+    }
+
+    /// The route's address family.
+    pub fn family(&self) -> IpFamily {
+        self.family
+    }
+
+    pub(crate) fn message(&self) -> RouteMessage {
+        let mut header = RouteHeader::default();
+        header.address_family = self.family.netlink();
+        header.table = RouteHeader::RT_TABLE_MAIN;
+        header.protocol = RouteProtocol::Boot;
+        header.kind = RouteType::Unicast;
+        // A route without a gateway reaches hosts directly on the link; the
+        // kernel ignores the scope of IPv6 routes.
+        header.scope = if self.gateway.is_none() && self.family == IpFamily::V4 {
+            RouteScope::Link
+        } else {
+            RouteScope::Universe
+        };
+        let mut message = RouteMessage::default();
+        if let Some(destination) = self.destination {
+            header.destination_prefix_length = destination.prefix_len();
+            message
+                .attributes
+                .push(RouteAttribute::Destination(destination.addr().into()));
+        }
+        message.header = header;
+        if let Some(gateway) = self.gateway {
+            message
+                .attributes
+                .push(RouteAttribute::Gateway(gateway.into()));
+        }
+        message.attributes.push(RouteAttribute::Oif(self.oif));
+        if let Some(metric) = self.metric {
+            message.attributes.push(RouteAttribute::Priority(metric));
+        }
+        message
+    }
+}
+
+/// A route in the main table, as the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Route {
+    /// The family.
+    pub family: IpFamily,
+    /// The destination; `None` for a default route.
+    pub destination: Option<IpNet>,
+    /// The next hop, if any.
+    pub gateway: Option<IpAddr>,
+    /// The outgoing link.
+    pub oif: Option<u32>,
+    /// The metric.
+    pub metric: Option<u32>,
+    /// Link scope (`scope link`).
+    pub link_scope: bool,
+}
+
+impl Route {
+    /// Whether this is a default route.
+    pub fn is_default(&self) -> bool {
+        self.destination.is_none()
+    }
+}
+
+impl Netlink {
+    /// Adds a route; `EEXIST` if the same route is there already.
+    pub fn add_route(&self, route: &NewRoute) -> Result<()> {
+        self.request(
+            RouteNetlinkMessage::NewRoute(route.message()),
+            NLM_F_CREATE | NLM_F_EXCL,
+            || format!("add route {}", describe(route)),
+        )
+    }
+
+    /// Deletes a route.
+    pub fn delete_route(&self, route: &NewRoute) -> Result<()> {
+        self.request(RouteNetlinkMessage::DelRoute(route.message()), 0, || {
+            format!("delete route {}", describe(route))
+        })
+    }
+
+    /// Lists the unicast routes of the main table for one family.
+    pub fn routes(&self, family: IpFamily) -> Result<Vec<Route>> {
+        let mut request = RouteMessage::default();
+        request.header.address_family = family.netlink();
+        let messages = self.dump(RouteNetlinkMessage::GetRoute(request), || {
+            "list routes".into()
+        })?;
+        let mut out = Vec::new();
+        for message in messages {
+            let RouteNetlinkMessage::NewRoute(message) = message else {
+                continue;
+            };
+            let mut table = u32::from(message.header.table);
+            let mut route = Route {
+                family,
+                destination: None,
+                gateway: None,
+                oif: None,
+                metric: None,
+                link_scope: message.header.scope == RouteScope::Link,
+            };
+            for attribute in message.attributes {
+                match attribute {
+                    RouteAttribute::Destination(a) => {
+                        route.destination = Some(
+                            IpNet::new(ip_of(a)?, message.header.destination_prefix_length)
+                                .map_err(|e| Error::Protocol(format!("route destination: {e}")))?,
+                        )
+                    }
+                    RouteAttribute::Gateway(a) => route.gateway = Some(ip_of(a)?),
+                    RouteAttribute::Oif(i) => route.oif = Some(i),
+                    RouteAttribute::Priority(p) => route.metric = Some(p),
+                    RouteAttribute::Table(t) => table = t,
+                    _ => {}
+                }
+            }
+            if table == u32::from(RouteHeader::RT_TABLE_MAIN)
+                && message.header.kind == RouteType::Unicast
+            {
+                out.push(route);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn ip_of(address: RouteAddress) -> Result<IpAddr> {
+    match address {
+        RouteAddress::Inet(a) => Ok(a.into()),
+        RouteAddress::Inet6(a) => Ok(a.into()),
+        other => Err(Error::Protocol(format!("unexpected route address {other:?}"))),
+    }
+}
+
+fn describe(route: &NewRoute) -> String {
+    let destination = route
+        .destination
+        .map_or_else(|| "default".to_owned(), |d| d.to_string());
+    match route.gateway {
+        Some(gw) => format!("{destination} via {gw} dev #{}", route.oif),
+        None => format!("{destination} dev #{}", route.oif),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_dev_v4_has_link_scope_and_v6_does_not() {
+        let v4 = NewRoute::default_dev(IpFamily::V4, 5).message();
+        assert_eq!(v4.header.scope, RouteScope::Link);
+        assert_eq!(v4.header.destination_prefix_length, 0);
+        assert!(v4.attributes.contains(&RouteAttribute::Oif(5)));
+        let v6 = NewRoute::default_dev(IpFamily::V6, 5).metric(1024).message();
+        assert_eq!(v6.header.scope, RouteScope::Universe);
+        assert!(v6.attributes.contains(&RouteAttribute::Priority(1024)));
+    }
+
+    #[test]
+    fn default_via_carries_the_gateway() {
+        let m = NewRoute::default_via("172.16.86.1".parse().unwrap(), 2).message();
+        assert_eq!(m.header.address_family, AddressFamily::Inet);
+        assert!(m
+            .attributes
+            .iter()
+            .any(|a| matches!(a, RouteAttribute::Gateway(RouteAddress::Inet(g)) if g.to_string() == "172.16.86.1")));
+    }
+}
