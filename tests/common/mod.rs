@@ -1,0 +1,160 @@
+//! The integration-test harness: throw-away network namespaces.
+//!
+//! Every test gets its own "host" namespace with a veth pair standing in for
+//! the NIC (`eth0`, whose far end `uplink0` plays the switch), plus as many
+//! container namespaces as it asks for. Namespaces are held only by file
+//! descriptors, never bind-mounted, so they vanish with everything in them
+//! when the test ends, whether it passes, panics or the process is killed;
+//! the machine's own namespace is never touched.
+//!
+//! Kernel-dependent tests live in modules named `needs_ipvlan`, `needs_vlan`
+//! or `needs_dummy`, are `#[ignore]`d with the reason (so a plain `cargo test`
+//! on a kernel without the feature shows them as skipped, never as passed),
+//! and call [`require`] first, which fails the test if the feature is
+//! missing. `scripts/test.sh` runs them with `--include-ignored` in the
+//! real-kernel tier.
+#![allow(dead_code)]
+
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use underlay::capability::{KernelCapabilities, KernelFeature};
+use underlay::netlink::Netlink;
+use underlay::netns::NetNs;
+
+/// The name of the stand-in NIC in every sandbox's host namespace.
+pub const PARENT: &str = "eth0";
+
+/// A host namespace with a parent link, and helpers for containers.
+pub struct Sandbox {
+    /// The "host" namespace.
+    pub host: NetNs,
+    /// A netlink socket in it.
+    pub nl: Netlink,
+}
+
+impl Sandbox {
+    /// A host namespace with `eth0` (a veth whose peer `uplink0` stays in
+    /// the host namespace as the "switch"), both up.
+    pub fn new() -> Self {
+        let host = NetNs::create().expect("create the host namespace");
+        let nl = host.netlink().expect("netlink in the host namespace");
+        nl.create_link(&underlay::link::NewLink::veth(PARENT, "uplink0").up())
+            .expect("create the veth parent");
+        let uplink = nl.link_by_name("uplink0").expect("uplink0");
+        nl.set_link_up_by_index(uplink.index, true).expect("uplink0 up");
+        Sandbox { host, nl }
+    }
+
+    /// A host namespace with no parent link at all.
+    pub fn empty() -> Self {
+        let host = NetNs::create().expect("create the host namespace");
+        let nl = host.netlink().expect("netlink in the host namespace");
+        Sandbox { host, nl }
+    }
+
+    /// The index of `eth0` in the host namespace.
+    pub fn parent_index(&self) -> u32 {
+        self.nl.link_by_name(PARENT).expect("parent link").index
+    }
+
+    /// A fresh container namespace.
+    pub fn container(&self) -> NetNs {
+        NetNs::create().expect("create a container namespace")
+    }
+
+    /// Runs a command in the host namespace.
+    pub fn host_run(&self, program: &str, args: &[&str]) -> Output {
+        run_in(&self.host, program, args)
+    }
+}
+
+/// Runs `program` in `ns` (the child process enters it; the test's threads
+/// stay where they are) and returns its output.
+pub fn run_in(ns: &NetNs, program: &str, args: &[&str]) -> Output {
+    let fd = ns.as_fd().as_raw_fd();
+    let mut command = Command::new(program);
+    command.args(args);
+    // SAFETY: setns is async-signal-safe and only affects the forked child.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"))
+}
+
+/// Runs `ip -j ARGS` in `ns` and parses its JSON.
+pub fn ip_json(ns: &NetNs, args: &[&str]) -> serde_json::Value {
+    let mut full = vec!["-j"];
+    full.extend_from_slice(args);
+    let out = run_in(ns, "ip", &full);
+    assert!(
+        out.status.success(),
+        "ip {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.trim().is_empty() {
+        return serde_json::Value::Array(vec![]);
+    }
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("ip -j {args:?}: {e}: {text}"))
+}
+
+/// `ip -d -j link show NAME` in `ns`: the one link's JSON object.
+pub fn ip_link(ns: &NetNs, name: &str) -> serde_json::Value {
+    ip_json(ns, &["-d", "link", "show", "dev", name])[0].clone()
+}
+
+/// The text `ip route` (or `ip -6 route`) prints in `ns`.
+pub fn ip_routes(ns: &NetNs, v6: bool) -> String {
+    let args: &[&str] = if v6 { &["-6", "route"] } else { &["route"] };
+    String::from_utf8_lossy(&run_in(ns, "ip", args).stdout).into_owned()
+}
+
+/// Whether `ns` can ping `address` (two tries, short timeout).
+pub fn ping(ns: &NetNs, address: &str) -> bool {
+    run_in(ns, "ping", &["-c", "2", "-i", "0.2", "-W", "2", address])
+        .status
+        .success()
+}
+
+/// This process's view of the kernel's capabilities, probed once.
+pub fn capabilities() -> KernelCapabilities {
+    static CAPS: OnceLock<KernelCapabilities> = OnceLock::new();
+    *CAPS.get_or_init(|| KernelCapabilities::probe().expect("probe the kernel"))
+}
+
+/// Fails the test unless the kernel has `feature`: a kernel-dependent test
+/// must never pass without running.
+pub fn require(feature: KernelFeature) {
+    if !capabilities().supports(feature) {
+        panic!(
+            "this kernel lacks {} ({}): this test belongs to the real-kernel tier \
+             (scripts/test.sh runs it under QEMU)",
+            feature.name(),
+            feature.config_option()
+        );
+    }
+}
+
+/// The names of the links in `ns`, sorted.
+pub fn link_names(ns: &NetNs) -> Vec<String> {
+    let mut names: Vec<String> = ns
+        .netlink()
+        .expect("netlink")
+        .links()
+        .expect("list links")
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+    names.sort();
+    names
+}
