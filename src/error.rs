@@ -89,6 +89,55 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// A state file could not be read back.
+    #[error("state file {path} is corrupt: {reason}; move it aside and run recovery")]
+    CorruptState {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong with it.
+        reason: String,
+    },
+
+    /// A network with this name exists already.
+    #[error("network {name:?} already exists: pick another name or remove it first")]
+    NetworkExists {
+        /// The name.
+        name: String,
+    },
+
+    /// No network with this name exists.
+    #[error("network {name:?} not found")]
+    NetworkNotFound {
+        /// The name.
+        name: String,
+    },
+
+    /// The parent interface does not exist (and is not a `name.vlan` that
+    /// underlay could create).
+    #[error("parent interface {parent} not found: create it first, or name a VLAN sub-interface as NAME.VLAN_ID on an existing one")]
+    ParentNotFound {
+        /// The parent as given.
+        parent: String,
+    },
+
+    /// Another network already uses this parent interface.
+    #[error("parent interface {parent} is already used by network {network:?}: only one network may be attached to a parent interface at a time")]
+    ParentInUse {
+        /// The parent.
+        parent: String,
+        /// The network that holds it.
+        network: String,
+    },
+
+    /// The network still has endpoints.
+    #[error("network {network:?} still has {count} endpoint(s): detach them first, or remove it with force")]
+    NetworkHasEndpoints {
+        /// The network.
+        network: String,
+        /// How many endpoints it has.
+        count: usize,
+    },
+
     /// The kernel answered with something this crate could not understand.
     #[error("netlink protocol error: {0}")]
     Protocol(String),

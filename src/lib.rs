@@ -22,11 +22,18 @@
 
 pub mod address;
 pub mod capability;
+pub mod docker;
 mod error;
+pub mod host;
 pub mod ipam;
 pub mod link;
 pub mod netlink;
 pub mod netns;
+pub mod network;
+pub mod parent;
 pub mod route;
+mod store;
 
 pub use error::{Error, Result};
+pub use host::Host;
+pub use network::Network;

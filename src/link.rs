@@ -113,7 +113,8 @@ impl FromStr for MacAddress {
 }
 
 /// macvlan modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum MacvlanMode {
     /// Endpoints on one parent talk to each other directly (Docker's default).
@@ -130,7 +131,8 @@ pub enum MacvlanMode {
 }
 
 /// ipvlan modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum IpvlanMode {
     /// Layer 2: endpoints share the parent's MAC and its broadcast domain
@@ -144,7 +146,8 @@ pub enum IpvlanMode {
 }
 
 /// The ipvlan flag that says how endpoints on one parent reach each other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum IpvlanFlag {
     /// Endpoints talk to each other directly (default).
@@ -155,6 +158,70 @@ pub enum IpvlanFlag {
     /// Traffic between endpoints goes through the switch.
     Vepa,
 }
+
+/// Display and parsing of the modes in Docker's and iproute2's words.
+macro_rules! named_values {
+    ($type:ty, $what:literal, [$(($variant:path, $name:literal)),+ $(,)?]) => {
+        impl $type {
+            /// Every value, in the words `FromStr` accepts.
+            pub const NAMES: &'static [&'static str] = &[$($name),+];
+
+            /// The value's name, as Docker and iproute2 spell it.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($variant => $name,)+
+                }
+            }
+        }
+
+        impl fmt::Display for $type {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $type {
+            type Err = Error;
+
+            fn from_str(s: &str) -> Result<Self> {
+                match s {
+                    $($name => Ok($variant),)+
+                    _ => Err(Error::invalid(
+                        $what,
+                        s,
+                        format!("expected one of: {}", Self::NAMES.join(", ")),
+                    )),
+                }
+            }
+        }
+    };
+}
+
+named_values!(
+    MacvlanMode,
+    "macvlan mode",
+    [
+        (MacvlanMode::Bridge, "bridge"),
+        (MacvlanMode::Private, "private"),
+        (MacvlanMode::Vepa, "vepa"),
+        (MacvlanMode::Passthru, "passthru"),
+        (MacvlanMode::Source, "source"),
+    ]
+);
+named_values!(
+    IpvlanMode,
+    "ipvlan mode",
+    [(IpvlanMode::L2, "l2"), (IpvlanMode::L3, "l3"), (IpvlanMode::L3s, "l3s")]
+);
+named_values!(
+    IpvlanFlag,
+    "ipvlan flag",
+    [
+        (IpvlanFlag::Bridge, "bridge"),
+        (IpvlanFlag::Private, "private"),
+        (IpvlanFlag::Vepa, "vepa"),
+    ]
+);
 
 /// What kind of link a [`Link`] is, with the settings that matter here.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,6 +273,8 @@ pub struct Link {
     pub up: bool,
     /// Carrier present (`IFF_LOWER_UP`).
     pub lower_up: bool,
+    /// The interface alias (`ip link set NAME alias TEXT`), if set.
+    pub alias: Option<String>,
 }
 
 impl Link {
@@ -219,6 +288,7 @@ impl Link {
             mtu: 0,
             up: message.header.flags.contains(LinkFlags::Up),
             lower_up: message.header.flags.contains(LinkFlags::LowerUp),
+            alias: None,
         };
         let mut kind = None;
         let mut data = None;
@@ -226,6 +296,7 @@ impl Link {
             match attribute {
                 LinkAttribute::IfName(name) => link.name = name,
                 LinkAttribute::Mtu(mtu) => link.mtu = mtu,
+                LinkAttribute::IfAlias(alias) if !alias.is_empty() => link.alias = Some(alias),
                 LinkAttribute::Link(parent) if parent != 0 => link.parent_index = Some(parent),
                 LinkAttribute::Address(bytes) => {
                     link.mac = <[u8; 6]>::try_from(bytes.as_slice()).ok().map(MacAddress)
@@ -727,6 +798,19 @@ impl Netlink {
         }
         self.request(RouteNetlinkMessage::SetLink(message), 0, || {
             format!("set link #{index} {}", if up { "up" } else { "down" })
+        })
+    }
+
+    /// Sets (or, with an empty string, clears) a link's alias. underlay
+    /// marks the links it owns this way.
+    pub fn set_alias(&self, index: u32, alias: &str) -> Result<()> {
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        message
+            .attributes
+            .push(LinkAttribute::IfAlias(alias.to_owned()));
+        self.request(RouteNetlinkMessage::SetLink(message), 0, || {
+            format!("set the alias of link #{index}")
         })
     }
 

@@ -1,0 +1,446 @@
+//! The host: a state directory and the network namespace networks live in.
+//!
+//! [`Host`] is the entry point. It owns a state directory, whose layout is
+//!
+//! ```text
+//! STATE_DIR/lock                 flock: network create, remove and recovery
+//! STATE_DIR/id                   this state directory's random id
+//! STATE_DIR/networks/NAME.json   one record per network (fsync'd)
+//! ```
+//!
+//! Network definitions must survive a reboot, so the state directory belongs
+//! on persistent storage (`/var/lib/underlay` by default). Every record is
+//! replaced atomically (temporary file, `fsync`, rename), and every
+//! multi-step change is recorded before it starts, so a crash leaves either
+//! the old state or the new one; [`Host::recover`], which [`Host::open`]
+//! runs, finishes or undoes what a crash interrupted.
+//!
+//! ```no_run
+//! use underlay::{Host, Network};
+//!
+//! let host = Host::open("/var/lib/underlay")?;
+//! host.create_network(Network::builder("macvlan50").macvlan().parent("eth0.50").subnet("192.168.50.0/24"))?;
+//! for net in host.networks()? {
+//!     println!("{} {} {}", net.name(), net.driver(), net.parent().name);
+//! }
+//! host.remove_network("macvlan50")?;
+//! # Ok::<(), underlay::Error>(())
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use ipnet::IpNet;
+
+use crate::capability::KernelCapabilities;
+use crate::ipam::{check_overlap, DefaultPools};
+use crate::link::fill_random;
+use crate::netlink::Netlink;
+use crate::netns::NetNs;
+use crate::network::{Network, NetworkBuilder, NetworkRecord, NetworkState};
+use crate::parent;
+use crate::route::IpFamily;
+use crate::store::{self, Durability};
+use crate::{Error, Result};
+
+/// The default state directory.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/underlay";
+
+/// The prefix of the alias that marks links underlay owns.
+const ALIAS_PREFIX: &str = "underlay:";
+
+/// A state directory and the host namespace it manages. Cheap to clone,
+/// `Send + Sync`.
+///
+/// ```no_run
+/// use underlay::Host;
+///
+/// let host = Host::options()
+///     .state_dir("/var/lib/underlay")
+///     .netns(underlay::netns::NetNs::open("/run/netns/host-sim")?)
+///     .open()?;
+/// # Ok::<(), underlay::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Host {
+    pub(crate) inner: Arc<HostInner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct HostInner {
+    pub state_dir: PathBuf,
+    pub id: String,
+    pub netns: NetNs,
+    pub nl: Netlink,
+    pub default_pools: DefaultPools,
+    pub reserved_prefixes: Vec<IpNet>,
+    pub capabilities: OnceLock<KernelCapabilities>,
+}
+
+/// Options for [`Host::options`].
+#[derive(Debug, Default)]
+#[must_use = "options do nothing until open() is called"]
+pub struct HostOptions {
+    state_dir: Option<PathBuf>,
+    netns: Option<NetNs>,
+    default_pools: Option<DefaultPools>,
+    reserved_prefixes: Vec<IpNet>,
+}
+
+impl HostOptions {
+    /// The state directory ([`DEFAULT_STATE_DIR`] by default).
+    pub fn state_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.state_dir = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// The namespace that holds the parent interfaces (the calling thread's
+    /// by default).
+    pub fn netns(mut self, netns: NetNs) -> Self {
+        self.netns = Some(netns);
+        self
+    }
+
+    /// The pools that networks without an IPv4 (or IPv6) subnet draw from.
+    pub fn default_pools(mut self, pools: DefaultPools) -> Self {
+        self.default_pools = Some(pools);
+        self
+    }
+
+    /// Prefixes in use elsewhere that default pools must avoid, besides
+    /// those of existing networks and of the host's addresses and routes.
+    pub fn reserved_prefixes(mut self, prefixes: impl IntoIterator<Item = IpNet>) -> Self {
+        self.reserved_prefixes.extend(prefixes);
+        self
+    }
+
+    /// Opens (creating if needed) the state directory, then runs
+    /// [`Host::recover`]: owned parents missing after a reboot are created
+    /// again and operations a crash interrupted are finished or undone.
+    pub fn open(self) -> Result<Host> {
+        let state_dir = self.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into());
+        store::create_dir(&state_dir.join("networks"))?;
+        let netns = match self.netns {
+            Some(ns) => ns,
+            None => NetNs::current()?,
+        };
+        let nl = netns.netlink()?;
+        let id = {
+            let _lock = store::lock(&state_dir.join("lock"), true)?;
+            state_id(&state_dir)?
+        };
+        let host = Host {
+            inner: Arc::new(HostInner {
+                state_dir,
+                id,
+                netns,
+                nl,
+                default_pools: self.default_pools.unwrap_or_default(),
+                reserved_prefixes: self.reserved_prefixes,
+                capabilities: OnceLock::new(),
+            }),
+        };
+        let report = host.recover()?;
+        if !report.is_clean() {
+            log::info!("recovery on open: {report:?}");
+        }
+        Ok(host)
+    }
+}
+
+/// Reads the state directory's id, creating it on first use.
+fn state_id(state_dir: &Path) -> Result<String> {
+    let path = state_dir.join("id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
+    }
+    let id = random_hex(8)?;
+    store::write_atomic(&path, id.as_bytes(), Durability::Durable)?;
+    Ok(id)
+}
+
+pub(crate) fn random_hex(bytes: usize) -> Result<String> {
+    let mut buffer = vec![0u8; bytes];
+    fill_random(&mut buffer)?;
+    Ok(buffer.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// What [`Host::recover`] found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecoveryReport {
+    /// Owned parent links that were missing (after a reboot) and were
+    /// created again.
+    pub recreated_parents: Vec<String>,
+    /// Networks whose creation a crash interrupted, undone.
+    pub undone_creations: Vec<String>,
+    /// Networks whose removal a crash interrupted, finished.
+    pub finished_removals: Vec<String>,
+    /// Links marked as underlay's (by their alias) that no network record
+    /// explains; they were deleted.
+    pub removed_links: Vec<String>,
+    /// Networks whose owned parent could not be created again (for example
+    /// because the VLAN's master interface is missing), with the reason.
+    pub broken_networks: Vec<(String, String)>,
+}
+
+impl RecoveryReport {
+    /// Whether there was nothing to do.
+    pub fn is_clean(&self) -> bool {
+        *self == RecoveryReport::default()
+    }
+}
+
+impl Host {
+    /// Opens `state_dir` for the calling thread's network namespace, with
+    /// default options.
+    pub fn open(state_dir: impl AsRef<Path>) -> Result<Host> {
+        Host::options().state_dir(state_dir).open()
+    }
+
+    /// Options for opening a host.
+    pub fn options() -> HostOptions {
+        HostOptions::default()
+    }
+
+    /// The state directory.
+    pub fn state_dir(&self) -> &Path {
+        &self.inner.state_dir
+    }
+
+    /// The host namespace.
+    pub fn netns(&self) -> &NetNs {
+        &self.inner.netns
+    }
+
+    /// What the kernel can make, probed once per host handle.
+    pub fn capabilities(&self) -> Result<KernelCapabilities> {
+        if let Some(caps) = self.inner.capabilities.get() {
+            return Ok(*caps);
+        }
+        let caps = KernelCapabilities::probe()?;
+        Ok(*self.inner.capabilities.get_or_init(|| caps))
+    }
+
+    fn record_path(&self, name: &str) -> PathBuf {
+        self.inner
+            .state_dir
+            .join("networks")
+            .join(format!("{name}.json"))
+    }
+
+    fn lock(&self) -> Result<store::Lock> {
+        store::lock(&self.inner.state_dir.join("lock"), true)
+    }
+
+    fn records(&self) -> Result<Vec<NetworkRecord>> {
+        let mut out = Vec::new();
+        for path in store::list_records(&self.inner.state_dir.join("networks"))? {
+            if let Some(record) = store::read_record::<NetworkRecord>(&path)? {
+                out.push(record);
+            }
+        }
+        Ok(out)
+    }
+
+    fn network_from(&self, record: NetworkRecord) -> Network {
+        Network {
+            host: Arc::clone(&self.inner),
+            record,
+        }
+    }
+
+    /// The alias that marks a link as owned by network `network_id` of this
+    /// state directory.
+    fn alias(&self, network_id: &str) -> String {
+        format!("{ALIAS_PREFIX}{}:{network_id}", self.inner.id)
+    }
+
+    /// Creates a network: checks the description, resolves (or creates) the
+    /// parent interface, fills in default subnets and gateways, and records
+    /// it. On any error nothing is created and the state directory is
+    /// unchanged.
+    pub fn create_network(&self, builder: NetworkBuilder) -> Result<Network> {
+        let spec = builder.build()?;
+        let _lock = self.lock()?;
+        let records = self.records()?;
+        if records.iter().any(|r| r.name == spec.name()) {
+            return Err(Error::NetworkExists {
+                name: spec.name().to_owned(),
+            });
+        }
+        // Subnets: the given ones must not overlap other networks'; missing
+        // families come from the default pools.
+        let existing: Vec<(String, Vec<IpNet>)> = records
+            .iter()
+            .map(|r| (r.name.clone(), r.ipam.prefixes().collect()))
+            .collect();
+        check_overlap(spec.ipam().prefixes(), existing.iter().map(|(n, p)| (n, p.iter().copied())))?;
+        let mut ipam = spec.ipam().clone();
+        let (ipv4, ipv6) = spec.families();
+        let has = |ipam: &crate::ipam::NetworkIpamConfig, v4: bool| {
+            ipam.prefixes().any(|p| p.addr().is_ipv4() == v4)
+        };
+        if (ipv4 && !has(&ipam, true)) || (ipv6 && !has(&ipam, false)) {
+            let mut in_use: Vec<IpNet> = existing.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+            in_use.extend(self.host_prefixes()?);
+            in_use.extend(self.inner.reserved_prefixes.iter().copied());
+            if ipv4 && !has(&ipam, true) {
+                let subnet = self.inner.default_pools.pick_ipv4(in_use.iter().copied())?;
+                ipam.add_subnet(crate::ipam::SubnetConfig::new(subnet)?)?;
+                in_use.push(subnet);
+            }
+            if ipv6 && !has(&ipam, false) {
+                let mut global_id = [0u8; 5];
+                fill_random(&mut global_id)?;
+                let subnet = self.inner.default_pools.pick_ipv6(global_id, in_use)?;
+                ipam.add_subnet(crate::ipam::SubnetConfig::new(subnet)?)?;
+            }
+        }
+        ipam.infer_gateways();
+
+        let id = random_hex(32)?;
+        let dummy = spec
+            .parent()
+            .is_none()
+            .then(|| parent::dummy_name(spec.driver().name() == "ipvlan", &id));
+        let plan = parent::plan(&self.inner.nl, spec.parent(), dummy)?;
+        if let Some(holder) = records.iter().find(|r| r.parent.name == plan.parent.name) {
+            return Err(Error::ParentInUse {
+                parent: plan.parent.name.clone(),
+                network: holder.name.clone(),
+            });
+        }
+        let mut record = spec.into_record(id, plan.parent.clone(), ipam);
+        let path = self.record_path(&record.name);
+        // Record the intent first: if we die after creating the parent,
+        // recovery finds the record and undoes the creation.
+        store::write_record(&path, &record, Durability::Durable)?;
+        log::debug!("network {}: recorded as creating", record.name);
+        if let Err(e) = plan.realize(&self.inner.nl, &self.alias(&record.id)) {
+            store::remove_record(&path, Durability::Durable)?;
+            return Err(e);
+        }
+        record.state = NetworkState::Ready;
+        if let Err(e) = store::write_record(&path, &record, Durability::Durable) {
+            let _ = parent::remove(&self.inner.nl, &record.parent, &self.alias(&record.id));
+            let _ = store::remove_record(&path, Durability::Durable);
+            return Err(e);
+        }
+        log::info!(
+            "created network {} ({} on {})",
+            record.name,
+            record.driver,
+            record.parent.name
+        );
+        Ok(self.network_from(record))
+    }
+
+    /// Prefixes on the host's links and in its main routing tables, which
+    /// default pools avoid.
+    fn host_prefixes(&self) -> Result<Vec<IpNet>> {
+        let nl = &self.inner.nl;
+        let mut out: Vec<IpNet> = nl
+            .addresses(None)?
+            .into_iter()
+            .map(|a| a.address.trunc())
+            .filter(|p| !p.addr().is_loopback())
+            .collect();
+        for family in [IpFamily::V4, IpFamily::V6] {
+            out.extend(nl.routes(family)?.into_iter().filter_map(|r| r.destination));
+        }
+        Ok(out)
+    }
+
+    /// The network called `name`.
+    pub fn network(&self, name: &str) -> Result<Network> {
+        match store::read_record::<NetworkRecord>(&self.record_path(name))? {
+            Some(record) if record.state == NetworkState::Ready => Ok(self.network_from(record)),
+            _ => Err(Error::NetworkNotFound {
+                name: name.to_owned(),
+            }),
+        }
+    }
+
+    /// Every network, by name.
+    pub fn networks(&self) -> Result<Vec<Network>> {
+        Ok(self
+            .records()?
+            .into_iter()
+            .filter(|r| r.state == NetworkState::Ready)
+            .map(|r| self.network_from(r))
+            .collect())
+    }
+
+    /// Removes a network: deletes the parent link if underlay created it
+    /// (a VLAN sub-interface or a dummy), and nothing else.
+    pub fn remove_network(&self, name: &str) -> Result<()> {
+        let _lock = self.lock()?;
+        let path = self.record_path(name);
+        let Some(mut record) = store::read_record::<NetworkRecord>(&path)? else {
+            return Err(Error::NetworkNotFound {
+                name: name.to_owned(),
+            });
+        };
+        record.state = NetworkState::Removing;
+        store::write_record(&path, &record, Durability::Durable)?;
+        log::debug!("network {name}: recorded as removing");
+        self.finish_removal(&record)?;
+        log::info!("removed network {name}");
+        Ok(())
+    }
+
+    fn finish_removal(&self, record: &NetworkRecord) -> Result<()> {
+        parent::remove(&self.inner.nl, &record.parent, &self.alias(&record.id))?;
+        store::remove_record(&self.record_path(&record.name), Durability::Durable)
+    }
+
+    /// Brings the host back in line with the state directory: creates owned
+    /// parents that are missing (as after a reboot), undoes network
+    /// creations and finishes removals that a crash interrupted, and deletes
+    /// links carrying underlay's mark that no network explains. Links
+    /// underlay did not create are never touched. [`Host::open`] runs this.
+    pub fn recover(&self) -> Result<RecoveryReport> {
+        let _lock = self.lock()?;
+        let mut report = RecoveryReport::default();
+        let mut explained = Vec::new();
+        for record in self.records()? {
+            let alias = self.alias(&record.id);
+            match record.state {
+                NetworkState::Creating => {
+                    self.finish_removal(&record)?;
+                    report.undone_creations.push(record.name.clone());
+                }
+                NetworkState::Removing => {
+                    self.finish_removal(&record)?;
+                    report.finished_removals.push(record.name.clone());
+                }
+                NetworkState::Ready => {
+                    explained.push(alias.clone());
+                    match parent::ensure(&self.inner.nl, &record.parent, &alias) {
+                        Ok(true) => report.recreated_parents.push(record.parent.name.clone()),
+                        Ok(false) => {}
+                        Err(e) => {
+                            log::warn!("network {}: cannot restore parent {}: {e}", record.name, record.parent.name);
+                            report.broken_networks.push((record.name.clone(), e.to_string()));
+                        }
+                    }
+                }
+            }
+        }
+        let ours = format!("{ALIAS_PREFIX}{}:", self.inner.id);
+        for link in self.inner.nl.links()? {
+            let Some(alias) = &link.alias else { continue };
+            if alias.starts_with(&ours) && !explained.contains(alias) {
+                match self.inner.nl.delete_link(link.index) {
+                    Ok(()) | Err(Error::LinkNotFound { .. }) => report.removed_links.push(link.name),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,754 @@
+//! Networks: what `docker network create` describes, as a typed builder.
+//!
+//! ```no_run
+//! use underlay::{Host, Network};
+//!
+//! let host = Host::open("/var/lib/underlay")?;
+//! // docker network create -d macvlan --subnet=172.16.86.0/24
+//! //   --gateway=172.16.86.1 -o parent=eth0 pub_net
+//! let net = host.create_network(
+//!     Network::builder("pub_net")
+//!         .macvlan()
+//!         .parent("eth0")
+//!         .subnet("172.16.86.0/24")
+//!         .gateway("172.16.86.1"),
+//! )?;
+//! assert_eq!(net.parent().name, "eth0");
+//! # Ok::<(), underlay::Error>(())
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::host::HostInner;
+use crate::ipam::{AllocationPolicy, NetworkIpamConfig};
+use crate::link::{IpvlanFlag, IpvlanMode, MacvlanMode};
+use crate::parent::ParentLink;
+use crate::{Error, Result};
+
+/// The driver of a network, with its mode.
+///
+/// ```
+/// use underlay::network::Driver;
+/// use underlay::link::{IpvlanFlag, IpvlanMode};
+///
+/// let d = Driver::Ipvlan { mode: IpvlanMode::L3, flag: IpvlanFlag::Bridge };
+/// assert_eq!(d.name(), "ipvlan");
+/// assert!(d.is_l3());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Driver {
+    /// macvlan: every endpoint has its own MAC address.
+    Macvlan {
+        /// The macvlan mode (bridge by default).
+        mode: MacvlanMode,
+    },
+    /// ipvlan: endpoints share the parent's MAC address.
+    Ipvlan {
+        /// The ipvlan mode (l2 by default).
+        mode: IpvlanMode,
+        /// The ipvlan flag (bridge by default).
+        flag: IpvlanFlag,
+    },
+}
+
+impl Driver {
+    /// `macvlan` or `ipvlan`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Driver::Macvlan { .. } => "macvlan",
+            Driver::Ipvlan { .. } => "ipvlan",
+        }
+    }
+
+    /// Whether endpoints route at layer 3 (ipvlan l3 and l3s): their default
+    /// route is `default dev eth0`, with no gateway.
+    pub fn is_l3(&self) -> bool {
+        matches!(
+            self,
+            Driver::Ipvlan {
+                mode: IpvlanMode::L3 | IpvlanMode::L3s,
+                ..
+            }
+        )
+    }
+
+    /// The driver's options in Docker's words (`macvlan_mode`, `ipvlan_mode`,
+    /// `ipvlan_flag`).
+    pub fn docker_options(&self) -> BTreeMap<String, String> {
+        let mut options = BTreeMap::new();
+        match self {
+            Driver::Macvlan { mode } => {
+                options.insert("macvlan_mode".into(), mode.to_string());
+            }
+            Driver::Ipvlan { mode, flag } => {
+                options.insert("ipvlan_mode".into(), mode.to_string());
+                options.insert("ipvlan_flag".into(), flag.to_string());
+            }
+        }
+        options
+    }
+}
+
+impl fmt::Display for Driver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The Docker driver options underlay understands, for each driver.
+const MACVLAN_OPTIONS: &[&str] = &["parent", "macvlan_mode", "mtu"];
+const IPVLAN_OPTIONS: &[&str] = &["parent", "ipvlan_mode", "ipvlan_flag", "mtu"];
+
+/// Builds a network description; [`Host::create_network`](crate::Host::create_network)
+/// creates it. Setters never fail: the first bad value is reported by
+/// [`build`](Self::build) (or by `create_network`), before anything is made.
+///
+/// ```
+/// use underlay::Network;
+///
+/// // docker network create -d ipvlan --subnet=192.168.210.0/24 --subnet=192.168.212.0/24
+/// //   -o ipvlan_mode=l3 ipnet210
+/// let spec = Network::builder("ipnet210")
+///     .driver("ipvlan")
+///     .subnet("192.168.210.0/24")
+///     .subnet("192.168.212.0/24")
+///     .option("ipvlan_mode", "l3")
+///     .build()?;
+/// assert!(spec.driver().is_l3());
+/// assert_eq!(spec.ipam().subnets().len(), 2);
+///
+/// let err = Network::builder("x").macvlan().option("colour", "blue").build().unwrap_err();
+/// assert!(err.to_string().contains("colour"));
+/// # Ok::<(), underlay::Error>(())
+/// ```
+#[derive(Debug, Default)]
+#[must_use = "a builder does nothing until passed to Host::create_network"]
+pub struct NetworkBuilder {
+    name: String,
+    driver: Option<&'static str>,
+    macvlan_mode: Option<MacvlanMode>,
+    ipvlan_mode: Option<IpvlanMode>,
+    ipvlan_flag: Option<IpvlanFlag>,
+    parent: Option<String>,
+    subnets: Vec<String>,
+    gateways: Vec<String>,
+    ip_ranges: Vec<String>,
+    aux_addresses: Vec<String>,
+    ipv4: Option<bool>,
+    ipv6: Option<bool>,
+    internal: bool,
+    mtu: Option<u32>,
+    labels: BTreeMap<String, String>,
+    policy: AllocationPolicy,
+    error: Option<Error>,
+}
+
+/// Networks: see [`NetworkBuilder`] and [`Host`](crate::Host).
+pub struct Network {
+    pub(crate) host: Arc<HostInner>,
+    pub(crate) record: NetworkRecord,
+}
+
+impl Network {
+    /// Starts describing a network called `name`.
+    pub fn builder(name: &str) -> NetworkBuilder {
+        NetworkBuilder {
+            name: name.to_owned(),
+            ..NetworkBuilder::default()
+        }
+    }
+}
+
+impl NetworkBuilder {
+    fn fail(&mut self, error: Error) {
+        self.error.get_or_insert(error);
+    }
+
+    /// Uses the macvlan driver.
+    pub fn macvlan(mut self) -> Self {
+        self.driver = Some("macvlan");
+        self
+    }
+
+    /// Uses the ipvlan driver.
+    pub fn ipvlan(mut self) -> Self {
+        self.driver = Some("ipvlan");
+        self
+    }
+
+    /// Chooses the driver by name (`macvlan` or `ipvlan`), as `docker
+    /// network create -d` does.
+    pub fn driver(mut self, name: &str) -> Self {
+        match name {
+            "macvlan" => self.driver = Some("macvlan"),
+            "ipvlan" => self.driver = Some("ipvlan"),
+            other => self.fail(Error::invalid(
+                "driver",
+                other,
+                "underlay provides the macvlan and ipvlan drivers",
+            )),
+        }
+        self
+    }
+
+    /// The macvlan mode (bridge by default).
+    pub fn macvlan_mode(mut self, mode: MacvlanMode) -> Self {
+        self.macvlan_mode = Some(mode);
+        self
+    }
+
+    /// The ipvlan mode (l2 by default).
+    pub fn ipvlan_mode(mut self, mode: IpvlanMode) -> Self {
+        self.ipvlan_mode = Some(mode);
+        self
+    }
+
+    /// The ipvlan flag (bridge by default).
+    pub fn ipvlan_flag(mut self, flag: IpvlanFlag) -> Self {
+        self.ipvlan_flag = Some(flag);
+        self
+    }
+
+    /// The parent interface: an existing one, or `NAME.VLAN_ID` to have
+    /// underlay create (and own) that VLAN sub-interface. Without a parent,
+    /// the network gets a dummy one and is internal.
+    pub fn parent(mut self, parent: &str) -> Self {
+        self.parent = Some(parent.to_owned());
+        self
+    }
+
+    /// Adds a subnet (IPv4 or IPv6, CIDR notation).
+    pub fn subnet(mut self, cidr: &str) -> Self {
+        self.subnets.push(cidr.to_owned());
+        self
+    }
+
+    /// Adds a gateway; it goes with the subnet that contains it.
+    pub fn gateway(mut self, address: &str) -> Self {
+        self.gateways.push(address.to_owned());
+        self
+    }
+
+    /// Adds an ip-range, the part of its subnet that dynamic allocation draws
+    /// from.
+    pub fn ip_range(mut self, cidr: &str) -> Self {
+        self.ip_ranges.push(cidr.to_owned());
+        self
+    }
+
+    /// Reserves an address under a name, so it is never handed out.
+    pub fn aux_address(mut self, name: &str, address: &str) -> Self {
+        self.aux_addresses.push(format!("{name}={address}"));
+        self
+    }
+
+    /// Turns IPv6 on or off. An IPv6 subnet turns it on by itself; IPv6
+    /// without a subnet gets a unique-local /64.
+    pub fn ipv6(mut self, on: bool) -> Self {
+        self.ipv6 = Some(on);
+        self
+    }
+
+    /// Turns IPv4 off (or on, the default). A network with IPv4 and no IPv4
+    /// subnet gets one from the default pools, as in Docker.
+    pub fn ipv4(mut self, on: bool) -> Self {
+        self.ipv4 = Some(on);
+        self
+    }
+
+    /// Makes the network internal: isolated on a dummy parent, with no
+    /// default route in its containers.
+    pub fn internal(mut self, internal: bool) -> Self {
+        self.internal = internal;
+        self
+    }
+
+    /// The MTU of the endpoints (the parent's by default).
+    pub fn mtu(mut self, mtu: u32) -> Self {
+        self.mtu = Some(mtu);
+        self
+    }
+
+    /// Adds a label.
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.labels.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    /// How addresses are handed out: lowest free (the default, as Docker)
+    /// or round-robin.
+    pub fn allocation_policy(mut self, policy: AllocationPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Applies one of Docker's driver options (`-o KEY=VALUE`, or a compose
+    /// file's `driver_opts`): `parent`, `macvlan_mode`, `ipvlan_mode`,
+    /// `ipvlan_flag`, and `mtu`. An unknown option is an error naming it and
+    /// the valid ones; Docker would silently ignore it.
+    pub fn option(mut self, key: &str, value: &str) -> Self {
+        let result = match key {
+            "parent" => {
+                self.parent = Some(value.to_owned());
+                Ok(())
+            }
+            "macvlan_mode" => value.parse().map(|m| self.macvlan_mode = Some(m)),
+            "ipvlan_mode" => value.parse().map(|m| self.ipvlan_mode = Some(m)),
+            "ipvlan_flag" => value.parse().map(|f| self.ipvlan_flag = Some(f)),
+            "mtu" | "com.docker.network.driver.mtu" => value
+                .parse()
+                .map(|m| self.mtu = Some(m))
+                .map_err(|_| Error::invalid("mtu", value, "expected a number of bytes, such as 1500")),
+            other => {
+                let valid = match self.driver {
+                    Some("ipvlan") => IPVLAN_OPTIONS.join(", "),
+                    Some(_) => MACVLAN_OPTIONS.join(", "),
+                    None => "parent, macvlan_mode, ipvlan_mode, ipvlan_flag, mtu".to_owned(),
+                };
+                Err(Error::invalid(
+                    "driver option",
+                    other,
+                    format!("unknown option; valid options are: {valid}"),
+                ))
+            }
+        };
+        if let Err(e) = result {
+            self.fail(e);
+        }
+        self
+    }
+
+    /// Checks everything that can be checked without the kernel and returns
+    /// the network's description.
+    pub fn build(self) -> Result<NetworkSpec> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        validate_network_name(&self.name)?;
+        let driver = match self.driver {
+            Some("macvlan") => {
+                if let Some(option) = self
+                    .ipvlan_mode
+                    .map(|_| "ipvlan_mode")
+                    .or(self.ipvlan_flag.map(|_| "ipvlan_flag"))
+                {
+                    return Err(Error::invalid(
+                        "driver option",
+                        option,
+                        format!("not a macvlan option; valid options are: {}", MACVLAN_OPTIONS.join(", ")),
+                    ));
+                }
+                Driver::Macvlan {
+                    mode: self.macvlan_mode.unwrap_or_default(),
+                }
+            }
+            Some(_) => {
+                if self.macvlan_mode.is_some() {
+                    return Err(Error::invalid(
+                        "driver option",
+                        "macvlan_mode",
+                        format!("not an ipvlan option; valid options are: {}", IPVLAN_OPTIONS.join(", ")),
+                    ));
+                }
+                Driver::Ipvlan {
+                    mode: self.ipvlan_mode.unwrap_or_default(),
+                    flag: self.ipvlan_flag.unwrap_or_default(),
+                }
+            }
+            None => {
+                return Err(Error::invalid(
+                    "driver",
+                    "",
+                    "choose one: macvlan or ipvlan",
+                ))
+            }
+        };
+        if let Some(mtu) = self.mtu {
+            if !(68..=65535).contains(&mtu) {
+                return Err(Error::invalid(
+                    "mtu",
+                    mtu.to_string(),
+                    "expected 68 to 65535 bytes",
+                ));
+            }
+        }
+        fn strs(v: &[String]) -> Vec<&str> {
+            v.iter().map(String::as_str).collect()
+        }
+        let ipam = NetworkIpamConfig::from_docker_lists(
+            &strs(&self.subnets),
+            &strs(&self.gateways),
+            &strs(&self.ip_ranges),
+            &strs(&self.aux_addresses),
+        )?;
+        let has = |v4: bool| ipam.prefixes().any(|p| p.addr().is_ipv4() == v4);
+        let ipv6 = match self.ipv6 {
+            Some(false) if has(false) => {
+                return Err(Error::invalid(
+                    "ipv6",
+                    "false",
+                    "the network has an IPv6 subnet; drop it or turn IPv6 on",
+                ))
+            }
+            Some(on) => on,
+            None => has(false),
+        };
+        let ipv4 = match self.ipv4 {
+            Some(false) if has(true) => {
+                return Err(Error::invalid(
+                    "ipv4",
+                    "false",
+                    "the network has an IPv4 subnet; drop it or turn IPv4 on",
+                ))
+            }
+            Some(false) if !ipv6 => {
+                return Err(Error::invalid(
+                    "ipv4",
+                    "false",
+                    "a network needs at least one address family; turn IPv6 on",
+                ))
+            }
+            Some(on) => on,
+            None => true,
+        };
+        // Docker: no parent means an isolated network on a dummy parent.
+        let internal = self.internal || self.parent.is_none();
+        if let Some(parent) = &self.parent {
+            crate::link::validate_name(parent)?;
+            if self.internal {
+                log::warn!("network {}: internal networks use a dummy parent; parent {parent} is ignored", self.name);
+            }
+        }
+        Ok(NetworkSpec {
+            name: self.name,
+            driver,
+            parent: if self.internal { None } else { self.parent },
+            ipam,
+            ipv4,
+            ipv6,
+            internal,
+            mtu: self.mtu,
+            labels: self.labels,
+            policy: self.policy,
+        })
+    }
+}
+
+/// Network names: used as file names, so a conservative alphabet.
+fn validate_network_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "network name",
+            name,
+            "use 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit",
+        ))
+    }
+}
+
+/// A checked network description, made by [`NetworkBuilder::build`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkSpec {
+    name: String,
+    driver: Driver,
+    parent: Option<String>,
+    ipam: NetworkIpamConfig,
+    ipv4: bool,
+    ipv6: bool,
+    internal: bool,
+    mtu: Option<u32>,
+    labels: BTreeMap<String, String>,
+    policy: AllocationPolicy,
+}
+
+impl NetworkSpec {
+    /// The network's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The driver and its mode.
+    pub fn driver(&self) -> Driver {
+        self.driver
+    }
+
+    /// The parent interface as requested; `None` for a dummy parent.
+    pub fn parent(&self) -> Option<&str> {
+        self.parent.as_deref()
+    }
+
+    /// The subnets, gateways, ranges and aux addresses as given (default
+    /// pools and inferred gateways are added when the network is created).
+    pub fn ipam(&self) -> &NetworkIpamConfig {
+        &self.ipam
+    }
+
+    /// Whether the network is internal.
+    pub fn internal(&self) -> bool {
+        self.internal
+    }
+
+    /// Whether the network has IPv4 and IPv6.
+    pub fn families(&self) -> (bool, bool) {
+        (self.ipv4, self.ipv6)
+    }
+
+    pub(crate) fn into_record(
+        self,
+        id: String,
+        parent: ParentLink,
+        ipam: NetworkIpamConfig,
+    ) -> NetworkRecord {
+        NetworkRecord {
+            version: NetworkRecord::VERSION,
+            id,
+            name: self.name,
+            driver: self.driver,
+            parent,
+            ipam,
+            ipv4: self.ipv4,
+            ipv6: self.ipv6,
+            internal: self.internal,
+            mtu: self.mtu,
+            labels: self.labels,
+            policy: self.policy,
+            created: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            state: NetworkState::Creating,
+        }
+    }
+}
+
+/// Where a network is in its life; anything but `Ready` is a step that a
+/// crash interrupted, which recovery finishes or undoes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum NetworkState {
+    Creating,
+    Ready,
+    Removing,
+}
+
+/// What is stored for a network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct NetworkRecord {
+    pub version: u32,
+    pub id: String,
+    pub name: String,
+    pub driver: Driver,
+    pub parent: ParentLink,
+    pub ipam: NetworkIpamConfig,
+    pub ipv4: bool,
+    pub ipv6: bool,
+    pub internal: bool,
+    pub mtu: Option<u32>,
+    pub labels: BTreeMap<String, String>,
+    pub policy: AllocationPolicy,
+    pub created: u64,
+    pub state: NetworkState,
+}
+
+impl NetworkRecord {
+    pub const VERSION: u32 = 1;
+}
+
+impl Network {
+    /// The network's id: 64 hexadecimal characters, as Docker's.
+    pub fn id(&self) -> &str {
+        &self.record.id
+    }
+
+    /// The network's name.
+    pub fn name(&self) -> &str {
+        &self.record.name
+    }
+
+    /// The driver and its mode.
+    pub fn driver(&self) -> Driver {
+        self.record.driver
+    }
+
+    /// The parent interface, and whether underlay owns it.
+    pub fn parent(&self) -> &ParentLink {
+        &self.record.parent
+    }
+
+    /// The subnets with their gateways (given or inferred), ranges and aux
+    /// addresses.
+    pub fn ipam(&self) -> &NetworkIpamConfig {
+        &self.record.ipam
+    }
+
+    /// The gateway of each subnet, in subnet order.
+    pub fn gateways(&self) -> Vec<IpAddr> {
+        self.record.ipam.subnets().iter().filter_map(|s| s.gateway()).collect()
+    }
+
+    /// Whether the network has IPv6.
+    pub fn ipv6(&self) -> bool {
+        self.record.ipv6
+    }
+
+    /// Whether the network is internal (isolated, no default route).
+    pub fn internal(&self) -> bool {
+        self.record.internal
+    }
+
+    /// The endpoints' MTU, if set.
+    pub fn mtu(&self) -> Option<u32> {
+        self.record.mtu
+    }
+
+    /// The labels.
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        &self.record.labels
+    }
+
+    /// The driver options in Docker's words, `parent` included, as
+    /// `docker network inspect` shows them.
+    pub fn options(&self) -> BTreeMap<String, String> {
+        let mut options = self.record.driver.docker_options();
+        options.insert("parent".into(), self.record.parent.name.clone());
+        if let Some(mtu) = self.record.mtu {
+            options.insert("mtu".into(), mtu.to_string());
+        }
+        options
+    }
+
+    /// When the network was created (seconds since the Unix epoch).
+    pub fn created(&self) -> u64 {
+        self.record.created
+    }
+}
+
+impl fmt::Debug for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Network")
+            .field("name", &self.record.name)
+            .field("id", &self.record.id)
+            .field("driver", &self.record.driver)
+            .field("parent", &self.record.parent)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Serialize for Network {
+    /// The network as `inspect` shows it: name, id, driver and options,
+    /// parent with ownership, IPAM configuration, flags and labels.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let r = &self.record;
+        let mut s = serializer.serialize_struct("Network", 11)?;
+        s.serialize_field("name", &r.name)?;
+        s.serialize_field("id", &r.id)?;
+        s.serialize_field("driver", r.driver.name())?;
+        s.serialize_field("options", &self.options())?;
+        s.serialize_field(
+            "parent",
+            &ParentView {
+                name: &r.parent.name,
+                owned: r.parent.owned(),
+                kind: &r.parent.kind,
+            },
+        )?;
+        s.serialize_field("ipam", &r.ipam)?;
+        s.serialize_field("ipv4", &r.ipv4)?;
+        s.serialize_field("ipv6", &r.ipv6)?;
+        s.serialize_field("internal", &r.internal)?;
+        s.serialize_field("labels", &r.labels)?;
+        s.serialize_field("created", &r.created)?;
+        s.end()
+    }
+}
+
+#[derive(Serialize)]
+struct ParentView<'a> {
+    name: &'a str,
+    owned: bool,
+    #[serde(flatten)]
+    kind: &'a crate::parent::ParentKind,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_and_typed_setters_give_the_same_spec() {
+        let typed = Network::builder("macvlan60")
+            .macvlan()
+            .macvlan_mode(MacvlanMode::Bridge)
+            .parent("eth0.60")
+            .subnet("192.168.60.0/24")
+            .gateway("192.168.60.1")
+            .build()
+            .unwrap();
+        let options = Network::builder("macvlan60")
+            .option("macvlan_mode", "bridge")
+            .driver("macvlan")
+            .option("parent", "eth0.60")
+            .subnet("192.168.60.0/24")
+            .gateway("192.168.60.1")
+            .build()
+            .unwrap();
+        assert_eq!(typed, options);
+    }
+
+    #[test]
+    fn bad_options_name_themselves_and_the_valid_ones() {
+        let cases: Vec<(NetworkBuilder, &str)> = vec![
+            (Network::builder("n").macvlan().option("colour", "x"), "colour"),
+            (Network::builder("n").macvlan().option("macvlan_mode", "l3"), "bridge, private, vepa"),
+            (Network::builder("n").ipvlan().option("ipvlan_mode", "l4"), "l2, l3, l3s"),
+            (Network::builder("n").ipvlan().option("ipvlan_flag", "x"), "bridge, private, vepa"),
+            (Network::builder("n").ipvlan().option("macvlan_mode", "bridge"), "not an ipvlan option"),
+            (Network::builder("n").macvlan().option("ipvlan_mode", "l2"), "not a macvlan option"),
+            (Network::builder("n").driver("bridge"), "macvlan and ipvlan"),
+            (Network::builder("n"), "choose one"),
+            (Network::builder("bad/name").macvlan(), "network name"),
+            (Network::builder("n").macvlan().mtu(10), "68 to 65535"),
+            (Network::builder("n").macvlan().option("mtu", "big"), "\"big\""),
+            (Network::builder("n").macvlan().parent("a-name-too-long-x"), "at most 15"),
+            (Network::builder("n").macvlan().subnet("10.1.0.0/16").ipv4(false), "IPv4 subnet"),
+            (Network::builder("n").macvlan().subnet("fd00::/64").ipv6(false), "IPv6 subnet"),
+            (Network::builder("n").macvlan().ipv4(false), "at least one address family"),
+            (Network::builder("n").macvlan().subnet("10.1.0.0/16").gateway("10.2.0.1"), "10.2.0.1"),
+        ];
+        for (builder, needle) in cases {
+            let err = builder.build().unwrap_err();
+            assert!(err.to_string().contains(needle), "{needle}: {err}");
+        }
+        let err = Network::builder("n").ipvlan().option("colour", "x").build().unwrap_err();
+        assert!(err.to_string().contains("parent, ipvlan_mode, ipvlan_flag, mtu"), "{err}");
+    }
+
+    #[test]
+    fn no_parent_means_internal_and_ipv6_subnets_turn_ipv6_on() {
+        let spec = Network::builder("iso").ipvlan().build().unwrap();
+        assert!(spec.internal() && spec.parent().is_none());
+        let spec = Network::builder("v6")
+            .macvlan()
+            .parent("eth0")
+            .subnet("2001:db8:abc8::/64")
+            .build()
+            .unwrap();
+        assert_eq!(spec.families(), (true, true));
+        let spec = Network::builder("in").macvlan().parent("eth0").internal(true).build().unwrap();
+        assert!(spec.internal() && spec.parent().is_none());
+    }
+}
