@@ -138,6 +138,38 @@ pub enum Error {
         count: usize,
     },
 
+    /// The container is attached to this network already.
+    #[error("the container is attached to network {network:?} already, as endpoint {endpoint:?}")]
+    AlreadyAttached {
+        /// The network.
+        network: String,
+        /// The existing endpoint.
+        endpoint: String,
+    },
+
+    /// A requested address is held by another endpoint.
+    #[error("address {address} is already in use on network {network:?} by endpoint {endpoint:?}")]
+    AddressInUse {
+        /// The address.
+        address: std::net::IpAddr,
+        /// The network.
+        network: String,
+        /// The endpoint that holds it.
+        endpoint: String,
+    },
+
+    /// A step of an attach failed; everything done before it was undone.
+    #[error("attaching to network {network:?} failed at \"{step}\" (nothing was left behind): {source}")]
+    AttachFailed {
+        /// The network.
+        network: String,
+        /// The step that failed.
+        step: String,
+        /// Why it failed.
+        #[source]
+        source: Box<Error>,
+    },
+
     /// The kernel answered with something this crate could not understand.
     #[error("netlink protocol error: {0}")]
     Protocol(String),

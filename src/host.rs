@@ -8,6 +8,10 @@
 //! STATE_DIR/networks/NAME.json   one record per network (fsync'd)
 //! ```
 //!
+//! Endpoints are runtime state and live in the runtime directory
+//! (`/run/underlay/STATE_ID` by default, on tmpfs), which a reboot empties
+//! together with the containers; see [`crate::endpoint`].
+//!
 //! Network definitions must survive a reboot, so the state directory belongs
 //! on persistent storage (`/var/lib/underlay` by default). Every record is
 //! replaced atomically (temporary file, `fsync`, rename), and every
@@ -27,8 +31,9 @@
 //! # Ok::<(), underlay::Error>(())
 //! ```
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use ipnet::IpNet;
 
@@ -39,12 +44,16 @@ use crate::netlink::Netlink;
 use crate::netns::NetNs;
 use crate::network::{Network, NetworkBuilder, NetworkRecord, NetworkState};
 use crate::parent;
+use crate::registry::{EndpointState, Registry};
 use crate::route::IpFamily;
 use crate::store::{self, Durability};
 use crate::{Error, Result};
 
 /// The default state directory.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/underlay";
+
+/// The parent of the default runtime directories.
+pub const DEFAULT_RUNTIME_DIR: &str = "/run/underlay";
 
 /// The prefix of the alias that marks links underlay owns.
 const ALIAS_PREFIX: &str = "underlay:";
@@ -69,6 +78,8 @@ pub struct Host {
 #[derive(Debug)]
 pub(crate) struct HostInner {
     pub state_dir: PathBuf,
+    pub runtime_dir: PathBuf,
+    pub registries: Mutex<HashMap<String, Arc<Registry>>>,
     pub id: String,
     pub netns: NetNs,
     pub nl: Netlink,
@@ -77,11 +88,31 @@ pub(crate) struct HostInner {
     pub capabilities: OnceLock<KernelCapabilities>,
 }
 
+impl HostInner {
+    /// The alias that marks a link as owned by network `network_id` of this
+    /// state directory (endpoint links add `:ENDPOINT_ID`).
+    pub(crate) fn alias(&self, network_id: &str) -> String {
+        format!("{ALIAS_PREFIX}{}:{network_id}", self.id)
+    }
+
+    /// The endpoint registry of a network, shared by every handle on it in
+    /// this process.
+    pub(crate) fn registry(&self, network: &NetworkRecord) -> Arc<Registry> {
+        let mut registries = self.registries.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(
+            registries
+                .entry(network.id.clone())
+                .or_insert_with(|| Arc::new(Registry::new(&self.runtime_dir, network))),
+        )
+    }
+}
+
 /// Options for [`Host::options`].
 #[derive(Debug, Default)]
 #[must_use = "options do nothing until open() is called"]
 pub struct HostOptions {
     state_dir: Option<PathBuf>,
+    runtime_dir: Option<PathBuf>,
     netns: Option<NetNs>,
     default_pools: Option<DefaultPools>,
     reserved_prefixes: Vec<IpNet>,
@@ -91,6 +122,14 @@ impl HostOptions {
     /// The state directory ([`DEFAULT_STATE_DIR`] by default).
     pub fn state_dir(mut self, dir: impl AsRef<Path>) -> Self {
         self.state_dir = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// The directory for runtime state, the endpoint records
+    /// (`/run/underlay/STATE_ID` by default). It should be on tmpfs, so that
+    /// a reboot empties it along with the containers.
+    pub fn runtime_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.runtime_dir = Some(dir.as_ref().to_owned());
         self
     }
 
@@ -114,9 +153,10 @@ impl HostOptions {
         self
     }
 
-    /// Opens (creating if needed) the state directory, then runs
-    /// [`Host::recover`]: owned parents missing after a reboot are created
-    /// again and operations a crash interrupted are finished or undone.
+    /// Opens (creating if needed) the state directory, and brings the
+    /// networks back in line: owned parents missing after a reboot are
+    /// created again, network creations and removals a crash interrupted are
+    /// undone or finished. (Endpoints are checked by [`Host::recover`].)
     pub fn open(self) -> Result<Host> {
         let state_dir = self.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into());
         store::create_dir(&state_dir.join("networks"))?;
@@ -129,9 +169,15 @@ impl HostOptions {
             let _lock = store::lock(&state_dir.join("lock"), true)?;
             state_id(&state_dir)?
         };
+        let runtime_dir = self
+            .runtime_dir
+            .unwrap_or_else(|| Path::new(DEFAULT_RUNTIME_DIR).join(&id));
+        store::create_dir(&runtime_dir)?;
         let host = Host {
             inner: Arc::new(HostInner {
                 state_dir,
+                runtime_dir,
+                registries: Mutex::new(HashMap::new()),
                 id,
                 netns,
                 nl,
@@ -140,12 +186,31 @@ impl HostOptions {
                 capabilities: OnceLock::new(),
             }),
         };
-        let report = host.recover()?;
+        let report = host.recover_networks()?;
         if !report.is_clean() {
             log::info!("recovery on open: {report:?}");
         }
         Ok(host)
     }
+}
+
+/// The namespace files a machine knows: named ones and every process's.
+fn namespace_paths() -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    paths.extend(
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+            .map(|e| e.path().join("ns/net")),
+    );
+    paths
 }
 
 /// Reads the state directory's id, creating it on first use.
@@ -185,6 +250,12 @@ pub struct RecoveryReport {
     /// Networks whose owned parent could not be created again (for example
     /// because the VLAN's master interface is missing), with the reason.
     pub broken_networks: Vec<(String, String)>,
+    /// Endpoints (`network/endpoint`) whose namespace or link is gone; their
+    /// addresses were released.
+    pub released_endpoints: Vec<String>,
+    /// Endpoints (`network/endpoint`) whose attach a crash interrupted;
+    /// their link was deleted and their addresses released.
+    pub undone_attaches: Vec<String>,
 }
 
 impl RecoveryReport {
@@ -253,10 +324,8 @@ impl Host {
         }
     }
 
-    /// The alias that marks a link as owned by network `network_id` of this
-    /// state directory.
     fn alias(&self, network_id: &str) -> String {
-        format!("{ALIAS_PREFIX}{}:{network_id}", self.inner.id)
+        self.inner.alias(network_id)
     }
 
     /// Creates a network: checks the description, resolves (or creates) the
@@ -376,8 +445,21 @@ impl Host {
     }
 
     /// Removes a network: deletes the parent link if underlay created it
-    /// (a VLAN sub-interface or a dummy), and nothing else.
+    /// (a VLAN sub-interface or a dummy), and nothing else. A network that
+    /// still has endpoints is refused ([`Error::NetworkHasEndpoints`]); see
+    /// [`force_remove_network`](Self::force_remove_network).
     pub fn remove_network(&self, name: &str) -> Result<()> {
+        self.remove(name, false)
+    }
+
+    /// Removes a network and detaches its endpoints first. When the parent
+    /// is owned, deleting it takes every endpoint link with it in one kernel
+    /// operation.
+    pub fn force_remove_network(&self, name: &str) -> Result<()> {
+        self.remove(name, true)
+    }
+
+    fn remove(&self, name: &str, force: bool) -> Result<()> {
         let _lock = self.lock()?;
         let path = self.record_path(name);
         let Some(mut record) = store::read_record::<NetworkRecord>(&path)? else {
@@ -385,9 +467,35 @@ impl Host {
                 name: name.to_owned(),
             });
         };
+        let network = self.network_from(record.clone());
+        let registry = self.inner.registry(&record);
+        let mut session = registry.session()?;
+        let endpoints: Vec<_> = session.endpoints().cloned().collect();
+        if !endpoints.is_empty() && !force {
+            return Err(Error::NetworkHasEndpoints {
+                network: name.to_owned(),
+                count: endpoints.len(),
+            });
+        }
         record.state = NetworkState::Removing;
         store::write_record(&path, &record, Durability::Durable)?;
         log::debug!("network {name}: recorded as removing");
+        // Endpoint links go first; with an owned parent, deleting the parent
+        // takes them all at once, so only foreign parents need one delete
+        // per endpoint.
+        if !record.parent.owned() {
+            for endpoint in &endpoints {
+                let netns = NetNs::open(&endpoint.netns_path)
+                    .ok()
+                    .filter(|ns| ns.id() == endpoint.netns_id);
+                network.remove_link(netns.as_ref(), endpoint)?;
+            }
+        }
+        parent::remove(&self.inner.nl, &record.parent, &self.alias(&record.id))?;
+        for endpoint in &endpoints {
+            session.forget(endpoint.id)?;
+        }
+        drop(session);
         self.finish_removal(&record)?;
         log::info!("removed network {name}");
         Ok(())
@@ -395,15 +503,109 @@ impl Host {
 
     fn finish_removal(&self, record: &NetworkRecord) -> Result<()> {
         parent::remove(&self.inner.nl, &record.parent, &self.alias(&record.id))?;
+        let registry = self.inner.registry(record);
+        let _ = std::fs::remove_dir_all(registry.dir());
+        self.inner
+            .registries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&record.id);
         store::remove_record(&self.record_path(&record.name), Durability::Durable)
     }
 
-    /// Brings the host back in line with the state directory: creates owned
-    /// parents that are missing (as after a reboot), undoes network
-    /// creations and finishes removals that a crash interrupted, and deletes
-    /// links carrying underlay's mark that no network explains. Links
-    /// underlay did not create are never touched. [`Host::open`] runs this.
+    /// Brings the host back in line with the state directory, after a crash
+    /// or a reboot:
+    ///
+    /// - networks: as on [`Host::open`], and links carrying underlay's mark
+    ///   on the host that no network explains are deleted;
+    /// - endpoints whose namespace is gone (or whose link is) have their
+    ///   addresses released; attaches a crash interrupted are undone;
+    /// - links carrying underlay's mark in any namespace the machine knows
+    ///   (`/run/netns/*`, `/proc/*/ns/net`) that no endpoint explains are
+    ///   deleted.
+    ///
+    /// Links underlay did not create are never touched. This visits every
+    /// endpoint's namespace, so it costs more than opening.
     pub fn recover(&self) -> Result<RecoveryReport> {
+        let mut report = self.recover_networks()?;
+        let _lock = self.lock()?;
+        let mut explained: Vec<String> = Vec::new();
+        for record in self.records()?.into_iter().filter(|r| r.state == NetworkState::Ready) {
+            let network = self.network_from(record.clone());
+            let registry = self.inner.registry(&record);
+            let mut session = registry.session()?;
+            let endpoints: Vec<_> = session.endpoints().cloned().collect();
+            for endpoint in endpoints {
+                let label = format!("{}/{}", record.name, endpoint.name);
+                let alias = format!("{}:{:016x}", self.alias(&record.id), endpoint.id);
+                let netns = NetNs::open(&endpoint.netns_path)
+                    .ok()
+                    .filter(|ns| ns.id() == endpoint.netns_id);
+                let Some(netns) = netns else {
+                    session.forget(endpoint.id)?;
+                    report.released_endpoints.push(label);
+                    continue;
+                };
+                if endpoint.state == EndpointState::Attaching {
+                    network.remove_link(Some(&netns), &endpoint)?;
+                    session.forget(endpoint.id)?;
+                    report.undone_attaches.push(label);
+                    continue;
+                }
+                let present = netns.run(|| {
+                    let nl = Netlink::open()?;
+                    Ok(nl.links()?.iter().any(|l| l.alias.as_deref() == Some(alias.as_str())))
+                })?;
+                if present {
+                    explained.push(alias);
+                } else {
+                    session.forget(endpoint.id)?;
+                    report.released_endpoints.push(label);
+                }
+            }
+        }
+        report.removed_links.extend(self.remove_unexplained_endpoint_links(&explained)?);
+        Ok(report)
+    }
+
+    /// Deletes endpoint links with our mark, in every namespace the machine
+    /// knows, that no endpoint record explains.
+    fn remove_unexplained_endpoint_links(&self, explained: &[String]) -> Result<Vec<String>> {
+        let ours = format!("{ALIAS_PREFIX}{}:", self.inner.id);
+        let mut removed = Vec::new();
+        let mut seen = vec![self.inner.netns.id()];
+        for path in namespace_paths() {
+            let Ok(netns) = NetNs::open(&path) else { continue };
+            if seen.contains(&netns.id()) {
+                continue;
+            }
+            seen.push(netns.id());
+            let found = netns.run(|| {
+                let nl = Netlink::open()?;
+                let mut deleted = Vec::new();
+                for link in nl.links()? {
+                    let Some(alias) = &link.alias else { continue };
+                    // Endpoint marks have three parts after the prefix.
+                    if alias.starts_with(&ours)
+                        && alias[ours.len()..].contains(':')
+                        && !explained.contains(alias)
+                        && nl.delete_link(link.index).is_ok()
+                    {
+                        deleted.push(format!("{}:{}", path.display(), link.name));
+                    }
+                }
+                Ok(deleted)
+            });
+            match found {
+                Ok(deleted) => removed.extend(deleted),
+                Err(e) => log::debug!("skipping namespace {}: {e}", path.display()),
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Checks the networks only: see [`HostOptions::open`].
+    fn recover_networks(&self) -> Result<RecoveryReport> {
         let _lock = self.lock()?;
         let mut report = RecoveryReport::default();
         let mut explained = Vec::new();

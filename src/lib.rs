@@ -23,6 +23,7 @@
 pub mod address;
 pub mod capability;
 pub mod docker;
+pub mod endpoint;
 mod error;
 pub mod host;
 pub mod ipam;
@@ -32,6 +33,7 @@ pub mod netns;
 pub mod network;
 pub mod parent;
 pub mod route;
+mod registry;
 mod store;
 
 pub use error::{Error, Result};

@@ -85,6 +85,19 @@ impl fmt::Debug for MacAddress {
     }
 }
 
+impl serde::Serialize for MacAddress {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for MacAddress {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl FromStr for MacAddress {
     type Err = Error;
 
@@ -790,28 +803,27 @@ impl Netlink {
 
     /// Brings a link up or down.
     pub fn set_link_up_by_index(&self, index: u32, up: bool) -> Result<()> {
-        let mut message = LinkMessage::default();
-        message.header.index = index;
-        message.header.change_mask = LinkFlags::Up;
-        if up {
-            message.header.flags = LinkFlags::Up;
+        let mut request = up_request(index);
+        if !up {
+            let RouteNetlinkMessage::SetLink(message) = &mut request.message else {
+                unreachable!("up_request builds a SetLink");
+            };
+            message.header.flags = LinkFlags::empty();
+            request.operation = format!("set link #{index} down");
         }
-        self.request(RouteNetlinkMessage::SetLink(message), 0, || {
-            format!("set link #{index} {}", if up { "up" } else { "down" })
-        })
+        self.run(request)
     }
 
     /// Sets (or, with an empty string, clears) a link's alias. underlay
     /// marks the links it owns this way.
     pub fn set_alias(&self, index: u32, alias: &str) -> Result<()> {
-        let mut message = LinkMessage::default();
-        message.header.index = index;
-        message
-            .attributes
-            .push(LinkAttribute::IfAlias(alias.to_owned()));
-        self.request(RouteNetlinkMessage::SetLink(message), 0, || {
-            format!("set the alias of link #{index}")
-        })
+        self.run(alias_request(index, alias))
+    }
+
+    /// Sends one [`Request`] and waits for its ACK.
+    fn run(&self, request: Request) -> Result<()> {
+        let operation = request.operation;
+        self.request(request.message, request.flags, || operation)
     }
 
     /// Sets a link's MTU.
@@ -836,18 +848,11 @@ impl Netlink {
         })
     }
 
-    /// Turns `arp_notify` on or off for a link: with it on, the kernel sends
-    /// a gratuitous ARP when the link comes up or its address changes. This
-    /// goes through netlink (`IFLA_AF_SPEC`), not `/proc/sys`.
-    pub fn set_arp_notify(&self, index: u32, on: bool) -> Result<()> {
-        let mut message = LinkMessage::default();
-        message.header.index = index;
-        message
-            .attributes
-            .push(LinkAttribute::Other(ipv4_devconf(IPV4_DEVCONF_ARP_NOTIFY, on as u32)));
-        self.request(RouteNetlinkMessage::SetLink(message), 0, || {
-            format!("set arp_notify on link #{index}")
-        })
+    /// Turns `arp_notify` on for a link: the kernel then sends a gratuitous
+    /// ARP when the link comes up or its address changes. This goes through
+    /// netlink (`IFLA_AF_SPEC`), not `/proc/sys`.
+    pub fn set_arp_notify(&self, index: u32) -> Result<()> {
+        self.run(arp_notify_request(index))
     }
 
     /// Deletes a link. Deleting a parent deletes its macvlan, ipvlan and
@@ -864,6 +869,47 @@ impl Netlink {
             },
             _ => e,
         })
+    }
+}
+
+/// A request that sets a link's alias.
+pub(crate) fn alias_request(index: u32, alias: &str) -> Request {
+    let mut message = LinkMessage::default();
+    message.header.index = index;
+    message
+        .attributes
+        .push(LinkAttribute::IfAlias(alias.to_owned()));
+    Request {
+        message: RouteNetlinkMessage::SetLink(message),
+        flags: 0,
+        operation: format!("set the alias of link #{index}"),
+    }
+}
+
+/// A request that brings a link up.
+pub(crate) fn up_request(index: u32) -> Request {
+    let mut message = LinkMessage::default();
+    message.header.index = index;
+    message.header.change_mask = LinkFlags::Up;
+    message.header.flags = LinkFlags::Up;
+    Request {
+        message: RouteNetlinkMessage::SetLink(message),
+        flags: 0,
+        operation: format!("set link #{index} up"),
+    }
+}
+
+/// A request that turns `arp_notify` on for a link.
+pub(crate) fn arp_notify_request(index: u32) -> Request {
+    let mut message = LinkMessage::default();
+    message.header.index = index;
+    message
+        .attributes
+        .push(LinkAttribute::Other(ipv4_devconf(IPV4_DEVCONF_ARP_NOTIFY, 1)));
+    Request {
+        message: RouteNetlinkMessage::SetLink(message),
+        flags: 0,
+        operation: format!("turn on arp_notify on link #{index}"),
     }
 }
 

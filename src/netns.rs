@@ -34,7 +34,9 @@ const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
 /// The identity of a network namespace: the device and inode of its
 /// namespace file, stable for the namespace's lifetime and equal for every
 /// path that names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct NetNsId {
     /// Device number of the nsfs filesystem.
     pub dev: u64,
@@ -88,7 +90,9 @@ impl NetNs {
 
     /// The network namespace of the calling thread.
     pub fn current() -> Result<Self> {
-        Self::open("/proc/thread-self/ns/net")
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        Self::open(format!("/proc/{}/task/{tid}/ns/net", std::process::id()))
     }
 
     /// Creates a new, empty network namespace. It holds only a `lo` link,
@@ -104,8 +108,11 @@ impl NetNs {
                     std::io::Error::last_os_error(),
                 ));
             }
-            let ns = NetNs::current()?;
+            let mut ns = NetNs::current()?;
             Netlink::open()?.set_link_up_by_index(1, true)?;
+            // The thread's path dies with the thread: name the namespace by
+            // this handle's descriptor instead, valid while it lives.
+            ns.path = PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), ns.fd.as_raw_fd()));
             Ok(ns)
         })?;
         log::debug!("created network namespace {}", ns.id);
@@ -169,7 +176,8 @@ impl NetNs {
         self.id
     }
 
-    /// The path the namespace was opened from.
+    /// The path the namespace was opened from (for one made by
+    /// [`NetNs::create`], `/proc/PID/fd/FD` of this handle).
     pub fn path(&self) -> &Path {
         &self.path
     }

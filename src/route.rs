@@ -28,7 +28,7 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use crate::netlink::Netlink;
+use crate::netlink::{Netlink, Request};
 use crate::{Error, Result};
 
 /// An address family.
@@ -121,6 +121,15 @@ impl NewRoute {
     /// The route's address family.
     pub fn family(&self) -> IpFamily {
         self.family
+    }
+
+    /// The request that adds this route.
+    pub(crate) fn request(&self) -> Request {
+        Request {
+            message: RouteNetlinkMessage::NewRoute(self.message()),
+            flags: NLM_F_CREATE | NLM_F_EXCL,
+            operation: format!("add route {}", describe(self)),
+        }
     }
 
     pub(crate) fn message(&self) -> RouteMessage {

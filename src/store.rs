@@ -31,9 +31,31 @@ pub(crate) enum Durability {
 }
 
 /// A held `flock`; released when dropped (or when the process dies).
+///
+/// The lock file's first eight bytes can hold a counter, which holders use
+/// to tell whether another process changed what the lock guards.
 #[derive(Debug)]
 pub(crate) struct Lock {
-    _file: File,
+    file: File,
+}
+
+impl Lock {
+    /// The counter stored in the lock file (0 when never written).
+    pub(crate) fn counter(&self) -> Result<u64> {
+        let mut bytes = [0u8; 8];
+        match std::os::unix::fs::FileExt::read_at(&self.file, &mut bytes, 0) {
+            Ok(8) => Ok(u64::from_le_bytes(bytes)),
+            Ok(_) => Ok(0),
+            Err(e) => Err(Error::io("read a lock counter", e)),
+        }
+    }
+
+    /// Stores the counter. It need not survive a crash: holders that find
+    /// it unchanged after a crash re-read anyway when they start.
+    pub(crate) fn set_counter(&self, value: u64) -> Result<()> {
+        std::os::unix::fs::FileExt::write_all_at(&self.file, &value.to_le_bytes(), 0)
+            .map_err(|e| Error::io("write a lock counter", e))
+    }
 }
 
 /// Takes an exclusive (or shared) lock on `path`, creating the file if
@@ -54,7 +76,7 @@ pub(crate) fn lock(path: &Path, exclusive: bool) -> Result<Lock> {
     loop {
         // SAFETY: flock on a file descriptor we own.
         if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 {
-            return Ok(Lock { _file: file });
+            return Ok(Lock { file });
         }
         let e = std::io::Error::last_os_error();
         if e.kind() != ErrorKind::Interrupted {

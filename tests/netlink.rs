@@ -352,7 +352,7 @@ fn arp_notify_goes_through_netlink_and_sysctls_stay_in_their_namespace() {
             .to_owned()
     };
     assert_eq!(read(&container, "net/ipv4/conf/eth0/arp_notify"), "0");
-    nl.set_arp_notify(eth0, true).unwrap();
+    nl.set_arp_notify(eth0).unwrap();
     assert_eq!(read(&container, "net/ipv4/conf/eth0/arp_notify"), "1");
     // Other IPv4 settings are left alone.
     assert_eq!(read(&container, "net/ipv4/conf/eth0/forwarding"), "0");

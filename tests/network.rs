@@ -3,10 +3,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use common::{ip_link, link_names, Sandbox, PARENT};
+use common::{ip_link, link_names, open_host, Sandbox, StateDir, PARENT};
 use underlay::capability::KernelFeature;
 use underlay::docker::network_create_args;
 use underlay::link::{LinkKind, MacvlanMode, NewLink};
@@ -14,59 +13,6 @@ use underlay::netns::NetNs;
 use underlay::network::{Driver, NetworkBuilder};
 use underlay::parent::ParentKind;
 use underlay::{Error, Host, Network};
-
-/// A fresh state directory for one test, removed when dropped.
-struct StateDir(PathBuf);
-
-impl StateDir {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "underlay-test-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        StateDir(dir)
-    }
-
-    /// Every file below the directory with its contents.
-    fn snapshot(&self) -> BTreeMap<PathBuf, Vec<u8>> {
-        fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
-            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    walk(&path, out);
-                } else {
-                    out.insert(path.clone(), std::fs::read(&path).unwrap_or_default());
-                }
-            }
-        }
-        let mut out = BTreeMap::new();
-        walk(&self.0, &mut out);
-        out
-    }
-}
-
-impl Drop for StateDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-fn open_host(sb: &Sandbox, dir: &StateDir) -> Host {
-    Host::options()
-        .state_dir(&dir.0)
-        .netns(NetNs::open(format!("/proc/self/fd/{}", fd_of(&sb.host))).unwrap())
-        .open()
-        .unwrap()
-}
-
-fn fd_of(ns: &NetNs) -> i32 {
-    use std::os::fd::{AsFd, AsRawFd};
-    ns.as_fd().as_raw_fd()
-}
 
 /// Splits a shell command line as the seeds write them (quotes, no
 /// escapes) and drops `docker network create`.
@@ -416,26 +362,13 @@ fn concurrent_creators_on_one_state_directory_never_both_win() {
 #[test]
 #[ignore = "helper: run by the crash tests in a child process"]
 fn crash_child() {
-    let Ok(point) = std::env::var("UNDERLAY_CRASH_AT") else {
+    if !common::install_kill_switch() {
         return;
-    };
-    struct KillAt(String);
-    impl log::Log for KillAt {
-        fn enabled(&self, _: &log::Metadata) -> bool {
-            true
-        }
-        fn log(&self, record: &log::Record) {
-            if record.args().to_string().contains(&self.0) {
-                // SAFETY: kill on our own pid.
-                unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
-            }
-        }
-        fn flush(&self) {}
     }
-    log::set_boxed_logger(Box::new(KillAt(point))).unwrap();
-    log::set_max_level(log::LevelFilter::Debug);
+    let state = PathBuf::from(std::env::var("UNDERLAY_STATE").unwrap());
     let host = Host::options()
-        .state_dir(std::env::var("UNDERLAY_STATE").unwrap())
+        .state_dir(&state)
+        .runtime_dir(state.join("run"))
         .netns(NetNs::open(std::env::var("UNDERLAY_NETNS").unwrap()).unwrap())
         .open()
         .unwrap();
@@ -452,19 +385,16 @@ fn crash_child() {
 
 /// Runs [`crash_child`] and returns whether the child was killed.
 fn crash_at(sb: &Sandbox, dir: &StateDir, args: &str, point: &str, remove: bool) -> bool {
-    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
-    command
-        .args(["--exact", "crash_child", "--include-ignored", "--nocapture", "--test-threads=1"])
-        .env("UNDERLAY_CRASH_AT", point)
-        .env("UNDERLAY_STATE", &dir.0)
-        .env("UNDERLAY_NETNS", format!("/proc/{}/fd/{}", std::process::id(), fd_of(&sb.host)))
-        .env("UNDERLAY_ARGS", args);
+    let mut env = vec![
+        ("UNDERLAY_CRASH_AT", point.to_owned()),
+        ("UNDERLAY_STATE", dir.0.display().to_string()),
+        ("UNDERLAY_NETNS", common::netns_path_for_child(&sb.host)),
+        ("UNDERLAY_ARGS", args.to_owned()),
+    ];
     if remove {
-        command.env("UNDERLAY_REMOVE", "1");
+        env.push(("UNDERLAY_REMOVE", "1".to_owned()));
     }
-    let status = command.output().unwrap().status;
-    use std::os::unix::process::ExitStatusExt;
-    status.signal() == Some(libc::SIGKILL)
+    common::killed(&common::run_child("crash_child", &env))
 }
 
 /// Whether the host has a link whose name starts with `prefix`.

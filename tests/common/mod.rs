@@ -15,7 +15,9 @@
 //! real-kernel tier.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::os::fd::{AsFd, AsRawFd};
+use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -23,6 +25,7 @@ use std::sync::OnceLock;
 use underlay::capability::{KernelCapabilities, KernelFeature};
 use underlay::netlink::Netlink;
 use underlay::netns::NetNs;
+use underlay::Host;
 
 /// The name of the stand-in NIC in every sandbox's host namespace.
 pub const PARENT: &str = "eth0";
@@ -157,4 +160,107 @@ pub fn link_names(ns: &NetNs) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// A fresh state directory for one test, removed when dropped.
+pub struct StateDir(pub PathBuf);
+
+impl StateDir {
+    pub fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "underlay-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        StateDir(dir)
+    }
+
+    /// Every file below the directory with its contents, lock files aside.
+    pub fn snapshot(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.file_name().is_some_and(|n| n != "lock") {
+                    // Lock files hold only a change counter, not state.
+                    out.insert(path.clone(), std::fs::read(&path).unwrap_or_default());
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        walk(&self.0, &mut out);
+        out
+    }
+}
+
+impl Drop for StateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+pub fn open_host(sb: &Sandbox, dir: &StateDir) -> Host {
+    Host::options()
+        .state_dir(&dir.0)
+        .runtime_dir(dir.0.join("run"))
+        .netns(NetNs::open(format!("/proc/self/fd/{}", fd_of(&sb.host))).unwrap())
+        .open()
+        .unwrap()
+}
+
+pub fn fd_of(ns: &NetNs) -> i32 {
+    ns.as_fd().as_raw_fd()
+}
+
+
+/// Child processes for crash and concurrency tests: the test binary runs
+/// itself again with `--exact TEST`, and the child reads its orders from
+/// the environment.
+pub fn run_child(test: &str, env: &[(&str, String)]) -> std::process::Output {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.args(["--exact", test, "--include-ignored", "--nocapture", "--test-threads=1"]);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().unwrap()
+}
+
+/// Whether a child was killed by SIGKILL.
+pub fn killed(output: &std::process::Output) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    output.status.signal() == Some(libc::SIGKILL)
+}
+
+/// In a child: when `UNDERLAY_CRASH_AT` is set, installs a logger that
+/// kills the process with SIGKILL (as `kill -9` would) the moment the
+/// library logs a message containing that text. Returns whether it did.
+pub fn install_kill_switch() -> bool {
+    let Ok(point) = std::env::var("UNDERLAY_CRASH_AT") else {
+        return false;
+    };
+    struct KillAt(String);
+    impl log::Log for KillAt {
+        fn enabled(&self, _: &log::Metadata) -> bool {
+            true
+        }
+        fn log(&self, record: &log::Record) {
+            if record.args().to_string().contains(&self.0) {
+                // SAFETY: kill on our own pid.
+                unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+            }
+        }
+        fn flush(&self) {}
+    }
+    log::set_boxed_logger(Box::new(KillAt(point))).unwrap();
+    log::set_max_level(log::LevelFilter::Debug);
+    true
+}
+
+/// The path under which a child process can open `ns` of this process.
+pub fn netns_path_for_child(ns: &NetNs) -> String {
+    format!("/proc/{}/fd/{}", std::process::id(), fd_of(ns))
 }

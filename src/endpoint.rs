@@ -1,0 +1,613 @@
+//! Endpoints: containers attached to networks (`docker run --net`, `docker
+//! network connect` and `disconnect`).
+//!
+//! Attaching creates the macvlan or ipvlan link on the network's parent
+//! straight inside the container's namespace, gives it addresses from the
+//! network's allocator (IPv6 without the DAD delay), brings it up, adds the
+//! default routes (via the subnet's gateway; `default dev` for ipvlan L3;
+//! none on internal networks) and has the kernel announce the addresses
+//! with a gratuitous ARP / unsolicited neighbour advertisement. If any step
+//! fails, everything done so far is undone and the error names the step.
+//!
+//! ```no_run
+//! use underlay::endpoint::AttachOptions;
+//! use underlay::netns::NetNs;
+//! use underlay::Host;
+//!
+//! let host = Host::open("/var/lib/underlay")?;
+//! let net = host.network("pub_net")?;
+//! let container = NetNs::open("/run/netns/web1")?;
+//! // docker run --net=pub_net --ip=172.16.86.10 ...
+//! let ep = net.attach(&container, &AttachOptions::new().ip("172.16.86.10".parse().unwrap()))?;
+//! println!("{} {:?}", ep.ifname(), ep.addresses());
+//! net.detach(&container)?;
+//! # Ok::<(), underlay::Error>(())
+//! ```
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use netlink_packet_route::RouteNetlinkMessage;
+
+use crate::address::address_message;
+use crate::ipam::{AddressFamily, Allocation};
+use crate::link::{validate_name, MacAddress, NewLink};
+use crate::netlink::{Netlink, Request};
+use crate::netns::NetNs;
+use crate::network::{Driver, Network};
+use crate::registry::{EndpointRecord, EndpointState, Registry, Session};
+use crate::route::{IpFamily, NewRoute};
+use crate::{Error, Result};
+
+/// How to attach a container. Everything is optional.
+///
+/// ```
+/// use underlay::endpoint::AttachOptions;
+///
+/// let options = AttachOptions::new()
+///     .ip("192.168.32.10".parse().unwrap())
+///     .ip("2001:db8:abc8::10".parse().unwrap())
+///     .mac("02:42:c0:a8:20:0a".parse()?)
+///     .name("web1")
+///     .alias("www")
+///     .ifname("eth1");
+/// # Ok::<(), underlay::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct AttachOptions {
+    ipv4: Option<IpAddr>,
+    ipv6: Option<IpAddr>,
+    mac: Option<MacAddress>,
+    ifname: Option<String>,
+    name: Option<String>,
+    aliases: Vec<String>,
+    mtu: Option<u32>,
+    no_default_route: bool,
+}
+
+impl AttachOptions {
+    /// No requests: addresses from the allocator, `eth0` (or the next free
+    /// `ethN`), a random MAC address.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Requests an address (`--ip` or `--ip6`, by its family). It must lie
+    /// in one of the network's subnets, and may lie outside the ip-range.
+    pub fn ip(mut self, address: IpAddr) -> Self {
+        match address {
+            IpAddr::V4(_) => self.ipv4 = Some(address),
+            IpAddr::V6(_) => self.ipv6 = Some(address),
+        }
+        self
+    }
+
+    /// Sets the MAC address (macvlan only: ipvlan links share the parent's).
+    pub fn mac(mut self, mac: MacAddress) -> Self {
+        self.mac = Some(mac);
+        self
+    }
+
+    /// The interface name inside the container.
+    pub fn ifname(mut self, name: &str) -> Self {
+        self.ifname = Some(name.to_owned());
+        self
+    }
+
+    /// The endpoint's name (the container's name, for `/etc/hosts`).
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = Some(name.to_owned());
+        self
+    }
+
+    /// Adds a network alias, another name the container answers to.
+    pub fn alias(mut self, alias: &str) -> Self {
+        self.aliases.push(alias.to_owned());
+        self
+    }
+
+    /// The interface's MTU (the network's, else the parent's, by default).
+    pub fn mtu(mut self, mtu: u32) -> Self {
+        self.mtu = Some(mtu);
+        self
+    }
+
+    /// Adds no default route (for a container that routes elsewhere).
+    pub fn no_default_route(mut self) -> Self {
+        self.no_default_route = true;
+        self
+    }
+}
+
+/// A container's attachment to a network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    network: String,
+    record: EndpointRecord,
+}
+
+impl Endpoint {
+    /// The endpoint's id: 16 hexadecimal characters.
+    pub fn id(&self) -> String {
+        format!("{:016x}", self.record.id)
+    }
+
+    /// The endpoint's name.
+    pub fn name(&self) -> &str {
+        &self.record.name
+    }
+
+    /// The endpoint's aliases.
+    pub fn aliases(&self) -> &[String] {
+        &self.record.aliases
+    }
+
+    /// The network it belongs to.
+    pub fn network(&self) -> &str {
+        &self.network
+    }
+
+    /// The container namespace's path, as given to attach.
+    pub fn netns_path(&self) -> &Path {
+        &self.record.netns_path
+    }
+
+    /// The interface name inside the container.
+    pub fn ifname(&self) -> &str {
+        &self.record.ifname
+    }
+
+    /// The MAC address (macvlan), if known.
+    pub fn mac(&self) -> Option<MacAddress> {
+        self.record.mac
+    }
+
+    /// The addresses, with their prefix lengths.
+    pub fn addresses(&self) -> &[IpNet] {
+        &self.record.addresses
+    }
+}
+
+impl serde::Serialize for Endpoint {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut s = serializer.serialize_struct("Endpoint", 7)?;
+        s.serialize_field("id", &self.id())?;
+        s.serialize_field("name", &self.record.name)?;
+        s.serialize_field("aliases", &self.record.aliases)?;
+        s.serialize_field("netns", &self.record.netns_path)?;
+        s.serialize_field("ifname", &self.record.ifname)?;
+        s.serialize_field("mac", &self.record.mac)?;
+        s.serialize_field("addresses", &self.record.addresses)?;
+        s.end()
+    }
+}
+
+impl Network {
+    fn registry(&self) -> Arc<Registry> {
+        self.host.registry(&self.record)
+    }
+
+    fn alias_of(&self, endpoint: u64) -> String {
+        format!("{}:{endpoint:016x}", self.host.alias(&self.record.id))
+    }
+
+    /// Attaches the container whose namespace is `netns`. On error nothing
+    /// is left behind: no link, no address taken, no record.
+    pub fn attach(&self, netns: &NetNs, options: &AttachOptions) -> Result<Endpoint> {
+        self.check(options)?;
+        let registry = self.registry();
+        let mut session = registry.session()?;
+        if let Some(other) = session.endpoints().find(|e| e.netns_id == netns.id()) {
+            return Err(Error::AlreadyAttached {
+                network: self.record.name.clone(),
+                endpoint: other.name.clone(),
+            });
+        }
+        let id = session.new_id()?;
+        let name = match &options.name {
+            Some(name) => {
+                if session.endpoints().any(|e| &e.name == name || e.aliases.contains(name)) {
+                    return Err(Error::invalid(
+                        "endpoint name",
+                        name,
+                        format!("network {:?} has an endpoint of that name already", self.record.name),
+                    ));
+                }
+                name.clone()
+            }
+            None => default_name(netns.path(), id),
+        };
+        let allocations = self.allocate(&mut session, id, options)?;
+        let addresses: Vec<IpAddr> = allocations.iter().map(Allocation::ip).collect();
+
+        // The container side: a socket in its namespace (with IPv6
+        // neighbour announcements turned on there) and a free interface
+        // name.
+        let v6 = addresses.iter().any(IpAddr::is_ipv6);
+        let prepared = netns.run(|| {
+            let nl = Netlink::open()?;
+            if v6 {
+                announce_ipv6();
+            }
+            let links = nl.links()?;
+            let ifname = match &options.ifname {
+                Some(name) if links.iter().any(|l| &l.name == name) => {
+                    return Err(Error::invalid(
+                        "interface name",
+                        name,
+                        "the container has an interface of that name already",
+                    ))
+                }
+                Some(name) => name.clone(),
+                None => (0..)
+                    .map(|i| format!("eth{i}"))
+                    .find(|n| !links.iter().any(|l| &l.name == n))
+                    .expect("a free ethN"),
+            };
+            Ok((nl, ifname))
+        });
+        let (inside, ifname) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                session.release(&addresses);
+                return Err(e);
+            }
+        };
+        let mac = match self.record.driver {
+            Driver::Macvlan { .. } => Some(match options.mac {
+                Some(mac) => mac,
+                None => MacAddress::random_local()?,
+            }),
+            Driver::Ipvlan { .. } => None,
+        };
+        let mut record = EndpointRecord {
+            version: EndpointRecord::VERSION,
+            id,
+            name,
+            aliases: options.aliases.clone(),
+            netns_path: netns.path().to_owned(),
+            netns_id: netns.id(),
+            ifname,
+            mac,
+            addresses: allocations.iter().map(Allocation::address).collect(),
+            state: EndpointState::Attaching,
+            created: now(),
+        };
+        // Recorded before the kernel is touched: a crash from here on leaves
+        // a record that recovery uses to undo the attach.
+        if let Err(e) = session.save(&record) {
+            session.release(&addresses);
+            return Err(e);
+        }
+        log::debug!("endpoint {}: recorded as attaching", record.name);
+        if let Err((step, e)) = self.configure(netns, &inside, &record, &allocations, options) {
+            self.undo(&inside, &record);
+            session.forget(id)?;
+            return Err(Error::AttachFailed {
+                network: self.record.name.clone(),
+                step,
+                source: Box::new(e),
+            });
+        }
+        record.state = EndpointState::Ready;
+        session.save(&record)?;
+        log::info!(
+            "attached {} to network {} as {} with {:?}",
+            record.name,
+            self.record.name,
+            record.ifname,
+            record.addresses
+        );
+        Ok(Endpoint {
+            network: self.record.name.clone(),
+            record,
+        })
+    }
+
+    /// Checks the options against the network, before anything happens.
+    fn check(&self, options: &AttachOptions) -> Result<()> {
+        if let Some(name) = &options.ifname {
+            validate_name(name)?;
+        }
+        if options.mac.is_some() && matches!(self.record.driver, Driver::Ipvlan { .. }) {
+            return Err(Error::invalid(
+                "MAC address",
+                options.mac.map(|m| m.to_string()).unwrap_or_default(),
+                "ipvlan endpoints share the parent's MAC address; use a macvlan network to choose one",
+            ));
+        }
+        if let Some(mac) = options.mac {
+            if !mac.is_unicast() || mac.0 == [0; 6] {
+                return Err(Error::invalid(
+                    "MAC address",
+                    mac.to_string(),
+                    "expected a unicast address (the first byte even)",
+                ));
+            }
+        }
+        if let Some(mtu) = options.mtu {
+            if !(68..=65535).contains(&mtu) {
+                return Err(Error::invalid("mtu", mtu.to_string(), "expected 68 to 65535 bytes"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes one address per family the network has: the requested one, or
+    /// the allocator's next. All or nothing.
+    fn allocate(&self, session: &mut Session<'_>, id: u64, options: &AttachOptions) -> Result<Vec<Allocation>> {
+        let mut out: Vec<Allocation> = Vec::new();
+        let families = [
+            (AddressFamily::Ipv4, self.record.ipv4, options.ipv4),
+            (AddressFamily::Ipv6, self.record.ipv6, options.ipv6),
+        ];
+        for (family, enabled, requested) in families {
+            let result = match (enabled, requested) {
+                (false, Some(address)) => Err(Error::invalid(
+                    "address",
+                    address.to_string(),
+                    format!("network {:?} has no {family} subnet", self.record.name),
+                )),
+                (false, None) => continue,
+                (true, Some(address)) => session.ipam().request(address, id).map_err(|e| self.in_use(session, e)),
+                (true, None) => session.ipam().allocate(family, id).map_err(Error::from),
+            };
+            match result {
+                Ok(allocation) => out.push(allocation),
+                Err(e) => {
+                    let taken: Vec<IpAddr> = out.iter().map(Allocation::ip).collect();
+                    session.release(&taken);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Names the endpoint holding an address in an "in use" error.
+    fn in_use(&self, session: &Session<'_>, error: crate::ipam::IpamError) -> Error {
+        if let crate::ipam::IpamError::AddressInUse { address, holder, .. } = &error {
+            if let Some(holder) = session.endpoints().find(|e| e.id == *holder) {
+                return Error::AddressInUse {
+                    address: *address,
+                    network: self.record.name.clone(),
+                    endpoint: holder.name.clone(),
+                };
+            }
+        }
+        error.into()
+    }
+
+    /// The kernel side of an attach. Errors come with the step that failed.
+    fn configure(
+        &self,
+        netns: &NetNs,
+        inside: &Netlink,
+        record: &EndpointRecord,
+        allocations: &[Allocation],
+        options: &AttachOptions,
+    ) -> std::result::Result<(), (String, Error)> {
+        let step = |s: &str| {
+            let s = s.to_owned();
+            move |e: Error| (s.clone(), e)
+        };
+        let host = &self.host.nl;
+        let parent = host
+            .link_by_name(&self.record.parent.name)
+            .map_err(step("find the parent interface"))?;
+        let mtu = options.mtu.or(self.record.mtu);
+        let spec = match self.record.driver {
+            Driver::Macvlan { mode } => NewLink::macvlan(&record.ifname, parent.index, mode),
+            Driver::Ipvlan { mode, flag } => NewLink::ipvlan(&record.ifname, parent.index, mode, flag),
+        };
+        let mut spec = spec.netns(netns);
+        if let Some(mac) = record.mac {
+            spec = spec.mac(mac);
+        }
+        if let Some(mtu) = mtu {
+            spec = spec.mtu(mtu);
+        }
+        host.create_link(&spec).map_err(step("create the link"))?;
+        log::debug!("endpoint {}: created link {}", record.name, record.ifname);
+        let index = inside
+            .link_by_name(&record.ifname)
+            .map_err(step("find the new link"))?
+            .index;
+
+        // Everything else in one round trip, in order: mark, announce,
+        // addresses, up, routes.
+        let mut requests = vec![
+            crate::link::alias_request(index, &self.alias_of(record.id)),
+            crate::link::arp_notify_request(index),
+        ];
+        for allocation in allocations {
+            let address = allocation.address();
+            requests.push(Request {
+                message: RouteNetlinkMessage::NewAddress(address_message(index, address, address.addr().is_ipv6())),
+                flags: netlink_packet_core::NLM_F_CREATE | netlink_packet_core::NLM_F_EXCL,
+                operation: format!("add address {address}"),
+            });
+        }
+        requests.push(crate::link::up_request(index));
+        let routes = self.default_routes(index, allocations, options);
+        let first_route = requests.len();
+        for route in &routes {
+            requests.push(route.request());
+        }
+        let results = inside.batch(requests).map_err(step("configure the link"))?;
+        for (i, result) in results.into_iter().enumerate() {
+            match result {
+                Ok(()) => {}
+                // Another network of this container provides the default
+                // route for this family already.
+                Err(e) if i >= first_route && e.errno() == Some(libc::EEXIST) => {
+                    log::info!("endpoint {}: a default route exists already; keeping it", record.name);
+                }
+                Err(e) => {
+                    let what = match &e {
+                        Error::Kernel { operation, .. } => operation.clone(),
+                        _ => "configure the link".into(),
+                    };
+                    return Err((what, e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The routes an endpoint gets: `default via GATEWAY` per family for
+    /// macvlan and ipvlan L2, `default dev` per family for ipvlan L3, none
+    /// on internal networks or when asked.
+    fn default_routes(&self, index: u32, allocations: &[Allocation], options: &AttachOptions) -> Vec<NewRoute> {
+        if self.record.internal || options.no_default_route {
+            return Vec::new();
+        }
+        let mut routes: Vec<NewRoute> = Vec::new();
+        for allocation in allocations {
+            let family = IpFamily::of(allocation.ip());
+            if routes.iter().any(|r| r.family() == family) {
+                continue;
+            }
+            if self.record.driver.is_l3() {
+                routes.push(NewRoute::default_dev(family, index));
+            } else if let Some(gateway) = allocation.gateway() {
+                routes.push(NewRoute::default_via(gateway, index));
+            }
+        }
+        routes
+    }
+
+    /// Undoes the kernel side of a failed attach: deletes the link if it was
+    /// made (and is ours).
+    fn undo(&self, inside: &Netlink, record: &EndpointRecord) {
+        if let Ok(link) = inside.link_by_name(&record.ifname) {
+            let ours = link.alias.is_none() || link.alias.as_deref() == Some(&self.alias_of(record.id));
+            if ours {
+                if let Err(e) = inside.delete_link(link.index) {
+                    log::warn!("could not remove {} after a failed attach: {e}", record.ifname);
+                }
+            }
+        }
+    }
+
+    /// Detaches the container whose namespace is `netns`: deletes its link
+    /// and releases its addresses. Returns whether it was attached; a second
+    /// detach does nothing.
+    pub fn detach(&self, netns: &NetNs) -> Result<bool> {
+        let registry = self.registry();
+        let mut session = registry.session()?;
+        let Some(record) = session.endpoints().find(|e| e.netns_id == netns.id()).cloned() else {
+            return Ok(false);
+        };
+        self.remove_link(Some(netns), &record)?;
+        session.forget(record.id)?;
+        log::info!("detached {} from network {}", record.name, self.record.name);
+        Ok(true)
+    }
+
+    /// Detaches an endpoint by name, also when its namespace is gone (the
+    /// addresses are released all the same). Returns whether it existed.
+    pub fn detach_endpoint(&self, name: &str) -> Result<bool> {
+        let registry = self.registry();
+        let mut session = registry.session()?;
+        let Some(record) = session.endpoints().find(|e| e.name == name).cloned() else {
+            return Ok(false);
+        };
+        let netns = NetNs::open(&record.netns_path)
+            .ok()
+            .filter(|ns| ns.id() == record.netns_id);
+        self.remove_link(netns.as_ref(), &record)?;
+        session.forget(record.id)?;
+        log::info!("detached {} from network {}", record.name, self.record.name);
+        Ok(true)
+    }
+
+    /// Deletes an endpoint's link inside its namespace, if the namespace and
+    /// the link (with our mark) are still there. The link of an attach that
+    /// did not finish may not carry the mark yet: its name was free when the
+    /// attach was recorded, so an unmarked link of that name is taken too.
+    pub(crate) fn remove_link(&self, netns: Option<&NetNs>, record: &EndpointRecord) -> Result<()> {
+        let Some(netns) = netns else {
+            log::debug!("endpoint {}: namespace gone, nothing to delete", record.name);
+            return Ok(());
+        };
+        let alias = self.alias_of(record.id);
+        netns.run(|| {
+            let nl = Netlink::open()?;
+            match nl.link_by_name(&record.ifname) {
+                Ok(link)
+                    if link.alias.as_deref() == Some(alias.as_str())
+                        || (link.alias.is_none() && record.state == EndpointState::Attaching) =>
+                {
+                    match nl.delete_link(link.index) {
+                        Ok(()) | Err(Error::LinkNotFound { .. }) => Ok(()),
+                        Err(e) => Err(e),
+                    }
+                }
+                Ok(_) | Err(Error::LinkNotFound { .. }) => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    /// The network's endpoints.
+    pub fn endpoints(&self) -> Result<Vec<Endpoint>> {
+        let registry = self.registry();
+        let session = registry.session()?;
+        Ok(session
+            .endpoints()
+            .filter(|e| e.state == EndpointState::Ready)
+            .map(|record| Endpoint {
+                network: self.record.name.clone(),
+                record: record.clone(),
+            })
+            .collect())
+    }
+
+    /// `/etc/hosts` lines for the network's endpoints: each address with the
+    /// endpoint's name and aliases, so containers can reach each other by
+    /// name.
+    pub fn hosts_entries(&self) -> Result<String> {
+        let mut out = String::new();
+        for endpoint in self.endpoints()? {
+            for address in endpoint.addresses() {
+                out.push_str(&address.addr().to_string());
+                out.push('\t');
+                out.push_str(endpoint.name());
+                for alias in endpoint.aliases() {
+                    out.push(' ');
+                    out.push_str(alias);
+                }
+                out.push('\n');
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The default endpoint name: the namespace's name under `/run/netns`, or
+/// one made from the endpoint id.
+fn default_name(path: &Path, id: u64) -> String {
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) if dir == Path::new("/run/netns") => name.to_string_lossy().into_owned(),
+        _ => format!("ep-{:012x}", id >> 16),
+    }
+}
+
+/// Turns on unsolicited neighbour advertisements for links created from now
+/// on in the socket's namespace (must run on a thread in that namespace).
+fn announce_ipv6() {
+    let path = "/proc/sys/net/ipv6/conf/default/ndisc_notify";
+    if let Err(e) = std::fs::write(path, "1") {
+        log::debug!("cannot set {path}: {e}");
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
