@@ -529,6 +529,27 @@ impl<'a> NewLink<'a> {
         &self.name
     }
 
+    /// The request as it goes on the wire (`RTM_NEWLINK` with
+    /// `NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK`), for tracing and
+    /// benchmarks.
+    ///
+    /// ```
+    /// use underlay::link::{MacvlanMode, NewLink};
+    ///
+    /// let bytes = NewLink::macvlan("eth0", 2, MacvlanMode::Bridge).encode(1);
+    /// assert_eq!(u32::from_ne_bytes(bytes[..4].try_into().unwrap()) as usize, bytes.len());
+    /// ```
+    pub fn encode(&self, sequence: u32) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128);
+        crate::netlink::serialize(
+            &mut out,
+            RouteNetlinkMessage::NewLink(self.message(&self.name)),
+            NLM_F_CREATE | NLM_F_EXCL | netlink_packet_core::NLM_F_ACK,
+            sequence,
+        );
+        out
+    }
+
     /// Turns the kernel's "Unknown device type" into
     /// [`Error::Unsupported`] for this kind.
     fn explain(&self, result: Result<()>) -> Result<()> {

@@ -370,7 +370,7 @@ impl Inner {
 }
 
 /// Appends one serialized request to `buffer`.
-fn serialize(buffer: &mut Vec<u8>, message: RouteNetlinkMessage, flags: u16, seq: u32) {
+pub(crate) fn serialize(buffer: &mut Vec<u8>, message: RouteNetlinkMessage, flags: u16, seq: u32) {
     let mut header = NetlinkHeader::default();
     header.flags = NLM_F_REQUEST | flags;
     header.sequence_number = seq;
