@@ -10,7 +10,11 @@ fn main() {
         Ok(caps) => {
             for feature in KernelCapabilities::FEATURES {
                 let state = if caps.supports(feature) { "yes" } else { "no" };
-                println!("{:<12} {state:<4} ({})", feature.name(), feature.config_option());
+                println!(
+                    "{:<12} {state:<4} ({})",
+                    feature.name(),
+                    feature.config_option()
+                );
             }
         }
         Err(e) => {

@@ -78,7 +78,11 @@ where
             "--ipv6" | "--ipv4" | "--internal" => {
                 let value = inline.unwrap_or_else(|| "true".to_owned());
                 if value != "true" && value != "false" {
-                    return Err(Error::invalid(flag_name(&flag), value, "expected true or false"));
+                    return Err(Error::invalid(
+                        flag_name(&flag),
+                        value,
+                        "expected true or false",
+                    ));
                 }
                 settings.push((flag.trim_start_matches('-').to_owned(), value));
                 continue;
@@ -87,7 +91,10 @@ where
                 return Err(Error::invalid(
                     "flag",
                     flag,
-                    format!("not a flag of network create; valid flags are: {}", NETWORK_CREATE_FLAGS.join(", ")),
+                    format!(
+                        "not a flag of network create; valid flags are: {}",
+                        NETWORK_CREATE_FLAGS.join(", ")
+                    ),
                 ))
             }
         };
@@ -193,11 +200,16 @@ mod tests {
             (vec!["-d", "macvlan"], "network name is required"),
             (vec!["-d", "macvlan", "a", "b"], "\"b\""),
             (vec!["-d", "macvlan", "-o", "parent", "n"], "KEY=VALUE"),
-            (vec!["-d", "macvlan", "--aux-address", "10.0.0.1", "n"], "NAME=ADDRESS"),
+            (
+                vec!["-d", "macvlan", "--aux-address", "10.0.0.1", "n"],
+                "NAME=ADDRESS",
+            ),
             (vec!["-d", "macvlan", "--ipv6=maybe", "n"], "true or false"),
             (vec!["-d", "macvlan", "n", "--subnet"], "needs a value"),
         ] {
-            let err = network_create_args(args.clone()).and_then(|b| b.build()).unwrap_err();
+            let err = network_create_args(args.clone())
+                .and_then(|b| b.build())
+                .unwrap_err();
             assert!(err.to_string().contains(needle), "{args:?}: {err}");
         }
     }

@@ -171,7 +171,10 @@ impl Endpoint {
 }
 
 impl serde::Serialize for Endpoint {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let mut s = serializer.serialize_struct("Endpoint", 7)?;
         s.serialize_field("id", &self.id())?;
@@ -209,11 +212,17 @@ impl Network {
         let id = session.new_id()?;
         let name = match &options.name {
             Some(name) => {
-                if session.endpoints().any(|e| &e.name == name || e.aliases.contains(name)) {
+                if session
+                    .endpoints()
+                    .any(|e| &e.name == name || e.aliases.contains(name))
+                {
                     return Err(Error::invalid(
                         "endpoint name",
                         name,
-                        format!("network {:?} has an endpoint of that name already", self.record.name),
+                        format!(
+                            "network {:?} has an endpoint of that name already",
+                            self.record.name
+                        ),
                     ));
                 }
                 name.clone()
@@ -330,7 +339,11 @@ impl Network {
         }
         if let Some(mtu) = options.mtu {
             if !(68..=65535).contains(&mtu) {
-                return Err(Error::invalid("mtu", mtu.to_string(), "expected 68 to 65535 bytes"));
+                return Err(Error::invalid(
+                    "mtu",
+                    mtu.to_string(),
+                    "expected 68 to 65535 bytes",
+                ));
             }
         }
         Ok(())
@@ -338,7 +351,12 @@ impl Network {
 
     /// Takes one address per family the network has: the requested one, or
     /// the allocator's next. All or nothing.
-    fn allocate(&self, session: &mut Session<'_>, id: u64, options: &AttachOptions) -> Result<Vec<Allocation>> {
+    fn allocate(
+        &self,
+        session: &mut Session<'_>,
+        id: u64,
+        options: &AttachOptions,
+    ) -> Result<Vec<Allocation>> {
         let mut out: Vec<Allocation> = Vec::new();
         let families = [
             (AddressFamily::Ipv4, self.record.ipv4, options.ipv4),
@@ -352,7 +370,10 @@ impl Network {
                     format!("network {:?} has no {family} subnet", self.record.name),
                 )),
                 (false, None) => continue,
-                (true, Some(address)) => session.ipam().request(address, id).map_err(|e| self.in_use(session, e)),
+                (true, Some(address)) => session
+                    .ipam()
+                    .request(address, id)
+                    .map_err(|e| self.in_use(session, e)),
                 (true, None) => session.ipam().allocate(family, id).map_err(Error::from),
             };
             match result {
@@ -369,7 +390,10 @@ impl Network {
 
     /// Names the endpoint holding an address in an "in use" error.
     fn in_use(&self, session: &Session<'_>, error: crate::ipam::IpamError) -> Error {
-        if let crate::ipam::IpamError::AddressInUse { address, holder, .. } = &error {
+        if let crate::ipam::IpamError::AddressInUse {
+            address, holder, ..
+        } = &error
+        {
             if let Some(holder) = session.endpoints().find(|e| e.id == *holder) {
                 return Error::AddressInUse {
                     address: *address,
@@ -401,7 +425,9 @@ impl Network {
         let mtu = options.mtu.or(self.record.mtu);
         let spec = match self.record.driver {
             Driver::Macvlan { mode } => NewLink::macvlan(&record.ifname, parent.index, mode),
-            Driver::Ipvlan { mode, flag } => NewLink::ipvlan(&record.ifname, parent.index, mode, flag),
+            Driver::Ipvlan { mode, flag } => {
+                NewLink::ipvlan(&record.ifname, parent.index, mode, flag)
+            }
         };
         let mut spec = spec.netns(netns);
         if let Some(mac) = record.mac {
@@ -426,7 +452,11 @@ impl Network {
         for allocation in allocations {
             let address = allocation.address();
             requests.push(Request {
-                message: RouteNetlinkMessage::NewAddress(address_message(index, address, address.addr().is_ipv6())),
+                message: RouteNetlinkMessage::NewAddress(address_message(
+                    index,
+                    address,
+                    address.addr().is_ipv6(),
+                )),
                 flags: netlink_packet_core::NLM_F_CREATE | netlink_packet_core::NLM_F_EXCL,
                 operation: format!("add address {address}"),
             });
@@ -444,7 +474,10 @@ impl Network {
                 // Another network of this container provides the default
                 // route for this family already.
                 Err(e) if i >= first_route && e.errno() == Some(libc::EEXIST) => {
-                    log::info!("endpoint {}: a default route exists already; keeping it", record.name);
+                    log::info!(
+                        "endpoint {}: a default route exists already; keeping it",
+                        record.name
+                    );
                 }
                 Err(e) => {
                     let what = match &e {
@@ -461,7 +494,12 @@ impl Network {
     /// The routes an endpoint gets: `default via GATEWAY` per family for
     /// macvlan and ipvlan L2, `default dev` per family for ipvlan L3, none
     /// on internal networks or when asked.
-    fn default_routes(&self, index: u32, allocations: &[Allocation], options: &AttachOptions) -> Vec<NewRoute> {
+    fn default_routes(
+        &self,
+        index: u32,
+        allocations: &[Allocation],
+        options: &AttachOptions,
+    ) -> Vec<NewRoute> {
         if self.record.internal || options.no_default_route {
             return Vec::new();
         }
@@ -484,10 +522,14 @@ impl Network {
     /// made (and is ours).
     fn undo(&self, inside: &Netlink, record: &EndpointRecord) {
         if let Ok(link) = inside.link_by_name(&record.ifname) {
-            let ours = link.alias.is_none() || link.alias.as_deref() == Some(&self.alias_of(record.id));
+            let ours =
+                link.alias.is_none() || link.alias.as_deref() == Some(&self.alias_of(record.id));
             if ours {
                 if let Err(e) = inside.delete_link(link.index) {
-                    log::warn!("could not remove {} after a failed attach: {e}", record.ifname);
+                    log::warn!(
+                        "could not remove {} after a failed attach: {e}",
+                        record.ifname
+                    );
                 }
             }
         }
@@ -499,7 +541,11 @@ impl Network {
     pub fn detach(&self, netns: &NetNs) -> Result<bool> {
         let registry = self.registry();
         let mut session = registry.session()?;
-        let Some(record) = session.endpoints().find(|e| e.netns_id == netns.id()).cloned() else {
+        let Some(record) = session
+            .endpoints()
+            .find(|e| e.netns_id == netns.id())
+            .cloned()
+        else {
             return Ok(false);
         };
         self.remove_link(Some(netns), &record)?;
@@ -531,7 +577,10 @@ impl Network {
     /// attach was recorded, so an unmarked link of that name is taken too.
     pub(crate) fn remove_link(&self, netns: Option<&NetNs>, record: &EndpointRecord) -> Result<()> {
         let Some(netns) = netns else {
-            log::debug!("endpoint {}: namespace gone, nothing to delete", record.name);
+            log::debug!(
+                "endpoint {}: namespace gone, nothing to delete",
+                record.name
+            );
             return Ok(());
         };
         let alias = self.alias_of(record.id);
@@ -592,7 +641,9 @@ impl Network {
 /// one made from the endpoint id.
 fn default_name(path: &Path, id: u64) -> String {
     match (path.parent(), path.file_name()) {
-        (Some(dir), Some(name)) if dir == Path::new("/run/netns") => name.to_string_lossy().into_owned(),
+        (Some(dir), Some(name)) if dir == Path::new("/run/netns") => {
+            name.to_string_lossy().into_owned()
+        }
         _ => format!("ep-{:012x}", id >> 16),
     }
 }

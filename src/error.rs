@@ -159,7 +159,9 @@ pub enum Error {
     },
 
     /// A step of an attach failed; everything done before it was undone.
-    #[error("attaching to network {network:?} failed at \"{step}\" (nothing was left behind): {source}")]
+    #[error(
+        "attaching to network {network:?} failed at \"{step}\" (nothing was left behind): {source}"
+    )]
     AttachFailed {
         /// The network.
         network: String,

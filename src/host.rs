@@ -207,7 +207,12 @@ fn namespace_paths() -> Vec<PathBuf> {
             .into_iter()
             .flatten()
             .flatten()
-            .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+            })
             .map(|e| e.path().join("ns/net")),
     );
     paths
@@ -347,14 +352,20 @@ impl Host {
             .iter()
             .map(|r| (r.name.clone(), r.ipam.prefixes().collect()))
             .collect();
-        check_overlap(spec.ipam().prefixes(), existing.iter().map(|(n, p)| (n, p.iter().copied())))?;
+        check_overlap(
+            spec.ipam().prefixes(),
+            existing.iter().map(|(n, p)| (n, p.iter().copied())),
+        )?;
         let mut ipam = spec.ipam().clone();
         let (ipv4, ipv6) = spec.families();
         let has = |ipam: &crate::ipam::NetworkIpamConfig, v4: bool| {
             ipam.prefixes().any(|p| p.addr().is_ipv4() == v4)
         };
         if (ipv4 && !has(&ipam, true)) || (ipv6 && !has(&ipam, false)) {
-            let mut in_use: Vec<IpNet> = existing.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+            let mut in_use: Vec<IpNet> = existing
+                .iter()
+                .flat_map(|(_, p)| p.iter().copied())
+                .collect();
             in_use.extend(self.host_prefixes()?);
             in_use.extend(self.inner.reserved_prefixes.iter().copied());
             if ipv4 && !has(&ipam, true) {
@@ -530,7 +541,11 @@ impl Host {
         let mut report = self.recover_networks()?;
         let _lock = self.lock()?;
         let mut explained: Vec<String> = Vec::new();
-        for record in self.records()?.into_iter().filter(|r| r.state == NetworkState::Ready) {
+        for record in self
+            .records()?
+            .into_iter()
+            .filter(|r| r.state == NetworkState::Ready)
+        {
             let network = self.network_from(record.clone());
             let registry = self.inner.registry(&record);
             let mut session = registry.session()?;
@@ -554,7 +569,10 @@ impl Host {
                 }
                 let present = netns.run(|| {
                     let nl = Netlink::open()?;
-                    Ok(nl.links()?.iter().any(|l| l.alias.as_deref() == Some(alias.as_str())))
+                    Ok(nl
+                        .links()?
+                        .iter()
+                        .any(|l| l.alias.as_deref() == Some(alias.as_str())))
                 })?;
                 if present {
                     explained.push(alias);
@@ -564,7 +582,9 @@ impl Host {
                 }
             }
         }
-        report.removed_links.extend(self.remove_unexplained_endpoint_links(&explained)?);
+        report
+            .removed_links
+            .extend(self.remove_unexplained_endpoint_links(&explained)?);
         Ok(report)
     }
 
@@ -575,7 +595,9 @@ impl Host {
         let mut removed = Vec::new();
         let mut seen = vec![self.inner.netns.id()];
         for path in namespace_paths() {
-            let Ok(netns) = NetNs::open(&path) else { continue };
+            let Ok(netns) = NetNs::open(&path) else {
+                continue;
+            };
             if seen.contains(&netns.id()) {
                 continue;
             }
@@ -626,8 +648,14 @@ impl Host {
                         Ok(true) => report.recreated_parents.push(record.parent.name.clone()),
                         Ok(false) => {}
                         Err(e) => {
-                            log::warn!("network {}: cannot restore parent {}: {e}", record.name, record.parent.name);
-                            report.broken_networks.push((record.name.clone(), e.to_string()));
+                            log::warn!(
+                                "network {}: cannot restore parent {}: {e}",
+                                record.name,
+                                record.parent.name
+                            );
+                            report
+                                .broken_networks
+                                .push((record.name.clone(), e.to_string()));
                         }
                     }
                 }
@@ -638,7 +666,9 @@ impl Host {
             let Some(alias) = &link.alias else { continue };
             if alias.starts_with(&ours) && !explained.contains(alias) {
                 match self.inner.nl.delete_link(link.index) {
-                    Ok(()) | Err(Error::LinkNotFound { .. }) => report.removed_links.push(link.name),
+                    Ok(()) | Err(Error::LinkNotFound { .. }) => {
+                        report.removed_links.push(link.name)
+                    }
                     Err(e) => return Err(e),
                 }
             }

@@ -32,8 +32,8 @@ pub mod netlink;
 pub mod netns;
 pub mod network;
 pub mod parent;
-pub mod route;
 mod registry;
+pub mod route;
 mod store;
 
 pub use error::{Error, Result};

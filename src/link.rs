@@ -86,13 +86,18 @@ impl fmt::Debug for MacAddress {
 }
 
 impl serde::Serialize for MacAddress {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
         serializer.collect_str(self)
     }
 }
 
 impl<'de> serde::Deserialize<'de> for MacAddress {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
         text.parse().map_err(serde::de::Error::custom)
     }
@@ -126,7 +131,9 @@ impl FromStr for MacAddress {
 }
 
 /// macvlan modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum MacvlanMode {
@@ -144,7 +151,9 @@ pub enum MacvlanMode {
 }
 
 /// ipvlan modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum IpvlanMode {
@@ -159,7 +168,9 @@ pub enum IpvlanMode {
 }
 
 /// The ipvlan flag that says how endpoints on one parent reach each other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum IpvlanFlag {
@@ -224,7 +235,11 @@ named_values!(
 named_values!(
     IpvlanMode,
     "ipvlan mode",
-    [(IpvlanMode::L2, "l2"), (IpvlanMode::L3, "l3"), (IpvlanMode::L3s, "l3s")]
+    [
+        (IpvlanMode::L2, "l2"),
+        (IpvlanMode::L3, "l3"),
+        (IpvlanMode::L3s, "l3s")
+    ]
 );
 named_values!(
     IpvlanFlag,
@@ -586,7 +601,9 @@ impl<'a> NewLink<'a> {
             message.attributes.push(LinkAttribute::Mtu(mtu));
         }
         if let Some(mac) = self.mac {
-            message.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
+            message
+                .attributes
+                .push(LinkAttribute::Address(mac.0.to_vec()));
         }
         if let Some(ns) = self.netns {
             message
@@ -619,7 +636,10 @@ impl<'a> NewLink<'a> {
                     }),
                 ])),
             ),
-            NewLinkKind::Vlan(id) => (InfoKind::Vlan, Some(InfoData::Vlan(vec![InfoVlan::Id(*id)]))),
+            NewLinkKind::Vlan(id) => (
+                InfoKind::Vlan,
+                Some(InfoData::Vlan(vec![InfoVlan::Id(*id)])),
+            ),
             NewLinkKind::Dummy => (InfoKind::Dummy, None),
             NewLinkKind::Veth { peer } => {
                 let mut peer_message = LinkMessage::default();
@@ -777,7 +797,12 @@ impl Netlink {
 
     /// The slow path of [`create_link`](Self::create_link): the name is taken
     /// either in the target namespace (a real conflict) or only in ours.
-    fn create_link_renamed(&self, spec: &NewLink<'_>, netns: &NetNs, conflict: Error) -> Result<()> {
+    fn create_link_renamed(
+        &self,
+        spec: &NewLink<'_>,
+        netns: &NetNs,
+        conflict: Error,
+    ) -> Result<()> {
         let inside = netns.netlink()?;
         match inside.link_by_name(&spec.name) {
             Ok(_) => return Err(conflict),
@@ -924,9 +949,10 @@ pub(crate) fn up_request(index: u32) -> Request {
 pub(crate) fn arp_notify_request(index: u32) -> Request {
     let mut message = LinkMessage::default();
     message.header.index = index;
-    message
-        .attributes
-        .push(LinkAttribute::Other(ipv4_devconf(IPV4_DEVCONF_ARP_NOTIFY, 1)));
+    message.attributes.push(LinkAttribute::Other(ipv4_devconf(
+        IPV4_DEVCONF_ARP_NOTIFY,
+        1,
+    )));
     Request {
         message: RouteNetlinkMessage::SetLink(message),
         flags: 0,
@@ -972,11 +998,7 @@ pub(crate) fn fill_random(bytes: &mut [u8]) -> Result<()> {
     while filled < bytes.len() {
         // SAFETY: getrandom writes at most the given length into the slice.
         let n = unsafe {
-            libc::getrandom(
-                bytes[filled..].as_mut_ptr().cast(),
-                bytes.len() - filled,
-                0,
-            )
+            libc::getrandom(bytes[filled..].as_mut_ptr().cast(), bytes.len() - filled, 0)
         };
         if n < 0 {
             let e = std::io::Error::last_os_error();
@@ -999,7 +1021,13 @@ mod tests {
     fn mac_addresses_round_trip_and_reject_garbage() {
         let mac: MacAddress = "aa:bb:cc:0:1:ff".parse().unwrap();
         assert_eq!(mac.to_string(), "aa:bb:cc:00:01:ff");
-        for bad in ["", "aa:bb:cc:dd:ee", "aa:bb:cc:dd:ee:ff:00", "zz:bb:cc:dd:ee:ff", "aaa:b:c:d:e:f"] {
+        for bad in [
+            "",
+            "aa:bb:cc:dd:ee",
+            "aa:bb:cc:dd:ee:ff:00",
+            "zz:bb:cc:dd:ee:ff",
+            "aaa:b:c:d:e:f",
+        ] {
             let err = bad.parse::<MacAddress>().unwrap_err();
             assert!(err.to_string().contains("MAC address"), "{err}");
         }
@@ -1021,7 +1049,9 @@ mod tests {
 
     #[test]
     fn macvlan_message_carries_mode_parent_and_netns_free() {
-        let message = NewLink::macvlan("mv0", 7, MacvlanMode::Vepa).mtu(1400).message("mv0");
+        let message = NewLink::macvlan("mv0", 7, MacvlanMode::Vepa)
+            .mtu(1400)
+            .message("mv0");
         assert!(message.attributes.contains(&LinkAttribute::Link(7)));
         assert!(message.attributes.contains(&LinkAttribute::Mtu(1400)));
         let info = message
@@ -1035,13 +1065,20 @@ mod tests {
         assert_eq!(info[0], LinkInfo::Kind(InfoKind::MacVlan));
         assert_eq!(
             info[1],
-            LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(NlMacVlanMode::Vepa)]))
+            LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(
+                NlMacVlanMode::Vepa
+            )]))
         );
         // Reading our own message back gives the same kind.
         let mut read = message.clone();
         read.header.index = 3;
         let link = Link::from_message(read).unwrap();
-        assert_eq!(link.kind, Some(LinkKind::Macvlan { mode: MacvlanMode::Vepa }));
+        assert_eq!(
+            link.kind,
+            Some(LinkKind::Macvlan {
+                mode: MacvlanMode::Vepa
+            })
+        );
         assert_eq!(link.parent_index, Some(7));
     }
 
@@ -1061,7 +1098,10 @@ mod tests {
         }
         let mut m = NewLink::vlan("eth0.50", 2, 50).message("eth0.50");
         m.header.index = 9;
-        assert_eq!(Link::from_message(m).unwrap().kind, Some(LinkKind::Vlan { id: 50 }));
+        assert_eq!(
+            Link::from_message(m).unwrap().kind,
+            Some(LinkKind::Vlan { id: 50 })
+        );
     }
 
     #[test]
@@ -1071,9 +1111,15 @@ mod tests {
         nla.emit(&mut bytes);
         // AF_SPEC(20) > AF_INET(16) > INET_CONF(12) > ARP_NOTIFY(8) = u32 1
         assert_eq!(bytes.len(), 20);
-        assert_eq!(u16::from_ne_bytes([bytes[2], bytes[3]]) & !NLA_F_NESTED, IFLA_AF_SPEC);
+        assert_eq!(
+            u16::from_ne_bytes([bytes[2], bytes[3]]) & !NLA_F_NESTED,
+            IFLA_AF_SPEC
+        );
         assert_eq!(u16::from_ne_bytes([bytes[6], bytes[7]]) & !NLA_F_NESTED, 2);
-        assert_eq!(u16::from_ne_bytes([bytes[14], bytes[15]]), IPV4_DEVCONF_ARP_NOTIFY);
+        assert_eq!(
+            u16::from_ne_bytes([bytes[14], bytes[15]]),
+            IPV4_DEVCONF_ARP_NOTIFY
+        );
         assert_eq!(u32::from_ne_bytes(bytes[16..20].try_into().unwrap()), 1);
         assert_eq!(nla.kind() & !NLA_F_NESTED, IFLA_AF_SPEC);
     }

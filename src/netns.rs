@@ -112,7 +112,11 @@ impl NetNs {
             Netlink::open()?.set_link_up_by_index(1, true)?;
             // The thread's path dies with the thread: name the namespace by
             // this handle's descriptor instead, valid while it lives.
-            ns.path = PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), ns.fd.as_raw_fd()));
+            ns.path = PathBuf::from(format!(
+                "/proc/{}/fd/{}",
+                std::process::id(),
+                ns.fd.as_raw_fd()
+            ));
             Ok(ns)
         })?;
         log::debug!("created network namespace {}", ns.id);
@@ -191,8 +195,7 @@ impl NetNs {
     /// `net/ipv6/conf/eth0/ndisc_notify`. `key` is relative to `/proc/sys`
     /// and may not leave it.
     pub fn write_sysctl(&self, key: &str, value: &str) -> Result<()> {
-        if key.split('/').any(|part| part.is_empty() || part == "..") || !key.starts_with("net/")
-        {
+        if key.split('/').any(|part| part.is_empty() || part == "..") || !key.starts_with("net/") {
             return Err(Error::invalid(
                 "sysctl key",
                 key,

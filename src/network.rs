@@ -302,10 +302,11 @@ impl NetworkBuilder {
             "macvlan_mode" => value.parse().map(|m| self.macvlan_mode = Some(m)),
             "ipvlan_mode" => value.parse().map(|m| self.ipvlan_mode = Some(m)),
             "ipvlan_flag" => value.parse().map(|f| self.ipvlan_flag = Some(f)),
-            "mtu" | "com.docker.network.driver.mtu" => value
-                .parse()
-                .map(|m| self.mtu = Some(m))
-                .map_err(|_| Error::invalid("mtu", value, "expected a number of bytes, such as 1500")),
+            "mtu" | "com.docker.network.driver.mtu" => {
+                value.parse().map(|m| self.mtu = Some(m)).map_err(|_| {
+                    Error::invalid("mtu", value, "expected a number of bytes, such as 1500")
+                })
+            }
             other => {
                 let valid = match self.driver {
                     Some("ipvlan") => IPVLAN_OPTIONS.join(", "),
@@ -342,7 +343,10 @@ impl NetworkBuilder {
                     return Err(Error::invalid(
                         "driver option",
                         option,
-                        format!("not a macvlan option; valid options are: {}", MACVLAN_OPTIONS.join(", ")),
+                        format!(
+                            "not a macvlan option; valid options are: {}",
+                            MACVLAN_OPTIONS.join(", ")
+                        ),
                     ));
                 }
                 Driver::Macvlan {
@@ -354,7 +358,10 @@ impl NetworkBuilder {
                     return Err(Error::invalid(
                         "driver option",
                         "macvlan_mode",
-                        format!("not an ipvlan option; valid options are: {}", IPVLAN_OPTIONS.join(", ")),
+                        format!(
+                            "not an ipvlan option; valid options are: {}",
+                            IPVLAN_OPTIONS.join(", ")
+                        ),
                     ));
                 }
                 Driver::Ipvlan {
@@ -423,7 +430,10 @@ impl NetworkBuilder {
         if let Some(parent) = &self.parent {
             crate::link::validate_name(parent)?;
             if self.internal {
-                log::warn!("network {}: internal networks use a dummy parent; parent {parent} is ignored", self.name);
+                log::warn!(
+                    "network {}: internal networks use a dummy parent; parent {parent} is ignored",
+                    self.name
+                );
             }
         }
         Ok(NetworkSpec {
@@ -445,7 +455,10 @@ impl NetworkBuilder {
 fn validate_network_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
@@ -596,7 +609,12 @@ impl Network {
 
     /// The gateway of each subnet, in subnet order.
     pub fn gateways(&self) -> Vec<IpAddr> {
-        self.record.ipam.subnets().iter().filter_map(|s| s.gateway()).collect()
+        self.record
+            .ipam
+            .subnets()
+            .iter()
+            .filter_map(|s| s.gateway())
+            .collect()
     }
 
     /// Whether the network has IPv6.
@@ -712,29 +730,84 @@ mod tests {
     #[test]
     fn bad_options_name_themselves_and_the_valid_ones() {
         let cases: Vec<(NetworkBuilder, &str)> = vec![
-            (Network::builder("n").macvlan().option("colour", "x"), "colour"),
-            (Network::builder("n").macvlan().option("macvlan_mode", "l3"), "bridge, private, vepa"),
-            (Network::builder("n").ipvlan().option("ipvlan_mode", "l4"), "l2, l3, l3s"),
-            (Network::builder("n").ipvlan().option("ipvlan_flag", "x"), "bridge, private, vepa"),
-            (Network::builder("n").ipvlan().option("macvlan_mode", "bridge"), "not an ipvlan option"),
-            (Network::builder("n").macvlan().option("ipvlan_mode", "l2"), "not a macvlan option"),
+            (
+                Network::builder("n").macvlan().option("colour", "x"),
+                "colour",
+            ),
+            (
+                Network::builder("n").macvlan().option("macvlan_mode", "l3"),
+                "bridge, private, vepa",
+            ),
+            (
+                Network::builder("n").ipvlan().option("ipvlan_mode", "l4"),
+                "l2, l3, l3s",
+            ),
+            (
+                Network::builder("n").ipvlan().option("ipvlan_flag", "x"),
+                "bridge, private, vepa",
+            ),
+            (
+                Network::builder("n")
+                    .ipvlan()
+                    .option("macvlan_mode", "bridge"),
+                "not an ipvlan option",
+            ),
+            (
+                Network::builder("n").macvlan().option("ipvlan_mode", "l2"),
+                "not a macvlan option",
+            ),
             (Network::builder("n").driver("bridge"), "macvlan and ipvlan"),
             (Network::builder("n"), "choose one"),
             (Network::builder("bad/name").macvlan(), "network name"),
             (Network::builder("n").macvlan().mtu(10), "68 to 65535"),
-            (Network::builder("n").macvlan().option("mtu", "big"), "\"big\""),
-            (Network::builder("n").macvlan().parent("a-name-too-long-x"), "at most 15"),
-            (Network::builder("n").macvlan().subnet("10.1.0.0/16").ipv4(false), "IPv4 subnet"),
-            (Network::builder("n").macvlan().subnet("fd00::/64").ipv6(false), "IPv6 subnet"),
-            (Network::builder("n").macvlan().ipv4(false), "at least one address family"),
-            (Network::builder("n").macvlan().subnet("10.1.0.0/16").gateway("10.2.0.1"), "10.2.0.1"),
+            (
+                Network::builder("n").macvlan().option("mtu", "big"),
+                "\"big\"",
+            ),
+            (
+                Network::builder("n").macvlan().parent("a-name-too-long-x"),
+                "at most 15",
+            ),
+            (
+                Network::builder("n")
+                    .macvlan()
+                    .subnet("10.1.0.0/16")
+                    .ipv4(false),
+                "IPv4 subnet",
+            ),
+            (
+                Network::builder("n")
+                    .macvlan()
+                    .subnet("fd00::/64")
+                    .ipv6(false),
+                "IPv6 subnet",
+            ),
+            (
+                Network::builder("n").macvlan().ipv4(false),
+                "at least one address family",
+            ),
+            (
+                Network::builder("n")
+                    .macvlan()
+                    .subnet("10.1.0.0/16")
+                    .gateway("10.2.0.1"),
+                "10.2.0.1",
+            ),
         ];
         for (builder, needle) in cases {
             let err = builder.build().unwrap_err();
             assert!(err.to_string().contains(needle), "{needle}: {err}");
         }
-        let err = Network::builder("n").ipvlan().option("colour", "x").build().unwrap_err();
-        assert!(err.to_string().contains("parent, ipvlan_mode, ipvlan_flag, mtu"), "{err}");
+        let err = Network::builder("n")
+            .ipvlan()
+            .option("colour", "x")
+            .build()
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("parent, ipvlan_mode, ipvlan_flag, mtu"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -748,7 +821,12 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(spec.families(), (true, true));
-        let spec = Network::builder("in").macvlan().parent("eth0").internal(true).build().unwrap();
+        let spec = Network::builder("in")
+            .macvlan()
+            .parent("eth0")
+            .internal(true)
+            .build()
+            .unwrap();
         assert!(spec.internal() && spec.parent().is_none());
     }
 }

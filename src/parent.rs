@@ -95,7 +95,9 @@ pub fn parse_vlan_name(name: &str) -> Result<Option<(String, u16)>> {
         )
     };
     if master.is_empty() || id.contains('.') {
-        return Err(malformed("expected exactly one dot after an interface name"));
+        return Err(malformed(
+            "expected exactly one dot after an interface name",
+        ));
     }
     let id: u16 = id
         .parse()
@@ -128,9 +130,14 @@ pub(crate) struct ParentPlan {
 
 /// Decides the parent for a network: checks what exists through `nl`, and
 /// refuses what cannot work. Creates nothing.
-pub(crate) fn plan(nl: &Netlink, requested: Option<&str>, dummy: Option<String>) -> Result<ParentPlan> {
+pub(crate) fn plan(
+    nl: &Netlink,
+    requested: Option<&str>,
+    dummy: Option<String>,
+) -> Result<ParentPlan> {
     let Some(name) = requested else {
-        let name = dummy.ok_or_else(|| Error::Protocol("no dummy name for an isolated network".into()))?;
+        let name =
+            dummy.ok_or_else(|| Error::Protocol("no dummy name for an isolated network".into()))?;
         return Ok(ParentPlan {
             parent: ParentLink {
                 name,
@@ -193,22 +200,28 @@ impl ParentPlan {
 }
 
 /// Creates an owned parent link. `master_index` saves a lookup when known.
-fn create_owned(nl: &Netlink, parent: &ParentLink, master_index: Option<u32>, alias: &str) -> Result<()> {
+fn create_owned(
+    nl: &Netlink,
+    parent: &ParentLink,
+    master_index: Option<u32>,
+    alias: &str,
+) -> Result<()> {
     let spec = match &parent.kind {
         ParentKind::Existing => return Ok(()),
         ParentKind::Dummy => NewLink::dummy(&parent.name),
         ParentKind::Vlan { master, id } => {
             let master_index = match master_index {
                 Some(i) if i != 0 => i,
-                _ => nl
-                    .link_by_name(master)
-                    .map_err(|e| match e {
-                        Error::LinkNotFound { .. } => Error::ParentNotFound {
-                            parent: master.clone(),
-                        },
-                        e => e,
-                    })?
-                    .index,
+                _ => {
+                    nl.link_by_name(master)
+                        .map_err(|e| match e {
+                            Error::LinkNotFound { .. } => Error::ParentNotFound {
+                                parent: master.clone(),
+                            },
+                            e => e,
+                        })?
+                        .index
+                }
             };
             NewLink::vlan(&parent.name, master_index, *id)
         }
@@ -281,8 +294,14 @@ mod tests {
 
     #[test]
     fn vlan_names_parse_like_docker() {
-        assert_eq!(parse_vlan_name("eth0.50").unwrap(), Some(("eth0".into(), 50)));
-        assert_eq!(parse_vlan_name("bond0.4094").unwrap(), Some(("bond0".into(), 4094)));
+        assert_eq!(
+            parse_vlan_name("eth0.50").unwrap(),
+            Some(("eth0".into(), 50))
+        );
+        assert_eq!(
+            parse_vlan_name("bond0.4094").unwrap(),
+            Some(("bond0".into(), 4094))
+        );
         assert_eq!(parse_vlan_name("eth0.1").unwrap(), Some(("eth0".into(), 1)));
         assert_eq!(parse_vlan_name("foo").unwrap(), None);
         for (bad, needle) in [

@@ -154,17 +154,20 @@ impl NewRoute {
     }
 
     pub(crate) fn message(&self) -> RouteMessage {
-        let mut header = RouteHeader::default();
-        header.address_family = self.family.netlink();
-        header.table = RouteHeader::RT_TABLE_MAIN;
-        header.protocol = RouteProtocol::Boot;
-        header.kind = RouteType::Unicast;
         // A route without a gateway reaches hosts directly on the link; the
         // kernel ignores the scope of IPv6 routes.
-        header.scope = if self.gateway.is_none() && self.family == IpFamily::V4 {
+        let scope = if self.gateway.is_none() && self.family == IpFamily::V4 {
             RouteScope::Link
         } else {
             RouteScope::Universe
+        };
+        let mut header = RouteHeader {
+            address_family: self.family.netlink(),
+            table: RouteHeader::RT_TABLE_MAIN,
+            protocol: RouteProtocol::Boot,
+            kind: RouteType::Unicast,
+            scope,
+            ..RouteHeader::default()
         };
         let mut message = RouteMessage::default();
         if let Some(destination) = self.destination {
@@ -279,7 +282,9 @@ fn ip_of(address: RouteAddress) -> Result<IpAddr> {
     match address {
         RouteAddress::Inet(a) => Ok(a.into()),
         RouteAddress::Inet6(a) => Ok(a.into()),
-        other => Err(Error::Protocol(format!("unexpected route address {other:?}"))),
+        other => Err(Error::Protocol(format!(
+            "unexpected route address {other:?}"
+        ))),
     }
 }
 
@@ -303,7 +308,9 @@ mod tests {
         assert_eq!(v4.header.scope, RouteScope::Link);
         assert_eq!(v4.header.destination_prefix_length, 0);
         assert!(v4.attributes.contains(&RouteAttribute::Oif(5)));
-        let v6 = NewRoute::default_dev(IpFamily::V6, 5).metric(1024).message();
+        let v6 = NewRoute::default_dev(IpFamily::V6, 5)
+            .metric(1024)
+            .message();
         assert_eq!(v6.header.scope, RouteScope::Universe);
         assert!(v6.attributes.contains(&RouteAttribute::Priority(1024)));
     }

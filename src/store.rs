@@ -87,11 +87,16 @@ pub(crate) fn lock(path: &Path, exclusive: bool) -> Result<Lock> {
 
 /// Creates a directory and its parents.
 pub(crate) fn create_dir(path: &Path) -> Result<()> {
-    fs::create_dir_all(path).map_err(|e| Error::io(format!("create directory {}", path.display()), e))
+    fs::create_dir_all(path)
+        .map_err(|e| Error::io(format!("create directory {}", path.display()), e))
 }
 
 /// Replaces the record at `path` with `value`, atomically.
-pub(crate) fn write_record<T: Serialize>(path: &Path, value: &T, durability: Durability) -> Result<()> {
+pub(crate) fn write_record<T: Serialize>(
+    path: &Path,
+    value: &T,
+    durability: Durability,
+) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(value)
         .map_err(|e| Error::Protocol(format!("serialize {}: {e}", path.display())))?;
     write_atomic(path, &bytes, durability)
@@ -114,7 +119,10 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) ->
     drop(file);
     fs::rename(&temporary, path).map_err(|e| {
         let _ = fs::remove_file(&temporary);
-        Error::io(format!("rename {} to {}", temporary.display(), path.display()), e)
+        Error::io(
+            format!("rename {} to {}", temporary.display(), path.display()),
+            e,
+        )
     })?;
     if durability == Durability::Durable {
         sync_dir(dir)?;
@@ -142,10 +150,12 @@ pub(crate) fn read_record<T: DeserializeOwned>(path: &Path) -> Result<Option<T>>
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
     };
-    serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::CorruptState {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Error::CorruptState {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })
 }
 
 /// The `*.json` records of a directory, sorted by file name. Stale
@@ -180,7 +190,8 @@ fn remove_stale_temporary(path: &Path, name: &str) {
         .next()
         .and_then(|p| p.parse::<i32>().ok());
     // SAFETY: kill with signal 0 only checks whether the process exists.
-    let alive = pid.is_some_and(|pid| unsafe { libc::kill(pid, 0) } == 0 || pid == std::process::id() as i32);
+    let alive = pid
+        .is_some_and(|pid| unsafe { libc::kill(pid, 0) } == 0 || pid == std::process::id() as i32);
     if !alive {
         log::debug!("removing stale temporary file {}", path.display());
         let _ = fs::remove_file(path);
@@ -198,7 +209,8 @@ mod tests {
     use super::*;
 
     fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("underlay-store-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("underlay-store-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         dir
@@ -244,7 +256,9 @@ mod tests {
             let _l = lock(&p, true).unwrap();
             tx.send(()).unwrap();
         });
-        assert!(rx.recv_timeout(std::time::Duration::from_millis(100)).is_err());
+        assert!(rx
+            .recv_timeout(std::time::Duration::from_millis(100))
+            .is_err());
         drop(held);
         rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
         waiter.join().unwrap();

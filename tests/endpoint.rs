@@ -39,28 +39,48 @@ fn macvlan_containers_get_the_seed_addresses_and_routes_and_ping_each_other() {
     let sb = Sandbox::new();
     let dir = StateDir::new();
     let host = open_host(&sb, &dir);
-    let net = create(&host, "-d macvlan --subnet=172.16.86.0/24 --gateway=172.16.86.1 -o parent=eth0 pub_net");
+    let net = create(
+        &host,
+        "-d macvlan --subnet=172.16.86.0/24 --gateway=172.16.86.1 -o parent=eth0 pub_net",
+    );
     let a = sb.container();
     let b = sb.container();
     // docker run --net=pub_net --ip=172.16.86.10; docker run --net=pub_net
-    let ea = net.attach(&a, &AttachOptions::new().ip(ip("172.16.86.10")).name("a")).unwrap();
+    let ea = net
+        .attach(&a, &AttachOptions::new().ip(ip("172.16.86.10")).name("a"))
+        .unwrap();
     let eb = net.attach(&b, &AttachOptions::new().name("b")).unwrap();
     assert_eq!(ea.addresses()[0].to_string(), "172.16.86.10/24");
     assert_eq!(eb.addresses()[0].to_string(), "172.16.86.2/24");
     assert_eq!(ea.ifname(), "eth0");
     assert_eq!(addresses(&b, "eth0")[0], "172.16.86.2/24");
-    assert!(ip_routes(&b, false).contains("default via 172.16.86.1 dev eth0"), "{}", ip_routes(&b, false));
+    assert!(
+        ip_routes(&b, false).contains("default via 172.16.86.1 dev eth0"),
+        "{}",
+        ip_routes(&b, false)
+    );
     // A random locally administered MAC, as recorded.
     let mac = eb.mac().unwrap();
     assert!(mac.is_locally_administered() && mac.is_unicast());
     assert_eq!(common::ip_link(&b, "eth0")["address"], mac.to_string());
-    assert_eq!(common::ip_link(&b, "eth0")["linkinfo"]["info_data"]["mode"], "bridge");
+    assert_eq!(
+        common::ip_link(&b, "eth0")["linkinfo"]["info_data"]["mode"],
+        "bridge"
+    );
     assert!(ping(&a, "172.16.86.2"));
     assert!(ping(&b, "172.16.86.10"));
 
     let hosts = net.hosts_entries().unwrap();
-    assert!(hosts.contains("172.16.86.10\ta\n") && hosts.contains("172.16.86.2\tb\n"), "{hosts}");
-    let names: Vec<String> = net.endpoints().unwrap().iter().map(|e| e.name().to_owned()).collect();
+    assert!(
+        hosts.contains("172.16.86.10\ta\n") && hosts.contains("172.16.86.2\tb\n"),
+        "{hosts}"
+    );
+    let names: Vec<String> = net
+        .endpoints()
+        .unwrap()
+        .iter()
+        .map(|e| e.name().to_owned())
+        .collect();
     assert_eq!(names.len(), 2);
 
     assert!(net.detach(&a).unwrap());
@@ -70,7 +90,9 @@ fn macvlan_containers_get_the_seed_addresses_and_routes_and_ping_each_other() {
     let c = sb.container();
     let ec = net.attach(&c, &AttachOptions::new()).unwrap();
     assert_eq!(ec.addresses()[0].to_string(), "172.16.86.3/24");
-    let ea = net.attach(&a, &AttachOptions::new().ip(ip("172.16.86.10"))).unwrap();
+    let ea = net
+        .attach(&a, &AttachOptions::new().ip(ip("172.16.86.10")))
+        .unwrap();
     assert_eq!(ea.addresses()[0].to_string(), "172.16.86.10/24");
 }
 
@@ -85,21 +107,52 @@ fn dual_stack_macvlan_matches_the_seed_and_ipv6_is_usable_at_once() {
     );
     let a = sb.container();
     let b = sb.container();
-    net.attach(&a, &AttachOptions::new().ip(ip("192.168.216.50")).ip(ip("2001:db8:abc8::50"))).unwrap();
-    let eb = net.attach(&b, &AttachOptions::new().ip(ip("192.168.218.10"))).unwrap();
+    net.attach(
+        &a,
+        &AttachOptions::new()
+            .ip(ip("192.168.216.50"))
+            .ip(ip("2001:db8:abc8::50")),
+    )
+    .unwrap();
+    let eb = net
+        .attach(&b, &AttachOptions::new().ip(ip("192.168.218.10")))
+        .unwrap();
     // The IPv6 address came from the allocator: the first after the subnet
     // router anycast address, as the seed prints.
-    assert!(eb.addresses().iter().any(|a| a.to_string() == "2001:db8:abc8::1/64"), "{:?}", eb.addresses());
+    assert!(
+        eb.addresses()
+            .iter()
+            .any(|a| a.to_string() == "2001:db8:abc8::1/64"),
+        "{:?}",
+        eb.addresses()
+    );
     let v6 = ip_json(&a, &["-6", "addr", "show", "dev", "eth0"]);
     let info = v6[0]["addr_info"].as_array().unwrap();
-    let global = info.iter().find(|x| x["local"] == "2001:db8:abc8::50").unwrap();
+    let global = info
+        .iter()
+        .find(|x| x["local"] == "2001:db8:abc8::50")
+        .unwrap();
     assert!(global.get("tentative").is_none(), "{global}");
-    assert!(info.iter().any(|x| x["scope"] == "link"), "the link-local address is kept: {info:?}");
+    assert!(
+        info.iter().any(|x| x["scope"] == "link"),
+        "the link-local address is kept: {info:?}"
+    );
     assert!(ip_routes(&a, false).contains("default via 192.168.216.1 dev eth0"));
     // b's IPv4 address is in the second subnet: its gateway is that subnet's.
-    assert!(ip_routes(&b, false).contains("default via 192.168.218.1 dev eth0"), "{}", ip_routes(&b, false));
-    assert!(ip_routes(&a, true).contains("default via 2001:db8:abc8::10 dev eth0"), "{}", ip_routes(&a, true));
-    assert!(ping(&b, "2001:db8:abc8::50"), "IPv6 usable straight after attach");
+    assert!(
+        ip_routes(&b, false).contains("default via 192.168.218.1 dev eth0"),
+        "{}",
+        ip_routes(&b, false)
+    );
+    assert!(
+        ip_routes(&a, true).contains("default via 2001:db8:abc8::10 dev eth0"),
+        "{}",
+        ip_routes(&a, true)
+    );
+    assert!(
+        ping(&b, "2001:db8:abc8::50"),
+        "IPv6 usable straight after attach"
+    );
 }
 
 #[test]
@@ -123,13 +176,23 @@ fn a_taken_address_is_refused_naming_its_holder_and_nothing_is_created() {
     let sb = Sandbox::new();
     let dir = StateDir::new();
     let host = open_host(&sb, &dir);
-    let net = create(&host, "-d macvlan --subnet=192.168.114.0/24 --ipv6 --subnet=2001:db8:abc9::/64 -o parent=eth0 n");
+    let net = create(
+        &host,
+        "-d macvlan --subnet=192.168.114.0/24 --ipv6 --subnet=2001:db8:abc9::/64 -o parent=eth0 n",
+    );
     let a = sb.container();
     let b = sb.container();
-    net.attach(&a, &AttachOptions::new().ip(ip("192.168.114.10")).name("first")).unwrap();
+    net.attach(
+        &a,
+        &AttachOptions::new().ip(ip("192.168.114.10")).name("first"),
+    )
+    .unwrap();
     let before = dir.snapshot();
     let err = net
-        .attach(&b, &AttachOptions::new().ip(ip("192.168.114.10")).name("second"))
+        .attach(
+            &b,
+            &AttachOptions::new().ip(ip("192.168.114.10")).name("second"),
+        )
         .unwrap_err();
     assert!(matches!(err, Error::AddressInUse { .. }), "{err:?}");
     assert_eq!(
@@ -151,19 +214,37 @@ fn bad_attach_options_are_refused_before_anything_happens() {
     let dir = StateDir::new();
     let host = open_host(&sb, &dir);
     let mac = create(&host, "-d macvlan --subnet=10.1.1.0/24 -o parent=eth0 m");
-    sb.nl.create_link(&underlay::link::NewLink::veth("eth1", "uplink1").up()).unwrap();
+    sb.nl
+        .create_link(&underlay::link::NewLink::veth("eth1", "uplink1").up())
+        .unwrap();
     let ipv = create(&host, "-d ipvlan --subnet=10.2.2.0/24 -o parent=eth1 i");
     let ns = sb.container();
     let before = dir.snapshot();
     let cases: Vec<(&Network, AttachOptions, &str)> = vec![
-        (&ipv, AttachOptions::new().mac("02:00:00:00:00:01".parse().unwrap()), "ipvlan endpoints share the parent's MAC"),
-        (&mac, AttachOptions::new().mac("01:00:5e:00:00:01".parse().unwrap()), "unicast"),
+        (
+            &ipv,
+            AttachOptions::new().mac("02:00:00:00:00:01".parse().unwrap()),
+            "ipvlan endpoints share the parent's MAC",
+        ),
+        (
+            &mac,
+            AttachOptions::new().mac("01:00:5e:00:00:01".parse().unwrap()),
+            "unicast",
+        ),
         (&mac, AttachOptions::new().ip(ip("10.9.9.9")), "10.9.9.9"),
         (&mac, AttachOptions::new().ip(ip("10.1.1.0")), "10.1.1.0"),
         (&mac, AttachOptions::new().ip(ip("10.1.1.1")), "10.1.1.1"),
-        (&mac, AttachOptions::new().ip(ip("fd00::5")), "no IPv6 subnet"),
+        (
+            &mac,
+            AttachOptions::new().ip(ip("fd00::5")),
+            "no IPv6 subnet",
+        ),
         (&mac, AttachOptions::new().ifname("lo"), "already"),
-        (&mac, AttachOptions::new().ifname("far-too-long-name"), "at most 15"),
+        (
+            &mac,
+            AttachOptions::new().ifname("far-too-long-name"),
+            "at most 15",
+        ),
         (&mac, AttachOptions::new().mtu(20), "68 to 65535"),
     ];
     for (net, options, needle) in cases {
@@ -183,14 +264,21 @@ fn a_failure_after_the_link_is_made_undoes_everything_and_names_the_step() {
     let sb = Sandbox::new();
     let dir = StateDir::new();
     let host = open_host(&sb, &dir);
-    let net = create(&host, "-d macvlan --subnet=10.20.0.0/24 --ipv6 --subnet=fd20::/64 -o parent=eth0 n");
+    let net = create(
+        &host,
+        "-d macvlan --subnet=10.20.0.0/24 --ipv6 --subnet=fd20::/64 -o parent=eth0 n",
+    );
     let ns = sb.container();
     // IPv6 turned off in the container: the link is made, then the kernel
     // refuses its IPv6 address.
-    ns.write_sysctl("net/ipv6/conf/all/disable_ipv6", "1").unwrap();
-    ns.write_sysctl("net/ipv6/conf/default/disable_ipv6", "1").unwrap();
+    ns.write_sysctl("net/ipv6/conf/all/disable_ipv6", "1")
+        .unwrap();
+    ns.write_sysctl("net/ipv6/conf/default/disable_ipv6", "1")
+        .unwrap();
     let before = dir.snapshot();
-    let err = net.attach(&ns, &AttachOptions::new().ip(ip("fd20::7"))).unwrap_err();
+    let err = net
+        .attach(&ns, &AttachOptions::new().ip(ip("fd20::7")))
+        .unwrap_err();
     let Error::AttachFailed { step, source, .. } = &err else {
         panic!("expected AttachFailed, got {err:?}");
     };
@@ -201,7 +289,9 @@ fn a_failure_after_the_link_is_made_undoes_everything_and_names_the_step() {
     assert_eq!(dir.snapshot(), before);
     // The addresses are free: another container gets both.
     let other = sb.container();
-    let ep = net.attach(&other, &AttachOptions::new().ip(ip("fd20::7"))).unwrap();
+    let ep = net
+        .attach(&other, &AttachOptions::new().ip(ip("fd20::7")))
+        .unwrap();
     let got: Vec<String> = ep.addresses().iter().map(|a| a.to_string()).collect();
     assert_eq!(got, ["10.20.0.2/24", "fd20::7/64"]);
 }
@@ -211,7 +301,10 @@ fn a_released_ipv6_address_can_be_taken_again_at_once() {
     let sb = Sandbox::new();
     let dir = StateDir::new();
     let host = open_host(&sb, &dir);
-    let net = create(&host, "-d macvlan --subnet=2001:db8:abc2::/64 --gateway=2001:db8:abc2::22 -o parent=eth0 v6");
+    let net = create(
+        &host,
+        "-d macvlan --subnet=2001:db8:abc2::/64 --gateway=2001:db8:abc2::22 -o parent=eth0 v6",
+    );
     for round in 0..3 {
         let ns = sb.container();
         let ep = net
@@ -245,13 +338,20 @@ fn recovery_releases_endpoints_whose_namespace_died() {
     let host = open_host(&sb, &dir);
     let net = create(&host, "-d macvlan --subnet=10.31.0.0/24 -o parent=eth0 n");
     let keep = sb.container();
-    net.attach(&keep, &AttachOptions::new().name("keep")).unwrap();
+    net.attach(&keep, &AttachOptions::new().name("keep"))
+        .unwrap();
     let lost = sb.container();
-    net.attach(&lost, &AttachOptions::new().name("lost")).unwrap();
+    net.attach(&lost, &AttachOptions::new().name("lost"))
+        .unwrap();
     drop(lost);
     let report = host.recover().unwrap();
     assert_eq!(report.released_endpoints, ["n/lost"]);
-    let names: Vec<String> = net.endpoints().unwrap().iter().map(|e| e.name().to_owned()).collect();
+    let names: Vec<String> = net
+        .endpoints()
+        .unwrap()
+        .iter()
+        .map(|e| e.name().to_owned())
+        .collect();
     assert_eq!(names, ["keep"]);
     assert!(host.recover().unwrap().is_clean());
 }
@@ -259,17 +359,34 @@ fn recovery_releases_endpoints_whose_namespace_died() {
 #[test]
 fn one_container_on_two_networks_gets_eth0_and_eth1_and_one_default_route() {
     let sb = Sandbox::new();
-    sb.nl.create_link(&underlay::link::NewLink::veth("eth1", "uplink1").up()).unwrap();
+    sb.nl
+        .create_link(&underlay::link::NewLink::veth("eth1", "uplink1").up())
+        .unwrap();
     let dir = StateDir::new();
     let host = open_host(&sb, &dir);
-    let front = create(&host, "-d macvlan --subnet=10.40.0.0/24 -o parent=eth0 front");
-    let back = create(&host, "-d macvlan --subnet=10.41.0.0/24 -o parent=eth1 back");
+    let front = create(
+        &host,
+        "-d macvlan --subnet=10.40.0.0/24 -o parent=eth0 front",
+    );
+    let back = create(
+        &host,
+        "-d macvlan --subnet=10.41.0.0/24 -o parent=eth1 back",
+    );
     let ns = sb.container();
-    assert_eq!(front.attach(&ns, &AttachOptions::new()).unwrap().ifname(), "eth0");
-    assert_eq!(back.attach(&ns, &AttachOptions::new()).unwrap().ifname(), "eth1");
+    assert_eq!(
+        front.attach(&ns, &AttachOptions::new()).unwrap().ifname(),
+        "eth0"
+    );
+    assert_eq!(
+        back.attach(&ns, &AttachOptions::new()).unwrap().ifname(),
+        "eth1"
+    );
     assert_eq!(link_names(&ns), ["eth0", "eth1", "lo"]);
     let routes = ip_routes(&ns, false);
-    assert!(routes.contains("default via 10.40.0.1 dev eth0"), "{routes}");
+    assert!(
+        routes.contains("default via 10.40.0.1 dev eth0"),
+        "{routes}"
+    );
     assert!(!routes.contains("default via 10.41.0.1"), "{routes}");
     assert!(back.detach(&ns).unwrap());
     assert_eq!(link_names(&ns), ["eth0", "lo"]);
@@ -282,21 +399,36 @@ fn no_default_route_is_an_option() {
     let host = open_host(&sb, &dir);
     let net = create(&host, "-d macvlan --subnet=10.42.0.0/24 -o parent=eth0 n");
     let ns = sb.container();
-    net.attach(&ns, &AttachOptions::new().no_default_route()).unwrap();
-    assert!(!ip_routes(&ns, false).contains("default"), "{}", ip_routes(&ns, false));
+    net.attach(&ns, &AttachOptions::new().no_default_route())
+        .unwrap();
+    assert!(
+        !ip_routes(&ns, false).contains("default"),
+        "{}",
+        ip_routes(&ns, false)
+    );
 }
 
 #[test]
 fn attach_announces_the_address_with_a_gratuitous_arp() {
     let sb = Sandbox::new();
     // The "switch" side learns from gratuitous ARPs for its subnet.
-    assert!(sb.host_run("ip", &["addr", "add", "172.16.86.250/24", "dev", "uplink0"]).status.success());
-    sb.host.write_sysctl("net/ipv4/conf/uplink0/arp_accept", "1").unwrap();
+    assert!(sb
+        .host_run("ip", &["addr", "add", "172.16.86.250/24", "dev", "uplink0"])
+        .status
+        .success());
+    sb.host
+        .write_sysctl("net/ipv4/conf/uplink0/arp_accept", "1")
+        .unwrap();
     let dir = StateDir::new();
     let host = open_host(&sb, &dir);
-    let net = create(&host, "-d macvlan --subnet=172.16.86.0/24 --gateway=172.16.86.1 -o parent=eth0 pub_net");
+    let net = create(
+        &host,
+        "-d macvlan --subnet=172.16.86.0/24 --gateway=172.16.86.1 -o parent=eth0 pub_net",
+    );
     let ns = sb.container();
-    let ep = net.attach(&ns, &AttachOptions::new().ip(ip("172.16.86.10"))).unwrap();
+    let ep = net
+        .attach(&ns, &AttachOptions::new().ip(ip("172.16.86.10")))
+        .unwrap();
     let arp_notify = ns
         .run(|| Ok(std::fs::read_to_string("/proc/sys/net/ipv4/conf/eth0/arp_notify").unwrap()))
         .unwrap();
@@ -306,7 +438,12 @@ fn attach_announces_the_address_with_a_gratuitous_arp() {
     let mut learned = false;
     for _ in 0..50 {
         let neigh = ip_json(&sb.host, &["neigh", "show", "dev", "uplink0"]);
-        if neigh.as_array().unwrap().iter().any(|n| n["dst"] == "172.16.86.10" && n["lladdr"] == mac) {
+        if neigh
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["dst"] == "172.16.86.10" && n["lladdr"] == mac)
+        {
             learned = true;
             break;
         }
@@ -326,7 +463,10 @@ fn removing_a_network_with_endpoints_needs_force_and_force_detaches_them() {
     net.attach(&a, &AttachOptions::new()).unwrap();
     net.attach(&b, &AttachOptions::new()).unwrap();
     let err = host.remove_network("n").unwrap_err();
-    assert!(matches!(err, Error::NetworkHasEndpoints { count: 2, .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::NetworkHasEndpoints { count: 2, .. }),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("force"), "{err}");
     assert_eq!(link_names(&a), ["eth0", "lo"]);
     host.force_remove_network("n").unwrap();
@@ -356,7 +496,9 @@ fn endpoint_child() {
     let mut held = Vec::new();
     for i in 0..count {
         let ns = NetNs::create().unwrap();
-        let ep = net.attach(&ns, &AttachOptions::new()).unwrap_or_else(|e| panic!("attach {i}: {e}"));
+        let ep = net
+            .attach(&ns, &AttachOptions::new())
+            .unwrap_or_else(|e| panic!("attach {i}: {e}"));
         println!("ADDRESS {}", ep.addresses()[0]);
         held.push(ns);
     }
@@ -383,16 +525,29 @@ fn four_processes_attaching_fifty_each_get_two_hundred_distinct_addresses() {
     let mut addresses = BTreeSet::new();
     for output in &outputs {
         let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         // The harness's "test endpoint_child ... " may precede the first line.
-        for line in stdout.lines().filter_map(|l| l.split_once("ADDRESS ").map(|(_, a)| a)) {
+        for line in stdout
+            .lines()
+            .filter_map(|l| l.split_once("ADDRESS ").map(|(_, a)| a))
+        {
             assert!(addresses.insert(line.to_owned()), "{line} handed out twice");
         }
     }
     assert_eq!(addresses.len(), 200);
     let records = std::fs::read_dir(dir.0.join("run").join(net.id()))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".json"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".json")
+        })
         .count();
     assert_eq!(records, 200);
     // The children's namespaces died with them: recovery frees everything.
@@ -416,10 +571,17 @@ fn a_crash_during_attach_leaks_nothing_after_recovery() {
                 ("UNDERLAY_CRASH_AT", step.to_owned()),
                 ("UNDERLAY_STATE", dir.0.display().to_string()),
                 ("UNDERLAY_NETNS", common::netns_path_for_child(&sb.host)),
-                ("UNDERLAY_CONTAINER", common::netns_path_for_child(&container)),
+                (
+                    "UNDERLAY_CONTAINER",
+                    common::netns_path_for_child(&container),
+                ),
             ],
         );
-        assert!(common::killed(&output), "{step}: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            common::killed(&output),
+            "{step}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         let host = open_host(&sb, &dir);
         let report = host.recover().unwrap();
         let net = host.network("n").unwrap();
@@ -471,7 +633,10 @@ mod needs_ipvlan {
         let sb = Sandbox::new();
         let dir = StateDir::new();
         let host = open_host(&sb, &dir);
-        let net = create(&host, "-d ipvlan --subnet=192.168.1.0/24 -o parent=eth0 db_net_ipv");
+        let net = create(
+            &host,
+            "-d ipvlan --subnet=192.168.1.0/24 -o parent=eth0 db_net_ipv",
+        );
         let a = sb.container();
         let b = sb.container();
         net.attach(&a, &AttachOptions::new()).unwrap();
@@ -482,7 +647,10 @@ mod needs_ipvlan {
         assert!(ping(&b, "192.168.1.2"));
         // ipvlan shares the parent's MAC address.
         let parent_mac = sb.nl.link_by_name("eth0").unwrap().mac;
-        assert_eq!(a.netlink().unwrap().link_by_name("eth0").unwrap().mac, parent_mac);
+        assert_eq!(
+            a.netlink().unwrap().link_by_name("eth0").unwrap().mac,
+            parent_mac
+        );
     }
 
     #[test]
@@ -494,20 +662,37 @@ mod needs_ipvlan {
         let dir = StateDir::new();
         let host = open_host(&sb, &dir);
         // The seeds' ipnet210, with no parent: an isolated dummy parent.
-        let net = create(&host, "-d ipvlan --subnet=192.168.214.0/24 --subnet=10.1.214.0/24 -o ipvlan_mode=l3 ipnet210");
+        let net = create(
+            &host,
+            "-d ipvlan --subnet=192.168.214.0/24 --subnet=10.1.214.0/24 -o ipvlan_mode=l3 ipnet210",
+        );
         let a = sb.container();
         let b = sb.container();
-        net.attach(&a, &AttachOptions::new().ip(ip("192.168.214.10"))).unwrap();
-        net.attach(&b, &AttachOptions::new().ip(ip("10.1.214.10"))).unwrap();
+        net.attach(&a, &AttachOptions::new().ip(ip("192.168.214.10")))
+            .unwrap();
+        net.attach(&b, &AttachOptions::new().ip(ip("10.1.214.10")))
+            .unwrap();
         // Internal (no parent): no default route at all.
         assert!(!ip_routes(&a, false).contains("default"));
         let c = sb.container();
         let d = sb.container();
         let routed = create(&host, "-d ipvlan --subnet=192.168.110.0/24 --subnet=192.168.112.0/24 --subnet=2001:db8:abc6::/64 -o parent=eth0 -o ipvlan_mode=l3 ipnet110");
-        routed.attach(&c, &AttachOptions::new().ip(ip("192.168.110.10"))).unwrap();
-        routed.attach(&d, &AttachOptions::new().ip(ip("192.168.112.50")).ip(ip("2001:db8:abc6::50"))).unwrap();
+        routed
+            .attach(&c, &AttachOptions::new().ip(ip("192.168.110.10")))
+            .unwrap();
+        routed
+            .attach(
+                &d,
+                &AttachOptions::new()
+                    .ip(ip("192.168.112.50"))
+                    .ip(ip("2001:db8:abc6::50")),
+            )
+            .unwrap();
         let v4 = ip_routes(&d, false);
-        assert!(v4.contains("default dev eth0") && v4.contains("scope link"), "{v4}");
+        assert!(
+            v4.contains("default dev eth0") && v4.contains("scope link"),
+            "{v4}"
+        );
         assert!(!v4.contains("via"), "{v4}");
         let v6 = ip_routes(&d, true);
         assert!(v6.contains("default dev eth0"), "{v6}");
@@ -538,16 +723,30 @@ mod needs_ipvlan {
     fn a_container_on_a_macvlan_and_an_ipvlan_network() {
         common::require(KernelFeature::Ipvlan);
         let sb = Sandbox::new();
-        sb.nl.create_link(&underlay::link::NewLink::veth("eth1", "uplink1").up()).unwrap();
+        sb.nl
+            .create_link(&underlay::link::NewLink::veth("eth1", "uplink1").up())
+            .unwrap();
         let dir = StateDir::new();
         let host = open_host(&sb, &dir);
         let mac = create(&host, "-d macvlan --subnet=10.70.0.0/24 -o parent=eth0 mac");
         let ipv = create(&host, "-d ipvlan --subnet=10.71.0.0/24 -o parent=eth1 ipv");
         let ns = sb.container();
-        assert_eq!(mac.attach(&ns, &AttachOptions::new()).unwrap().ifname(), "eth0");
-        assert_eq!(ipv.attach(&ns, &AttachOptions::new()).unwrap().ifname(), "eth1");
-        assert_eq!(common::ip_link(&ns, "eth0")["linkinfo"]["info_kind"], "macvlan");
-        assert_eq!(common::ip_link(&ns, "eth1")["linkinfo"]["info_kind"], "ipvlan");
+        assert_eq!(
+            mac.attach(&ns, &AttachOptions::new()).unwrap().ifname(),
+            "eth0"
+        );
+        assert_eq!(
+            ipv.attach(&ns, &AttachOptions::new()).unwrap().ifname(),
+            "eth1"
+        );
+        assert_eq!(
+            common::ip_link(&ns, "eth0")["linkinfo"]["info_kind"],
+            "macvlan"
+        );
+        assert_eq!(
+            common::ip_link(&ns, "eth1")["linkinfo"]["info_kind"],
+            "ipvlan"
+        );
     }
 }
 
@@ -584,7 +783,10 @@ mod needs_dummy {
         let sb = Sandbox::new();
         let dir = StateDir::new();
         let host = open_host(&sb, &dir);
-        let net = create(&host, "-d macvlan --subnet=192.168.11.0/24 --internal isolated2");
+        let net = create(
+            &host,
+            "-d macvlan --subnet=192.168.11.0/24 --internal isolated2",
+        );
         let a = sb.container();
         let b = sb.container();
         net.attach(&a, &AttachOptions::new()).unwrap();

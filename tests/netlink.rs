@@ -52,12 +52,14 @@ fn macvlan_every_mode_reads_back_with_kind_mode_and_parent() {
         assert_eq!(json["link"], PARENT);
     }
     // passthru takes the whole parent: give it one of its own.
-    sb.nl
-        .create_link(&NewLink::veth("pt0", "pt0peer"))
-        .unwrap();
+    sb.nl.create_link(&NewLink::veth("pt0", "pt0peer")).unwrap();
     let pt_parent = sb.nl.link_by_name("pt0").unwrap().index;
     sb.nl
-        .create_link(&NewLink::macvlan("mvpass", pt_parent, MacvlanMode::Passthru))
+        .create_link(&NewLink::macvlan(
+            "mvpass",
+            pt_parent,
+            MacvlanMode::Passthru,
+        ))
         .unwrap();
     let link = sb.nl.link_by_name("mvpass").unwrap();
     assert_eq!(
@@ -66,7 +68,10 @@ fn macvlan_every_mode_reads_back_with_kind_mode_and_parent() {
             mode: MacvlanMode::Passthru
         })
     );
-    assert_eq!(ip_link(&sb.host, "mvpass")["linkinfo"]["info_data"]["mode"], "passthru");
+    assert_eq!(
+        ip_link(&sb.host, "mvpass")["linkinfo"]["info_data"]["mode"],
+        "passthru"
+    );
 }
 
 #[test]
@@ -94,10 +99,21 @@ fn macvlan_created_straight_in_a_container_despite_a_same_named_host_link() {
         .unwrap();
     let inside = container.netlink().unwrap();
     let link = inside.link_by_name("eth0").unwrap();
-    assert_eq!(link.kind, Some(LinkKind::Macvlan { mode: MacvlanMode::Bridge }));
-    assert_eq!(ip_link(&container, "eth0")["linkinfo"]["info_kind"], "macvlan");
+    assert_eq!(
+        link.kind,
+        Some(LinkKind::Macvlan {
+            mode: MacvlanMode::Bridge
+        })
+    );
+    assert_eq!(
+        ip_link(&container, "eth0")["linkinfo"]["info_kind"],
+        "macvlan"
+    );
     // The host's eth0 is untouched and no temporary link is left anywhere.
-    assert_eq!(sb.nl.link_by_name(PARENT).unwrap().kind, Some(LinkKind::Veth));
+    assert_eq!(
+        sb.nl.link_by_name(PARENT).unwrap().kind,
+        Some(LinkKind::Veth)
+    );
     assert_eq!(common::link_names(&container), ["eth0", "lo"]);
     assert_eq!(common::link_names(&sb.host), ["eth0", "lo", "uplink0"]);
 }
@@ -145,8 +161,13 @@ fn rename_mtu_mac_up_down_and_delete() {
         sb.nl.link_by_name("mv-renamed"),
         Err(Error::LinkNotFound { .. })
     ));
-    assert!(matches!(sb.nl.delete_link(index), Err(Error::LinkNotFound { .. })));
-    assert!(!run_in(&sb.host, "ip", &["link", "show", "mv-renamed"]).status.success());
+    assert!(matches!(
+        sb.nl.delete_link(index),
+        Err(Error::LinkNotFound { .. })
+    ));
+    assert!(!run_in(&sb.host, "ip", &["link", "show", "mv-renamed"])
+        .status
+        .success());
 }
 
 #[test]
@@ -159,7 +180,10 @@ fn missing_links_are_reported_by_name() {
         .nl
         .create_link(&NewLink::macvlan("mv0", 9999, MacvlanMode::Bridge))
         .unwrap_err();
-    assert!(err.to_string().contains("create macvlan link \"mv0\""), "{err}");
+    assert!(
+        err.to_string().contains("create macvlan link \"mv0\""),
+        "{err}"
+    );
     assert!(common::link_names(&sb.host) == ["lo"]);
 }
 
@@ -169,7 +193,11 @@ fn bad_names_are_refused_before_reaching_the_kernel() {
     let parent = sb.parent_index();
     let err = sb
         .nl
-        .create_link(&NewLink::macvlan("a-name-too-long-x", parent, MacvlanMode::Bridge))
+        .create_link(&NewLink::macvlan(
+            "a-name-too-long-x",
+            parent,
+            MacvlanMode::Bridge,
+        ))
         .unwrap_err();
     assert!(matches!(err, Error::InvalidArgument { .. }));
     assert!(err.to_string().contains("at most 15"), "{err}");
@@ -229,7 +257,9 @@ fn nodad_ipv6_addresses_are_usable_at_once_and_dad_ones_are_tentative() {
     let sb = Sandbox::new();
     let container = sb.container();
     sb.nl
-        .create_link(&NewLink::macvlan("eth0", sb.parent_index(), MacvlanMode::Bridge).netns(&container))
+        .create_link(
+            &NewLink::macvlan("eth0", sb.parent_index(), MacvlanMode::Bridge).netns(&container),
+        )
         .unwrap();
     let inside = container.netlink().unwrap();
     let eth0 = inside.link_by_name("eth0").unwrap().index;
@@ -246,7 +276,10 @@ fn nodad_ipv6_addresses_are_usable_at_once_and_dad_ones_are_tentative() {
             .unwrap_or_else(|| panic!("{n} missing from {addresses:?}"))
     };
     assert!(find("fd11::3/64").nodad && !find("fd11::3/64").tentative);
-    assert!(find("fd11::4/64").tentative, "DAD should hold the address without nodad");
+    assert!(
+        find("fd11::4/64").tentative,
+        "DAD should hold the address without nodad"
+    );
     assert!(!find("192.168.136.3/24").tentative);
     // iproute2 agrees.
     let json = common::ip_json(&container, &["-6", "addr", "show", "dev", "eth0"]);
@@ -261,7 +294,9 @@ fn nodad_ipv6_addresses_are_usable_at_once_and_dad_ones_are_tentative() {
         .unwrap()
         .iter()
         .any(|a| a.address == net("fd11::4/64")));
-    let err = inside.add_address(eth0, net("192.168.136.3/24")).unwrap_err();
+    let err = inside
+        .add_address(eth0, net("192.168.136.3/24"))
+        .unwrap_err();
     assert_eq!(err.errno(), Some(libc::EEXIST));
 }
 
@@ -272,7 +307,9 @@ fn both_default_route_forms_are_visible() {
     let dev = sb.container();
     for ns in [&via, &dev] {
         sb.nl
-            .create_link(&NewLink::macvlan("eth0", sb.parent_index(), MacvlanMode::Bridge).netns(ns))
+            .create_link(
+                &NewLink::macvlan("eth0", sb.parent_index(), MacvlanMode::Bridge).netns(ns),
+            )
             .unwrap();
     }
     // default via GATEWAY (macvlan, ipvlan L2)
@@ -280,9 +317,12 @@ fn both_default_route_forms_are_visible() {
     let eth0 = nl.link_by_name("eth0").unwrap().index;
     nl.set_link_up_by_index(eth0, true).unwrap();
     nl.add_address(eth0, net("172.16.86.2/24")).unwrap();
-    nl.add_address_nodad(eth0, net("2001:db8:abc8::2/64")).unwrap();
-    nl.add_route(&NewRoute::default_via(ip("172.16.86.1"), eth0)).unwrap();
-    nl.add_route(&NewRoute::default_via(ip("2001:db8:abc8::10"), eth0)).unwrap();
+    nl.add_address_nodad(eth0, net("2001:db8:abc8::2/64"))
+        .unwrap();
+    nl.add_route(&NewRoute::default_via(ip("172.16.86.1"), eth0))
+        .unwrap();
+    nl.add_route(&NewRoute::default_via(ip("2001:db8:abc8::10"), eth0))
+        .unwrap();
     assert!(ip_routes(&via, false).contains("default via 172.16.86.1 dev eth0"));
     assert!(ip_routes(&via, true).contains("default via 2001:db8:abc8::10 dev eth0"));
     let routes = nl.routes(IpFamily::V4).unwrap();
@@ -295,8 +335,10 @@ fn both_default_route_forms_are_visible() {
     let eth0 = nl.link_by_name("eth0").unwrap().index;
     nl.set_link_up_by_index(eth0, true).unwrap();
     nl.add_address(eth0, net("192.168.112.2/24")).unwrap();
-    nl.add_address_nodad(eth0, net("2001:db8:abc6::10/64")).unwrap();
-    nl.add_route(&NewRoute::default_dev(IpFamily::V4, eth0)).unwrap();
+    nl.add_address_nodad(eth0, net("2001:db8:abc6::10/64"))
+        .unwrap();
+    nl.add_route(&NewRoute::default_dev(IpFamily::V4, eth0))
+        .unwrap();
     nl.add_route(&NewRoute::default_dev(IpFamily::V6, eth0).metric(1024))
         .unwrap();
     assert!(
@@ -305,7 +347,11 @@ fn both_default_route_forms_are_visible() {
         "{}",
         ip_routes(&dev, false)
     );
-    assert!(ip_routes(&dev, true).contains("default dev eth0"), "{}", ip_routes(&dev, true));
+    assert!(
+        ip_routes(&dev, true).contains("default dev eth0"),
+        "{}",
+        ip_routes(&dev, true)
+    );
     let v4 = nl.routes(IpFamily::V4).unwrap();
     let default = v4.iter().find(|r| r.is_default()).unwrap();
     assert_eq!(default.gateway, None);
@@ -314,8 +360,13 @@ fn both_default_route_forms_are_visible() {
     let default = v6.iter().find(|r| r.is_default()).unwrap();
     assert_eq!((default.gateway, default.metric), (None, Some(1024)));
 
-    nl.delete_route(&NewRoute::default_dev(IpFamily::V4, eth0)).unwrap();
-    assert!(!nl.routes(IpFamily::V4).unwrap().iter().any(|r| r.is_default()));
+    nl.delete_route(&NewRoute::default_dev(IpFamily::V4, eth0))
+        .unwrap();
+    assert!(!nl
+        .routes(IpFamily::V4)
+        .unwrap()
+        .iter()
+        .any(|r| r.is_default()));
 }
 
 #[test]
@@ -325,7 +376,9 @@ fn two_macvlan_containers_ping_each_other() {
     let b = sb.container();
     for (ns, address) in [(&a, "10.1.20.9/24"), (&b, "10.1.20.10/24")] {
         sb.nl
-            .create_link(&NewLink::macvlan("eth0", sb.parent_index(), MacvlanMode::Bridge).netns(ns))
+            .create_link(
+                &NewLink::macvlan("eth0", sb.parent_index(), MacvlanMode::Bridge).netns(ns),
+            )
             .unwrap();
         let nl = ns.netlink().unwrap();
         let eth0 = nl.link_by_name("eth0").unwrap().index;
@@ -341,7 +394,9 @@ fn arp_notify_goes_through_netlink_and_sysctls_stay_in_their_namespace() {
     let sb = Sandbox::new();
     let container = sb.container();
     sb.nl
-        .create_link(&NewLink::macvlan("eth0", sb.parent_index(), MacvlanMode::Bridge).netns(&container))
+        .create_link(
+            &NewLink::macvlan("eth0", sb.parent_index(), MacvlanMode::Bridge).netns(&container),
+        )
         .unwrap();
     let nl = container.netlink().unwrap();
     let eth0 = nl.link_by_name("eth0").unwrap().index;
@@ -370,9 +425,17 @@ fn arp_notify_goes_through_netlink_and_sysctls_stay_in_their_namespace() {
 fn non_network_namespace_paths_are_refused_clearly() {
     let err = NetNs::open("/etc/hostname").unwrap_err();
     assert!(matches!(err, Error::NotANetworkNamespace { .. }));
-    assert!(err.to_string().contains("/etc/hostname is not a network namespace: it is a regular file"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("/etc/hostname is not a network namespace: it is a regular file"),
+        "{err}"
+    );
     let err = NetNs::open("/proc/self/ns/uts").unwrap_err();
-    assert!(err.to_string().contains("it is a UTS namespace, not a network namespace"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("it is a UTS namespace, not a network namespace"),
+        "{err}"
+    );
     let err = NetNs::open("/run/netns/no-such-namespace-here").unwrap_err();
     assert!(err.to_string().contains("no such file"), "{err}");
     let err = NetNs::open("/proc").unwrap_err();
@@ -420,7 +483,11 @@ mod needs_ipvlan {
         common::require(KernelFeature::Ipvlan);
         let sb = Sandbox::new();
         let parent = sb.parent_index();
-        let modes = [(IpvlanMode::L2, "l2"), (IpvlanMode::L3, "l3"), (IpvlanMode::L3s, "l3s")];
+        let modes = [
+            (IpvlanMode::L2, "l2"),
+            (IpvlanMode::L3, "l3"),
+            (IpvlanMode::L3s, "l3s"),
+        ];
         let flags = [
             (IpvlanFlag::Bridge, "bridge"),
             (IpvlanFlag::Private, "private"),
@@ -438,7 +505,9 @@ mod needs_ipvlan {
                 let json = ip_link(&sb.host, &name);
                 assert_eq!(json["linkinfo"]["info_kind"], "ipvlan");
                 assert_eq!(json["linkinfo"]["info_data"]["mode"], mode_name);
-                let shown = json["linkinfo"]["info_data"]["flags"].as_str().unwrap_or("bridge");
+                let shown = json["linkinfo"]["info_data"]["flags"]
+                    .as_str()
+                    .unwrap_or("bridge");
                 assert_eq!(shown, flag_name, "{json}");
             }
         }
@@ -452,8 +521,13 @@ mod needs_ipvlan {
         let container = sb.container();
         sb.nl
             .create_link(
-                &NewLink::ipvlan("eth0", sb.parent_index(), IpvlanMode::L3, IpvlanFlag::Bridge)
-                    .netns(&container),
+                &NewLink::ipvlan(
+                    "eth0",
+                    sb.parent_index(),
+                    IpvlanMode::L3,
+                    IpvlanFlag::Bridge,
+                )
+                .netns(&container),
             )
             .unwrap();
         let link = container.netlink().unwrap().link_by_name("eth0").unwrap();
@@ -478,15 +552,21 @@ mod needs_ipvlan {
         for (ns, address) in [(&a, "192.168.214.10/24"), (&b, "10.1.214.10/24")] {
             sb.nl
                 .create_link(
-                    &NewLink::ipvlan("eth0", sb.parent_index(), IpvlanMode::L3, IpvlanFlag::Bridge)
-                        .netns(ns),
+                    &NewLink::ipvlan(
+                        "eth0",
+                        sb.parent_index(),
+                        IpvlanMode::L3,
+                        IpvlanFlag::Bridge,
+                    )
+                    .netns(ns),
                 )
                 .unwrap();
             let nl = ns.netlink().unwrap();
             let eth0 = nl.link_by_name("eth0").unwrap().index;
             nl.add_address(eth0, net(address)).unwrap();
             nl.set_link_up_by_index(eth0, true).unwrap();
-            nl.add_route(&NewRoute::default_dev(IpFamily::V4, eth0)).unwrap();
+            nl.add_route(&NewRoute::default_dev(IpFamily::V4, eth0))
+                .unwrap();
         }
         assert!(common::ping(&a, "10.1.214.10"));
         assert!(common::ping(&b, "192.168.214.10"));
@@ -546,7 +626,11 @@ mod needs_vlan {
         let vlan = sb.nl.link_by_name("eth0.60").unwrap().index;
         for i in 0..3 {
             sb.nl
-                .create_link(&NewLink::macvlan(&format!("mv{i}"), vlan, MacvlanMode::Bridge))
+                .create_link(&NewLink::macvlan(
+                    &format!("mv{i}"),
+                    vlan,
+                    MacvlanMode::Bridge,
+                ))
                 .unwrap();
         }
         sb.nl.delete_link(vlan).unwrap();
@@ -566,10 +650,15 @@ mod needs_dummy {
         let dummy = sb.nl.link_by_name("dm-test").unwrap();
         assert_eq!(dummy.kind, Some(LinkKind::Dummy));
         assert!(dummy.up);
-        assert_eq!(ip_link(&sb.host, "dm-test")["linkinfo"]["info_kind"], "dummy");
+        assert_eq!(
+            ip_link(&sb.host, "dm-test")["linkinfo"]["info_kind"],
+            "dummy"
+        );
         let container = sb.container();
         sb.nl
-            .create_link(&NewLink::macvlan("eth0", dummy.index, MacvlanMode::Bridge).netns(&container))
+            .create_link(
+                &NewLink::macvlan("eth0", dummy.index, MacvlanMode::Bridge).netns(&container),
+            )
             .unwrap();
         assert_eq!(common::link_names(&container), ["eth0", "lo"]);
         sb.nl.delete_link(dummy.index).unwrap();

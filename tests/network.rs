@@ -175,11 +175,19 @@ fn macvlan_seed_networks_on_an_existing_parent() {
     let host = open_host(&sb, &dir);
 
     let net = create_seed(&host, "pub_net");
-    assert_eq!(net.driver(), Driver::Macvlan { mode: MacvlanMode::Bridge });
+    assert_eq!(
+        net.driver(),
+        Driver::Macvlan {
+            mode: MacvlanMode::Bridge
+        }
+    );
     assert_eq!(net.parent().name, "eth0");
     assert_eq!(net.parent().kind, ParentKind::Existing);
     assert!(!net.parent().owned());
-    assert_eq!(net.gateways(), ["172.16.86.1".parse::<std::net::IpAddr>().unwrap()]);
+    assert_eq!(
+        net.gateways(),
+        ["172.16.86.1".parse::<std::net::IpAddr>().unwrap()]
+    );
     assert!(!net.internal());
     assert_eq!(net.options()["parent"], "eth0");
     assert_eq!(net.options()["macvlan_mode"], "bridge");
@@ -206,14 +214,25 @@ fn macvlan_seed_networks_on_an_existing_parent() {
     assert_eq!(
         show,
         [
-            ("192.168.136.0/24".into(), "192.168.136.1".into(), Some("192.168.136.0/25".into())),
-            ("192.168.138.0/24".into(), "192.168.138.1".into(), Some("192.168.138.0/25".into())),
+            (
+                "192.168.136.0/24".into(),
+                "192.168.136.1".into(),
+                Some("192.168.136.0/25".into())
+            ),
+            (
+                "192.168.138.0/24".into(),
+                "192.168.138.1".into(),
+                Some("192.168.138.0/25".into())
+            ),
             ("fd11::/64".into(), "fd11::1".into(), None),
         ]
     );
     let aux: Vec<(String, String)> = subnets
         .iter()
-        .flat_map(|s| s.aux_addresses().map(|(n, a)| (n.to_owned(), a.to_string())))
+        .flat_map(|s| {
+            s.aux_addresses()
+                .map(|(n, a)| (n.to_owned(), a.to_string()))
+        })
         .collect();
     assert!(aux.contains(&("reserved2".into(), "192.168.136.2".into())));
     assert!(aux.contains(&("reserved1".into(), "fd11::2".into())));
@@ -221,7 +240,12 @@ fn macvlan_seed_networks_on_an_existing_parent() {
 
     // Persisted: a second handle on the same directory sees it.
     let again = open_host(&sb, &dir);
-    let names: Vec<String> = again.networks().unwrap().iter().map(|n| n.name().to_owned()).collect();
+    let names: Vec<String> = again
+        .networks()
+        .unwrap()
+        .iter()
+        .map(|n| n.name().to_owned())
+        .collect();
     assert_eq!(names, ["mcv0"]);
     let json = serde_json::to_value(again.network("mcv0").unwrap()).unwrap();
     assert_eq!(json["driver"], "macvlan");
@@ -233,19 +257,39 @@ fn macvlan_seed_networks_on_an_existing_parent() {
 fn networks_without_ipv4_subnets_get_default_pools_avoiding_what_is_in_use() {
     let sb = Sandbox::new();
     // The host already uses 172.17.0.0/16 on a link: the pool skips it.
-    assert!(sb.host_run("ip", &["addr", "add", "172.17.0.5/16", "dev", "uplink0"]).status.success());
+    assert!(sb
+        .host_run("ip", &["addr", "add", "172.17.0.5/16", "dev", "uplink0"])
+        .status
+        .success());
     let dir = StateDir::new();
     let host = open_host(&sb, &dir);
     let net = host
-        .create_network(Network::builder("v6only").macvlan().parent("eth0").subnet("2001:db8:abc2::/64").gateway("2001:db8:abc2::22"))
+        .create_network(
+            Network::builder("v6only")
+                .macvlan()
+                .parent("eth0")
+                .subnet("2001:db8:abc2::/64")
+                .gateway("2001:db8:abc2::22"),
+        )
         .unwrap();
-    let subnets: Vec<String> = net.ipam().subnets().iter().map(|s| s.subnet().to_string()).collect();
+    let subnets: Vec<String> = net
+        .ipam()
+        .subnets()
+        .iter()
+        .map(|s| s.subnet().to_string())
+        .collect();
     assert_eq!(subnets, ["2001:db8:abc2::/64", "172.18.0.0/16"]);
     assert_eq!(net.gateways()[1].to_string(), "172.18.0.1");
     host.remove_network("v6only").unwrap();
     // IPv6 without a subnet: a unique-local /64.
     let net = host
-        .create_network(Network::builder("ula").macvlan().parent("eth0").ipv6(true).ipv4(false))
+        .create_network(
+            Network::builder("ula")
+                .macvlan()
+                .parent("eth0")
+                .ipv6(true)
+                .ipv4(false),
+        )
         .unwrap();
     let subnet = net.ipam().subnets()[0].subnet();
     assert_eq!(subnet.prefix_len(), 64);
@@ -254,11 +298,20 @@ fn networks_without_ipv4_subnets_get_default_pools_avoiding_what_is_in_use() {
 
 /// Asserts that `attempt` fails with a message containing `needle` and
 /// leaves the state directory and the host's links as they were.
-fn refused(sb: &Sandbox, dir: &StateDir, host: &Host, builder: NetworkBuilder, needle: &str) -> Error {
+fn refused(
+    sb: &Sandbox,
+    dir: &StateDir,
+    host: &Host,
+    builder: NetworkBuilder,
+    needle: &str,
+) -> Error {
     let before = dir.snapshot();
     let links = link_names(&sb.host);
     let err = host.create_network(builder).unwrap_err();
-    assert!(err.to_string().contains(needle), "expected {needle:?} in: {err}");
+    assert!(
+        err.to_string().contains(needle),
+        "expected {needle:?} in: {err}"
+    );
     assert_eq!(dir.snapshot(), before, "state changed by: {err}");
     assert_eq!(link_names(&sb.host), links, "links changed by: {err}");
     err
@@ -271,36 +324,132 @@ fn bad_parents_and_options_are_refused_and_leave_no_trace() {
     let host = open_host(&sb, &dir);
     let mac = || Network::builder("bad").macvlan().subnet("10.9.0.0/24");
     refused(&sb, &dir, &host, mac().parent("lo"), "loopback");
-    let err = refused(&sb, &dir, &host, mac().parent("nosuch0"), "parent interface nosuch0 not found");
+    let err = refused(
+        &sb,
+        &dir,
+        &host,
+        mac().parent("nosuch0"),
+        "parent interface nosuch0 not found",
+    );
     assert!(matches!(err, Error::ParentNotFound { .. }));
     refused(&sb, &dir, &host, mac().parent("eth0.abc"), "\"eth0.abc\"");
     refused(&sb, &dir, &host, mac().parent("eth0.0"), "1 to 4094");
     refused(&sb, &dir, &host, mac().parent("eth0.4095"), "1 to 4094");
-    refused(&sb, &dir, &host, mac().parent("nosuch0.50"), "parent interface nosuch0 not found");
-    refused(&sb, &dir, &host, mac().parent("averyveryverylongname"), "at most 15");
-    refused(&sb, &dir, &host, mac().parent("eth0").option("macvlan_flag", "x"), "macvlan_flag");
-    refused(&sb, &dir, &host, mac().parent("eth0").gateway("10.8.0.1"), "10.8.0.1");
-    refused(&sb, &dir, &host, mac().parent("eth0").ip_range("10.7.0.0/25"), "10.7.0.0/25");
-    refused(&sb, &dir, &host, mac().parent("eth0").aux_address("x", "10.6.0.1"), "10.6.0.1");
-    refused(&sb, &dir, &host, mac().parent("eth0").subnet("10.9.0.0/24"), "10.9.0.0/24");
-    refused(&sb, &dir, &host, mac().parent("eth0").subnet("10.9.0.0/16"), "10.9.0.0/16");
-    refused(&sb, &dir, &host, mac().parent("eth0").subnet("0.0.0.0/0"), "0.0.0.0/0");
-    refused(&sb, &dir, &host, mac().parent("eth0").subnet("10.5.0.1/24"), "10.5.0.1/24");
+    refused(
+        &sb,
+        &dir,
+        &host,
+        mac().parent("nosuch0.50"),
+        "parent interface nosuch0 not found",
+    );
+    refused(
+        &sb,
+        &dir,
+        &host,
+        mac().parent("averyveryverylongname"),
+        "at most 15",
+    );
+    refused(
+        &sb,
+        &dir,
+        &host,
+        mac().parent("eth0").option("macvlan_flag", "x"),
+        "macvlan_flag",
+    );
+    refused(
+        &sb,
+        &dir,
+        &host,
+        mac().parent("eth0").gateway("10.8.0.1"),
+        "10.8.0.1",
+    );
+    refused(
+        &sb,
+        &dir,
+        &host,
+        mac().parent("eth0").ip_range("10.7.0.0/25"),
+        "10.7.0.0/25",
+    );
+    refused(
+        &sb,
+        &dir,
+        &host,
+        mac().parent("eth0").aux_address("x", "10.6.0.1"),
+        "10.6.0.1",
+    );
+    refused(
+        &sb,
+        &dir,
+        &host,
+        mac().parent("eth0").subnet("10.9.0.0/24"),
+        "10.9.0.0/24",
+    );
+    refused(
+        &sb,
+        &dir,
+        &host,
+        mac().parent("eth0").subnet("10.9.0.0/16"),
+        "10.9.0.0/16",
+    );
+    refused(
+        &sb,
+        &dir,
+        &host,
+        mac().parent("eth0").subnet("0.0.0.0/0"),
+        "0.0.0.0/0",
+    );
+    refused(
+        &sb,
+        &dir,
+        &host,
+        mac().parent("eth0").subnet("10.5.0.1/24"),
+        "10.5.0.1/24",
+    );
 
     // Conflicts with an existing network.
     host.create_network(mac().parent("eth0")).unwrap();
-    sb.nl.create_link(&NewLink::veth("eth1", "uplink1").up()).unwrap();
+    sb.nl
+        .create_link(&NewLink::veth("eth1", "uplink1").up())
+        .unwrap();
     let other = || Network::builder("other").macvlan();
-    let err = refused(&sb, &dir, &host, Network::builder("bad").macvlan().parent("eth1").subnet("10.1.0.0/24"), "already exists");
+    let err = refused(
+        &sb,
+        &dir,
+        &host,
+        Network::builder("bad")
+            .macvlan()
+            .parent("eth1")
+            .subnet("10.1.0.0/24"),
+        "already exists",
+    );
     assert!(matches!(err, Error::NetworkExists { .. }));
-    let err = refused(&sb, &dir, &host, other().parent("eth0").subnet("10.2.0.0/24"), "already used by network \"bad\"");
+    let err = refused(
+        &sb,
+        &dir,
+        &host,
+        other().parent("eth0").subnet("10.2.0.0/24"),
+        "already used by network \"bad\"",
+    );
     assert!(matches!(err, Error::ParentInUse { .. }));
-    refused(&sb, &dir, &host, other().parent("eth1").subnet("10.9.0.128/25"), "bad");
+    refused(
+        &sb,
+        &dir,
+        &host,
+        other().parent("eth1").subnet("10.9.0.128/25"),
+        "bad",
+    );
     // The same subnet on another network is named too.
-    let err = host.create_network(other().parent("eth1").subnet("10.9.0.0/24")).unwrap_err();
+    let err = host
+        .create_network(other().parent("eth1").subnet("10.9.0.0/24"))
+        .unwrap_err();
     assert!(matches!(err, Error::Ipam(_)), "{err:?}");
-    assert!(host.create_network(other().parent("eth1").subnet("10.3.0.0/24")).is_ok());
-    assert!(matches!(host.remove_network("nope"), Err(Error::NetworkNotFound { .. })));
+    assert!(host
+        .create_network(other().parent("eth1").subnet("10.3.0.0/24"))
+        .is_ok());
+    assert!(matches!(
+        host.remove_network("nope"),
+        Err(Error::NetworkNotFound { .. })
+    ));
 }
 
 #[test]
@@ -310,8 +459,17 @@ fn kernels_without_a_driver_give_the_capability_error_and_no_trace() {
     let host = open_host(&sb, &dir);
     let caps = common::capabilities();
     let cases = [
-        (KernelFeature::Vlan, Network::builder("v").macvlan().parent("eth0.50").subnet("10.50.0.0/24")),
-        (KernelFeature::Dummy, Network::builder("d").macvlan().subnet("10.51.0.0/24")),
+        (
+            KernelFeature::Vlan,
+            Network::builder("v")
+                .macvlan()
+                .parent("eth0.50")
+                .subnet("10.50.0.0/24"),
+        ),
+        (
+            KernelFeature::Dummy,
+            Network::builder("d").macvlan().subnet("10.51.0.0/24"),
+        ),
     ];
     for (feature, builder) in cases {
         if caps.supports(feature) {
@@ -341,7 +499,10 @@ fn concurrent_creators_on_one_state_directory_never_both_win() {
             .map(|(i, host)| {
                 s.spawn(move || {
                     host.create_network(
-                        Network::builder(&format!("n{i}")).macvlan().parent(&format!("p{i}")).subnet("10.77.0.0/24"),
+                        Network::builder(&format!("n{i}"))
+                            .macvlan()
+                            .parent(&format!("p{i}"))
+                            .subnet("10.77.0.0/24"),
                     )
                 })
             })
@@ -405,7 +566,11 @@ fn has_link(sb: &Sandbox, prefix: &str) -> bool {
 /// Kills a network creation (or removal) at each step and checks that the
 /// state re-opens consistent with no owned link leaked.
 fn crash_points(sb: &Sandbox, args: &str, owned_link: Option<&str>) {
-    let steps = ["recorded as creating", "created parent link", "created network"];
+    let steps = [
+        "recorded as creating",
+        "created parent link",
+        "created network",
+    ];
     for step in steps {
         let dir = StateDir::new();
         let killed = crash_at(sb, &dir, args, step, false);
@@ -439,14 +604,21 @@ fn crash_points(sb: &Sandbox, args: &str, owned_link: Option<&str>) {
                 }
             }
         }
-        assert!(host.recover().unwrap().is_clean(), "{step}: a second recovery found more");
+        assert!(
+            host.recover().unwrap().is_clean(),
+            "{step}: a second recovery found more"
+        );
     }
 }
 
 #[test]
 fn a_crash_while_creating_or_removing_leaves_consistent_state() {
     let sb = Sandbox::new();
-    crash_points(&sb, "-d macvlan --subnet=10.88.0.0/24 -o parent=eth0 crashy", None);
+    crash_points(
+        &sb,
+        "-d macvlan --subnet=10.88.0.0/24 -o parent=eth0 crashy",
+        None,
+    );
     assert_eq!(link_names(&sb.host), ["eth0", "lo", "uplink0"]);
 }
 
@@ -463,14 +635,20 @@ mod needs_vlan {
         let net = create_seed(&host, "macvlan50");
         assert_eq!(
             net.parent().kind,
-            ParentKind::Vlan { master: "eth0".into(), id: 50 }
+            ParentKind::Vlan {
+                master: "eth0".into(),
+                id: 50
+            }
         );
         assert!(net.parent().owned());
         let vlan = sb.nl.link_by_name("eth0.50").unwrap();
         assert_eq!(vlan.kind, Some(LinkKind::Vlan { id: 50 }));
         assert!(vlan.up);
         assert_eq!(vlan.parent_index, Some(sb.parent_index()));
-        assert_eq!(ip_link(&sb.host, "eth0.50")["linkinfo"]["info_data"]["id"], 50);
+        assert_eq!(
+            ip_link(&sb.host, "eth0.50")["linkinfo"]["info_data"]["id"],
+            50
+        );
         // One network per parent.
         let err = host
             .create_network(Network::builder("again").macvlan().parent("eth0.50"))
@@ -488,8 +666,12 @@ mod needs_vlan {
         common::require(KernelFeature::Vlan);
         let sb = Sandbox::new();
         let parent = sb.parent_index();
-        sb.nl.create_link(&NewLink::vlan("eth0.40", parent, 40).up()).unwrap();
-        sb.nl.create_link(&NewLink::vlan("foo", parent, 41).up()).unwrap();
+        sb.nl
+            .create_link(&NewLink::vlan("eth0.40", parent, 40).up())
+            .unwrap();
+        sb.nl
+            .create_link(&NewLink::vlan("foo", parent, 41).up())
+            .unwrap();
         let dir = StateDir::new();
         let host = open_host(&sb, &dir);
         for name in ["macvlan40", "ipvlan40"] {
@@ -501,12 +683,20 @@ mod needs_vlan {
             host.remove_network(name).unwrap();
             assert!(link_names(&sb.host).contains(&"eth0.40".to_owned()));
         }
-        let (command, _) = seeds().into_iter().find(|(c, _)| c.ends_with("-o parent=foo macvlan40")).unwrap();
-        let net = host.create_network(network_create_args(seed_args(command)).unwrap()).unwrap();
+        let (command, _) = seeds()
+            .into_iter()
+            .find(|(c, _)| c.ends_with("-o parent=foo macvlan40"))
+            .unwrap();
+        let net = host
+            .create_network(network_create_args(seed_args(command)).unwrap())
+            .unwrap();
         assert_eq!(net.parent().name, "foo");
         assert!(!net.parent().owned());
         host.remove_network("macvlan40").unwrap();
-        assert_eq!(link_names(&sb.host), ["eth0", "eth0.40", "foo", "lo", "uplink0"]);
+        assert_eq!(
+            link_names(&sb.host),
+            ["eth0", "eth0.40", "foo", "lo", "uplink0"]
+        );
     }
 
     #[test]
@@ -517,9 +707,15 @@ mod needs_vlan {
         let dir = StateDir::new();
         let host = open_host(&sb, &dir);
         create_seed(&host, "macvlan50");
-        sb.nl.create_link(&NewLink::vlan("foo", sb.parent_index(), 41).up()).unwrap();
-        let (command, _) = seeds().into_iter().find(|(c, _)| c.ends_with("-o parent=foo macvlan40")).unwrap();
-        host.create_network(network_create_args(seed_args(command)).unwrap()).unwrap();
+        sb.nl
+            .create_link(&NewLink::vlan("foo", sb.parent_index(), 41).up())
+            .unwrap();
+        let (command, _) = seeds()
+            .into_iter()
+            .find(|(c, _)| c.ends_with("-o parent=foo macvlan40"))
+            .unwrap();
+        host.create_network(network_create_args(seed_args(command)).unwrap())
+            .unwrap();
         drop(host);
 
         // "Reboot": the links vanish.
@@ -531,7 +727,10 @@ mod needs_vlan {
         let vlan = sb.nl.link_by_name("eth0.50").unwrap();
         assert_eq!(vlan.kind, Some(LinkKind::Vlan { id: 50 }));
         assert!(vlan.up);
-        assert!(matches!(sb.nl.link_by_name("foo"), Err(Error::LinkNotFound { .. })));
+        assert!(matches!(
+            sb.nl.link_by_name("foo"),
+            Err(Error::LinkNotFound { .. })
+        ));
         assert_eq!(host.networks().unwrap().len(), 2);
         assert!(host.recover().unwrap().is_clean());
     }
@@ -541,7 +740,11 @@ mod needs_vlan {
     fn a_crash_never_leaks_an_owned_vlan() {
         common::require(KernelFeature::Vlan);
         let sb = Sandbox::new();
-        crash_points(&sb, "-d macvlan --subnet=10.89.0.0/24 -o parent=eth0.89 crashy", Some("eth0.89"));
+        crash_points(
+            &sb,
+            "-d macvlan --subnet=10.89.0.0/24 -o parent=eth0.89 crashy",
+            Some("eth0.89"),
+        );
         assert_eq!(link_names(&sb.host), ["eth0", "lo", "uplink0"]);
     }
 
@@ -582,7 +785,13 @@ mod needs_dummy {
         assert_eq!(dummy.kind, Some(LinkKind::Dummy));
         assert!(dummy.up);
         let internal = host
-            .create_network(Network::builder("iso2").macvlan().parent("eth0").internal(true).subnet("192.168.11.0/24"))
+            .create_network(
+                Network::builder("iso2")
+                    .macvlan()
+                    .parent("eth0")
+                    .internal(true)
+                    .subnet("192.168.11.0/24"),
+            )
             .unwrap();
         assert_eq!(internal.parent().kind, ParentKind::Dummy);
         host.remove_network("iso").unwrap();
@@ -628,13 +837,22 @@ mod needs_ipvlan {
         ];
         for &(name, parent, mode, owned) in expectations {
             let net = create_seed(&host, name);
-            assert!(net.parent().name.starts_with(parent), "{name}: {:?}", net.parent());
+            assert!(
+                net.parent().name.starts_with(parent),
+                "{name}: {:?}",
+                net.parent()
+            );
             assert_eq!(net.options()["ipvlan_mode"], mode, "{name}");
             assert_eq!(net.parent().owned(), owned, "{name}");
             assert!(sb.nl.link_by_name(&net.parent().name).unwrap().up, "{name}");
             if name == "v6ipvlan139" {
                 // IPv6 only, so IPv4 comes from the default pool.
-                let subnets: Vec<String> = net.ipam().subnets().iter().map(|s| s.subnet().to_string()).collect();
+                let subnets: Vec<String> = net
+                    .ipam()
+                    .subnets()
+                    .iter()
+                    .map(|s| s.subnet().to_string())
+                    .collect();
                 assert_eq!(subnets, ["2001:db8:abc2::/64", "172.17.0.0/16"]);
             }
             if name == "db_net" {

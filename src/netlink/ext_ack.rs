@@ -201,7 +201,10 @@ mod tests {
     #[test]
     fn done_with_error_and_message() {
         let mut body = (-22i32).to_ne_bytes().to_vec();
-        body.extend(attribute(NLMSGERR_ATTR_MSG, b"Invalid header for link dump\0"));
+        body.extend(attribute(
+            NLMSGERR_ATTR_MSG,
+            b"Invalid header for link dump\0",
+        ));
         let mut msg = header(HEADER_LEN + body.len(), 3, NLM_F_ACK_TLVS | 2);
         msg.extend(body);
         assert_eq!(

@@ -6,7 +6,7 @@
 //! Replies are matched to requests by sequence number; stray messages from an
 //! earlier, abandoned request are skipped.
 //!
-//! Kernel errors become [`Error::Kernel`](crate::Error::Kernel) carrying the
+//! Kernel errors become [`crate::Error::Kernel`] carrying the
 //! errno and the kernel's extended-ACK text ("Unknown device type",
 //! "Attribute failed policy validation"), which the socket asks for with
 //! `NETLINK_EXT_ACK` and parses itself.
@@ -78,8 +78,8 @@ impl Netlink {
     /// Opens a route-netlink socket in the network namespace of the calling
     /// thread, with extended ACKs, capped ACKs and strict dump checking.
     pub fn open() -> Result<Self> {
-        let mut socket = Socket::new(NETLINK_ROUTE)
-            .map_err(|e| Error::io("open a route netlink socket", e))?;
+        let mut socket =
+            Socket::new(NETLINK_ROUTE).map_err(|e| Error::io("open a route netlink socket", e))?;
         let address = socket
             .bind_auto()
             .map_err(|e| Error::io("bind the route netlink socket", e))?;
@@ -340,8 +340,7 @@ impl Netlink {
             let capacity = inner.recv_buffer.len();
             let peeked = {
                 let mut buf = &mut inner.recv_buffer[..];
-                self.socket
-                    .recv(&mut buf, libc::MSG_PEEK | libc::MSG_TRUNC)
+                self.socket.recv(&mut buf, libc::MSG_PEEK | libc::MSG_TRUNC)
             };
             match peeked {
                 Ok(n) if n > capacity => {
@@ -403,7 +402,9 @@ fn frames(mut datagram: &[u8]) -> impl Iterator<Item = Result<Frame<'_>>> {
             Ok(b) => b,
             Err(e) => {
                 datagram = &[];
-                return Some(Err(Error::Protocol(format!("malformed netlink header: {e}"))));
+                return Some(Err(Error::Protocol(format!(
+                    "malformed netlink header: {e}"
+                ))));
             }
         };
         let len = buffer.length() as usize;
@@ -440,8 +441,18 @@ mod tests {
         let mut link = LinkMessage::default();
         link.attributes.push(LinkAttribute::IfName("abc".into()));
         let mut buffer = Vec::new();
-        serialize(&mut buffer, RouteNetlinkMessage::GetLink(link.clone()), NLM_F_ACK, 7);
-        serialize(&mut buffer, RouteNetlinkMessage::GetLink(link), NLM_F_ACK, 8);
+        serialize(
+            &mut buffer,
+            RouteNetlinkMessage::GetLink(link.clone()),
+            NLM_F_ACK,
+            7,
+        );
+        serialize(
+            &mut buffer,
+            RouteNetlinkMessage::GetLink(link),
+            NLM_F_ACK,
+            8,
+        );
         let parsed: Vec<_> = frames(&buffer).map(|f| f.unwrap()).collect();
         assert_eq!(parsed.len(), 2);
         assert_eq!(parsed[0].sequence, 7);

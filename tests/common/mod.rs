@@ -17,8 +17,8 @@
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, AsRawFd};
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
@@ -47,7 +47,8 @@ impl Sandbox {
         nl.create_link(&underlay::link::NewLink::veth(PARENT, "uplink0").up())
             .expect("create the veth parent");
         let uplink = nl.link_by_name("uplink0").expect("uplink0");
-        nl.set_link_up_by_index(uplink.index, true).expect("uplink0 up");
+        nl.set_link_up_by_index(uplink.index, true)
+            .expect("uplink0 up");
         Sandbox { host, nl }
     }
 
@@ -216,13 +217,18 @@ pub fn fd_of(ns: &NetNs) -> i32 {
     ns.as_fd().as_raw_fd()
 }
 
-
 /// Child processes for crash and concurrency tests: the test binary runs
 /// itself again with `--exact TEST`, and the child reads its orders from
 /// the environment.
 pub fn run_child(test: &str, env: &[(&str, String)]) -> std::process::Output {
     let mut command = Command::new(std::env::current_exe().unwrap());
-    command.args(["--exact", test, "--include-ignored", "--nocapture", "--test-threads=1"]);
+    command.args([
+        "--exact",
+        test,
+        "--include-ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
     for (key, value) in env {
         command.env(key, value);
     }
