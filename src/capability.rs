@@ -91,23 +91,29 @@ impl KernelCapabilities {
         let sandbox = NetNs::create()?;
         sandbox.run(|| {
             let nl = Netlink::open()?;
-            // A parent for the kinds that need one: a veth pair, or a dummy
-            // link on a kernel without veth.
+            // Parents for the kinds that need one: the two ends of a veth
+            // pair, or two dummy links on a kernel without veth. macvlan and
+            // ipvlan refuse to share a parent (EBUSY), so each gets its own.
             let veth = supported(nl.create_link(&NewLink::veth("probe0", "probe1")))?;
             let dummy = supported(nl.create_link(&NewLink::dummy("probe2")))?;
-            let parent = match (veth, dummy) {
-                (true, _) => nl.link_by_name("probe0")?.index,
-                (false, true) => nl.link_by_name("probe2")?.index,
+            let names = match (veth, dummy) {
+                (true, _) => ["probe0", "probe1"],
+                (false, true) => {
+                    nl.create_link(&NewLink::dummy("probe6"))?;
+                    ["probe2", "probe6"]
+                }
                 (false, false) => {
                     return Err(Error::Protocol(
                         "the kernel has neither veth nor dummy links to probe with".into(),
                     ))
                 }
             };
+            let first = nl.link_by_name(names[0])?.index;
+            let second = nl.link_by_name(names[1])?.index;
             let results = nl.create_links(&[
-                NewLink::macvlan("probe3", parent, MacvlanMode::Bridge),
-                NewLink::ipvlan("probe4", parent, IpvlanMode::L2, IpvlanFlag::Bridge),
-                NewLink::vlan("probe5", parent, 5),
+                NewLink::macvlan("probe3", first, MacvlanMode::Bridge),
+                NewLink::ipvlan("probe4", second, IpvlanMode::L2, IpvlanFlag::Bridge),
+                NewLink::vlan("probe5", first, 5),
             ])?;
             let mut results = results.into_iter();
             let mut next = || supported(results.next().unwrap_or(Ok(())));
