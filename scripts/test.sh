@@ -1,0 +1,340 @@
+#!/usr/bin/env bash
+# scripts/test.sh: the one test command of underlay (README and .ci/run call it).
+#
+# Usage: scripts/test.sh [--host-only | --vm-only]
+#   (no option)   run both tiers (what CI does)
+#   --host-only   host tier only: `cargo test --no-fail-fast` (unit, integration and
+#                 doc tests) on this machine's kernel; needs_* tests show as skipped
+#   --vm-only     real-kernel tier only: Debian's kernel booted under QEMU (TCG) with
+#                 virtme-ng, the host's root filesystem read-only over 9p, running the
+#                 already-built tests/*.rs binaries with --include-ignored, and the
+#                 lib unit-test binary with --include-ignored (--vm-only) or, when the
+#                 host tier runs them anyway, --ignored (only its needs_* tests)
+#
+# Tests that need ipvlan / 802.1q VLAN / dummy are #[ignore]d and have a path segment
+# needs_ipvlan / needs_vlan / needs_dummy; the real-kernel tier fails unless at least
+# one test of each kind passed in it.
+#
+# Installs what is missing (apt: qemu-system-x86 linux-image-amd64 busybox-static
+# iputils-ping iproute2 jq; pip: virtme-ng), idempotently.
+#
+# Environment knobs:
+#   UNDERLAY_VM_KERNEL        kernel image (default: newest /boot/vmlinuz-*-amd64)
+#   UNDERLAY_VM_TIMEOUT       seconds for the whole VM run, boot included (default 2400)
+#   UNDERLAY_VM_TEST_TIMEOUT  seconds per test binary inside the guest (default 1200)
+#   UNDERLAY_VM_THREADS       --test-threads inside the guest (default 2)
+#   UNDERLAY_VM_MEMORY        guest memory (default 1G)
+#   UNDERLAY_VM_BINS          only these test targets in the VM, e.g. "netlink underlay"
+#
+# Logs: <target>/test-logs/ (cargo output, guest console, per-binary guest output).
+# Ends with `host: ...`, `real-kernel: ...` and `total: N passed, N failed, N skipped`;
+# exits non-zero if any test failed, a tier did not run, or the needs_* check failed.
+# A test binary that crashed or never finished, and each needs_* kind with no passing
+# test, count as one failure each in the real-kernel line.
+set -euo pipefail
+
+mode=both
+for arg in "$@"; do
+    case "$arg" in
+        --host-only) mode=host ;;
+        --vm-only) mode=vm ;;
+        -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "test.sh: unknown option $arg (try --help)" >&2; exit 2 ;;
+    esac
+done
+run_host=0 run_vm=0
+[[ $mode == both || $mode == host ]] && run_host=1
+[[ $mode == both || $mode == vm ]] && run_vm=1
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$(pwd -P)
+export HOME=${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}
+[[ -d $HOME/.cargo/bin ]] && PATH="$HOME/.cargo/bin:$PATH"
+export CARGO_TERM_COLOR=never DEBIAN_FRONTEND=noninteractive
+
+log() { printf '==> %s\n' "$*"; }
+die() { printf 'test.sh: %s\n' "$*" >&2; exit 1; }
+now() { date +%s; }
+show_tail() { # file [lines]
+    echo "---- last ${2:-40} lines of $1 ----"
+    tail -n "${2:-40}" "$1" || true
+    echo "---- end of $1 ----"
+}
+
+# ---------------------------------------------------------------- installs
+apt_ensure() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+            missing+=("$p")
+    done
+    ((${#missing[@]} == 0)) && return 0
+    log "apt-get install ${missing[*]}"
+    local opts=(-q -o DPkg::Lock::Timeout=900)
+    apt-get "${opts[@]}" update >/dev/null ||
+        die "apt-get update failed"
+    apt-get "${opts[@]}" install -y "${missing[@]}" >/tmp/underlay-apt.log 2>&1 ||
+        { show_tail /tmp/underlay-apt.log; die "apt-get install ${missing[*]} failed"; }
+}
+
+PY=""
+find_python() {
+    local c
+    for c in python3 /usr/bin/python3; do
+        if command -v "$c" >/dev/null 2>&1 && "$c" -c 'import sys' 2>/dev/null; then
+            PY=$(command -v "$c"); return 0
+        fi
+    done
+    return 1
+}
+
+VNG=""
+find_vng() { # pip may put it in a pyenv version dir without a shim yet
+    local c dirs=()
+    if c=$(command -v vng 2>/dev/null) && "$c" --version >/dev/null 2>&1; then VNG=$c; return 0; fi
+    if [[ -n $PY ]]; then
+        dirs+=("$("$PY" -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null || true)")
+        dirs+=("$("$PY" -m site --user-base 2>/dev/null || true)/bin")
+    fi
+    dirs+=("$HOME/.local/bin" "$HOME/.pyenv/shims" "$HOME"/.pyenv/versions/*/bin /usr/local/bin)
+    for c in "${dirs[@]}"; do
+        if [[ -n $c && -x $c/vng ]] && "$c/vng" --version >/dev/null 2>&1; then VNG=$c/vng; return 0; fi
+    done
+    return 1
+}
+
+ensure_vng() {
+    find_python || { apt_ensure python3 python3-pip; find_python || die "no python3"; }
+    find_vng && return 0
+    "$PY" -m pip --version >/dev/null 2>&1 || apt_ensure python3-pip
+    log "pip install virtme-ng"
+    PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
+        "$PY" -m pip install -q virtme-ng >/tmp/underlay-pip.log 2>&1 ||
+        { show_tail /tmp/underlay-pip.log; die "pip install virtme-ng failed"; }
+    command -v pyenv >/dev/null 2>&1 && pyenv rehash 2>/dev/null || true
+    hash -r
+    find_vng || die "virtme-ng installed but no working vng found"
+}
+
+pkgs=(jq)
+((run_host)) && pkgs+=(iproute2 iputils-ping)
+# virtme-ng needs a static busybox for the guest's initramfs (the 9p modules).
+((run_vm)) && pkgs+=(iproute2 iputils-ping qemu-system-x86 linux-image-amd64 busybox-static)
+apt_ensure "${pkgs[@]}"
+((run_vm)) && ensure_vng
+
+TARGET=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
+LOGS=$TARGET/test-logs
+mkdir -p "$LOGS"
+
+# ---------------------------------------------------------------- build once
+log "building test binaries (cargo test --no-run)"
+t0=$(now)
+if ! cargo test --no-run --message-format=json >"$LOGS/build.json" 2>"$LOGS/build.log"; then
+    jq -rs '[.[] | select(.reason == "compiler-message" and .message.level == "error")
+        | .message.rendered] | unique | .[]' "$LOGS/build.json" | tail -n 60
+    show_tail "$LOGS/build.log"
+    die "build failed"
+fi
+# name<TAB>path of lib/bin unit-test and integration-test executables
+mapfile -t BINS < <(jq -r 'select(.reason=="compiler-artifact" and .profile.test and .executable != null)
+    | select([.target.kind[] | select(. == "example" or . == "bench" or . == "custom-build")] | length == 0)
+    | "\(.target.name)-\(.target.kind | map(select(. == "test")) | if length > 0 then "test" else "unit" end)\t\(.executable)"' \
+    "$LOGS/build.json" | sort -u)
+log "built ${#BINS[@]} test binaries in $(($(now) - t0))s"
+if [[ -n ${UNDERLAY_VM_BINS:-} ]]; then # developer knob: only these targets in the VM
+    keep=()
+    for entry in "${BINS[@]}"; do
+        name=${entry%%$'\t'*}
+        [[ " $UNDERLAY_VM_BINS " == *" ${name%-*} "* ]] && keep+=("$entry")
+    done
+    BINS=("${keep[@]}")
+fi
+
+# ---------------------------------------------------------------- parsing
+# sum_results FILE... -> "passed failed ignored" from libtest `test result:` lines
+sum_results() {
+    cat "$@" | awk '/^test result: /{
+        for (i = 1; i <= NF; i++) {
+            if ($(i+1) ~ /^passed;?$/) p += $i
+            if ($(i+1) ~ /^failed;?$/) f += $i
+            if ($(i+1) ~ /^ignored;?$/) s += $i
+        } } END { printf "%d %d %d\n", p, f, s }'
+}
+# needs_counts FILE... -> "ipvlan vlan dummy": passing tests with that path segment
+needs_counts() {
+    cat "$@" | awk 'match($0, /test [^ ]+ \.\.\. ok$/) {
+        n = split(substr($0, RSTART + 5, RLENGTH - 12), seg, "::")
+        a = b = c = 0
+        for (i = 1; i <= n; i++) {
+            if (seg[i] == "needs_ipvlan") a = 1
+            if (seg[i] == "needs_vlan") b = 1
+            if (seg[i] == "needs_dummy") c = 1
+        }
+        ip += a; vl += b; dm += c
+    } END { printf "%d %d %d\n", ip, vl, dm }'
+}
+
+declare -A P F S STATUS NOTE
+status=0
+tiers=()
+
+# ---------------------------------------------------------------- host tier
+host_tier() {
+    local t0 rc=0 hlog=$LOGS/host.log
+    t0=$(now)
+    log "host tier: cargo test --no-fail-fast (log: $hlog)"
+    cargo test --no-fail-fast >"$hlog" 2>&1 || rc=$?
+    read -r "P[host]" "F[host]" "S[host]" < <(sum_results "$hlog")
+    read -r hi hv hd < <(needs_counts "$hlog")
+    NOTE[host]="host: ran $hi needs_ipvlan, $hv needs_vlan, $hd needs_dummy"
+    STATUS[host]=ok
+    if ((rc != 0 && F[host] == 0)); then
+        F[host]=1 # a crash, a doc-test build error...: no failing test counted, still a failure
+        NOTE[host]+=$'\n'"host: cargo test exited $rc without a counted failure (crash or build error)"
+    fi
+    if ((P[host] + F[host] == 0)); then
+        STATUS[host]="did not run"
+    elif ((F[host] > 0)); then
+        STATUS[host]=failed
+    fi
+    if [[ ${STATUS[host]} != ok ]]; then
+        grep -E '^test .* FAILED$|^---- .* stdout ----$|panicked at' "$hlog" | head -n 40 || true
+        show_tail "$hlog" 60
+    fi
+    log "host tier done in $(($(now) - t0))s"
+}
+
+# ---------------------------------------------------------------- real-kernel tier
+vm_tier() {
+    local kernel=${UNDERLAY_VM_KERNEL:-} timeout=${UNDERLAY_VM_TIMEOUT:-2400}
+    local per_bin=${UNDERLAY_VM_TEST_TIMEOUT:-1200} threads=${UNDERLAY_VM_THREADS:-2}
+    local mem=${UNDERLAY_VM_MEMORY:-1G} t0 rc=0 rw entry name path
+    STATUS[vm]="did not run" P[vm]=0 F[vm]=0 S[vm]=0 NOTE[vm]=""
+    if [[ -z $kernel ]]; then
+        kernel=$(ls /boot/vmlinuz-*-amd64 2>/dev/null | sort -V | tail -n 1 || true)
+    fi
+    [[ -n $kernel && -r $kernel ]] || { NOTE[vm]="real-kernel: no /boot/vmlinuz-*-amd64 found"; return; }
+    ((${#BINS[@]} > 0)) || { NOTE[vm]="real-kernel: no test binaries"; return; }
+
+    mkdir -p "$TARGET/vm-tier" "$TARGET/tmp"
+    rw=$(mktemp -d "$TARGET/vm-tier/run.XXXXXX")
+    # The guest: root fs read-only 9p; /tmp, /run, /var/tmp writable (RAM); $rw is a
+    # read-write 9p share for results; $TARGET/tmp (CARGO_TARGET_TMPDIR) an overlay.
+    {
+        echo '#!/bin/bash'
+        echo 'set -u'
+        echo 'export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+        echo 'export HOME=/root TMPDIR=/tmp RUST_BACKTRACE=1'
+        printf 'export CARGO_MANIFEST_DIR=%q\n' "$ROOT"
+        printf 'cd %q || exit 1\n' "$ROOT"
+        printf 'out=%q\n' "$rw"
+        echo 'date +%s.%N >"$out/guest-start"'
+        echo '{ uname -a; id; mount; } >"$out/guest-env.txt" 2>&1'
+        for entry in "${BINS[@]}"; do
+            name=${entry%%$'\t'*} path=${entry#*$'\t'} which=--include-ignored
+            # Unit tests are kernel-independent, and TCG makes pure CPU work ~15x
+            # slower: when the host tier runs them, the guest runs only their ignored
+            # (needs_*) ones.
+            [[ $name == *-unit ]] && ((run_host)) && which=--ignored
+            printf 'timeout -k 10 %d %q %s --test-threads=%d >"$out/%s.log" 2>&1\n' \
+                "$per_bin" "$path" "$which" "$threads" "$name"
+            printf 'echo $? >"$out/%s.rc"\n' "$name"
+        done
+        echo 'date +%s.%N >"$out/guest-done"'
+        echo 'sync'
+    } >"$rw/guest.sh"
+    chmod +x "$rw/guest.sh"
+
+    log "real-kernel tier: $(basename "$kernel") under QEMU/TCG, ${#BINS[@]} binaries (timeout ${timeout}s, log: $LOGS/vm-console.log)"
+    t0=$(date +%s.%N)
+    # timeout signals its whole process group, so qemu (exec'd by virtme-run) dies too.
+    timeout -k 30 "$timeout" "$VNG" --run "$kernel" --disable-kvm --force-9p \
+        --cpus 2 --memory "$mem" --rwdir "$rw" --overlay-rwdir "$TARGET/tmp" \
+        --exec "$rw/guest.sh" </dev/null >"$LOGS/vm-console.log" 2>&1 || rc=$?
+    local t1
+    t1=$(date +%s.%N)
+
+    local logs=() failed_bins=()
+    for entry in "${BINS[@]}"; do
+        name=${entry%%$'\t'*}
+        if [[ ! -f $rw/$name.rc ]]; then
+            failed_bins+=("$name (never finished)")
+        else
+            local brc
+            brc=$(<"$rw/$name.rc")
+            logs+=("$rw/$name.log")
+            if ! grep -q '^test result: ' "$rw/$name.log"; then
+                failed_bins+=("$name (exit $brc, no test result: crash or timeout)")
+            elif [[ $brc != 0 ]]; then
+                grep -q '^test result: FAILED' "$rw/$name.log" || failed_bins+=("$name (exit $brc)")
+            fi
+        fi
+    done
+    rm -rf "$LOGS/vm-last" && cp -r "$rw" "$LOGS/vm-last" || true
+
+    if ((${#logs[@]} > 0)); then
+        read -r "P[vm]" "F[vm]" "S[vm]" < <(sum_results "${logs[@]}")
+        read -r vi vv vd < <(needs_counts "${logs[@]}")
+    else
+        vi=0 vv=0 vd=0
+    fi
+    F[vm]=$((F[vm] + ${#failed_bins[@]}))
+    NOTE[vm]="real-kernel: ran $vi needs_ipvlan, $vv needs_vlan, $vd needs_dummy"
+    if [[ -f $rw/guest-start ]]; then
+        NOTE[vm]+=$'\n'"real-kernel: $(basename "$kernel"), boot $(awk -v a="$t0" -v b="$(<"$rw/guest-start")" 'BEGIN{printf "%.1f", b-a}')s, whole VM run $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')s"
+    fi
+    local f
+    for f in "${failed_bins[@]}"; do NOTE[vm]+=$'\n'"real-kernel: binary $f"; done
+
+    if ((rc == 124 || rc == 137)); then
+        NOTE[vm]+=$'\n'"real-kernel: VM run timed out after ${timeout}s"
+        STATUS[vm]=failed
+    elif [[ ! -f $rw/guest-done ]]; then
+        NOTE[vm]+=$'\n'"real-kernel: the guest did not finish (vng exit $rc)"
+        STATUS[vm]="did not run"
+    elif ((P[vm] + F[vm] == 0)); then
+        STATUS[vm]="did not run"
+    elif ((F[vm] > 0)); then
+        STATUS[vm]=failed
+    else
+        STATUS[vm]=ok
+    fi
+    local miss=()
+    ((vi > 0)) || miss+=(needs_ipvlan)
+    ((vv > 0)) || miss+=(needs_vlan)
+    ((vd > 0)) || miss+=(needs_dummy)
+    if ((${#miss[@]} > 0)); then
+        NOTE[vm]+=$'\n'"real-kernel: FAILED feature check: no passing test with path segment ${miss[*]}"
+        F[vm]=$((F[vm] + ${#miss[@]})) # each missing kind counts as one failure
+        [[ ${STATUS[vm]} == ok ]] && STATUS[vm]="feature check failed"
+    fi
+    if [[ ${STATUS[vm]} != ok ]]; then
+        for f in "${logs[@]}"; do
+            grep -E '^test .* FAILED$|panicked at' "$f" | head -n 20 || true
+        done
+        [[ -f $rw/guest-start ]] || show_tail "$LOGS/vm-console.log" 40
+        echo "(guest output kept in $LOGS/vm-last/)"
+    fi
+    rm -rf "$rw"
+}
+
+if ((run_host)); then host_tier; tiers+=(host); fi
+if ((run_vm)); then vm_tier; tiers+=(vm); fi
+
+# ---------------------------------------------------------------- summary
+echo
+echo "==================== summary ===================="
+tp=0 tf=0 ts=0
+for t in "${tiers[@]}"; do
+    [[ -n ${NOTE[$t]} ]] && printf '%s\n' "${NOTE[$t]}"
+    [[ ${STATUS[$t]} == ok ]] || { echo "${t/vm/real-kernel} tier: ${STATUS[$t]}"; status=1; }
+done
+((run_host)) || echo "(host tier not run: --vm-only)"
+((run_vm)) || echo "(real-kernel tier not run: --host-only)"
+for t in "${tiers[@]}"; do
+    echo "${t/vm/real-kernel}: ${P[$t]} passed, ${F[$t]} failed, ${S[$t]} skipped"
+    tp=$((tp + P[$t])) tf=$((tf + F[$t])) ts=$((ts + S[$t]))
+done
+echo "total: $tp passed, $tf failed, $ts skipped"
+exit "$status"
