@@ -180,12 +180,31 @@ status=0
 tiers=()
 
 # ---------------------------------------------------------------- host tier
+# The machine's own links, named namespaces and underlay's default runtime dir.
+machine_state() {
+    ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | sort
+    echo "-- netns"
+    ip netns list 2>/dev/null | sort
+    echo "-- runtime"
+    ls /run/underlay 2>/dev/null || true
+}
+
 host_tier() {
     local t0 rc=0 hlog=$LOGS/host.log
     t0=$(now)
     log "host tier: cargo test --no-fail-fast (log: $hlog)"
+    # The tests must leave the machine as they found it: no link in its own
+    # namespace, no named namespace, no runtime state.
+    local before after
+    before=$(machine_state)
     cargo test --no-fail-fast >"$hlog" 2>&1 || rc=$?
+    after=$(machine_state)
     read -r "P[host]" "F[host]" "S[host]" < <(sum_results "$hlog")
+    if [[ $before != "$after" ]]; then
+        F[host]=$((F[host] + 1))
+        echo "host: the tests left something behind on the machine:"
+        diff <(echo "$before") <(echo "$after") || true
+    fi
     read -r hi hv hd < <(needs_counts "$hlog")
     NOTE[host]="host: ran $hi needs_ipvlan, $hv needs_vlan, $hd needs_dummy"
     STATUS[host]=ok
