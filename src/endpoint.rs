@@ -492,16 +492,38 @@ impl Network {
     }
 
     /// The routes an endpoint gets: `default via GATEWAY` per family for
-    /// macvlan and ipvlan L2, `default dev` per family for ipvlan L3, none
-    /// on internal networks or when asked.
+    /// macvlan and ipvlan L2; `default dev` per family for ipvlan L3, where
+    /// the parent routes; none on internal networks, or when asked. An
+    /// internal ipvlan L3 network still needs routes between its subnets, so
+    /// its endpoints get `SUBNET dev` routes to the other subnets instead of a
+    /// default route.
     fn default_routes(
         &self,
         index: u32,
         allocations: &[Allocation],
         options: &AttachOptions,
     ) -> Vec<NewRoute> {
-        if self.record.internal || options.no_default_route {
+        if options.no_default_route {
             return Vec::new();
+        }
+        let l3 = self.record.driver.is_l3();
+        if self.record.internal {
+            if !l3 {
+                return Vec::new();
+            }
+            let own: Vec<IpNet> = allocations.iter().map(Allocation::subnet).collect();
+            return self
+                .record
+                .ipam
+                .prefixes()
+                .filter(|subnet| {
+                    !own.contains(subnet)
+                        && own
+                            .iter()
+                            .any(|o| o.addr().is_ipv4() == subnet.addr().is_ipv4())
+                })
+                .map(|subnet| NewRoute::to_dev(subnet, index))
+                .collect();
         }
         let mut routes: Vec<NewRoute> = Vec::new();
         for allocation in allocations {
@@ -509,7 +531,7 @@ impl Network {
             if routes.iter().any(|r| r.family() == family) {
                 continue;
             }
-            if self.record.driver.is_l3() {
+            if l3 {
                 routes.push(NewRoute::default_dev(family, index));
             } else if let Some(gateway) = allocation.gateway() {
                 routes.push(NewRoute::default_via(gateway, index));

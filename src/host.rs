@@ -406,7 +406,12 @@ impl Host {
         }
         record.state = NetworkState::Ready;
         if let Err(e) = store::write_record(&path, &record, Durability::Durable) {
-            let _ = parent::remove(&self.inner.nl, &record.parent, &self.alias(&record.id));
+            let _ = parent::remove(
+                &self.inner.nl,
+                &record.parent,
+                &self.alias(&record.id),
+                false,
+            );
             let _ = store::remove_record(&path, Durability::Durable);
             return Err(e);
         }
@@ -502,7 +507,12 @@ impl Host {
                 network.remove_link(netns.as_ref(), endpoint)?;
             }
         }
-        parent::remove(&self.inner.nl, &record.parent, &self.alias(&record.id))?;
+        parent::remove(
+            &self.inner.nl,
+            &record.parent,
+            &self.alias(&record.id),
+            false,
+        )?;
         for endpoint in &endpoints {
             session.forget(endpoint.id)?;
         }
@@ -513,7 +523,13 @@ impl Host {
     }
 
     fn finish_removal(&self, record: &NetworkRecord) -> Result<()> {
-        parent::remove(&self.inner.nl, &record.parent, &self.alias(&record.id))?;
+        let unfinished = record.state == NetworkState::Creating;
+        parent::remove(
+            &self.inner.nl,
+            &record.parent,
+            &self.alias(&record.id),
+            unfinished,
+        )?;
         let registry = self.inner.registry(record);
         let _ = std::fs::remove_dir_all(registry.dir());
         self.inner

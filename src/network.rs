@@ -150,7 +150,25 @@ pub struct NetworkBuilder {
     error: Option<Error>,
 }
 
-/// Networks: see [`NetworkBuilder`] and [`Host`](crate::Host).
+/// A network of a [`Host`](crate::Host): what `docker network inspect` shows,
+/// and the handle containers are attached through.
+///
+/// It holds a snapshot of the network's definition (fetch it again with
+/// [`Host::network`](crate::Host::network) to see changes) and is
+/// `Send + Sync`.
+///
+/// ```no_run
+/// use underlay::endpoint::AttachOptions;
+/// use underlay::netns::NetNs;
+/// use underlay::Host;
+///
+/// let host = Host::open("/var/lib/underlay")?;
+/// let net = host.network("macnet32")?;
+/// println!("{} on {} ({})", net.name(), net.parent().name, net.driver());
+/// let ep = net.attach(&NetNs::open("/run/netns/web1")?, &AttachOptions::new())?;
+/// println!("{:?}", ep.addresses());
+/// # Ok::<(), underlay::Error>(())
+/// ```
 pub struct Network {
     pub(crate) host: Arc<HostInner>,
     pub(crate) record: NetworkRecord,

@@ -263,19 +263,31 @@ pub(crate) fn ensure(nl: &Netlink, parent: &ParentLink, alias: &str) -> Result<b
 }
 
 /// Deletes an owned parent, but only if it still carries our `alias`: a link
-/// of the same name made by someone else is left alone.
-pub(crate) fn remove(nl: &Netlink, parent: &ParentLink, alias: &str) -> Result<()> {
+/// of the same name made by someone else is left alone. When the network's
+/// creation did not finish (`unfinished`), the link may not carry the mark
+/// yet; its name was free when the creation was recorded, so an unmarked link
+/// of that name is taken too.
+pub(crate) fn remove(
+    nl: &Netlink,
+    parent: &ParentLink,
+    alias: &str,
+    unfinished: bool,
+) -> Result<()> {
     if !parent.owned() {
         return Ok(());
     }
     match nl.link_by_name(&parent.name) {
-        Ok(link) if link.alias.as_deref() == Some(alias) => match nl.delete_link(link.index) {
-            Ok(()) | Err(Error::LinkNotFound { .. }) => {
-                log::debug!("deleted parent link {}", parent.name);
-                Ok(())
+        Ok(link)
+            if link.alias.as_deref() == Some(alias) || (unfinished && link.alias.is_none()) =>
+        {
+            match nl.delete_link(link.index) {
+                Ok(()) | Err(Error::LinkNotFound { .. }) => {
+                    log::debug!("deleted parent link {}", parent.name);
+                    Ok(())
+                }
+                Err(e) => Err(e),
             }
-            Err(e) => Err(e),
-        },
+        }
         Ok(_) => {
             log::warn!(
                 "not deleting {}: it is not the link underlay created (its alias differs)",

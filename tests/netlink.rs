@@ -505,8 +505,12 @@ mod needs_ipvlan {
                 let json = ip_link(&sb.host, &name);
                 assert_eq!(json["linkinfo"]["info_kind"], "ipvlan");
                 assert_eq!(json["linkinfo"]["info_data"]["mode"], mode_name);
-                let shown = json["linkinfo"]["info_data"]["flags"]
-                    .as_str()
+                // iproute2 shows the flag as a boolean key (`"private": true`),
+                // bridge being the absence of both.
+                let data = &json["linkinfo"]["info_data"];
+                let shown = ["private", "vepa"]
+                    .into_iter()
+                    .find(|f| data[*f] == true)
                     .unwrap_or("bridge");
                 assert_eq!(shown, flag_name, "{json}");
             }
