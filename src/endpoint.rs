@@ -203,11 +203,24 @@ impl Network {
         self.check(options)?;
         let registry = self.registry();
         let mut session = registry.session()?;
-        if let Some(other) = session.endpoints().find(|e| e.netns_id == netns.id()) {
-            return Err(Error::AlreadyAttached {
-                network: self.record.name.clone(),
-                endpoint: other.name.clone(),
-            });
+        let previous = session
+            .endpoints()
+            .find(|e| e.netns_id == netns.id())
+            .cloned();
+        if let Some(other) = previous {
+            if self.is_live(&other) {
+                return Err(Error::AlreadyAttached {
+                    network: self.record.name.clone(),
+                    endpoint: other.name.clone(),
+                });
+            }
+            // A namespace that died without a detach, whose inode number the
+            // kernel has given to this new one.
+            log::info!(
+                "endpoint {}: its namespace is gone; releasing it",
+                other.name
+            );
+            session.forget(other.id)?;
         }
         let id = session.new_id()?;
         let name = match &options.name {
@@ -570,6 +583,11 @@ impl Network {
         else {
             return Ok(false);
         };
+        if !self.is_live(&record) {
+            // The record is of a dead namespace that had this inode number.
+            session.forget(record.id)?;
+            return Ok(false);
+        }
         self.remove_link(Some(netns), &record)?;
         session.forget(record.id)?;
         log::info!("detached {} from network {}", record.name, self.record.name);
@@ -622,6 +640,28 @@ impl Network {
                 Err(e) => Err(e),
             }
         })
+    }
+
+    /// Whether an endpoint still exists: its recorded path names a namespace
+    /// with the recorded identity, holding a link with the endpoint's mark.
+    /// (The kernel reuses a dead namespace's inode number, and a path can be
+    /// reused for a new namespace, so the identity alone does not tell.)
+    fn is_live(&self, record: &EndpointRecord) -> bool {
+        let Ok(netns) = NetNs::open(&record.netns_path) else {
+            return false;
+        };
+        if netns.id() != record.netns_id {
+            return false;
+        }
+        let alias = self.alias_of(record.id);
+        netns
+            .run(|| {
+                Ok(Netlink::open()?
+                    .links()?
+                    .iter()
+                    .any(|l| l.alias.as_deref() == Some(alias.as_str())))
+            })
+            .unwrap_or(true)
     }
 
     /// The network's endpoints.

@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use ipnet::IpNet;
 
-use crate::capability::KernelCapabilities;
+use crate::capability::{KernelCapabilities, KernelFeature};
 use crate::ipam::{check_overlap, DefaultPools};
 use crate::link::fill_random;
 use crate::netlink::Netlink;
@@ -333,12 +333,19 @@ impl Host {
         self.inner.alias(network_id)
     }
 
-    /// Creates a network: checks the description, resolves (or creates) the
+    /// Creates a network: checks the description and that the kernel has the
+    /// driver ([`Error::Unsupported`] otherwise), resolves (or creates) the
     /// parent interface, fills in default subnets and gateways, and records
     /// it. On any error nothing is created and the state directory is
     /// unchanged.
     pub fn create_network(&self, builder: NetworkBuilder) -> Result<Network> {
         let spec = builder.build()?;
+        // Say now, not at the first attach, that the kernel lacks the driver.
+        let feature = match spec.driver() {
+            crate::network::Driver::Ipvlan { .. } => KernelFeature::Ipvlan,
+            _ => KernelFeature::Macvlan,
+        };
+        self.capabilities()?.require(feature)?;
         let _lock = self.lock()?;
         let records = self.records()?;
         if records.iter().any(|r| r.name == spec.name()) {

@@ -214,18 +214,9 @@ fn bad_attach_options_are_refused_before_anything_happens() {
     let dir = StateDir::new();
     let host = open_host(&sb, &dir);
     let mac = create(&host, "-d macvlan --subnet=10.1.1.0/24 -o parent=eth0 m");
-    sb.nl
-        .create_link(&underlay::link::NewLink::veth("eth1", "uplink1").up())
-        .unwrap();
-    let ipv = create(&host, "-d ipvlan --subnet=10.2.2.0/24 -o parent=eth1 i");
     let ns = sb.container();
     let before = dir.snapshot();
     let cases: Vec<(&Network, AttachOptions, &str)> = vec![
-        (
-            &ipv,
-            AttachOptions::new().mac("02:00:00:00:00:01".parse().unwrap()),
-            "ipvlan endpoints share the parent's MAC",
-        ),
         (
             &mac,
             AttachOptions::new().mac("01:00:5e:00:00:01".parse().unwrap()),
@@ -329,6 +320,35 @@ fn detaching_when_the_namespace_is_gone_still_releases_the_addresses() {
     assert!(net.endpoints().unwrap().is_empty());
     let ep = net.attach(&sb.container(), &AttachOptions::new()).unwrap();
     assert_eq!(ep.addresses()[0].to_string(), "10.30.0.2/24");
+}
+
+/// The kernel reuses a dead namespace's inode number, and runtimes reuse
+/// namespace paths, so a record can name a namespace that is no longer its
+/// container's. Attach then tells it by the missing marked link: here the
+/// link vanishes behind the library's back and the same namespace attaches
+/// again.
+#[test]
+fn a_record_whose_link_is_gone_does_not_block_a_new_attach() {
+    let sb = Sandbox::new();
+    let dir = StateDir::new();
+    let host = open_host(&sb, &dir);
+    let net = create(&host, "-d macvlan --subnet=10.32.0.0/24 -o parent=eth0 n");
+    let ns = sb.container();
+    net.attach(&ns, &AttachOptions::new().name("old")).unwrap();
+    let err = net.attach(&ns, &AttachOptions::new()).unwrap_err();
+    assert!(matches!(err, Error::AlreadyAttached { .. }), "{err:?}");
+    assert!(common::run_in(&ns, "ip", &["link", "del", "eth0"])
+        .status
+        .success());
+    let ep = net.attach(&ns, &AttachOptions::new().name("new")).unwrap();
+    assert_eq!(ep.addresses()[0].to_string(), "10.32.0.2/24");
+    let names: Vec<String> = net
+        .endpoints()
+        .unwrap()
+        .iter()
+        .map(|e| e.name().to_owned())
+        .collect();
+    assert_eq!(names, ["new"]);
 }
 
 #[test]
@@ -502,6 +522,18 @@ fn endpoint_child() {
         println!("ADDRESS {}", ep.addresses()[0]);
         held.push(ns);
     }
+    // Keep the containers alive until every process is done: a namespace
+    // that dies frees its addresses, which others may then rightly take.
+    if let Ok(barrier) = std::env::var("UNDERLAY_BARRIER") {
+        let barrier = PathBuf::from(barrier);
+        std::fs::write(barrier.join(format!("done-{}", std::process::id())), b"").unwrap();
+        for _ in 0..6000 {
+            if barrier.join("release").exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
     std::process::exit(0);
 }
 
@@ -511,15 +543,28 @@ fn four_processes_attaching_fifty_each_get_two_hundred_distinct_addresses() {
     let dir = StateDir::new();
     let host = open_host(&sb, &dir);
     let net = create(&host, "-d macvlan --subnet=10.50.0.0/16 -o parent=eth0 n");
+    let barrier = dir.0.join("barrier");
+    std::fs::create_dir_all(&barrier).unwrap();
     let env = vec![
         ("UNDERLAY_STATE", dir.0.display().to_string()),
         ("UNDERLAY_NETNS", common::netns_path_for_child(&sb.host)),
         ("UNDERLAY_ATTACHES", "50".to_owned()),
+        ("UNDERLAY_BARRIER", barrier.display().to_string()),
     ];
     let outputs: Vec<std::process::Output> = std::thread::scope(|s| {
         let children: Vec<_> = (0..4)
             .map(|_| s.spawn(|| common::run_child("endpoint_child", &env)))
             .collect();
+        // Release the children once all four hold their 50 containers (or
+        // some died trying).
+        for _ in 0..6000 {
+            let done = std::fs::read_dir(&barrier).unwrap().count();
+            if done >= 4 || children.iter().any(|c| c.is_finished()) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        std::fs::write(barrier.join("release"), b"").unwrap();
         children.into_iter().map(|c| c.join().unwrap()).collect()
     });
     let mut addresses = BTreeSet::new();
@@ -623,8 +668,54 @@ fn crash_attach_child() {
     std::process::exit(3);
 }
 
+#[test]
+fn an_ipvlan_network_on_a_kernel_without_ipvlan_is_refused_up_front() {
+    let sb = Sandbox::new();
+    let dir = StateDir::new();
+    let host = open_host(&sb, &dir);
+    let builder =
+        network_create_args("-d ipvlan --subnet=10.2.2.0/24 -o parent=eth0 i".split(' ')).unwrap();
+    if common::capabilities().supports(KernelFeature::Ipvlan) {
+        assert!(host.create_network(builder).is_ok());
+    } else {
+        let before = dir.snapshot();
+        let err = host.create_network(builder).unwrap_err();
+        assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "this kernel has no ipvlan support (CONFIG_IPVLAN): load the module or boot a kernel built with it"
+        );
+        assert_eq!(dir.snapshot(), before);
+    }
+}
+
 mod needs_ipvlan {
     use super::*;
+
+    #[test]
+    #[ignore = "needs ipvlan: runs in the real-kernel tier"]
+    fn ipvlan_refuses_a_custom_mac_address() {
+        common::require(KernelFeature::Ipvlan);
+        let sb = Sandbox::new();
+        let dir = StateDir::new();
+        let host = open_host(&sb, &dir);
+        let net = create(&host, "-d ipvlan --subnet=10.2.2.0/24 -o parent=eth0 i");
+        let ns = sb.container();
+        let before = dir.snapshot();
+        let err = net
+            .attach(
+                &ns,
+                &AttachOptions::new().mac("02:00:00:00:00:01".parse().unwrap()),
+            )
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("ipvlan endpoints share the parent's MAC"),
+            "{err}"
+        );
+        assert_eq!(link_names(&ns), ["lo"]);
+        assert_eq!(dir.snapshot(), before);
+    }
 
     #[test]
     #[ignore = "needs ipvlan: runs in the real-kernel tier"]
