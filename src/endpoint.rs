@@ -602,9 +602,7 @@ impl Network {
         let Some(record) = session.endpoints().find(|e| e.name == name).cloned() else {
             return Ok(false);
         };
-        let netns = NetNs::open(&record.netns_path)
-            .ok()
-            .filter(|ns| ns.id() == record.netns_id);
+        let netns = record.netns();
         self.remove_link(netns.as_ref(), &record)?;
         session.forget(record.id)?;
         log::info!("detached {} from network {}", record.name, self.record.name);
@@ -647,12 +645,9 @@ impl Network {
     /// (The kernel reuses a dead namespace's inode number, and a path can be
     /// reused for a new namespace, so the identity alone does not tell.)
     fn is_live(&self, record: &EndpointRecord) -> bool {
-        let Ok(netns) = NetNs::open(&record.netns_path) else {
+        let Some(netns) = record.netns() else {
             return false;
         };
-        if netns.id() != record.netns_id {
-            return false;
-        }
         let alias = self.alias_of(record.id);
         netns
             .run(|| {

@@ -508,9 +508,7 @@ impl Host {
         // per endpoint.
         if !record.parent.owned() {
             for endpoint in &endpoints {
-                let netns = NetNs::open(&endpoint.netns_path)
-                    .ok()
-                    .filter(|ns| ns.id() == endpoint.netns_id);
+                let netns = endpoint.netns();
                 network.remove_link(netns.as_ref(), endpoint)?;
             }
         }
@@ -576,9 +574,7 @@ impl Host {
             for endpoint in endpoints {
                 let label = format!("{}/{}", record.name, endpoint.name);
                 let alias = format!("{}:{:016x}", self.alias(&record.id), endpoint.id);
-                let netns = NetNs::open(&endpoint.netns_path)
-                    .ok()
-                    .filter(|ns| ns.id() == endpoint.netns_id);
+                let netns = endpoint.netns();
                 let Some(netns) = netns else {
                     session.forget(endpoint.id)?;
                     report.released_endpoints.push(label);

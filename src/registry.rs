@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ipam::Ipam;
 use crate::link::MacAddress;
-use crate::netns::NetNsId;
+use crate::netns::{NetNs, NetNsId};
 use crate::network::NetworkRecord;
 use crate::store::{self, Durability, Lock};
 use crate::Result;
@@ -60,6 +60,14 @@ impl EndpointRecord {
 
     pub fn addresses_ip(&self) -> impl Iterator<Item = IpAddr> + '_ {
         self.addresses.iter().map(|a| a.addr())
+    }
+
+    /// The endpoint's namespace, if its recorded path still names the
+    /// namespace it was attached in.
+    pub fn netns(&self) -> Option<NetNs> {
+        NetNs::open(&self.netns_path)
+            .ok()
+            .filter(|ns| ns.id() == self.netns_id)
     }
 }
 
