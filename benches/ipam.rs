@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use underlay::ipam::{AddressFamily, AllocationPolicy, Ipam, NetworkIpamConfig};
+use underlay::ipam::{AllocationPolicy, IpFamily, Ipam, NetworkIpamConfig};
 
 /// Counts live heap bytes and their peak.
 struct CountingAllocator;
@@ -62,7 +62,7 @@ static ALLOCATOR: CountingAllocator = CountingAllocator;
 struct Pool {
     label: &'static str,
     subnet: &'static str,
-    family: AddressFamily,
+    family: IpFamily,
     /// How many allocations fill it (or the live count for the /64).
     fill: usize,
 }
@@ -70,19 +70,19 @@ struct Pool {
 const V4_16: Pool = Pool {
     label: "ipv4 /16",
     subnet: "10.0.0.0/16",
-    family: AddressFamily::Ipv4,
+    family: IpFamily::V4,
     fill: 65_533,
 };
 const V4_8: Pool = Pool {
     label: "ipv4 /8",
     subnet: "10.0.0.0/8",
-    family: AddressFamily::Ipv4,
+    family: IpFamily::V4,
     fill: 16_777_213,
 };
 const V6_64: Pool = Pool {
     label: "ipv6 /64, 1M live",
     subnet: "fd11::/64",
-    family: AddressFamily::Ipv6,
+    family: IpFamily::V6,
     fill: 1_000_000,
 };
 
@@ -125,7 +125,7 @@ impl Walk {
 
 /// Releases a random allocated address and allocates one (lowest free,
 /// so the same one comes back).
-fn churn_once(ipam: &mut Ipam, addresses: &mut [IpAddr], walk: &mut Walk, family: AddressFamily) {
+fn churn_once(ipam: &mut Ipam, addresses: &mut [IpAddr], walk: &mut Walk, family: IpFamily) {
     let index = walk.next(addresses.len());
     let holder = ipam.release(addresses[index]).expect("allocated");
     let allocation = ipam.allocate(family, holder).expect("room after release");

@@ -32,7 +32,7 @@ use ipnet::IpNet;
 use netlink_packet_route::RouteNetlinkMessage;
 
 use crate::address::address_message;
-use crate::ipam::{AddressFamily, Allocation};
+use crate::ipam::Allocation;
 use crate::link::{validate_name, MacAddress, NewLink};
 use crate::netlink::{Netlink, Request};
 use crate::netns::NetNs;
@@ -372,8 +372,8 @@ impl Network {
     ) -> Result<Vec<Allocation>> {
         let mut out: Vec<Allocation> = Vec::new();
         let families = [
-            (AddressFamily::Ipv4, self.record.ipv4, options.ipv4),
-            (AddressFamily::Ipv6, self.record.ipv6, options.ipv6),
+            (IpFamily::V4, self.record.ipv4, options.ipv4),
+            (IpFamily::V6, self.record.ipv6, options.ipv6),
         ];
         for (family, enabled, requested) in families {
             let result = match (enabled, requested) {

@@ -25,6 +25,7 @@ pub mod capability;
 pub mod docker;
 pub mod endpoint;
 mod error;
+mod family;
 pub mod host;
 pub mod ipam;
 pub mod link;
@@ -37,5 +38,6 @@ pub mod route;
 mod store;
 
 pub use error::{Error, Result};
+pub use family::IpFamily;
 pub use host::Host;
 pub use network::Network;

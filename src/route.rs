@@ -31,30 +31,13 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use crate::netlink::{Netlink, Request};
 use crate::{Error, Result};
 
-/// An address family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum IpFamily {
-    /// IPv4.
-    V4,
-    /// IPv6.
-    V6,
-}
+pub use crate::family::IpFamily;
 
-impl IpFamily {
-    /// The family of an address.
-    pub fn of(ip: IpAddr) -> Self {
-        if ip.is_ipv4() {
-            IpFamily::V4
-        } else {
-            IpFamily::V6
-        }
-    }
-
-    fn netlink(self) -> AddressFamily {
-        match self {
-            IpFamily::V4 => AddressFamily::Inet,
-            IpFamily::V6 => AddressFamily::Inet6,
-        }
+/// The netlink address family of an IP family.
+fn netlink_family(family: IpFamily) -> AddressFamily {
+    match family {
+        IpFamily::V4 => AddressFamily::Inet,
+        IpFamily::V6 => AddressFamily::Inet6,
     }
 }
 
@@ -162,7 +145,7 @@ impl NewRoute {
             RouteScope::Universe
         };
         let mut header = RouteHeader {
-            address_family: self.family.netlink(),
+            address_family: netlink_family(self.family),
             table: RouteHeader::RT_TABLE_MAIN,
             protocol: RouteProtocol::Boot,
             kind: RouteType::Unicast,
@@ -235,7 +218,7 @@ impl Netlink {
     /// Lists the unicast routes of the main table for one family.
     pub fn routes(&self, family: IpFamily) -> Result<Vec<Route>> {
         let mut request = RouteMessage::default();
-        request.header.address_family = family.netlink();
+        request.header.address_family = netlink_family(family);
         let messages = self.dump(RouteNetlinkMessage::GetRoute(request), || {
             "list routes".into()
         })?;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::holders::HolderMap;
 use super::prefix::{address_to_u128, prefix_bounds, special_offsets, u128_to_address};
 use super::range_set::RangeSet;
-use super::{AddressFamily, IpamError, NetworkIpamConfig, Reservation, SubnetConfig};
+use super::{IpFamily, IpamError, NetworkIpamConfig, Reservation, SubnetConfig};
 
 /// How dynamic allocation picks the next address.
 ///
@@ -38,12 +38,12 @@ pub enum AllocationPolicy {
 /// An address handed out, with what the endpoint needs to configure it.
 ///
 /// ```
-/// use underlay::ipam::{AddressFamily, Ipam, NetworkIpamConfig};
+/// use underlay::ipam::{IpFamily, Ipam, NetworkIpamConfig};
 ///
 /// let mut config = NetworkIpamConfig::from_docker_lists(&["192.168.1.0/24"], &[], &[], &[])?;
 /// config.infer_gateways();
 /// let mut ipam = Ipam::new("db_net", &config, Default::default());
-/// let allocation = ipam.allocate(AddressFamily::Ipv4, 1)?;
+/// let allocation = ipam.allocate(IpFamily::V4, 1)?;
 /// assert_eq!(allocation.address().to_string(), "192.168.1.2/24");
 /// assert_eq!(allocation.gateway(), Some("192.168.1.1".parse().unwrap()));
 /// # Ok::<(), underlay::ipam::IpamError>(())
@@ -60,10 +60,10 @@ impl Allocation {
     /// the interface (`192.168.136.3/24`).
     ///
     /// ```
-    /// # use underlay::ipam::{AddressFamily, Ipam, NetworkIpamConfig};
+    /// # use underlay::ipam::{IpFamily, Ipam, NetworkIpamConfig};
     /// # let config = NetworkIpamConfig::from_docker_lists(&["fd11::/64"], &[], &[], &[])?;
     /// # let mut ipam = Ipam::new("n", &config, Default::default());
-    /// let allocation = ipam.allocate(AddressFamily::Ipv6, 1)?;
+    /// let allocation = ipam.allocate(IpFamily::V6, 1)?;
     /// assert_eq!(allocation.address().to_string(), "fd11::1/64");
     /// # Ok::<(), underlay::ipam::IpamError>(())
     /// ```
@@ -74,10 +74,10 @@ impl Allocation {
     /// The bare address.
     ///
     /// ```
-    /// # use underlay::ipam::{AddressFamily, Ipam, NetworkIpamConfig};
+    /// # use underlay::ipam::{IpFamily, Ipam, NetworkIpamConfig};
     /// # let config = NetworkIpamConfig::from_docker_lists(&["fd11::/64"], &[], &[], &[])?;
     /// # let mut ipam = Ipam::new("n", &config, Default::default());
-    /// let allocation = ipam.allocate(AddressFamily::Ipv6, 1)?;
+    /// let allocation = ipam.allocate(IpFamily::V6, 1)?;
     /// assert_eq!(allocation.ip(), "fd11::1".parse::<std::net::IpAddr>().unwrap());
     /// # Ok::<(), underlay::ipam::IpamError>(())
     /// ```
@@ -88,10 +88,10 @@ impl Allocation {
     /// The subnet the address came from.
     ///
     /// ```
-    /// # use underlay::ipam::{AddressFamily, Ipam, NetworkIpamConfig};
+    /// # use underlay::ipam::{IpFamily, Ipam, NetworkIpamConfig};
     /// # let config = NetworkIpamConfig::from_docker_lists(&["fd11::/64"], &[], &[], &[])?;
     /// # let mut ipam = Ipam::new("n", &config, Default::default());
-    /// let allocation = ipam.allocate(AddressFamily::Ipv6, 1)?;
+    /// let allocation = ipam.allocate(IpFamily::V6, 1)?;
     /// assert_eq!(allocation.subnet().to_string(), "fd11::/64");
     /// # Ok::<(), underlay::ipam::IpamError>(())
     /// ```
@@ -103,11 +103,11 @@ impl Allocation {
     /// next hop of the endpoint's default route.
     ///
     /// ```
-    /// # use underlay::ipam::{AddressFamily, Ipam, NetworkIpamConfig};
+    /// # use underlay::ipam::{IpFamily, Ipam, NetworkIpamConfig};
     /// # let config = NetworkIpamConfig::from_docker_lists(&["fd11::/64"], &[], &[], &[])?;
     /// # let mut ipam = Ipam::new("n", &config, Default::default());
     /// // No gateway was given or inferred.
-    /// assert_eq!(ipam.allocate(AddressFamily::Ipv6, 1)?.gateway(), None);
+    /// assert_eq!(ipam.allocate(IpFamily::V6, 1)?.gateway(), None);
     /// # Ok::<(), underlay::ipam::IpamError>(())
     /// ```
     pub fn gateway(&self) -> Option<IpAddr> {
@@ -117,10 +117,10 @@ impl Allocation {
     /// Who holds the address: the id the caller passed when allocating.
     ///
     /// ```
-    /// # use underlay::ipam::{AddressFamily, Ipam, NetworkIpamConfig};
+    /// # use underlay::ipam::{IpFamily, Ipam, NetworkIpamConfig};
     /// # let config = NetworkIpamConfig::from_docker_lists(&["fd11::/64"], &[], &[], &[])?;
     /// # let mut ipam = Ipam::new("n", &config, Default::default());
-    /// assert_eq!(ipam.allocate(AddressFamily::Ipv6, 42)?.holder(), 42);
+    /// assert_eq!(ipam.allocate(IpFamily::V6, 42)?.holder(), 42);
     /// # Ok::<(), underlay::ipam::IpamError>(())
     /// ```
     pub fn holder(&self) -> u64 {
@@ -132,7 +132,7 @@ impl Allocation {
 #[derive(Debug, Clone)]
 struct SubnetPool {
     subnet: IpNet,
-    family: AddressFamily,
+    family: IpFamily,
     /// The subnet's first address as a number; offsets count from it.
     base: u128,
     /// What dynamic allocation draws from (ip-range or subnet).
@@ -242,15 +242,15 @@ impl SubnetPool {
 /// The network name only appears in error messages.
 ///
 /// ```
-/// use underlay::ipam::{AddressFamily, Ipam, NetworkIpamConfig};
+/// use underlay::ipam::{IpFamily, Ipam, NetworkIpamConfig};
 ///
 /// // docker network create -d ipvlan --subnet=2001:db8:abc2::/64 --gateway=2001:db8:abc2::22
 /// let config = NetworkIpamConfig::from_docker_lists(
 ///     &["2001:db8:abc2::/64"], &["2001:db8:abc2::22"], &[], &[],
 /// )?;
 /// let mut ipam = Ipam::new("v6ipvlan139", &config, Default::default());
-/// let first = ipam.allocate(AddressFamily::Ipv6, 1)?;
-/// let second = ipam.allocate(AddressFamily::Ipv6, 2)?;
+/// let first = ipam.allocate(IpFamily::V6, 1)?;
+/// let second = ipam.allocate(IpFamily::V6, 2)?;
 /// assert_eq!(first.address().to_string(), "2001:db8:abc2::1/64");
 /// assert_eq!(second.address().to_string(), "2001:db8:abc2::2/64");
 /// assert_eq!(second.gateway().unwrap().to_string(), "2001:db8:abc2::22");
@@ -305,10 +305,7 @@ impl Ipam {
                 .filter(|&i| pools[i].family == family)
                 .collect()
         };
-        let family_pools = [
-            indices_of(AddressFamily::Ipv4),
-            indices_of(AddressFamily::Ipv6),
-        ];
+        let family_pools = [indices_of(IpFamily::V4), indices_of(IpFamily::V6)];
         Ipam {
             network: network.into(),
             policy,
@@ -344,10 +341,10 @@ impl Ipam {
     /// The number of addresses allocated (reserved ones not counted).
     ///
     /// ```
-    /// # use underlay::ipam::{AddressFamily, Ipam, NetworkIpamConfig};
+    /// # use underlay::ipam::{IpFamily, Ipam, NetworkIpamConfig};
     /// # let config = NetworkIpamConfig::from_docker_lists(&["10.0.0.0/24"], &[], &[], &[])?;
     /// let mut ipam = Ipam::new("n", &config, Default::default());
-    /// ipam.allocate(AddressFamily::Ipv4, 1)?;
+    /// ipam.allocate(IpFamily::V4, 1)?;
     /// assert_eq!(ipam.len(), 1);
     /// # Ok::<(), underlay::ipam::IpamError>(())
     /// ```
@@ -374,7 +371,7 @@ impl Ipam {
     /// nothing changes.
     ///
     /// ```
-    /// use underlay::ipam::{AddressFamily, Ipam, NetworkIpamConfig};
+    /// use underlay::ipam::{IpFamily, Ipam, NetworkIpamConfig};
     ///
     /// // docker network create -d macvlan --subnet=192.168.32.0/24
     /// //   --ip-range=192.168.32.128/25 --gateway=192.168.32.254 macnet32
@@ -382,15 +379,11 @@ impl Ipam {
     ///     &["192.168.32.0/24"], &["192.168.32.254"], &["192.168.32.128/25"], &[],
     /// )?;
     /// let mut ipam = Ipam::new("macnet32", &config, Default::default());
-    /// let allocation = ipam.allocate(AddressFamily::Ipv4, 1)?;
+    /// let allocation = ipam.allocate(IpFamily::V4, 1)?;
     /// assert_eq!(allocation.ip().to_string(), "192.168.32.128");
     /// # Ok::<(), underlay::ipam::IpamError>(())
     /// ```
-    pub fn allocate(
-        &mut self,
-        family: AddressFamily,
-        holder: u64,
-    ) -> Result<Allocation, IpamError> {
+    pub fn allocate(&mut self, family: IpFamily, holder: u64) -> Result<Allocation, IpamError> {
         let order = &self.family_pools[family.index()];
         if order.is_empty() {
             return Err(IpamError::NoSubnet {
@@ -524,11 +517,11 @@ impl Ipam {
     /// ascending order within each.
     ///
     /// ```
-    /// # use underlay::ipam::{AddressFamily, Ipam, NetworkIpamConfig};
+    /// # use underlay::ipam::{IpFamily, Ipam, NetworkIpamConfig};
     /// # let config = NetworkIpamConfig::from_docker_lists(&["10.1.20.0/24"], &[], &[], &[])?;
     /// let mut ipam = Ipam::new("mcv101", &config, Default::default());
     /// ipam.request("10.1.20.9".parse().unwrap(), 5)?;
-    /// ipam.allocate(AddressFamily::Ipv4, 6)?;
+    /// ipam.allocate(IpFamily::V4, 6)?;
     /// let held: Vec<(String, u64)> =
     ///     ipam.allocations().map(|a| (a.ip().to_string(), a.holder())).collect();
     /// assert_eq!(held, [("10.1.20.1".to_string(), 6), ("10.1.20.9".to_string(), 5)]);
@@ -548,15 +541,15 @@ impl Ipam {
     /// round robin where it stopped.
     ///
     /// ```
-    /// # use underlay::ipam::{AddressFamily, AllocationPolicy, Ipam, NetworkIpamConfig};
+    /// # use underlay::ipam::{IpFamily, AllocationPolicy, Ipam, NetworkIpamConfig};
     /// # let config = NetworkIpamConfig::from_docker_lists(&["10.1.20.0/24"], &[], &[], &[])?;
     /// let mut ipam = Ipam::new("n", &config, AllocationPolicy::Serial);
-    /// assert_eq!(ipam.serial_cursor(AddressFamily::Ipv4), None);
-    /// ipam.allocate(AddressFamily::Ipv4, 1)?;
-    /// assert_eq!(ipam.serial_cursor(AddressFamily::Ipv4), Some("10.1.20.1".parse().unwrap()));
+    /// assert_eq!(ipam.serial_cursor(IpFamily::V4), None);
+    /// ipam.allocate(IpFamily::V4, 1)?;
+    /// assert_eq!(ipam.serial_cursor(IpFamily::V4), Some("10.1.20.1".parse().unwrap()));
     /// # Ok::<(), underlay::ipam::IpamError>(())
     /// ```
-    pub fn serial_cursor(&self, family: AddressFamily) -> Option<IpAddr> {
+    pub fn serial_cursor(&self, family: IpFamily) -> Option<IpAddr> {
         self.cursors[family.index()].map(|(index, offset)| self.pools[index].address_at(offset))
     }
 
@@ -565,16 +558,16 @@ impl Ipam {
     /// subnet of the network ([`IpamError::AddressOutsideSubnets`]).
     ///
     /// ```
-    /// # use underlay::ipam::{AddressFamily, AllocationPolicy, Ipam, NetworkIpamConfig};
+    /// # use underlay::ipam::{IpFamily, AllocationPolicy, Ipam, NetworkIpamConfig};
     /// # let config = NetworkIpamConfig::from_docker_lists(&["10.1.20.0/24"], &[], &[], &[])?;
     /// let mut ipam = Ipam::new("n", &config, AllocationPolicy::Serial);
     /// ipam.set_serial_cursor("10.1.20.100".parse().unwrap())?;
-    /// assert_eq!(ipam.allocate(AddressFamily::Ipv4, 1)?.ip().to_string(), "10.1.20.101");
+    /// assert_eq!(ipam.allocate(IpFamily::V4, 1)?.ip().to_string(), "10.1.20.101");
     /// # Ok::<(), underlay::ipam::IpamError>(())
     /// ```
     pub fn set_serial_cursor(&mut self, address: IpAddr) -> Result<(), IpamError> {
         let located = self.locate(address)?;
-        self.cursors[AddressFamily::of(address).index()] = Some(located);
+        self.cursors[IpFamily::of(address).index()] = Some(located);
         Ok(())
     }
 
@@ -591,7 +584,7 @@ impl Ipam {
                 subnets: self
                     .pools
                     .iter()
-                    .filter(|p| p.family == AddressFamily::of(address))
+                    .filter(|p| p.family == IpFamily::of(address))
                     .map(|p| p.subnet)
                     .collect(),
             })

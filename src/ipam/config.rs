@@ -11,7 +11,7 @@ use super::prefix::{
     address_to_u128, check_no_host_bits, first_usable_address, overlaps, parse_address,
     parse_prefix, special_offsets,
 };
-use super::{AddressFamily, IpamError};
+use super::{IpFamily, IpamError};
 
 /// One subnet of a network, with its optional gateway, optional ip-range and
 /// named aux (reserved) addresses.
@@ -173,13 +173,13 @@ impl SubnetConfig {
     /// The subnet's address family.
     ///
     /// ```
-    /// use underlay::ipam::{AddressFamily, SubnetConfig};
+    /// use underlay::ipam::{IpFamily, SubnetConfig};
     ///
     /// let subnet = SubnetConfig::new("fd11::/64".parse().unwrap()).unwrap();
-    /// assert_eq!(subnet.family(), AddressFamily::Ipv6);
+    /// assert_eq!(subnet.family(), IpFamily::V6);
     /// ```
-    pub fn family(&self) -> AddressFamily {
-        AddressFamily::of_prefix(&self.subnet)
+    pub fn family(&self) -> IpFamily {
+        IpFamily::of_prefix(&self.subnet)
     }
 
     /// The gateway, if one was given or inferred.
@@ -538,16 +538,16 @@ impl NetworkIpamConfig {
     /// The subnets of one family, in configuration order.
     ///
     /// ```
-    /// use underlay::ipam::{AddressFamily, NetworkIpamConfig};
+    /// use underlay::ipam::{IpFamily, NetworkIpamConfig};
     ///
     /// let config = NetworkIpamConfig::from_docker_lists(
     ///     &["2001:db8:abc2::/64"], &["2001:db8:abc2::22"], &[], &[],
     /// )?;
-    /// assert_eq!(config.subnets_of(AddressFamily::Ipv4).count(), 0);
-    /// assert_eq!(config.subnets_of(AddressFamily::Ipv6).count(), 1);
+    /// assert_eq!(config.subnets_of(IpFamily::V4).count(), 0);
+    /// assert_eq!(config.subnets_of(IpFamily::V6).count(), 1);
     /// # Ok::<(), underlay::ipam::IpamError>(())
     /// ```
-    pub fn subnets_of(&self, family: AddressFamily) -> impl Iterator<Item = &SubnetConfig> + '_ {
+    pub fn subnets_of(&self, family: IpFamily) -> impl Iterator<Item = &SubnetConfig> + '_ {
         self.subnets.iter().filter(move |s| s.family() == family)
     }
 

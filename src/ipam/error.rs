@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::AddressFamily;
+use super::IpFamily;
 
 /// Why an address of a subnet is never handed out.
 ///
@@ -53,7 +53,7 @@ impl fmt::Display for Reservation {
 /// it; each message says what was wrong and what to do about it.
 ///
 /// ```
-/// use underlay::ipam::{AddressFamily, Ipam, IpamError, NetworkIpamConfig};
+/// use underlay::ipam::{IpFamily, Ipam, IpamError, NetworkIpamConfig};
 ///
 /// let config = NetworkIpamConfig::from_docker_lists(&["192.168.1.0/24"], &[], &[], &[])?;
 /// let mut ipam = Ipam::new("pub_net", &config, Default::default());
@@ -283,7 +283,7 @@ pub enum IpamError {
         /// The network's name.
         network: String,
         /// The family asked for.
-        family: AddressFamily,
+        family: IpFamily,
     },
 
     /// Every address the network may hand out of this family is taken.
@@ -296,7 +296,7 @@ pub enum IpamError {
         /// The network's name.
         network: String,
         /// The family asked for.
-        family: AddressFamily,
+        family: IpFamily,
         /// The ranges allocation draws from: each subnet's ip-range, or the
         /// subnet itself when it has none.
         pools: Vec<IpNet>,
@@ -323,7 +323,7 @@ pub enum IpamError {
     )]
     DefaultPoolsExhausted {
         /// The family asked for.
-        family: AddressFamily,
+        family: IpFamily,
     },
 
     /// A subnet overlaps a subnet of another network.

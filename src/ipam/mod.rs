@@ -36,7 +36,7 @@
 //! [`set_serial_cursor`](Ipam::set_serial_cursor).
 //!
 //! ```
-//! use underlay::ipam::{AddressFamily, Ipam, NetworkIpamConfig};
+//! use underlay::ipam::{IpFamily, Ipam, NetworkIpamConfig};
 //!
 //! // Stored with the network:
 //! let config = NetworkIpamConfig::from_docker_lists(&["192.168.1.0/24"], &["192.168.1.1"], &[], &[])?;
@@ -50,7 +50,7 @@
 //! for (holder, address) in endpoints {
 //!     ipam.request(address, holder)?;
 //! }
-//! assert_eq!(ipam.allocate(AddressFamily::Ipv4, 10)?.ip().to_string(), "192.168.1.3");
+//! assert_eq!(ipam.allocate(IpFamily::V4, 10)?.ip().to_string(), "192.168.1.3");
 //! # Ok::<(), underlay::ipam::IpamError>(())
 //! ```
 //!
@@ -72,11 +72,12 @@ mod pools;
 mod prefix;
 mod range_set;
 
+pub use crate::family::IpFamily;
 pub use allocator::{Allocation, AllocationPolicy, Ipam};
 pub use config::{NetworkIpamConfig, SubnetConfig};
 pub use error::{IpamError, Reservation};
 pub use pools::{check_overlap, DefaultPools};
-pub use prefix::{parse_prefix, AddressFamily};
+pub use prefix::parse_prefix;
 
 #[cfg(test)]
 mod tests;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::prefix::{
     check_no_host_bits, host_count_minus_one, overlaps, prefix_bounds, u128_to_address,
 };
-use super::{AddressFamily, IpamError};
+use super::{IpFamily, IpamError};
 
 /// Where networks created without a subnet get one, like Docker's
 /// `default-address-pools`.
@@ -137,10 +137,10 @@ impl DefaultPools {
     /// ```
     pub fn pick_ipv4(&self, in_use: impl IntoIterator<Item = IpNet>) -> Result<IpNet, IpamError> {
         let in_use: Vec<IpNet> = in_use.into_iter().collect();
-        self.entries_of(AddressFamily::Ipv4)
+        self.entries_of(IpFamily::V4)
             .find_map(|(base, size)| first_free_subnet(base, size, &in_use))
             .ok_or(IpamError::DefaultPoolsExhausted {
-                family: AddressFamily::Ipv4,
+                family: IpFamily::V4,
             })
     }
 
@@ -173,23 +173,23 @@ impl DefaultPools {
         prefix[0] = 0xfd;
         prefix[1..6].copy_from_slice(&global_id);
         let unique_local = IpNet::V6(ipnet::Ipv6Net::new_assert(prefix.into(), 48));
-        self.entries_of(AddressFamily::Ipv6)
+        self.entries_of(IpFamily::V6)
             .chain([(unique_local, 64)])
             .find_map(|(base, size)| first_free_subnet(base, size, &in_use))
             .ok_or(IpamError::DefaultPoolsExhausted {
-                family: AddressFamily::Ipv6,
+                family: IpFamily::V6,
             })
     }
 
-    fn entries_of(&self, family: AddressFamily) -> impl Iterator<Item = (IpNet, u8)> + '_ {
+    fn entries_of(&self, family: IpFamily) -> impl Iterator<Item = (IpNet, u8)> + '_ {
         self.entries()
-            .filter(move |(base, _)| AddressFamily::of_prefix(base) == family)
+            .filter(move |(base, _)| IpFamily::of_prefix(base) == family)
     }
 }
 
 /// The first `/size` subnet of `base` that overlaps none of `in_use`.
 fn first_free_subnet(base: IpNet, size: u8, in_use: &[IpNet]) -> Option<IpNet> {
-    let family = AddressFamily::of_prefix(&base);
+    let family = IpFamily::of_prefix(&base);
     let (_, base_last) = prefix_bounds(&base);
     // A /size subnet of this family spans `step_minus_one + 1` addresses.
     let sized = IpNet::new(base.network(), size).ok()?;
@@ -313,7 +313,7 @@ mod tests {
         assert_eq!(
             err,
             IpamError::DefaultPoolsExhausted {
-                family: AddressFamily::Ipv4
+                family: IpFamily::V4
             }
         );
         assert!(err.to_string().contains("IPv4"));
@@ -357,7 +357,7 @@ mod tests {
         assert_eq!(
             err,
             IpamError::DefaultPoolsExhausted {
-                family: AddressFamily::Ipv6
+                family: IpFamily::V6
             }
         );
     }

@@ -1,90 +1,12 @@
 //! Prefix and address arithmetic: parsing, address families, the special
 //! addresses of a subnet, and addresses as `u128` numbers.
 
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use ipnet::IpNet;
 
-use super::{IpamError, Reservation};
-
-/// An IP address family.
-///
-/// ```
-/// use std::net::IpAddr;
-/// use underlay::ipam::AddressFamily;
-///
-/// let addr: IpAddr = "fd11::3".parse().unwrap();
-/// assert_eq!(AddressFamily::of(addr), AddressFamily::Ipv6);
-/// assert_eq!(AddressFamily::Ipv4.to_string(), "IPv4");
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum AddressFamily {
-    /// IPv4.
-    Ipv4,
-    /// IPv6.
-    Ipv6,
-}
-
-impl AddressFamily {
-    /// The family of an address.
-    ///
-    /// ```
-    /// use std::net::Ipv4Addr;
-    /// use underlay::ipam::AddressFamily;
-    ///
-    /// assert_eq!(AddressFamily::of(Ipv4Addr::LOCALHOST.into()), AddressFamily::Ipv4);
-    /// ```
-    pub fn of(address: IpAddr) -> AddressFamily {
-        match address {
-            IpAddr::V4(_) => AddressFamily::Ipv4,
-            IpAddr::V6(_) => AddressFamily::Ipv6,
-        }
-    }
-
-    /// The family of a prefix.
-    ///
-    /// ```
-    /// use underlay::ipam::{parse_prefix, AddressFamily};
-    ///
-    /// let subnet = parse_prefix("192.168.1.0/24").unwrap();
-    /// assert_eq!(AddressFamily::of_prefix(&subnet), AddressFamily::Ipv4);
-    /// ```
-    pub fn of_prefix(prefix: &IpNet) -> AddressFamily {
-        AddressFamily::of(prefix.addr())
-    }
-
-    /// The number of bits in an address of this family (32 or 128).
-    ///
-    /// ```
-    /// use underlay::ipam::AddressFamily;
-    ///
-    /// assert_eq!(AddressFamily::Ipv6.bits(), 128);
-    /// ```
-    pub fn bits(self) -> u8 {
-        match self {
-            AddressFamily::Ipv4 => 32,
-            AddressFamily::Ipv6 => 128,
-        }
-    }
-
-    pub(crate) fn index(self) -> usize {
-        match self {
-            AddressFamily::Ipv4 => 0,
-            AddressFamily::Ipv6 => 1,
-        }
-    }
-}
-
-impl fmt::Display for AddressFamily {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            AddressFamily::Ipv4 => "IPv4",
-            AddressFamily::Ipv6 => "IPv6",
-        })
-    }
-}
+use super::{IpFamily, IpamError, Reservation};
 
 /// Parses a prefix written `address/length`, refusing host bits.
 ///
@@ -119,7 +41,7 @@ pub fn parse_prefix(input: &str) -> Result<IpNet, IpamError> {
     };
     let address = IpAddr::from_str(address)
         .map_err(|_| malformed(format!("{address:?} is not an IPv4 or IPv6 address")))?;
-    let max = AddressFamily::of(address).bits();
+    let max = IpFamily::of(address).bits();
     let length = length
         .parse::<u8>()
         .ok()
@@ -127,7 +49,7 @@ pub fn parse_prefix(input: &str) -> Result<IpNet, IpamError> {
         .ok_or_else(|| {
             malformed(format!(
                 "the prefix length must be a number from 0 to {max} for an {} address",
-                AddressFamily::of(address)
+                IpFamily::of(address)
             ))
         })?;
     let prefix = IpNet::new(address, length).map_err(|e| malformed(e.to_string()))?;
@@ -163,11 +85,11 @@ pub(crate) fn address_to_u128(address: IpAddr) -> u128 {
 }
 
 /// The address of a family with this number; IPv4 keeps the low 32 bits.
-pub(crate) fn u128_to_address(value: u128, family: AddressFamily) -> IpAddr {
+pub(crate) fn u128_to_address(value: u128, family: IpFamily) -> IpAddr {
     match family {
         // Truncation is intended: callers only pass IPv4 numbers below 2^32.
-        AddressFamily::Ipv4 => IpAddr::V4(Ipv4Addr::from(value as u32)),
-        AddressFamily::Ipv6 => IpAddr::V6(Ipv6Addr::from(value)),
+        IpFamily::V4 => IpAddr::V4(Ipv4Addr::from(value as u32)),
+        IpFamily::V6 => IpAddr::V6(Ipv6Addr::from(value)),
     }
 }
 
@@ -219,7 +141,7 @@ pub(crate) fn first_usable_address(subnet: &IpNet) -> Option<IpAddr> {
     }
     let reserved = special_offsets(subnet);
     let offset = (0..=1u128).find(|o| !reserved.iter().any(|(r, _)| r == o))?;
-    let family = AddressFamily::of_prefix(subnet);
+    let family = IpFamily::of_prefix(subnet);
     Some(u128_to_address(
         address_to_u128(subnet.network()) + offset,
         family,

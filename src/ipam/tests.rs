@@ -9,7 +9,7 @@ use proptest::prelude::*;
 
 use super::*;
 
-use AddressFamily::{Ipv4, Ipv6};
+use IpFamily::{V4 as Ipv4, V6 as Ipv6};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -699,7 +699,7 @@ fn serial_cursor_persists() {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Allocate(AddressFamily),
+    Allocate(IpFamily),
     Request(u8),
     Release(u8),
 }
@@ -729,7 +729,7 @@ struct Model {
 fn addresses(prefix: &str) -> Vec<IpAddr> {
     let prefix = net(prefix);
     let (first, last) = super::prefix::prefix_bounds(&prefix);
-    let family = AddressFamily::of_prefix(&prefix);
+    let family = IpFamily::of_prefix(&prefix);
     (first..=last)
         .map(|value| super::prefix::u128_to_address(value, family))
         .collect()
@@ -784,7 +784,7 @@ impl Model {
         !self.reserved.contains(address) && !self.held.contains_key(address)
     }
 
-    fn allocate(&self, family: AddressFamily, policy: AllocationPolicy) -> Option<IpAddr> {
+    fn allocate(&self, family: IpFamily, policy: AllocationPolicy) -> Option<IpAddr> {
         let order: Vec<IpAddr> = self.ranges[family.index()]
             .iter()
             .flatten()
