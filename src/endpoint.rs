@@ -504,39 +504,21 @@ impl Network {
         Ok(())
     }
 
-    /// The routes an endpoint gets: `default via GATEWAY` per family for
-    /// macvlan and ipvlan L2; `default dev` per family for ipvlan L3, where
-    /// the parent routes; none on internal networks, or when asked. An
-    /// internal ipvlan L3 network still needs routes between its subnets, so
-    /// its endpoints get `SUBNET dev` routes to the other subnets instead of a
-    /// default route.
+    /// The routes an endpoint gets, as Docker's drivers give them:
+    /// `default via GATEWAY` per family for macvlan and ipvlan L2 (none on
+    /// internal networks); `default dev` per family for ipvlan L3, where the
+    /// parent routes and there is no gateway, internal networks included (the
+    /// seeds' `ipnet210`: on an isolated dummy parent it reaches only the
+    /// network's own endpoints). None at all when asked.
     fn default_routes(
         &self,
         index: u32,
         allocations: &[Allocation],
         options: &AttachOptions,
     ) -> Vec<NewRoute> {
-        if options.no_default_route {
-            return Vec::new();
-        }
         let l3 = self.record.driver.is_l3();
-        if self.record.internal {
-            if !l3 {
-                return Vec::new();
-            }
-            let own: Vec<IpNet> = allocations.iter().map(Allocation::subnet).collect();
-            return self
-                .record
-                .ipam
-                .prefixes()
-                .filter(|subnet| {
-                    !own.contains(subnet)
-                        && own
-                            .iter()
-                            .any(|o| o.addr().is_ipv4() == subnet.addr().is_ipv4())
-                })
-                .map(|subnet| NewRoute::to_dev(subnet, index))
-                .collect();
+        if options.no_default_route || (self.record.internal && !l3) {
+            return Vec::new();
         }
         let mut routes: Vec<NewRoute> = Vec::new();
         for allocation in allocations {

@@ -447,13 +447,32 @@ impl Host {
         Ok(out)
     }
 
-    /// The network called `name`.
+    /// The network called `name`, or whose id is or starts with `name` (a
+    /// unique prefix), as Docker looks networks up.
     pub fn network(&self, name: &str) -> Result<Network> {
-        match store::read_record::<NetworkRecord>(&self.record_path(name))? {
-            Some(record) if record.state == NetworkState::Ready => Ok(self.network_from(record)),
-            _ => Err(Error::NetworkNotFound {
-                name: name.to_owned(),
-            }),
+        self.find(name).map(|record| self.network_from(record))
+    }
+
+    fn find(&self, name: &str) -> Result<NetworkRecord> {
+        let ready = |r: &NetworkRecord| r.state == NetworkState::Ready;
+        if let Some(record) = store::read_record::<NetworkRecord>(&self.record_path(name))? {
+            if ready(&record) {
+                return Ok(record);
+            }
+        }
+        let not_found = || Error::NetworkNotFound {
+            name: name.to_owned(),
+        };
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(not_found());
+        }
+        let mut matches = self
+            .records()?
+            .into_iter()
+            .filter(|r| ready(r) && r.id.starts_with(name));
+        match (matches.next(), matches.next()) {
+            (Some(record), None) => Ok(record),
+            _ => Err(not_found()),
         }
     }
 
@@ -467,7 +486,8 @@ impl Host {
             .collect())
     }
 
-    /// Removes a network: deletes the parent link if underlay created it
+    /// Removes a network (by name or id, as [`Host::network`] finds it):
+    /// deletes the parent link if underlay created it
     /// (a VLAN sub-interface or a dummy), and nothing else. A network that
     /// still has endpoints is refused ([`Error::NetworkHasEndpoints`]); see
     /// [`force_remove_network`](Self::force_remove_network).
@@ -484,12 +504,10 @@ impl Host {
 
     fn remove(&self, name: &str, force: bool) -> Result<()> {
         let _lock = self.lock()?;
+        let mut record = self.find(name)?;
+        let name = record.name.clone();
+        let name = name.as_str();
         let path = self.record_path(name);
-        let Some(mut record) = store::read_record::<NetworkRecord>(&path)? else {
-            return Err(Error::NetworkNotFound {
-                name: name.to_owned(),
-            });
-        };
         let network = self.network_from(record.clone());
         let registry = self.inner.registry(&record);
         let mut session = registry.session()?;

@@ -128,7 +128,7 @@ const IPVLAN_OPTIONS: &[&str] = &["parent", "ipvlan_mode", "ipvlan_flag", "mtu"]
 /// assert!(err.to_string().contains("colour"));
 /// # Ok::<(), underlay::Error>(())
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 #[must_use = "a builder does nothing until passed to Host::create_network"]
 pub struct NetworkBuilder {
     name: String,
@@ -147,7 +147,17 @@ pub struct NetworkBuilder {
     mtu: Option<u32>,
     labels: BTreeMap<String, String>,
     policy: AllocationPolicy,
-    error: Option<Error>,
+    /// The first bad value a setter saw, reported by `build`.
+    error: Option<Deferred>,
+}
+
+/// An invalid-argument error kept by a builder until `build` (the builder is
+/// `Clone`; [`Error`] is not).
+#[derive(Debug, Clone)]
+struct Deferred {
+    what: &'static str,
+    value: String,
+    reason: String,
 }
 
 /// A network of a [`Host`](crate::Host): what `docker network inspect` shows,
@@ -186,7 +196,23 @@ impl Network {
 
 impl NetworkBuilder {
     fn fail(&mut self, error: Error) {
-        self.error.get_or_insert(error);
+        let deferred = match error {
+            Error::InvalidArgument {
+                what,
+                value,
+                reason,
+            } => Deferred {
+                what,
+                value,
+                reason,
+            },
+            other => Deferred {
+                what: "network option",
+                value: String::new(),
+                reason: other.to_string(),
+            },
+        };
+        self.error.get_or_insert(deferred);
     }
 
     /// Uses the macvlan driver.
@@ -346,9 +372,9 @@ impl NetworkBuilder {
 
     /// Checks everything that can be checked without the kernel and returns
     /// the network's description.
-    pub fn build(self) -> Result<NetworkSpec> {
-        if let Some(error) = self.error {
-            return Err(error);
+    pub fn build(&self) -> Result<NetworkSpec> {
+        if let Some(e) = &self.error {
+            return Err(Error::invalid(e.what, e.value.clone(), e.reason.clone()));
         }
         validate_network_name(&self.name)?;
         let driver = match self.driver {
@@ -455,15 +481,19 @@ impl NetworkBuilder {
             }
         }
         Ok(NetworkSpec {
-            name: self.name,
+            name: self.name.clone(),
             driver,
-            parent: if self.internal { None } else { self.parent },
+            parent: if self.internal {
+                None
+            } else {
+                self.parent.clone()
+            },
             ipam,
             ipv4,
             ipv6,
             internal,
             mtu: self.mtu,
-            labels: self.labels,
+            labels: self.labels.clone(),
             policy: self.policy,
         })
     }

@@ -187,6 +187,9 @@ pub struct Route {
     pub oif: Option<u32>,
     /// The metric.
     pub metric: Option<u32>,
+    /// The preferred source address (`src`), as the kernel sets it on the
+    /// routes of a link's own subnets.
+    pub source: Option<IpAddr>,
     /// Link scope (`scope link`).
     pub link_scope: bool,
 }
@@ -234,6 +237,7 @@ impl Netlink {
                 gateway: None,
                 oif: None,
                 metric: None,
+                source: None,
                 link_scope: message.header.scope == RouteScope::Link,
             };
             for attribute in message.attributes {
@@ -247,6 +251,7 @@ impl Netlink {
                     RouteAttribute::Gateway(a) => route.gateway = Some(ip_of(a)?),
                     RouteAttribute::Oif(i) => route.oif = Some(i),
                     RouteAttribute::Priority(p) => route.metric = Some(p),
+                    RouteAttribute::PrefSource(a) => route.source = Some(ip_of(a)?),
                     RouteAttribute::Table(t) => table = t,
                     _ => {}
                 }

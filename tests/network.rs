@@ -135,7 +135,7 @@ fn seeds() -> Vec<(&'static str, NetworkBuilder)> {
 fn every_seed_command_parses_to_the_builders_network() {
     for (command, builder) in seeds() {
         let parsed = network_create_args(seed_args(command))
-            .and_then(NetworkBuilder::build)
+            .and_then(|b| b.build())
             .unwrap_or_else(|e| panic!("{command}: {e}"));
         let built = builder.build().unwrap();
         assert_eq!(parsed, built, "{command}");
@@ -152,7 +152,7 @@ fn the_seeds_typo_is_refused_not_guessed() {
         "macvlan_mode=bridge",
         "macvlan60",
     ])
-    .and_then(NetworkBuilder::build)
+    .and_then(|b| b.build())
     .unwrap_err();
     assert_eq!(err.to_string(), "invalid flag \"-o\": needs a value");
 }

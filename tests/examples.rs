@@ -1,0 +1,732 @@
+//! The examples, run as their users run them: each seed example and the
+//! quick start must exit 0 (every assertion it makes about Docker's guides
+//! held), and the `underlay` command-line example is driven through a
+//! scripted session in a sandbox, error paths included.
+//!
+//! The example binaries are `target/<profile>/examples/NAME`, next to the
+//! `deps` directory this test binary lives in. `cargo test` builds them;
+//! `cargo test --test examples` does not, so under cargo this test first
+//! runs `cargo build --examples` (a no-op when they are current). Without
+//! cargo (the real-kernel tier runs the built binaries directly) they must
+//! exist already.
+//!
+//! Examples that need ipvlan, 802.1q VLAN or dummy links are in the modules
+//! `needs_ipvlan`, `needs_vlan` and `needs_dummy`, ignored on the host tier
+//! and run by `scripts/test.sh` in the real-kernel tier, after a guard that
+//! fails when the kernel lacks the feature.
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use common::{link_names, netns_path_for_child, ping, require, Sandbox, StateDir};
+use underlay::capability::KernelFeature;
+
+/// The exit status of an example whose kernel lacks a feature it needs.
+const SKIPPED: i32 = 77;
+
+/// `target/<profile>`: this binary is `target/<profile>/deps/examples-HASH`.
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("the test binary lives in target/<profile>/deps")
+        .to_owned()
+}
+
+/// Under cargo, builds the examples once (so `cargo test --test examples`
+/// never runs stale or missing binaries).
+fn build_examples() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let Ok(cargo) = std::env::var("CARGO") else {
+            return; // not under cargo: the real-kernel tier runs prebuilt binaries
+        };
+        let profile = profile_dir();
+        let mut command = Command::new(cargo);
+        command.args(["build", "--examples", "--quiet"]);
+        match profile.file_name().and_then(|n| n.to_str()) {
+            Some("debug") | None => {}
+            Some(other) => {
+                command.args(["--profile", other]);
+            }
+        }
+        if let Some(target) = profile.parent() {
+            command.env("CARGO_TARGET_DIR", target);
+        }
+        if let Ok(dir) = std::env::var("CARGO_MANIFEST_DIR") {
+            command.current_dir(dir);
+        }
+        let out = command.output().expect("run cargo build --examples");
+        assert!(
+            out.status.success(),
+            "cargo build --examples failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
+/// The path of example `name`'s binary.
+fn example(name: &str) -> PathBuf {
+    build_examples();
+    let path = profile_dir().join("examples").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the examples first (cargo build --examples, or cargo test)",
+        path.display()
+    );
+    path
+}
+
+/// Runs example `name` and returns its output, after checking that it left
+/// no temporary directory behind.
+fn run_example(name: &str) -> Output {
+    let child = Command::new(example(name))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"));
+    let dir = std::env::temp_dir().join(format!("underlay-example-{}", child.id()));
+    let out = child.wait_with_output().expect("wait for the example");
+    assert!(!dir.exists(), "{name} left {} behind", dir.display());
+    out
+}
+
+/// Runs example `name` and asserts it exited 0.
+fn example_passes(name: &str) {
+    let out = run_example(name);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "example {name} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status
+    );
+    assert!(
+        stdout.contains("\nok: "),
+        "{name} did not report success:\n{stdout}"
+    );
+}
+
+#[test]
+fn quickstart() {
+    let started = std::time::Instant::now();
+    example_passes("quickstart");
+    eprintln!("quickstart took {:?}", started.elapsed());
+}
+
+#[test]
+fn seed_macvlan_bridge() {
+    example_passes("seed_macvlan_bridge");
+}
+
+#[test]
+fn seed_multi_subnet() {
+    example_passes("seed_multi_subnet");
+}
+
+#[test]
+fn seed_dual_stack() {
+    example_passes("seed_dual_stack");
+}
+
+#[test]
+fn seed_ip_range_aux() {
+    example_passes("seed_ip_range_aux");
+}
+
+/// Examples whose kernel lacks a feature say so and exit 77: never 0
+/// without running. (On a kernel with every feature there is nothing to
+/// check here; the needs_* tests run them.)
+#[test]
+fn examples_skip_with_77_and_the_reason_when_the_kernel_lacks_a_feature() {
+    let gated: &[(&str, &[KernelFeature])] = &[
+        ("seed_8021q_trunk", &[KernelFeature::Vlan]),
+        ("seed_hand_made_vlan", &[KernelFeature::Vlan]),
+        ("seed_ipvlan_l2", &[KernelFeature::Ipvlan]),
+        (
+            "seed_ipvlan_l3",
+            &[KernelFeature::Ipvlan, KernelFeature::Dummy],
+        ),
+        ("seed_ipvlan_dual_stack_l3", &[KernelFeature::Ipvlan]),
+        (
+            "seed_internal",
+            &[KernelFeature::Ipvlan, KernelFeature::Dummy],
+        ),
+    ];
+    let caps = common::capabilities();
+    for (name, needs) in gated {
+        let Some(missing) = needs.iter().find(|f| !caps.supports(**f)) else {
+            continue;
+        };
+        let out = run_example(name);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(SKIPPED), "{name}: {stdout}");
+        assert!(
+            stdout.contains(&format!("skipped: kernel lacks {}", missing.name())),
+            "{name}: {stdout}"
+        );
+    }
+}
+
+mod needs_vlan {
+    use super::*;
+
+    #[test]
+    #[ignore = "needs 802.1q VLAN: runs in the real-kernel tier"]
+    fn seed_8021q_trunk() {
+        require(KernelFeature::Vlan);
+        example_passes("seed_8021q_trunk");
+    }
+
+    #[test]
+    #[ignore = "needs 802.1q VLAN: runs in the real-kernel tier"]
+    fn seed_hand_made_vlan() {
+        require(KernelFeature::Vlan);
+        example_passes("seed_hand_made_vlan");
+    }
+
+    #[test]
+    #[ignore = "needs 802.1q VLAN: runs in the real-kernel tier"]
+    fn cli_creates_and_removes_an_owned_vlan_parent() {
+        require(KernelFeature::Vlan);
+        let s = CliSandbox::new();
+        s.ok(&[
+            "network",
+            "create",
+            "-d",
+            "macvlan",
+            "--subnet",
+            "192.168.50.0/24",
+            "-o",
+            "parent=eth0.50",
+            "macvlan50",
+        ]);
+        let json = s.inspect("macvlan50");
+        assert_eq!(json["parent"]["name"], "eth0.50");
+        assert_eq!(json["parent"]["owned"], true);
+        assert!(link_names(&s.sb.host).contains(&"eth0.50".to_owned()));
+        s.ok(&["network", "rm", "macvlan50"]);
+        assert_eq!(link_names(&s.sb.host), ["eth0", "lo", "uplink0"]);
+    }
+}
+
+mod needs_ipvlan {
+    use super::*;
+
+    #[test]
+    #[ignore = "needs ipvlan: runs in the real-kernel tier"]
+    fn seed_ipvlan_l2() {
+        require(KernelFeature::Ipvlan);
+        example_passes("seed_ipvlan_l2");
+    }
+
+    #[test]
+    #[ignore = "needs ipvlan: runs in the real-kernel tier"]
+    fn seed_ipvlan_l3() {
+        require(KernelFeature::Ipvlan);
+        require(KernelFeature::Dummy);
+        example_passes("seed_ipvlan_l3");
+    }
+
+    #[test]
+    #[ignore = "needs ipvlan: runs in the real-kernel tier"]
+    fn seed_ipvlan_dual_stack_l3() {
+        require(KernelFeature::Ipvlan);
+        example_passes("seed_ipvlan_dual_stack_l3");
+    }
+
+    #[test]
+    #[ignore = "needs ipvlan: runs in the real-kernel tier"]
+    fn cli_ipvlan_l3_network() {
+        require(KernelFeature::Ipvlan);
+        let s = CliSandbox::new();
+        s.ok(&[
+            "network",
+            "create",
+            "-d",
+            "ipvlan",
+            "--subnet=192.168.214.0/24",
+            "--subnet=10.1.214.0/24",
+            "-o",
+            "parent=eth0",
+            "-o",
+            "ipvlan_mode=l3",
+            "ipnet210",
+        ]);
+        let a = s.sb.container();
+        let b = s.sb.container();
+        let out = s.ok(&[
+            "network",
+            "connect",
+            "--ip",
+            "192.168.214.10",
+            "ipnet210",
+            &netns_path_for_child(&a),
+        ]);
+        assert_eq!(out.trim(), "eth0 192.168.214.10/24");
+        let out = s.ok(&[
+            "network",
+            "connect",
+            "--ip=10.1.214.10",
+            "ipnet210",
+            &netns_path_for_child(&b),
+        ]);
+        assert_eq!(out.trim(), "eth0 10.1.214.10/24");
+        assert!(ping(&a, "10.1.214.10"));
+        let err = s.fails(&[
+            "network",
+            "connect",
+            "--mac-address",
+            "02:42:c0:a8:01:02",
+            "ipnet210",
+            &netns_path_for_child(&s.sb.container()),
+        ]);
+        assert!(err.contains("02:42:c0:a8:01:02"), "{err}");
+        s.ok(&["network", "rm", "-f", "ipnet210"]);
+        assert_eq!(link_names(&a), ["lo"]);
+    }
+}
+
+mod needs_dummy {
+    use super::*;
+
+    #[test]
+    #[ignore = "needs dummy: runs in the real-kernel tier"]
+    fn seed_internal() {
+        require(KernelFeature::Dummy);
+        require(KernelFeature::Ipvlan);
+        example_passes("seed_internal");
+    }
+}
+
+/// A sandbox host namespace and state directory for the CLI, which runs
+/// in the host namespace (entered by the child before it executes).
+struct CliSandbox {
+    sb: Sandbox,
+    dir: StateDir,
+}
+
+impl CliSandbox {
+    fn new() -> Self {
+        CliSandbox {
+            sb: Sandbox::new(),
+            dir: StateDir::new(),
+        }
+    }
+
+    /// Runs `underlay --state-dir DIR --runtime-dir DIR/run ARGS` in the
+    /// sandbox's host namespace.
+    fn cli(&self, args: &[&str]) -> Output {
+        let fd = common::fd_of(&self.sb.host);
+        let mut command = Command::new(example("underlay"));
+        command
+            .arg("--state-dir")
+            .arg(&self.dir.0)
+            .arg(format!(
+                "--runtime-dir={}",
+                self.dir.0.join("run").display()
+            ))
+            .args(args)
+            .env_remove("UNDERLAY_LOG");
+        // SAFETY: setns is async-signal-safe and only affects the child.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        command.output().expect("run the underlay example")
+    }
+
+    /// Runs the CLI, asserts exit 0 and no stderr, returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "underlay {args:?} failed ({}): {stderr}",
+            out.status
+        );
+        assert!(
+            stderr.is_empty(),
+            "underlay {args:?} wrote to stderr: {stderr}"
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs the CLI, asserts exit 1 with `underlay: ...` on stderr, returns
+    /// stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "underlay {args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("underlay: "),
+            "underlay {args:?}: {stderr}"
+        );
+        stderr
+    }
+
+    /// `network inspect NAME`: the one network's JSON object.
+    fn inspect(&self, name: &str) -> serde_json::Value {
+        let out = self.ok(&["network", "inspect", name]);
+        let json: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        assert_eq!(json.as_array().map(Vec::len), Some(1), "{json}");
+        json[0].clone()
+    }
+}
+
+#[test]
+fn cli_session_create_ls_inspect_connect_disconnect_rm() {
+    let s = CliSandbox::new();
+    // create: both flag forms, repeated -o.
+    let id = s.ok(&[
+        "network",
+        "create",
+        "-d",
+        "macvlan",
+        "--subnet",
+        "172.16.86.0/24",
+        "--gateway=172.16.86.1",
+        "--aux-address",
+        "exclude_host=172.16.86.250",
+        "-o",
+        "parent=eth0",
+        "-o",
+        "macvlan_mode=bridge",
+        "pub_net",
+    ]);
+    let id = id.trim();
+    assert!(
+        id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
+    // Internal networks need a dummy parent; on a kernel without dummy
+    // links that fails, and the session goes on with one network.
+    let other = s.cli(&[
+        "network",
+        "create",
+        "-d",
+        "macvlan",
+        "--subnet=10.9.0.0/24",
+        "--internal",
+        "other",
+    ]);
+    let has_other = other.status.success();
+    if !has_other {
+        let stderr = String::from_utf8_lossy(&other.stderr);
+        assert!(
+            !common::capabilities().supports(KernelFeature::Dummy),
+            "{stderr}"
+        );
+        assert!(
+            stderr.starts_with("underlay: ") && stderr.contains("dummy"),
+            "{stderr}"
+        );
+    }
+
+    // ls: a table NAME DRIVER PARENT SUBNETS.
+    let ls = s.ok(&["network", "ls"]);
+    let lines: Vec<Vec<&str>> = ls.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines[0], ["NAME", "DRIVER", "PARENT", "SUBNETS"], "{ls}");
+    assert!(
+        lines.contains(&vec!["pub_net", "macvlan", "eth0", "172.16.86.0/24"]),
+        "{ls}"
+    );
+    assert_eq!(lines.len(), if has_other { 3 } else { 2 }, "{ls}");
+    let quiet = s.ok(&["network", "ls", "-q"]);
+    assert!(quiet.lines().any(|l| l == "pub_net"), "{quiet}");
+
+    // inspect: driver, options, parent and ownership, subnets, no endpoints.
+    let json = s.inspect("pub_net");
+    assert_eq!(json["name"], "pub_net");
+    assert_eq!(json["id"], id);
+    assert_eq!(json["driver"], "macvlan");
+    assert_eq!(json["options"]["parent"], "eth0");
+    assert_eq!(json["options"]["macvlan_mode"], "bridge");
+    assert_eq!(json["parent"]["name"], "eth0");
+    assert_eq!(json["parent"]["owned"], false);
+    let subnet = &json["ipam"]["subnets"][0];
+    assert_eq!(subnet["subnet"], "172.16.86.0/24");
+    assert_eq!(subnet["gateway"], "172.16.86.1");
+    assert_eq!(subnet["aux_addresses"]["exclude_host"], "172.16.86.250");
+    assert_eq!(json["endpoints"], serde_json::json!([]));
+    // By id prefix too.
+    assert_eq!(s.inspect(&id[..12])["name"], "pub_net");
+
+    // connect: prints the interface and its addresses.
+    let a = s.sb.container();
+    let b = s.sb.container();
+    let c = s.sb.container();
+    let (pa, pb) = (netns_path_for_child(&a), netns_path_for_child(&b));
+    let out = s.ok(&[
+        "network",
+        "connect",
+        "--ip",
+        "172.16.86.10",
+        "--alias",
+        "web",
+        "pub_net",
+        &pa,
+    ]);
+    assert_eq!(out.trim(), "eth0 172.16.86.10/24");
+    let out = s.ok(&[
+        "network",
+        "connect",
+        "--ifname=net0",
+        "--name",
+        "db",
+        "pub_net",
+        &pb,
+    ]);
+    assert_eq!(out.trim(), "net0 172.16.86.2/24");
+    let out = s.ok(&[
+        "network",
+        "connect",
+        "--mac-address",
+        "02:42:ac:10:56:0b",
+        "pub_net",
+        &netns_path_for_child(&c),
+    ]);
+    assert_eq!(out.trim(), "eth0 172.16.86.3/24");
+    assert_eq!(common::ip_link(&c, "eth0")["address"], "02:42:ac:10:56:0b");
+    assert!(ping(&a, "172.16.86.2"));
+    assert!(ping(&b, "172.16.86.10"));
+    let json = s.inspect("pub_net");
+    let endpoints = json["endpoints"].as_array().expect("endpoints");
+    assert_eq!(endpoints.len(), 3, "{json}");
+    let db = endpoints
+        .iter()
+        .find(|e| e["name"] == "db")
+        .expect("db endpoint");
+    assert_eq!(db["addresses"], serde_json::json!(["172.16.86.2/24"]));
+    assert_eq!(db["ifname"], "net0");
+    assert_eq!(db["netns"], pb.as_str());
+    assert!(db["mac"].as_str().is_some_and(|m| m.len() == 17), "{db}");
+    let web = endpoints
+        .iter()
+        .find(|e| e["netns"] == pa.as_str())
+        .expect("a's endpoint");
+    assert_eq!(web["aliases"], serde_json::json!(["web"]));
+
+    // rm refuses a network with endpoints, naming it.
+    let err = s.fails(&["network", "rm", "pub_net"]);
+    assert!(err.contains("pub_net"), "{err}");
+
+    // disconnect while the namespace exists...
+    s.ok(&["network", "disconnect", "pub_net", &pa]);
+    assert_eq!(link_names(&a), ["lo"]);
+    // ...and after it is gone: found by the path it was connected with.
+    drop(b);
+    s.ok(&["network", "disconnect", "pub_net", &pb]);
+    let json = s.inspect("pub_net");
+    assert_eq!(
+        json["endpoints"].as_array().map(Vec::len),
+        Some(1),
+        "{json}"
+    );
+    let err = s.fails(&["network", "disconnect", "pub_net", &pb]);
+    assert!(err.contains(&pb), "{err}");
+    // The freed addresses are handed out again.
+    let out = s.ok(&["network", "connect", "pub_net", &pa]);
+    assert_eq!(out.trim(), "eth0 172.16.86.2/24");
+
+    // rm -f detaches the rest; rm of several names.
+    s.ok(&["network", "rm", "--force", "pub_net"]);
+    assert_eq!(link_names(&a), ["lo"]);
+    assert_eq!(link_names(&c), ["lo"]);
+    if has_other {
+        assert_eq!(s.ok(&["network", "rm", "other"]).trim(), "other");
+    }
+    assert_eq!(s.ok(&["network", "ls", "-q"]), "");
+    assert_eq!(link_names(&s.sb.host), ["eth0", "lo", "uplink0"]);
+    // inspect of a missing network: an empty array, the error, exit 1.
+    let out = s.cli(&["network", "inspect", "pub_net"]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(json, serde_json::json!([]));
+}
+
+#[test]
+fn cli_errors_exit_1_and_name_the_bad_value() {
+    let s = CliSandbox::new();
+    s.ok(&[
+        "network",
+        "create",
+        "-d",
+        "macvlan",
+        "--subnet=172.16.86.0/24",
+        "-o",
+        "parent=eth0",
+        "pub_net",
+    ]);
+    let ns = s.sb.container();
+    let path = netns_path_for_child(&ns);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["frobnicate"], "frobnicate"),
+        (vec!["network", "frobnicate"], "frobnicate"),
+        (vec!["--colour", "network", "ls"], "--colour"),
+        (vec!["--state-dir"], "--state-dir"),
+        (vec![], "missing command"),
+        (vec!["network"], "missing command"),
+        (
+            vec!["network", "create", "-d", "macvlan", "--colour=red", "n"],
+            "--colour",
+        ),
+        (
+            vec![
+                "network",
+                "create",
+                "-d",
+                "macvlan",
+                "--subnet=10.1.0.0/33",
+                "-o",
+                "parent=eth0",
+                "n",
+            ],
+            "10.1.0.0/33",
+        ),
+        (
+            vec![
+                "network", "create", "-d", "macvlan", "--subnet", "bogus", "n",
+            ],
+            "bogus",
+        ),
+        (vec!["network", "create", "-d", "bridge", "n"], "bridge"),
+        (
+            vec!["network", "create", "--subnet=10.1.0.0/24", "n"],
+            "--driver",
+        ),
+        (
+            vec![
+                "network",
+                "create",
+                "-d",
+                "macvlan",
+                "-o",
+                "colour=red",
+                "n",
+            ],
+            "colour",
+        ),
+        (
+            vec![
+                "network",
+                "create",
+                "-d",
+                "macvlan",
+                "-o",
+                "parent=nosuch0",
+                "n",
+            ],
+            "nosuch0",
+        ),
+        (
+            vec![
+                "network",
+                "create",
+                "-d",
+                "macvlan",
+                "-o",
+                "parent=eth0",
+                "pub_net",
+            ],
+            "pub_net",
+        ),
+        (vec!["network", "inspect", "nope"], "nope"),
+        (vec!["network", "rm", "nope"], "nope"),
+        (vec!["network", "rm", "--colour", "pub_net"], "--colour"),
+        (vec!["network", "ls", "extra"], "extra"),
+        (vec!["network", "connect", "nope", &path], "nope"),
+        (
+            vec!["network", "connect", "pub_net", "/nonexistent/netns"],
+            "/nonexistent/netns",
+        ),
+        (
+            vec!["network", "connect", "pub_net", "no-such-name"],
+            "/run/netns/no-such-name",
+        ),
+        (
+            vec!["network", "connect", "pub_net", "/etc/hostname"],
+            "/etc/hostname",
+        ),
+        (
+            vec!["network", "connect", "--colour", "x", "pub_net", &path],
+            "--colour",
+        ),
+        (
+            vec!["network", "connect", "--ip", "10.0.0.300", "pub_net", &path],
+            "10.0.0.300",
+        ),
+        (
+            vec!["network", "connect", "--ip", "fd00::1", "pub_net", &path],
+            "fd00::1",
+        ),
+        (
+            vec!["network", "connect", "--ip=10.9.9.9", "pub_net", &path],
+            "10.9.9.9",
+        ),
+        (
+            vec![
+                "network",
+                "connect",
+                "--mac-address",
+                "zz:zz",
+                "pub_net",
+                &path,
+            ],
+            "zz:zz",
+        ),
+        (vec!["network", "connect", "--ip"], "--ip"),
+        (vec!["network", "connect", "pub_net"], "NETNS"),
+        (
+            vec!["network", "disconnect", "pub_net", "/nonexistent/netns"],
+            "/nonexistent/netns",
+        ),
+        (vec!["network", "disconnect", "nope", &path], "nope"),
+    ];
+    for (args, needle) in &cases {
+        let err = s.fails(args);
+        assert!(
+            err.contains(needle),
+            "underlay {args:?}: expected {needle:?} in: {err}"
+        );
+    }
+    // Nothing was created or attached by the failures.
+    assert_eq!(link_names(&ns), ["lo"]);
+    assert_eq!(s.ok(&["network", "ls", "-q"]).trim(), "pub_net");
+    s.ok(&["network", "rm", "pub_net"]);
+}
+
+#[test]
+fn cli_help_for_every_command() {
+    let s = CliSandbox::new();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--help"], "--state-dir DIR"),
+        (&["-h"], "/var/lib/underlay"),
+        (&["help"], "network connect"),
+        (&["network", "--help"], "disconnect"),
+        (&["network", "create", "--help"], "The driver is required"),
+        (&["network", "create", "-h"], "--aux-address NAME=IP"),
+        (&["network", "rm", "--help"], "--force"),
+        (&["network", "ls", "--help"], "NAME DRIVER PARENT SUBNETS"),
+        (&["network", "inspect", "--help"], "JSON"),
+        (&["network", "connect", "--help"], "--mac-address"),
+        (&["network", "disconnect", "--help"], "namespace is gone"),
+    ];
+    for (args, needle) in cases {
+        let out = s.ok(args);
+        assert!(out.starts_with("Usage: underlay"), "{args:?}: {out}");
+        assert!(
+            out.contains(needle),
+            "{args:?}: expected {needle:?} in:\n{out}"
+        );
+    }
+}
