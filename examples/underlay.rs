@@ -13,7 +13,7 @@
 //! It works on the network namespace it is started in (the "host", which
 //! holds the parent interfaces) and on a state directory (`--state-dir`,
 //! `/var/lib/underlay` by default). Each call is one short process, so it
-//! does only the work its command needs (no kernel probing).
+//! does only the work its command needs.
 //!
 //! Errors go to stderr as `underlay: MESSAGE` with exit status 1.
 //! `UNDERLAY_LOG=debug` (or `info`, `warn`) shows what the library does.
