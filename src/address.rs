@@ -27,6 +27,18 @@ use crate::netlink::Netlink;
 use crate::{Error, Result};
 
 /// An address as the kernel reports it.
+///
+/// ```no_run
+/// use underlay::netlink::Netlink;
+///
+/// let nl = Netlink::open()?;
+/// let eth0 = nl.link_by_name("eth0")?;
+/// for a in nl.addresses(Some(eth0.index))? {
+///     assert_eq!(a.link_index, eth0.index);
+///     println!("{} tentative={} dad_failed={}", a.address, a.tentative, a.dad_failed);
+/// }
+/// # Ok::<(), underlay::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Address {
@@ -69,12 +81,32 @@ pub(crate) fn address_message(index: u32, address: IpNet, nodad: bool) -> Addres
 
 impl Netlink {
     /// Adds an address to a link.
+    ///
+    /// ```no_run
+    /// use underlay::netns::NetNs;
+    ///
+    /// let nl = NetNs::open("/run/netns/web1")?.netlink()?;
+    /// let eth0 = nl.link_by_name("eth0")?;
+    /// nl.add_address(eth0.index, "172.16.86.10/24".parse().unwrap())?;
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn add_address(&self, index: u32, address: IpNet) -> Result<()> {
         self.add_address_with(index, address, false)
     }
 
     /// Adds an address without duplicate address detection, so that an IPv6
     /// address is usable at once instead of after a second or two.
+    ///
+    /// ```no_run
+    /// use underlay::netns::NetNs;
+    ///
+    /// let nl = NetNs::open("/run/netns/web1")?.netlink()?;
+    /// let eth0 = nl.link_by_name("eth0")?;
+    /// nl.add_address_nodad(eth0.index, "2001:db8:abc8::10/64".parse().unwrap())?;
+    /// let addresses = nl.addresses(Some(eth0.index))?;
+    /// assert!(addresses.iter().any(|a| a.nodad && !a.tentative));
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn add_address_nodad(&self, index: u32, address: IpNet) -> Result<()> {
         self.add_address_with(index, address, true)
     }
@@ -88,6 +120,18 @@ impl Netlink {
     }
 
     /// Removes an address from a link.
+    ///
+    /// ```no_run
+    /// use ipnet::IpNet;
+    /// use underlay::netns::NetNs;
+    ///
+    /// let nl = NetNs::open("/run/netns/web1")?.netlink()?;
+    /// let eth0 = nl.link_by_name("eth0")?;
+    /// let address: IpNet = "172.16.86.10/24".parse().unwrap();
+    /// nl.delete_address(eth0.index, address)?;
+    /// assert!(nl.addresses(Some(eth0.index))?.iter().all(|a| a.address != address));
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn delete_address(&self, index: u32, address: IpNet) -> Result<()> {
         self.request(
             RouteNetlinkMessage::DelAddress(address_message(index, address, false)),
@@ -97,6 +141,18 @@ impl Netlink {
     }
 
     /// Lists addresses, of one link or of all.
+    ///
+    /// ```no_run
+    /// use underlay::netlink::Netlink;
+    ///
+    /// // Every IPv4 address on the host, like `ip -4 addr`.
+    /// for a in Netlink::open()?.addresses(None)? {
+    ///     if a.address.addr().is_ipv4() {
+    ///         println!("#{} {}", a.link_index, a.address);
+    ///     }
+    /// }
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn addresses(&self, link_index: Option<u32>) -> Result<Vec<Address>> {
         let mut request = AddressMessage::default();
         if let Some(index) = link_index {

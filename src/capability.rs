@@ -6,6 +6,13 @@ use crate::netns::NetNs;
 use crate::{Error, Result};
 
 /// A kernel feature underlay depends on.
+///
+/// ```
+/// use underlay::capability::KernelFeature;
+///
+/// assert_eq!(KernelFeature::Ipvlan.to_string(), "ipvlan");
+/// assert_eq!(KernelFeature::Ipvlan.config_option(), "CONFIG_IPVLAN");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum KernelFeature {
@@ -23,6 +30,13 @@ pub enum KernelFeature {
 
 impl KernelFeature {
     /// The short name, as `ip link` spells the kind.
+    ///
+    /// ```
+    /// use underlay::capability::KernelFeature;
+    ///
+    /// assert_eq!(KernelFeature::Macvlan.name(), "macvlan");
+    /// assert_eq!(KernelFeature::Vlan.name(), "802.1q VLAN");
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             KernelFeature::Macvlan => "macvlan",
@@ -34,6 +48,16 @@ impl KernelFeature {
     }
 
     /// The kernel configuration option that provides it.
+    ///
+    /// ```
+    /// use underlay::capability::KernelFeature;
+    /// use underlay::Error;
+    ///
+    /// assert_eq!(KernelFeature::Vlan.config_option(), "CONFIG_VLAN_8021Q");
+    /// // The error for a missing feature names the option to turn on.
+    /// let err = Error::Unsupported { feature: KernelFeature::Macvlan };
+    /// assert!(err.to_string().contains("CONFIG_MACVLAN"));
+    /// ```
     pub fn config_option(self) -> &'static str {
         match self {
             KernelFeature::Macvlan => "CONFIG_MACVLAN",
@@ -77,6 +101,13 @@ pub struct KernelCapabilities {
 
 impl KernelCapabilities {
     /// Every feature the probe looks for.
+    ///
+    /// ```
+    /// use underlay::capability::{KernelCapabilities, KernelFeature};
+    ///
+    /// assert_eq!(KernelCapabilities::FEATURES.len(), 5);
+    /// assert!(KernelCapabilities::FEATURES.contains(&KernelFeature::Ipvlan));
+    /// ```
     pub const FEATURES: [KernelFeature; 5] = [
         KernelFeature::Macvlan,
         KernelFeature::Ipvlan,
@@ -87,6 +118,16 @@ impl KernelCapabilities {
 
     /// Probes the running kernel. Needs `CAP_NET_ADMIN` and `CAP_SYS_ADMIN`
     /// (to make the throw-away namespace).
+    ///
+    /// ```no_run
+    /// use underlay::capability::KernelCapabilities;
+    ///
+    /// let caps = KernelCapabilities::probe()?;
+    /// for feature in KernelCapabilities::FEATURES {
+    ///     println!("{feature}: {}", caps.supports(feature));
+    /// }
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn probe() -> Result<Self> {
         let sandbox = NetNs::create()?;
         sandbox.run(|| {
@@ -130,6 +171,15 @@ impl KernelCapabilities {
     }
 
     /// Whether the kernel can make this kind of link.
+    ///
+    /// ```no_run
+    /// use underlay::capability::{KernelCapabilities, KernelFeature};
+    ///
+    /// let caps = KernelCapabilities::probe()?;
+    /// let driver = if caps.supports(KernelFeature::Ipvlan) { "ipvlan" } else { "macvlan" };
+    /// println!("using {driver}");
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn supports(&self, feature: KernelFeature) -> bool {
         match feature {
             KernelFeature::Macvlan => self.macvlan,
@@ -141,6 +191,14 @@ impl KernelCapabilities {
     }
 
     /// `Ok` when the kernel has `feature`, [`Error::Unsupported`] otherwise.
+    ///
+    /// ```no_run
+    /// use underlay::capability::{KernelCapabilities, KernelFeature};
+    ///
+    /// // Fails with Error::Unsupported, naming CONFIG_MACVLAN, on a kernel without it.
+    /// KernelCapabilities::probe()?.require(KernelFeature::Macvlan)?;
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn require(&self, feature: KernelFeature) -> Result<()> {
         if self.supports(feature) {
             Ok(())
@@ -150,6 +208,15 @@ impl KernelCapabilities {
     }
 
     /// The features this kernel lacks.
+    ///
+    /// ```no_run
+    /// use underlay::capability::KernelCapabilities;
+    ///
+    /// for feature in KernelCapabilities::probe()?.missing() {
+    ///     eprintln!("no {feature} support: enable {}", feature.config_option());
+    /// }
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn missing(&self) -> Vec<KernelFeature> {
         Self::FEATURES
             .into_iter()

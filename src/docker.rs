@@ -21,6 +21,15 @@ use crate::network::{Network, NetworkBuilder};
 use crate::{Error, Result};
 
 /// The flags [`network_create_args`] understands.
+///
+/// ```
+/// use underlay::docker::{network_create_args, NETWORK_CREATE_FLAGS};
+///
+/// assert!(NETWORK_CREATE_FLAGS.contains(&"--subnet"));
+/// // An unknown flag is refused with the list of these.
+/// let err = network_create_args(["--colour=red", "pub_net"]).unwrap_err();
+/// assert!(err.to_string().contains("--ip-range"));
+/// ```
 pub const NETWORK_CREATE_FLAGS: &[&str] = &[
     "-d/--driver",
     "--subnet",
@@ -39,6 +48,19 @@ pub const NETWORK_CREATE_FLAGS: &[&str] = &[
 /// are accepted; `--ipv6`, `--ipv4` and `--internal` take an optional
 /// `=true`/`=false`. Exactly one network name must be given. Unknown flags
 /// are errors that name them.
+///
+/// ```
+/// use underlay::docker::network_create_args;
+///
+/// // docker network create -d ipvlan --subnet=192.168.1.0/24 --gateway=192.168.1.1
+/// //   -o ipvlan_mode=l2 -o parent=eth0 db_net
+/// let args = "-d ipvlan --subnet=192.168.1.0/24 --gateway 192.168.1.1 \
+///             -o ipvlan_mode=l2 -o parent=eth0 db_net";
+/// let spec = network_create_args(args.split_whitespace())?.build()?;
+/// assert_eq!((spec.name(), spec.driver().name()), ("db_net", "ipvlan"));
+/// assert_eq!(spec.parent(), Some("eth0"));
+/// # Ok::<(), underlay::Error>(())
+/// ```
 pub fn network_create_args<I, S>(args: I) -> Result<NetworkBuilder>
 where
     I: IntoIterator<Item = S>,

@@ -70,12 +70,31 @@ pub struct AttachOptions {
 impl AttachOptions {
     /// No requests: addresses from the allocator, `eth0` (or the next free
     /// `ethN`), a random MAC address.
+    ///
+    /// ```
+    /// use underlay::endpoint::AttachOptions;
+    ///
+    /// // Nothing requested: the allocator, eth0 and a random MAC address decide.
+    /// let options = AttachOptions::new();
+    /// assert!(format!("{options:?}").contains("ipv4: None, ipv6: None, mac: None"));
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Requests an address (`--ip` or `--ip6`, by its family). It must lie
     /// in one of the network's subnets, and may lie outside the ip-range.
+    ///
+    /// ```
+    /// use underlay::endpoint::AttachOptions;
+    ///
+    /// // docker run --ip=172.16.86.10 --ip6=2001:db8:abc8::10: one per family.
+    /// let options = AttachOptions::new()
+    ///     .ip("172.16.86.10".parse().unwrap())
+    ///     .ip("2001:db8:abc8::10".parse().unwrap());
+    /// let debug = format!("{options:?}");
+    /// assert!(debug.contains("ipv4: Some(172.16.86.10), ipv6: Some(2001:db8:abc8::10)"));
+    /// ```
     pub fn ip(mut self, address: IpAddr) -> Self {
         match address {
             IpAddr::V4(_) => self.ipv4 = Some(address),
@@ -85,36 +104,81 @@ impl AttachOptions {
     }
 
     /// Sets the MAC address (macvlan only: ipvlan links share the parent's).
+    ///
+    /// ```
+    /// use underlay::endpoint::AttachOptions;
+    ///
+    /// let options = AttachOptions::new().mac("02:42:ac:10:56:0a".parse()?);
+    /// assert!(format!("{options:?}").contains("mac: Some(02:42:ac:10:56:0a)"));
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn mac(mut self, mac: MacAddress) -> Self {
         self.mac = Some(mac);
         self
     }
 
     /// The interface name inside the container.
+    ///
+    /// ```
+    /// use underlay::endpoint::AttachOptions;
+    ///
+    /// // A second network's interface, next to the container's eth0.
+    /// let options = AttachOptions::new().ifname("eth1");
+    /// assert!(format!("{options:?}").contains(r#"ifname: Some("eth1")"#));
+    /// ```
     pub fn ifname(mut self, name: &str) -> Self {
         self.ifname = Some(name.to_owned());
         self
     }
 
     /// The endpoint's name (the container's name, for `/etc/hosts`).
+    ///
+    /// ```
+    /// use underlay::endpoint::AttachOptions;
+    ///
+    /// let options = AttachOptions::new().name("web1");
+    /// assert!(format!("{options:?}").contains(r#"name: Some("web1")"#));
+    /// ```
     pub fn name(mut self, name: &str) -> Self {
         self.name = Some(name.to_owned());
         self
     }
 
     /// Adds a network alias, another name the container answers to.
+    ///
+    /// ```
+    /// use underlay::endpoint::AttachOptions;
+    ///
+    /// // docker network connect --alias www --alias web pub_net web1
+    /// let options = AttachOptions::new().alias("www").alias("web");
+    /// assert!(format!("{options:?}").contains(r#"aliases: ["www", "web"]"#));
+    /// ```
     pub fn alias(mut self, alias: &str) -> Self {
         self.aliases.push(alias.to_owned());
         self
     }
 
     /// The interface's MTU (the network's, else the parent's, by default).
+    ///
+    /// ```
+    /// use underlay::endpoint::AttachOptions;
+    ///
+    /// let options = AttachOptions::new().mtu(1400);
+    /// assert!(format!("{options:?}").contains("mtu: Some(1400)"));
+    /// ```
     pub fn mtu(mut self, mtu: u32) -> Self {
         self.mtu = Some(mtu);
         self
     }
 
     /// Adds no default route (for a container that routes elsewhere).
+    ///
+    /// ```
+    /// use underlay::endpoint::AttachOptions;
+    ///
+    /// let options = AttachOptions::new().no_default_route();
+    /// assert!(format!("{options:?}").contains("no_default_route: true"));
+    /// ```
     pub fn no_default_route(mut self) -> Self {
         self.no_default_route = true;
         self
@@ -122,6 +186,16 @@ impl AttachOptions {
 }
 
 /// A container's attachment to a network.
+///
+/// ```no_run
+/// use underlay::Host;
+///
+/// let host = Host::open("/var/lib/underlay")?;
+/// for ep in host.network("pub_net")?.endpoints()? {
+///     println!("{} {} {:?}", ep.name(), ep.ifname(), ep.addresses());
+/// }
+/// # Ok::<(), underlay::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     network: String,
@@ -130,41 +204,110 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// The endpoint's id: 16 hexadecimal characters.
+    ///
+    /// ```no_run
+    /// # use underlay::{endpoint::AttachOptions, netns::NetNs, Host};
+    /// # let net = Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// let ep = net.attach(&NetNs::open("/run/netns/web1")?, &AttachOptions::new())?;
+    /// assert_eq!(ep.id().len(), 16);
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn id(&self) -> String {
         format!("{:016x}", self.record.id)
     }
 
     /// The endpoint's name.
+    ///
+    /// ```no_run
+    /// # use underlay::{endpoint::AttachOptions, netns::NetNs, Host};
+    /// # let net = Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// // Without AttachOptions::name, it is named after /run/netns/NAME.
+    /// let ep = net.attach(&NetNs::open("/run/netns/web1")?, &AttachOptions::new())?;
+    /// assert_eq!(ep.name(), "web1");
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn name(&self) -> &str {
         &self.record.name
     }
 
     /// The endpoint's aliases.
+    ///
+    /// ```no_run
+    /// # use underlay::{endpoint::AttachOptions, netns::NetNs, Host};
+    /// # let net = Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// let options = AttachOptions::new().alias("www");
+    /// let ep = net.attach(&NetNs::open("/run/netns/web1")?, &options)?;
+    /// assert_eq!(ep.aliases(), ["www"]);
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn aliases(&self) -> &[String] {
         &self.record.aliases
     }
 
     /// The network it belongs to.
+    ///
+    /// ```no_run
+    /// # use underlay::{endpoint::AttachOptions, netns::NetNs, Host};
+    /// # let net = Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// let ep = net.attach(&NetNs::open("/run/netns/web1")?, &AttachOptions::new())?;
+    /// assert_eq!(ep.network(), "pub_net");
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn network(&self) -> &str {
         &self.network
     }
 
     /// The container namespace's path, as given to attach.
+    ///
+    /// ```no_run
+    /// # use underlay::{endpoint::AttachOptions, netns::NetNs, Host};
+    /// # let net = Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// let ep = net.attach(&NetNs::open("/run/netns/web1")?, &AttachOptions::new())?;
+    /// assert_eq!(ep.netns_path(), std::path::Path::new("/run/netns/web1"));
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn netns_path(&self) -> &Path {
         &self.record.netns_path
     }
 
     /// The interface name inside the container.
+    ///
+    /// ```no_run
+    /// # use underlay::{endpoint::AttachOptions, netns::NetNs, Host};
+    /// # let net = Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// let options = AttachOptions::new().ifname("eth1");
+    /// let ep = net.attach(&NetNs::open("/run/netns/web1")?, &options)?;
+    /// assert_eq!(ep.ifname(), "eth1");
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn ifname(&self) -> &str {
         &self.record.ifname
     }
 
     /// The MAC address (macvlan), if known.
+    ///
+    /// ```no_run
+    /// # use underlay::{endpoint::AttachOptions, netns::NetNs, Host};
+    /// # let net = Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// let mac = "02:42:ac:10:56:0a".parse()?;
+    /// let ep = net.attach(&NetNs::open("/run/netns/web1")?, &AttachOptions::new().mac(mac))?;
+    /// assert_eq!(ep.mac(), Some(mac)); // pub_net is a macvlan network
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn mac(&self) -> Option<MacAddress> {
         self.record.mac
     }
 
     /// The addresses, with their prefix lengths.
+    ///
+    /// ```no_run
+    /// # use underlay::{endpoint::AttachOptions, netns::NetNs, Host};
+    /// # let net = Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// let options = AttachOptions::new().ip("172.16.86.10".parse().unwrap());
+    /// let ep = net.attach(&NetNs::open("/run/netns/web1")?, &options)?;
+    /// assert_eq!(ep.addresses()[0].to_string(), "172.16.86.10/24");
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn addresses(&self) -> &[IpNet] {
         &self.record.addresses
     }
@@ -199,6 +342,17 @@ impl Network {
 
     /// Attaches the container whose namespace is `netns`. On error nothing
     /// is left behind: no link, no address taken, no record.
+    ///
+    /// ```no_run
+    /// use underlay::{endpoint::AttachOptions, netns::NetNs, Host};
+    ///
+    /// let net = Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// // docker run --net=pub_net --ip=172.16.86.10 --name web1 ...
+    /// let options = AttachOptions::new().ip("172.16.86.10".parse().unwrap()).name("web1");
+    /// let ep = net.attach(&NetNs::open("/run/netns/web1")?, &options)?;
+    /// assert_eq!(ep.ifname(), "eth0");
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn attach(&self, netns: &NetNs, options: &AttachOptions) -> Result<Endpoint> {
         self.check(options)?;
         let registry = self.registry();
@@ -555,6 +709,17 @@ impl Network {
     /// Detaches the container whose namespace is `netns`: deletes its link
     /// and releases its addresses. Returns whether it was attached; a second
     /// detach does nothing.
+    ///
+    /// ```no_run
+    /// use underlay::{netns::NetNs, Host};
+    ///
+    /// let net = Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// let web1 = NetNs::open("/run/netns/web1")?;
+    /// // docker network disconnect pub_net web1
+    /// assert!(net.detach(&web1)?);
+    /// assert!(!net.detach(&web1)?); // nothing left to do
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn detach(&self, netns: &NetNs) -> Result<bool> {
         let registry = self.registry();
         let mut session = registry.session()?;
@@ -578,6 +743,17 @@ impl Network {
 
     /// Detaches an endpoint by name, also when its namespace is gone (the
     /// addresses are released all the same). Returns whether it existed.
+    ///
+    /// ```no_run
+    /// use underlay::Host;
+    ///
+    /// let net = Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// // web1's namespace is gone: give its address back all the same.
+    /// if !net.detach_endpoint("web1")? {
+    ///     println!("pub_net has no endpoint web1");
+    /// }
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn detach_endpoint(&self, name: &str) -> Result<bool> {
         let registry = self.registry();
         let mut session = registry.session()?;
@@ -642,6 +818,16 @@ impl Network {
     }
 
     /// The network's endpoints.
+    ///
+    /// ```no_run
+    /// use underlay::Host;
+    ///
+    /// let net = Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// for ep in net.endpoints()? {
+    ///     println!("{} {} {:?}", ep.name(), ep.id(), ep.addresses());
+    /// }
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn endpoints(&self) -> Result<Vec<Endpoint>> {
         let registry = self.registry();
         let session = registry.session()?;
@@ -658,6 +844,15 @@ impl Network {
     /// `/etc/hosts` lines for the network's endpoints: each address with the
     /// endpoint's name and aliases, so containers can reach each other by
     /// name.
+    ///
+    /// ```no_run
+    /// use underlay::Host;
+    ///
+    /// let net = Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// // For example "172.16.86.10\tweb1 www\n".
+    /// print!("{}", net.hosts_entries()?);
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn hosts_entries(&self) -> Result<String> {
         let mut out = String::new();
         for endpoint in self.endpoints()? {

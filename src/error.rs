@@ -7,6 +7,16 @@ use crate::capability::KernelFeature;
 use crate::ipam::IpamError;
 
 /// The result type of every fallible operation in this crate.
+///
+/// ```
+/// use underlay::link::MacAddress;
+///
+/// fn parse_mac(text: &str) -> underlay::Result<MacAddress> {
+///     text.parse()
+/// }
+/// assert!(parse_mac("02:42:ac:10:56:0a").is_ok());
+/// assert!(parse_mac("not a mac").is_err());
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in underlay.
@@ -184,6 +194,18 @@ pub enum Error {
 impl Error {
     /// The errno behind this error, if it came from the kernel or a system
     /// call.
+    ///
+    /// ```
+    /// use underlay::Error;
+    ///
+    /// let err = Error::Kernel {
+    ///     operation: "create macvlan link \"eth0\"".into(),
+    ///     errno: libc::EEXIST,
+    ///     message: None,
+    /// };
+    /// assert_eq!(err.errno(), Some(libc::EEXIST));
+    /// assert_eq!(Error::LinkNotFound { link: "eth9".into() }.errno(), None);
+    /// ```
     pub fn errno(&self) -> Option<i32> {
         match self {
             Error::Kernel { errno, .. } => Some(*errno),

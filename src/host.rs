@@ -50,9 +50,27 @@ use crate::store::{self, Durability};
 use crate::{Error, Result};
 
 /// The default state directory.
+///
+/// ```
+/// use std::path::Path;
+/// use underlay::host::DEFAULT_STATE_DIR;
+///
+/// // Where `Host::open(DEFAULT_STATE_DIR)` keeps network pub_net's record.
+/// let record = Path::new(DEFAULT_STATE_DIR).join("networks/pub_net.json");
+/// assert_eq!(record, Path::new("/var/lib/underlay/networks/pub_net.json"));
+/// ```
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/underlay";
 
 /// The parent of the default runtime directories.
+///
+/// ```
+/// use std::path::Path;
+/// use underlay::host::DEFAULT_RUNTIME_DIR;
+///
+/// // Each state directory's endpoints live under its random id.
+/// let runtime = Path::new(DEFAULT_RUNTIME_DIR).join("3f2a9c61d0b4e857");
+/// assert_eq!(runtime, Path::new("/run/underlay/3f2a9c61d0b4e857"));
+/// ```
 pub const DEFAULT_RUNTIME_DIR: &str = "/run/underlay";
 
 /// The prefix of the alias that marks links underlay owns.
@@ -108,6 +126,17 @@ impl HostInner {
 }
 
 /// Options for [`Host::options`].
+///
+/// ```no_run
+/// use underlay::Host;
+///
+/// let host = Host::options()
+///     .state_dir("/var/lib/underlay")
+///     .runtime_dir("/run/underlay/main")
+///     .reserved_prefixes(["10.8.0.0/16".parse().unwrap()]) // the VPN's
+///     .open()?;
+/// # Ok::<(), underlay::Error>(())
+/// ```
 #[derive(Debug, Default)]
 #[must_use = "options do nothing until open() is called"]
 pub struct HostOptions {
@@ -120,6 +149,13 @@ pub struct HostOptions {
 
 impl HostOptions {
     /// The state directory ([`DEFAULT_STATE_DIR`] by default).
+    ///
+    /// ```
+    /// use underlay::Host;
+    ///
+    /// let options = Host::options().state_dir("/srv/underlay");
+    /// assert!(format!("{options:?}").contains("/srv/underlay"));
+    /// ```
     pub fn state_dir(mut self, dir: impl AsRef<Path>) -> Self {
         self.state_dir = Some(dir.as_ref().to_owned());
         self
@@ -128,6 +164,13 @@ impl HostOptions {
     /// The directory for runtime state, the endpoint records
     /// (`/run/underlay/STATE_ID` by default). It should be on tmpfs, so that
     /// a reboot empties it along with the containers.
+    ///
+    /// ```
+    /// use underlay::Host;
+    ///
+    /// let options = Host::options().runtime_dir("/run/underlay/test");
+    /// assert!(format!("{options:?}").contains("/run/underlay/test"));
+    /// ```
     pub fn runtime_dir(mut self, dir: impl AsRef<Path>) -> Self {
         self.runtime_dir = Some(dir.as_ref().to_owned());
         self
@@ -135,12 +178,34 @@ impl HostOptions {
 
     /// The namespace that holds the parent interfaces (the calling thread's
     /// by default).
+    ///
+    /// ```no_run
+    /// use underlay::{netns::NetNs, Host};
+    ///
+    /// // Manage the parents of a simulated host in its own namespace.
+    /// let host = Host::options()
+    ///     .netns(NetNs::open("/run/netns/host-sim")?)
+    ///     .open()?;
+    /// assert_eq!(host.netns().path(), std::path::Path::new("/run/netns/host-sim"));
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn netns(mut self, netns: NetNs) -> Self {
         self.netns = Some(netns);
         self
     }
 
     /// The pools that networks without an IPv4 (or IPv6) subnet draw from.
+    ///
+    /// ```
+    /// use underlay::ipam::DefaultPools;
+    /// use underlay::Host;
+    ///
+    /// // Like Docker's default-address-pools: /24s out of 10.10.0.0/16.
+    /// let pools = DefaultPools::new([("10.10.0.0/16".parse().unwrap(), 24)])?;
+    /// let options = Host::options().default_pools(pools);
+    /// assert!(format!("{options:?}").contains("10.10.0.0/16"));
+    /// # Ok::<(), underlay::ipam::IpamError>(())
+    /// ```
     pub fn default_pools(mut self, pools: DefaultPools) -> Self {
         self.default_pools = Some(pools);
         self
@@ -148,6 +213,14 @@ impl HostOptions {
 
     /// Prefixes in use elsewhere that default pools must avoid, besides
     /// those of existing networks and of the host's addresses and routes.
+    ///
+    /// ```
+    /// use underlay::Host;
+    ///
+    /// // A VPN's prefix, which no default subnet may overlap.
+    /// let options = Host::options().reserved_prefixes(["10.8.0.0/16".parse().unwrap()]);
+    /// assert!(format!("{options:?}").contains("10.8.0.0/16"));
+    /// ```
     pub fn reserved_prefixes(mut self, prefixes: impl IntoIterator<Item = IpNet>) -> Self {
         self.reserved_prefixes.extend(prefixes);
         self
@@ -157,6 +230,17 @@ impl HostOptions {
     /// networks back in line: owned parents missing after a reboot are
     /// created again, network creations and removals a crash interrupted are
     /// undone or finished. (Endpoints are checked by [`Host::recover`].)
+    ///
+    /// ```no_run
+    /// use underlay::Host;
+    ///
+    /// let host = Host::options().state_dir("/var/lib/underlay").open()?;
+    /// // Recovery has run: every network's owned parent is back.
+    /// for net in host.networks()? {
+    ///     println!("{} on {}", net.name(), net.parent().name);
+    /// }
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn open(self) -> Result<Host> {
         let state_dir = self.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into());
         store::create_dir(&state_dir.join("networks"))?;
@@ -239,6 +323,16 @@ pub(crate) fn random_hex(bytes: usize) -> Result<String> {
 }
 
 /// What [`Host::recover`] found and did.
+///
+/// ```no_run
+/// use underlay::Host;
+///
+/// let report = Host::open("/var/lib/underlay")?.recover()?;
+/// for endpoint in &report.released_endpoints {
+///     println!("released the addresses of {endpoint}");
+/// }
+/// # Ok::<(), underlay::Error>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RecoveryReport {
@@ -265,6 +359,15 @@ pub struct RecoveryReport {
 
 impl RecoveryReport {
     /// Whether there was nothing to do.
+    ///
+    /// ```
+    /// use underlay::host::RecoveryReport;
+    ///
+    /// let mut report = RecoveryReport::default();
+    /// assert!(report.is_clean());
+    /// report.recreated_parents.push("eth0.50".into());
+    /// assert!(!report.is_clean());
+    /// ```
     pub fn is_clean(&self) -> bool {
         *self == RecoveryReport::default()
     }
@@ -273,26 +376,72 @@ impl RecoveryReport {
 impl Host {
     /// Opens `state_dir` for the calling thread's network namespace, with
     /// default options.
+    ///
+    /// ```no_run
+    /// use underlay::host::{Host, DEFAULT_STATE_DIR};
+    ///
+    /// let host = Host::open(DEFAULT_STATE_DIR)?;
+    /// assert_eq!(host.state_dir(), std::path::Path::new("/var/lib/underlay"));
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn open(state_dir: impl AsRef<Path>) -> Result<Host> {
         Host::options().state_dir(state_dir).open()
     }
 
     /// Options for opening a host.
+    ///
+    /// ```no_run
+    /// use underlay::Host;
+    ///
+    /// let host = Host::options()
+    ///     .state_dir("/var/lib/underlay")
+    ///     .runtime_dir("/run/underlay/main")
+    ///     .open()?;
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn options() -> HostOptions {
         HostOptions::default()
     }
 
     /// The state directory.
+    ///
+    /// ```no_run
+    /// use underlay::Host;
+    ///
+    /// let host = Host::open("/var/lib/underlay")?;
+    /// assert!(host.state_dir().join("networks").is_dir());
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn state_dir(&self) -> &Path {
         &self.inner.state_dir
     }
 
     /// The host namespace.
+    ///
+    /// ```no_run
+    /// use underlay::{netns::NetNs, Host};
+    ///
+    /// // Opened without HostOptions::netns: the calling thread's namespace.
+    /// let host = Host::open("/var/lib/underlay")?;
+    /// assert_eq!(host.netns().id(), NetNs::current()?.id());
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn netns(&self) -> &NetNs {
         &self.inner.netns
     }
 
     /// What the kernel can make, probed once per host handle.
+    ///
+    /// ```no_run
+    /// use underlay::capability::KernelFeature;
+    /// use underlay::Host;
+    ///
+    /// let host = Host::open("/var/lib/underlay")?;
+    /// if !host.capabilities()?.supports(KernelFeature::Ipvlan) {
+    ///     eprintln!("no ipvlan here: use macvlan networks");
+    /// }
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn capabilities(&self) -> Result<KernelCapabilities> {
         if let Some(caps) = self.inner.capabilities.get() {
             return Ok(*caps);
@@ -338,6 +487,18 @@ impl Host {
     /// parent interface, fills in default subnets and gateways, and records
     /// it. On any error nothing is created and the state directory is
     /// unchanged.
+    ///
+    /// ```no_run
+    /// use underlay::{Host, Network};
+    ///
+    /// let host = Host::open("/var/lib/underlay")?;
+    /// // docker network create -d macvlan --subnet=192.168.50.0/24
+    /// //   --gateway=192.168.50.1 -o parent=eth0.50 macvlan50
+    /// let builder = Network::builder("macvlan50").macvlan().parent("eth0.50");
+    /// let net = host.create_network(builder.subnet("192.168.50.0/24").gateway("192.168.50.1"))?;
+    /// assert!(net.parent().owned()); // underlay made eth0.50, and removes it with the network
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn create_network(&self, builder: NetworkBuilder) -> Result<Network> {
         let spec = builder.build()?;
         // Say now, not at the first attach, that the kernel lacks the driver.
@@ -449,6 +610,16 @@ impl Host {
 
     /// The network called `name`, or whose id is or starts with `name` (a
     /// unique prefix), as Docker looks networks up.
+    ///
+    /// ```no_run
+    /// use underlay::Host;
+    ///
+    /// let host = Host::open("/var/lib/underlay")?;
+    /// let net = host.network("pub_net")?;
+    /// // A unique prefix of the id finds it too, as `docker network inspect` does.
+    /// assert_eq!(host.network(&net.id()[..12])?.name(), "pub_net");
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn network(&self, name: &str) -> Result<Network> {
         self.find(name).map(|record| self.network_from(record))
     }
@@ -477,6 +648,16 @@ impl Host {
     }
 
     /// Every network, by name.
+    ///
+    /// ```no_run
+    /// use underlay::Host;
+    ///
+    /// // docker network ls
+    /// for net in Host::open("/var/lib/underlay")?.networks()? {
+    ///     println!("{:.12} {} {}", net.id(), net.name(), net.driver());
+    /// }
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn networks(&self) -> Result<Vec<Network>> {
         Ok(self
             .records()?
@@ -491,6 +672,17 @@ impl Host {
     /// (a VLAN sub-interface or a dummy), and nothing else. A network that
     /// still has endpoints is refused ([`Error::NetworkHasEndpoints`]); see
     /// [`force_remove_network`](Self::force_remove_network).
+    ///
+    /// ```no_run
+    /// use underlay::{Error, Host};
+    ///
+    /// let host = Host::open("/var/lib/underlay")?;
+    /// match host.remove_network("macvlan50") {
+    ///     Err(Error::NetworkHasEndpoints { count, .. }) => eprintln!("{count} containers attached"),
+    ///     other => other?,
+    /// }
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn remove_network(&self, name: &str) -> Result<()> {
         self.remove(name, false)
     }
@@ -498,6 +690,15 @@ impl Host {
     /// Removes a network and detaches its endpoints first. When the parent
     /// is owned, deleting it takes every endpoint link with it in one kernel
     /// operation.
+    ///
+    /// ```no_run
+    /// use underlay::Host;
+    ///
+    /// let host = Host::open("/var/lib/underlay")?;
+    /// host.force_remove_network("macvlan50")?;
+    /// assert!(host.network("macvlan50").is_err());
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn force_remove_network(&self, name: &str) -> Result<()> {
         self.remove(name, true)
     }
@@ -576,6 +777,17 @@ impl Host {
     ///
     /// Links underlay did not create are never touched. This visits every
     /// endpoint's namespace, so it costs more than opening.
+    ///
+    /// ```no_run
+    /// use underlay::Host;
+    ///
+    /// let host = Host::open("/var/lib/underlay")?;
+    /// let report = host.recover()?;
+    /// if !report.is_clean() {
+    ///     println!("recovered: {report:?}");
+    /// }
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn recover(&self) -> Result<RecoveryReport> {
         let mut report = self.recover_networks()?;
         let _lock = self.lock()?;

@@ -32,6 +32,14 @@ use crate::netns::NetNs;
 use crate::{Error, Result};
 
 /// The longest interface name the kernel accepts (`IFNAMSIZ - 1`).
+///
+/// ```
+/// use underlay::link::{validate_name, MAX_NAME_LEN};
+///
+/// assert_eq!("macvlan50-house".len(), MAX_NAME_LEN);
+/// assert!(validate_name("macvlan50-house").is_ok());
+/// assert!(validate_name("macvlan50-houses").is_err());
+/// ```
 pub const MAX_NAME_LEN: usize = 15;
 
 /// An Ethernet MAC address.
@@ -50,6 +58,15 @@ pub struct MacAddress(pub [u8; 6]);
 impl MacAddress {
     /// A random locally administered unicast address, as the kernel gives
     /// new macvlan links and as Docker's drivers do.
+    ///
+    /// ```
+    /// use underlay::link::MacAddress;
+    ///
+    /// let mac = MacAddress::random_local()?;
+    /// assert!(mac.is_locally_administered() && mac.is_unicast());
+    /// assert_ne!(mac, MacAddress::random_local()?);
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn random_local() -> Result<Self> {
         let mut bytes = [0u8; 6];
         fill_random(&mut bytes)?;
@@ -58,11 +75,30 @@ impl MacAddress {
     }
 
     /// Whether the locally-administered bit is set.
+    ///
+    /// ```
+    /// use underlay::link::MacAddress;
+    ///
+    /// let docker: MacAddress = "02:42:ac:11:00:02".parse()?;
+    /// assert!(docker.is_locally_administered());
+    /// let burned_in: MacAddress = "00:1b:21:3a:4f:01".parse()?;
+    /// assert!(!burned_in.is_locally_administered());
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn is_locally_administered(&self) -> bool {
         self.0[0] & 0x02 != 0
     }
 
     /// Whether this is a unicast (not multicast) address.
+    ///
+    /// ```
+    /// use underlay::link::MacAddress;
+    ///
+    /// assert!("02:42:ac:11:00:02".parse::<MacAddress>()?.is_unicast());
+    /// // 01:00:5e:... is IPv4 multicast.
+    /// assert!(!"01:00:5e:00:00:fb".parse::<MacAddress>()?.is_unicast());
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn is_unicast(&self) -> bool {
         self.0[0] & 0x01 == 0
     }
@@ -131,6 +167,15 @@ impl FromStr for MacAddress {
 }
 
 /// macvlan modes.
+///
+/// ```
+/// use underlay::link::MacvlanMode;
+///
+/// assert_eq!(MacvlanMode::default(), MacvlanMode::Bridge);
+/// assert_eq!("vepa".parse::<MacvlanMode>()?, MacvlanMode::Vepa);
+/// assert!("l3".parse::<MacvlanMode>().is_err());
+/// # Ok::<(), underlay::Error>(())
+/// ```
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
 )]
@@ -151,6 +196,15 @@ pub enum MacvlanMode {
 }
 
 /// ipvlan modes.
+///
+/// ```
+/// use underlay::link::IpvlanMode;
+///
+/// assert_eq!(IpvlanMode::default(), IpvlanMode::L2);
+/// assert_eq!("l3".parse::<IpvlanMode>()?, IpvlanMode::L3);
+/// assert_eq!(IpvlanMode::L3s.to_string(), "l3s");
+/// # Ok::<(), underlay::Error>(())
+/// ```
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
 )]
@@ -168,6 +222,14 @@ pub enum IpvlanMode {
 }
 
 /// The ipvlan flag that says how endpoints on one parent reach each other.
+///
+/// ```
+/// use underlay::link::IpvlanFlag;
+///
+/// assert_eq!(IpvlanFlag::default(), IpvlanFlag::Bridge);
+/// assert_eq!("private".parse::<IpvlanFlag>()?, IpvlanFlag::Private);
+/// # Ok::<(), underlay::Error>(())
+/// ```
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
 )]
@@ -188,9 +250,23 @@ macro_rules! named_values {
     ($type:ty, $what:literal, [$(($variant:path, $name:literal)),+ $(,)?]) => {
         impl $type {
             /// Every value, in the words `FromStr` accepts.
+            ///
+            #[doc = concat!("```\nuse underlay::link::", stringify!($type), ";\n")]
+            #[doc = concat!("for name in ", stringify!($type), "::NAMES {")]
+            #[doc = concat!("    let value: ", stringify!($type), " = name.parse()?;")]
+            ///     assert_eq!(value.as_str(), *name);
+            /// }
+            /// # Ok::<(), underlay::Error>(())
+            /// ```
             pub const NAMES: &'static [&'static str] = &[$($name),+];
 
             /// The value's name, as Docker and iproute2 spell it.
+            ///
+            #[doc = concat!("```\nuse underlay::link::", stringify!($type), ";\n")]
+            #[doc = concat!("let default = ", stringify!($type), "::default();")]
+            #[doc = concat!("assert_eq!(default.as_str(), ", stringify!($type), "::NAMES[0]);")]
+            /// assert_eq!(default.to_string(), default.as_str());
+            /// ```
             pub fn as_str(self) -> &'static str {
                 match self {
                     $($variant => $name,)+
@@ -252,6 +328,18 @@ named_values!(
 );
 
 /// What kind of link a [`Link`] is, with the settings that matter here.
+///
+/// ```no_run
+/// use underlay::link::LinkKind;
+/// use underlay::netlink::Netlink;
+///
+/// for link in Netlink::open()?.links()? {
+///     if let Some(LinkKind::Vlan { id }) = link.kind {
+///         println!("{} is tagged with VLAN {id}", link.name);
+///     }
+/// }
+/// # Ok::<(), underlay::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LinkKind {
@@ -281,6 +369,15 @@ pub enum LinkKind {
 }
 
 /// A link as the kernel reports it.
+///
+/// ```no_run
+/// use underlay::netlink::Netlink;
+///
+/// let eth0 = Netlink::open()?.link_by_name("eth0")?;
+/// println!("#{} mtu {} up={} carrier={}", eth0.index, eth0.mtu, eth0.up, eth0.lower_up);
+/// assert_eq!(eth0.kind, None); // a physical device
+/// # Ok::<(), underlay::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Link {
@@ -477,27 +574,69 @@ impl<'a> NewLink<'a> {
     }
 
     /// A macvlan link on the link with index `parent`.
+    ///
+    /// ```
+    /// use underlay::link::{MacvlanMode, NewLink};
+    ///
+    /// let spec = NewLink::macvlan("eth0", 2, MacvlanMode::Bridge);
+    /// assert_eq!(spec.name(), "eth0");
+    /// assert!(spec.encode(1).windows(7).any(|w| w == b"macvlan"));
+    /// ```
     pub fn macvlan(name: &str, parent: u32, mode: MacvlanMode) -> Self {
         Self::new(name, NewLinkKind::Macvlan(mode), Some(parent))
     }
 
     /// An ipvlan link on the link with index `parent`.
+    ///
+    /// ```
+    /// use underlay::link::{IpvlanFlag, IpvlanMode, NewLink};
+    ///
+    /// let spec = NewLink::ipvlan("eth0", 2, IpvlanMode::L3, IpvlanFlag::Bridge);
+    /// assert_eq!(spec.name(), "eth0");
+    /// assert!(spec.encode(1).windows(6).any(|w| w == b"ipvlan"));
+    /// ```
     pub fn ipvlan(name: &str, parent: u32, mode: IpvlanMode, flag: IpvlanFlag) -> Self {
         Self::new(name, NewLinkKind::Ipvlan(mode, flag), Some(parent))
     }
 
     /// An 802.1q VLAN sub-interface with id `vlan_id` on `parent`. The kernel
     /// checks the id (1-4094).
+    ///
+    /// ```
+    /// use underlay::link::NewLink;
+    ///
+    /// // eth0.50 on eth0 (index 2), tagged with VLAN 50.
+    /// let spec = NewLink::vlan("eth0.50", 2, 50);
+    /// assert_eq!(spec.name(), "eth0.50");
+    /// assert!(spec.encode(1).windows(4).any(|w| w == b"vlan"));
+    /// ```
     pub fn vlan(name: &str, parent: u32, vlan_id: u16) -> Self {
         Self::new(name, NewLinkKind::Vlan(vlan_id), Some(parent))
     }
 
     /// A dummy link.
+    ///
+    /// ```
+    /// use underlay::link::NewLink;
+    ///
+    /// let spec = NewLink::dummy("dm-3f2a9c61d0b4");
+    /// assert_eq!(spec.name(), "dm-3f2a9c61d0b4");
+    /// assert!(spec.encode(1).windows(5).any(|w| w == b"dummy"));
+    /// ```
     pub fn dummy(name: &str) -> Self {
         Self::new(name, NewLinkKind::Dummy, None)
     }
 
     /// A veth pair: `name` here, `peer` as its other end.
+    ///
+    /// ```
+    /// use underlay::link::NewLink;
+    ///
+    /// let spec = NewLink::veth("veth-web1", "eth0");
+    /// assert_eq!(spec.name(), "veth-web1");
+    /// // The peer's name travels in the same request.
+    /// assert!(spec.encode(1).windows(4).any(|w| w == b"eth0"));
+    /// ```
     pub fn veth(name: &str, peer: &str) -> Self {
         Self::new(
             name,
@@ -510,36 +649,92 @@ impl<'a> NewLink<'a> {
 
     /// Creates the link straight inside `netns` instead of the socket's own
     /// namespace. The parent stays where it is.
+    ///
+    /// ```no_run
+    /// use underlay::link::{MacvlanMode, NewLink};
+    /// use underlay::{netlink::Netlink, netns::NetNs};
+    ///
+    /// let nl = Netlink::open()?;
+    /// let web1 = NetNs::open("/run/netns/web1")?;
+    /// let parent = nl.link_by_name("eth0")?.index;
+    /// nl.create_link(&NewLink::macvlan("eth0", parent, MacvlanMode::Bridge).netns(&web1))?;
+    /// assert!(web1.netlink()?.link_by_name("eth0").is_ok());
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn netns(mut self, netns: &'a NetNs) -> Self {
         self.netns = Some(netns);
         self
     }
 
     /// For a veth pair: puts the peer end in `netns`.
+    ///
+    /// ```no_run
+    /// use underlay::link::NewLink;
+    /// use underlay::{netlink::Netlink, netns::NetNs};
+    ///
+    /// // veth-web1 on the host, its peer as eth0 inside web1.
+    /// let web1 = NetNs::open("/run/netns/web1")?;
+    /// Netlink::open()?.create_link(&NewLink::veth("veth-web1", "eth0").peer_netns(&web1))?;
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn peer_netns(mut self, netns: &'a NetNs) -> Self {
         self.peer_netns = Some(netns);
         self
     }
 
     /// Sets the MTU.
+    ///
+    /// ```
+    /// use underlay::link::{MacvlanMode, NewLink};
+    ///
+    /// let plain = NewLink::macvlan("eth0", 2, MacvlanMode::Bridge);
+    /// let jumbo = plain.clone().mtu(9000);
+    /// // IFLA_MTU: a 4-byte attribute header and the u32.
+    /// assert_eq!(jumbo.encode(1).len(), plain.encode(1).len() + 8);
+    /// ```
     pub fn mtu(mut self, mtu: u32) -> Self {
         self.mtu = Some(mtu);
         self
     }
 
     /// Sets the MAC address.
+    ///
+    /// ```
+    /// use underlay::link::{MacvlanMode, NewLink};
+    ///
+    /// let plain = NewLink::macvlan("eth0", 2, MacvlanMode::Bridge);
+    /// let fixed = plain.clone().mac("02:42:ac:10:56:0a".parse()?);
+    /// // IFLA_ADDRESS: a 4-byte header and six bytes, padded to 12.
+    /// assert_eq!(fixed.encode(1).len(), plain.encode(1).len() + 12);
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn mac(mut self, mac: MacAddress) -> Self {
         self.mac = Some(mac);
         self
     }
 
     /// Creates the link administratively up.
+    ///
+    /// ```
+    /// use underlay::link::NewLink;
+    ///
+    /// // ifi_flags follows the 16-byte netlink header and 8 bytes of ifinfomsg.
+    /// let flags = |b: Vec<u8>| u32::from_ne_bytes(b[24..28].try_into().unwrap());
+    /// assert_eq!(flags(NewLink::dummy("dummy0").encode(1)), 0);
+    /// assert_eq!(flags(NewLink::dummy("dummy0").up().encode(1)), libc::IFF_UP as u32);
+    /// ```
     pub fn up(mut self) -> Self {
         self.up = true;
         self
     }
 
     /// The name the link will have.
+    ///
+    /// ```
+    /// use underlay::link::NewLink;
+    ///
+    /// assert_eq!(NewLink::vlan("eth0.50", 2, 50).mtu(1500).name(), "eth0.50");
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -700,6 +895,16 @@ const TEMPORARY_NAME_TRIES: usize = 4;
 
 impl Netlink {
     /// Lists every link in the socket's namespace.
+    ///
+    /// ```no_run
+    /// use underlay::netlink::Netlink;
+    ///
+    /// // ip link show
+    /// for link in Netlink::open()?.links()? {
+    ///     println!("{}: {} {:?} mtu {}", link.index, link.name, link.kind, link.mtu);
+    /// }
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn links(&self) -> Result<Vec<Link>> {
         self.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()), || {
             "list links".into()
@@ -713,6 +918,17 @@ impl Netlink {
     }
 
     /// Looks a link up by name; [`Error::LinkNotFound`] when there is none.
+    ///
+    /// ```no_run
+    /// use underlay::{netlink::Netlink, Error};
+    ///
+    /// match Netlink::open()?.link_by_name("eth0.50") {
+    ///     Ok(link) => println!("eth0.50 is #{}", link.index),
+    ///     Err(Error::LinkNotFound { .. }) => println!("no eth0.50 yet"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn link_by_name(&self, name: &str) -> Result<Link> {
         validate_name(name)?;
         let mut message = LinkMessage::default();
@@ -723,6 +939,16 @@ impl Netlink {
     }
 
     /// Looks a link up by index; [`Error::LinkNotFound`] when there is none.
+    ///
+    /// ```no_run
+    /// use underlay::netlink::Netlink;
+    ///
+    /// // The parent of a macvlan link, by the index it reports.
+    /// let nl = Netlink::open()?;
+    /// let parent_index = nl.link_by_name("mv0")?.parent_index.expect("a macvlan has a parent");
+    /// println!("mv0 sits on {}", nl.link_by_index(parent_index)?.name);
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn link_by_index(&self, index: u32) -> Result<Link> {
         let mut message = LinkMessage::default();
         message.header.index = index;
@@ -751,6 +977,17 @@ impl Netlink {
     /// namespace; the link is then created under a temporary name and
     /// renamed inside its namespace, so that `eth0` can be made in a
     /// container while the host has an `eth0` too.
+    ///
+    /// ```no_run
+    /// use underlay::link::NewLink;
+    /// use underlay::netlink::Netlink;
+    ///
+    /// // ip link add link eth0 name eth0.50 type vlan id 50
+    /// let nl = Netlink::open()?;
+    /// let eth0 = nl.link_by_name("eth0")?;
+    /// nl.create_link(&NewLink::vlan("eth0.50", eth0.index, 50).up())?;
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn create_link(&self, spec: &NewLink<'_>) -> Result<()> {
         validate_name(&spec.name)?;
         if let NewLinkKind::Veth { peer } = &spec.kind {
@@ -835,6 +1072,16 @@ impl Netlink {
     }
 
     /// Renames a link. Most kernels refuse to rename a link that is up.
+    ///
+    /// ```no_run
+    /// use underlay::netlink::Netlink;
+    ///
+    /// let nl = Netlink::open()?;
+    /// let link = nl.link_by_name("mv0")?;
+    /// nl.set_link_up_by_index(link.index, false)?; // most kernels refuse otherwise
+    /// nl.rename_link(link.index, "macvlan50")?;
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn rename_link(&self, index: u32, name: &str) -> Result<()> {
         validate_name(name)?;
         let mut message = LinkMessage::default();
@@ -848,6 +1095,17 @@ impl Netlink {
     }
 
     /// Brings a link up or down.
+    ///
+    /// ```no_run
+    /// use underlay::netlink::Netlink;
+    ///
+    /// // ip link set eth0.50 up
+    /// let nl = Netlink::open()?;
+    /// let index = nl.link_by_name("eth0.50")?.index;
+    /// nl.set_link_up_by_index(index, true)?;
+    /// assert!(nl.link_by_index(index)?.up);
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn set_link_up_by_index(&self, index: u32, up: bool) -> Result<()> {
         let mut request = up_request(index);
         if !up {
@@ -862,6 +1120,16 @@ impl Netlink {
 
     /// Sets (or, with an empty string, clears) a link's alias. underlay
     /// marks the links it owns this way.
+    ///
+    /// ```no_run
+    /// use underlay::netlink::Netlink;
+    ///
+    /// let nl = Netlink::open()?;
+    /// let index = nl.link_by_name("eth1")?.index; // not one of underlay's links
+    /// nl.set_alias(index, "uplink to rack switch")?;
+    /// assert_eq!(nl.link_by_index(index)?.alias.as_deref(), Some("uplink to rack switch"));
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn set_alias(&self, index: u32, alias: &str) -> Result<()> {
         self.run(alias_request(index, alias))
     }
@@ -873,6 +1141,16 @@ impl Netlink {
     }
 
     /// Sets a link's MTU.
+    ///
+    /// ```no_run
+    /// use underlay::netlink::Netlink;
+    ///
+    /// let nl = Netlink::open()?;
+    /// let index = nl.link_by_name("eth0.50")?.index;
+    /// nl.set_mtu(index, 1400)?;
+    /// assert_eq!(nl.link_by_index(index)?.mtu, 1400);
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn set_mtu(&self, index: u32, mtu: u32) -> Result<()> {
         let mut message = LinkMessage::default();
         message.header.index = index;
@@ -883,6 +1161,18 @@ impl Netlink {
     }
 
     /// Sets a link's MAC address.
+    ///
+    /// ```no_run
+    /// use underlay::link::MacAddress;
+    /// use underlay::netlink::Netlink;
+    ///
+    /// let nl = Netlink::open()?;
+    /// let index = nl.link_by_name("mv0")?.index;
+    /// let mac: MacAddress = "02:42:ac:10:56:0a".parse()?;
+    /// nl.set_mac(index, mac)?;
+    /// assert_eq!(nl.link_by_index(index)?.mac, Some(mac));
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn set_mac(&self, index: u32, mac: MacAddress) -> Result<()> {
         let mut message = LinkMessage::default();
         message.header.index = index;
@@ -897,12 +1187,31 @@ impl Netlink {
     /// Turns `arp_notify` on for a link: the kernel then sends a gratuitous
     /// ARP when the link comes up or its address changes. This goes through
     /// netlink (`IFLA_AF_SPEC`), not `/proc/sys`.
+    ///
+    /// ```no_run
+    /// use underlay::netns::NetNs;
+    ///
+    /// // Announce web1's address to the LAN when its eth0 comes up.
+    /// let nl = NetNs::open("/run/netns/web1")?.netlink()?;
+    /// let eth0 = nl.link_by_name("eth0")?;
+    /// nl.set_arp_notify(eth0.index)?;
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn set_arp_notify(&self, index: u32) -> Result<()> {
         self.run(arp_notify_request(index))
     }
 
     /// Deletes a link. Deleting a parent deletes its macvlan, ipvlan and
     /// VLAN children with it.
+    ///
+    /// ```no_run
+    /// use underlay::netlink::Netlink;
+    ///
+    /// // ip link del eth0.50: its macvlan children go with it.
+    /// let nl = Netlink::open()?;
+    /// nl.delete_link(nl.link_by_name("eth0.50")?.index)?;
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn delete_link(&self, index: u32) -> Result<()> {
         let mut message = LinkMessage::default();
         message.header.index = index;

@@ -34,6 +34,14 @@ const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
 /// The identity of a network namespace: the device and inode of its
 /// namespace file, stable for the namespace's lifetime and equal for every
 /// path that names it.
+///
+/// ```
+/// use underlay::netns::NetNsId;
+///
+/// let id = NetNsId { dev: 4, inode: 4026532296 };
+/// // As `ls -l /proc/PID/ns/net` shows it.
+/// assert_eq!(id.to_string(), "net:[4026532296]");
+/// ```
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
@@ -73,6 +81,16 @@ impl NetNs {
     /// `/proc/PID/ns/net`, ...). Anything that is not a network namespace
     /// file, such as a regular file or another kind of namespace, is refused
     /// with [`Error::NotANetworkNamespace`].
+    ///
+    /// ```no_run
+    /// use underlay::{netns::NetNs, Error};
+    ///
+    /// let web1 = NetNs::open("/run/netns/web1")?;
+    /// // Files that are not network namespaces are refused.
+    /// let err = NetNs::open("/etc/hostname").unwrap_err();
+    /// assert!(matches!(err, Error::NotANetworkNamespace { .. }));
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let file = File::open(path).map_err(|e| {
@@ -89,6 +107,14 @@ impl NetNs {
     }
 
     /// The network namespace of the calling thread.
+    ///
+    /// ```
+    /// use underlay::netns::NetNs;
+    ///
+    /// let here = NetNs::current()?;
+    /// assert_eq!(here.id(), NetNs::open("/proc/self/ns/net")?.id());
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn current() -> Result<Self> {
         // SAFETY: gettid has no preconditions.
         let tid = unsafe { libc::gettid() };
@@ -98,6 +124,16 @@ impl NetNs {
     /// Creates a new, empty network namespace. It holds only a `lo` link,
     /// which is brought up, and lives as long as this handle (or any other
     /// reference to it) does; nothing is left behind when it is dropped.
+    ///
+    /// ```no_run
+    /// use underlay::netns::NetNs;
+    ///
+    /// let sandbox = NetNs::create()?;
+    /// let links = sandbox.netlink()?.links()?;
+    /// assert_eq!(links.len(), 1); // only lo, and it is up
+    /// assert!(links[0].up);
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn create() -> Result<Self> {
         let ns = on_own_thread(|| {
             // SAFETY: unshare only affects this thread, which the library
@@ -176,17 +212,45 @@ impl NetNs {
     }
 
     /// The namespace's identity.
+    ///
+    /// ```
+    /// use underlay::netns::NetNs;
+    ///
+    /// // Two paths to the same namespace: one identity.
+    /// let a = NetNs::current()?;
+    /// let b = NetNs::open(format!("/proc/{}/ns/net", std::process::id()))?;
+    /// assert_eq!(a.id(), b.id());
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn id(&self) -> NetNsId {
         self.id
     }
 
     /// The path the namespace was opened from (for one made by
     /// [`NetNs::create`], `/proc/PID/fd/FD` of this handle).
+    ///
+    /// ```
+    /// use underlay::netns::NetNs;
+    ///
+    /// let ns = NetNs::open("/proc/self/ns/net")?;
+    /// assert_eq!(ns.path(), std::path::Path::new("/proc/self/ns/net"));
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// Opens a route-netlink socket that works inside this namespace.
+    ///
+    /// ```no_run
+    /// use underlay::netns::NetNs;
+    ///
+    /// let nl = NetNs::open("/run/netns/web1")?.netlink()?;
+    /// for link in nl.links()? {
+    ///     println!("web1: {} {:?}", link.name, link.mac);
+    /// }
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn netlink(&self) -> Result<Netlink> {
         self.run(Netlink::open)
     }
@@ -194,6 +258,15 @@ impl NetNs {
     /// Writes a per-namespace kernel setting under `/proc/sys`, for example
     /// `net/ipv6/conf/eth0/ndisc_notify`. `key` is relative to `/proc/sys`
     /// and may not leave it.
+    ///
+    /// ```no_run
+    /// use underlay::netns::NetNs;
+    ///
+    /// let web1 = NetNs::open("/run/netns/web1")?;
+    /// web1.write_sysctl("net/ipv6/conf/eth0/ndisc_notify", "1")?;
+    /// assert!(web1.write_sysctl("kernel/hostname", "web1").is_err()); // not under net/
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn write_sysctl(&self, key: &str, value: &str) -> Result<()> {
         if key.split('/').any(|part| part.is_empty() || part == "..") || !key.starts_with("net/") {
             return Err(Error::invalid(
@@ -216,6 +289,15 @@ impl NetNs {
     /// Runs `work` on a thread of the library's own that has switched into
     /// this namespace, and returns its result. The calling thread is never
     /// moved.
+    ///
+    /// ```no_run
+    /// use underlay::{netlink::Netlink, netns::NetNs};
+    ///
+    /// let web1 = NetNs::open("/run/netns/web1")?;
+    /// let routes = web1.run(|| Netlink::open()?.routes(underlay::IpFamily::V4))?;
+    /// println!("web1 has {} IPv4 routes", routes.len());
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn run<T: Send>(&self, work: impl FnOnce() -> Result<T> + Send) -> Result<T> {
         let fd = self.fd.as_raw_fd();
         on_own_thread(move || {

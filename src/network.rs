@@ -60,6 +60,15 @@ pub enum Driver {
 
 impl Driver {
     /// `macvlan` or `ipvlan`.
+    ///
+    /// ```
+    /// use underlay::link::MacvlanMode;
+    /// use underlay::network::Driver;
+    ///
+    /// let driver = Driver::Macvlan { mode: MacvlanMode::Bridge };
+    /// assert_eq!(driver.name(), "macvlan");
+    /// assert_eq!(driver.to_string(), "macvlan");
+    /// ```
     pub fn name(&self) -> &'static str {
         match self {
             Driver::Macvlan { .. } => "macvlan",
@@ -69,6 +78,15 @@ impl Driver {
 
     /// Whether endpoints route at layer 3 (ipvlan l3 and l3s): their default
     /// route is `default dev eth0`, with no gateway.
+    ///
+    /// ```
+    /// use underlay::link::{IpvlanFlag, IpvlanMode};
+    /// use underlay::network::Driver;
+    ///
+    /// let l3s = Driver::Ipvlan { mode: IpvlanMode::L3s, flag: IpvlanFlag::Bridge };
+    /// let l2 = Driver::Ipvlan { mode: IpvlanMode::L2, flag: IpvlanFlag::Bridge };
+    /// assert!(l3s.is_l3() && !l2.is_l3());
+    /// ```
     pub fn is_l3(&self) -> bool {
         matches!(
             self,
@@ -81,6 +99,16 @@ impl Driver {
 
     /// The driver's options in Docker's words (`macvlan_mode`, `ipvlan_mode`,
     /// `ipvlan_flag`).
+    ///
+    /// ```
+    /// use underlay::link::{IpvlanFlag, IpvlanMode};
+    /// use underlay::network::Driver;
+    ///
+    /// let driver = Driver::Ipvlan { mode: IpvlanMode::L3, flag: IpvlanFlag::Private };
+    /// let options = driver.docker_options();
+    /// assert_eq!(options["ipvlan_mode"], "l3");
+    /// assert_eq!(options["ipvlan_flag"], "private");
+    /// ```
     pub fn docker_options(&self) -> BTreeMap<String, String> {
         let mut options = BTreeMap::new();
         match self {
@@ -186,6 +214,14 @@ pub struct Network {
 
 impl Network {
     /// Starts describing a network called `name`.
+    ///
+    /// ```
+    /// use underlay::Network;
+    ///
+    /// let spec = Network::builder("pub_net").macvlan().parent("eth0").build()?;
+    /// assert_eq!(spec.name(), "pub_net");
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn builder(name: &str) -> NetworkBuilder {
         NetworkBuilder {
             name: name.to_owned(),
@@ -216,12 +252,31 @@ impl NetworkBuilder {
     }
 
     /// Uses the macvlan driver.
+    ///
+    /// ```
+    /// use underlay::link::MacvlanMode;
+    /// use underlay::{network::Driver, Network};
+    ///
+    /// let spec = Network::builder("pub_net").macvlan().parent("eth0").build()?;
+    /// assert_eq!(spec.driver(), Driver::Macvlan { mode: MacvlanMode::Bridge });
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn macvlan(mut self) -> Self {
         self.driver = Some("macvlan");
         self
     }
 
     /// Uses the ipvlan driver.
+    ///
+    /// ```
+    /// use underlay::link::{IpvlanFlag, IpvlanMode};
+    /// use underlay::{network::Driver, Network};
+    ///
+    /// let spec = Network::builder("db_net").ipvlan().parent("eth0").build()?;
+    /// let l2 = Driver::Ipvlan { mode: IpvlanMode::L2, flag: IpvlanFlag::Bridge };
+    /// assert_eq!(spec.driver(), l2);
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn ipvlan(mut self) -> Self {
         self.driver = Some("ipvlan");
         self
@@ -229,6 +284,16 @@ impl NetworkBuilder {
 
     /// Chooses the driver by name (`macvlan` or `ipvlan`), as `docker
     /// network create -d` does.
+    ///
+    /// ```
+    /// use underlay::Network;
+    ///
+    /// let spec = Network::builder("db_net").driver("ipvlan").parent("eth0").build()?;
+    /// assert_eq!(spec.driver().name(), "ipvlan");
+    /// let err = Network::builder("br_net").driver("bridge").build().unwrap_err();
+    /// assert!(err.to_string().contains("macvlan and ipvlan"));
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn driver(mut self, name: &str) -> Self {
         match name {
             "macvlan" => self.driver = Some("macvlan"),
@@ -243,18 +308,49 @@ impl NetworkBuilder {
     }
 
     /// The macvlan mode (bridge by default).
+    ///
+    /// ```
+    /// use underlay::link::MacvlanMode;
+    /// use underlay::{network::Driver, Network};
+    ///
+    /// let builder = Network::builder("pub_net").macvlan().parent("eth0");
+    /// let spec = builder.macvlan_mode(MacvlanMode::Private).build()?;
+    /// assert_eq!(spec.driver(), Driver::Macvlan { mode: MacvlanMode::Private });
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn macvlan_mode(mut self, mode: MacvlanMode) -> Self {
         self.macvlan_mode = Some(mode);
         self
     }
 
     /// The ipvlan mode (l2 by default).
+    ///
+    /// ```
+    /// use underlay::link::IpvlanMode;
+    /// use underlay::Network;
+    ///
+    /// // docker network create -d ipvlan -o ipvlan_mode=l3 ...
+    /// let builder = Network::builder("ipnet210").ipvlan().parent("eth0");
+    /// assert!(builder.ipvlan_mode(IpvlanMode::L3).build()?.driver().is_l3());
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn ipvlan_mode(mut self, mode: IpvlanMode) -> Self {
         self.ipvlan_mode = Some(mode);
         self
     }
 
     /// The ipvlan flag (bridge by default).
+    ///
+    /// ```
+    /// use underlay::link::{IpvlanFlag, IpvlanMode};
+    /// use underlay::{network::Driver, Network};
+    ///
+    /// let builder = Network::builder("db_net").ipvlan().parent("eth0");
+    /// let spec = builder.ipvlan_flag(IpvlanFlag::Private).build()?;
+    /// let private = Driver::Ipvlan { mode: IpvlanMode::L2, flag: IpvlanFlag::Private };
+    /// assert_eq!(spec.driver(), private);
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn ipvlan_flag(mut self, flag: IpvlanFlag) -> Self {
         self.ipvlan_flag = Some(flag);
         self
@@ -263,18 +359,53 @@ impl NetworkBuilder {
     /// The parent interface: an existing one, or `NAME.VLAN_ID` to have
     /// underlay create (and own) that VLAN sub-interface. Without a parent,
     /// the network gets a dummy one and is internal.
+    ///
+    /// ```
+    /// use underlay::Network;
+    ///
+    /// let spec = Network::builder("macvlan50").macvlan().parent("eth0.50").build()?;
+    /// assert_eq!(spec.parent(), Some("eth0.50"));
+    /// // No parent: a dummy one, and an internal network.
+    /// assert!(Network::builder("isolated").macvlan().build()?.internal());
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn parent(mut self, parent: &str) -> Self {
         self.parent = Some(parent.to_owned());
         self
     }
 
     /// Adds a subnet (IPv4 or IPv6, CIDR notation).
+    ///
+    /// ```
+    /// use underlay::Network;
+    ///
+    /// let spec = Network::builder("macnet32")
+    ///     .macvlan()
+    ///     .subnet("192.168.32.0/24")
+    ///     .subnet("2001:db8:abc8::/64")
+    ///     .build()?;
+    /// assert_eq!(spec.ipam().subnets().len(), 2);
+    /// assert_eq!(spec.families(), (true, true));
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn subnet(mut self, cidr: &str) -> Self {
         self.subnets.push(cidr.to_owned());
         self
     }
 
     /// Adds a gateway; it goes with the subnet that contains it.
+    ///
+    /// ```
+    /// use underlay::Network;
+    ///
+    /// let spec = Network::builder("pub_net")
+    ///     .macvlan()
+    ///     .subnet("172.16.86.0/24")
+    ///     .gateway("172.16.86.1")
+    ///     .build()?;
+    /// assert_eq!(spec.ipam().subnets()[0].gateway(), Some("172.16.86.1".parse().unwrap()));
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn gateway(mut self, address: &str) -> Self {
         self.gateways.push(address.to_owned());
         self
@@ -282,12 +413,34 @@ impl NetworkBuilder {
 
     /// Adds an ip-range, the part of its subnet that dynamic allocation draws
     /// from.
+    ///
+    /// ```
+    /// use underlay::Network;
+    ///
+    /// // docker network create -d macvlan --subnet=192.168.32.0/24
+    /// //   --ip-range=192.168.32.128/25 --gateway=192.168.32.254 ...
+    /// let builder = Network::builder("macnet32").macvlan().subnet("192.168.32.0/24");
+    /// let spec = builder.ip_range("192.168.32.128/25").gateway("192.168.32.254").build()?;
+    /// assert_eq!(spec.ipam().subnets()[0].ip_range(), Some("192.168.32.128/25".parse().unwrap()));
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn ip_range(mut self, cidr: &str) -> Self {
         self.ip_ranges.push(cidr.to_owned());
         self
     }
 
     /// Reserves an address under a name, so it is never handed out.
+    ///
+    /// ```
+    /// use underlay::Network;
+    ///
+    /// // --aux-address="my-router=192.168.32.129"
+    /// let builder = Network::builder("macnet32").macvlan().subnet("192.168.32.0/24");
+    /// let spec = builder.aux_address("my-router", "192.168.32.129").build()?;
+    /// let aux: Vec<_> = spec.ipam().subnets()[0].aux_addresses().collect();
+    /// assert_eq!(aux, [("my-router", "192.168.32.129".parse().unwrap())]);
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn aux_address(mut self, name: &str, address: &str) -> Self {
         self.aux_addresses.push(format!("{name}={address}"));
         self
@@ -295,6 +448,17 @@ impl NetworkBuilder {
 
     /// Turns IPv6 on or off. An IPv6 subnet turns it on by itself; IPv6
     /// without a subnet gets a unique-local /64.
+    ///
+    /// ```
+    /// use underlay::Network;
+    ///
+    /// // IPv6 without a subnet: a unique-local /64 is picked at creation.
+    /// let spec = Network::builder("pub_net").macvlan().ipv6(true).build()?;
+    /// assert_eq!(spec.families(), (true, true));
+    /// let with_v6_subnet = Network::builder("n").macvlan().subnet("fd11::/64");
+    /// assert!(with_v6_subnet.ipv6(false).build().is_err());
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn ipv6(mut self, on: bool) -> Self {
         self.ipv6 = Some(on);
         self
@@ -302,6 +466,15 @@ impl NetworkBuilder {
 
     /// Turns IPv4 off (or on, the default). A network with IPv4 and no IPv4
     /// subnet gets one from the default pools, as in Docker.
+    ///
+    /// ```
+    /// use underlay::Network;
+    ///
+    /// // An IPv6-only network.
+    /// let builder = Network::builder("v6only").macvlan().subnet("2001:db8:abc8::/64");
+    /// assert_eq!(builder.ipv4(false).build()?.families(), (false, true));
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn ipv4(mut self, on: bool) -> Self {
         self.ipv4 = Some(on);
         self
@@ -309,18 +482,47 @@ impl NetworkBuilder {
 
     /// Makes the network internal: isolated on a dummy parent, with no
     /// default route in its containers.
+    ///
+    /// ```
+    /// use underlay::Network;
+    ///
+    /// let spec = Network::builder("backend").macvlan().parent("eth0").internal(true).build()?;
+    /// assert!(spec.internal());
+    /// assert_eq!(spec.parent(), None); // a dummy parent instead of eth0
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn internal(mut self, internal: bool) -> Self {
         self.internal = internal;
         self
     }
 
     /// The MTU of the endpoints (the parent's by default).
+    ///
+    /// ```
+    /// use underlay::Network;
+    ///
+    /// let builder = Network::builder("pub_net").macvlan().parent("eth0");
+    /// // The same as `-o mtu=1400`.
+    /// assert_eq!(builder.clone().mtu(1400).build()?, builder.clone().option("mtu", "1400").build()?);
+    /// assert!(builder.mtu(10).build().is_err());
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn mtu(mut self, mtu: u32) -> Self {
         self.mtu = Some(mtu);
         self
     }
 
     /// Adds a label.
+    ///
+    /// ```
+    /// use underlay::{docker::network_create_args, Network};
+    ///
+    /// let spec = Network::builder("pub_net").macvlan().label("team", "net").build()?;
+    /// // The same as `--label team=net`.
+    /// let args = network_create_args(["-d", "macvlan", "--label", "team=net", "pub_net"])?;
+    /// assert_eq!(spec, args.build()?);
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn label(mut self, key: &str, value: &str) -> Self {
         self.labels.insert(key.to_owned(), value.to_owned());
         self
@@ -328,6 +530,16 @@ impl NetworkBuilder {
 
     /// How addresses are handed out: lowest free (the default, as Docker)
     /// or round-robin.
+    ///
+    /// ```
+    /// use underlay::ipam::AllocationPolicy;
+    /// use underlay::Network;
+    ///
+    /// let builder = Network::builder("pub_net").macvlan().subnet("172.16.86.0/24");
+    /// let round_robin = builder.clone().allocation_policy(AllocationPolicy::Serial).build()?;
+    /// assert_ne!(round_robin, builder.build()?);
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn allocation_policy(mut self, policy: AllocationPolicy) -> Self {
         self.policy = policy;
         self
@@ -337,6 +549,20 @@ impl NetworkBuilder {
     /// file's `driver_opts`): `parent`, `macvlan_mode`, `ipvlan_mode`,
     /// `ipvlan_flag`, and `mtu`. An unknown option is an error naming it and
     /// the valid ones; Docker would silently ignore it.
+    ///
+    /// ```
+    /// use underlay::link::MacvlanMode;
+    /// use underlay::Network;
+    ///
+    /// // -o parent=eth0.50 -o macvlan_mode=bridge
+    /// let options = Network::builder("macvlan50").macvlan().option("parent", "eth0.50");
+    /// let typed = Network::builder("macvlan50").macvlan().parent("eth0.50");
+    /// assert_eq!(
+    ///     options.option("macvlan_mode", "bridge").build()?,
+    ///     typed.macvlan_mode(MacvlanMode::Bridge).build()?,
+    /// );
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn option(mut self, key: &str, value: &str) -> Self {
         let result = match key {
             "parent" => {
@@ -372,6 +598,17 @@ impl NetworkBuilder {
 
     /// Checks everything that can be checked without the kernel and returns
     /// the network's description.
+    ///
+    /// ```
+    /// use underlay::Network;
+    ///
+    /// let spec = Network::builder("pub_net").macvlan().parent("eth0").build()?;
+    /// assert_eq!(spec.parent(), Some("eth0"));
+    /// // A driver must be chosen; errors show up here, before the kernel is touched.
+    /// let err = Network::builder("pub_net").parent("eth0").build().unwrap_err();
+    /// assert!(err.to_string().contains("macvlan or ipvlan"));
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn build(&self) -> Result<NetworkSpec> {
         if let Some(e) = &self.error {
             return Err(Error::invalid(e.what, e.value.clone(), e.reason.clone()));
@@ -522,6 +759,20 @@ fn validate_network_name(name: &str) -> Result<()> {
 }
 
 /// A checked network description, made by [`NetworkBuilder::build`].
+///
+/// ```
+/// use underlay::Network;
+///
+/// let spec = Network::builder("pub_net")
+///     .macvlan()
+///     .parent("eth0")
+///     .subnet("172.16.86.0/24")
+///     .gateway("172.16.86.1")
+///     .build()?;
+/// assert_eq!((spec.name(), spec.parent()), ("pub_net", Some("eth0")));
+/// assert_eq!(spec.families(), (true, false));
+/// # Ok::<(), underlay::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkSpec {
     name: String,
@@ -538,32 +789,84 @@ pub struct NetworkSpec {
 
 impl NetworkSpec {
     /// The network's name.
+    ///
+    /// ```
+    /// use underlay::Network;
+    ///
+    /// assert_eq!(Network::builder("pub_net").macvlan().build()?.name(), "pub_net");
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// The driver and its mode.
+    ///
+    /// ```
+    /// use underlay::link::{IpvlanFlag, IpvlanMode};
+    /// use underlay::{network::Driver, Network};
+    ///
+    /// let spec = Network::builder("ipnet210").ipvlan().option("ipvlan_mode", "l3").build()?;
+    /// let l3 = Driver::Ipvlan { mode: IpvlanMode::L3, flag: IpvlanFlag::Bridge };
+    /// assert_eq!(spec.driver(), l3);
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn driver(&self) -> Driver {
         self.driver
     }
 
     /// The parent interface as requested; `None` for a dummy parent.
+    ///
+    /// ```
+    /// use underlay::Network;
+    ///
+    /// let spec = Network::builder("macvlan50").macvlan().parent("eth0.50").build()?;
+    /// assert_eq!(spec.parent(), Some("eth0.50"));
+    /// assert_eq!(Network::builder("isolated").macvlan().build()?.parent(), None);
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn parent(&self) -> Option<&str> {
         self.parent.as_deref()
     }
 
     /// The subnets, gateways, ranges and aux addresses as given (default
     /// pools and inferred gateways are added when the network is created).
+    ///
+    /// ```
+    /// use underlay::Network;
+    ///
+    /// let spec = Network::builder("pub_net").macvlan().subnet("172.16.86.0/24").build()?;
+    /// let subnet = &spec.ipam().subnets()[0];
+    /// assert_eq!(subnet.subnet().to_string(), "172.16.86.0/24");
+    /// assert_eq!(subnet.gateway(), None); // inferred when the network is created
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn ipam(&self) -> &NetworkIpamConfig {
         &self.ipam
     }
 
     /// Whether the network is internal.
+    ///
+    /// ```
+    /// use underlay::Network;
+    ///
+    /// assert!(!Network::builder("pub_net").macvlan().parent("eth0").build()?.internal());
+    /// assert!(Network::builder("isolated").macvlan().build()?.internal());
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn internal(&self) -> bool {
         self.internal
     }
 
     /// Whether the network has IPv4 and IPv6.
+    ///
+    /// ```
+    /// use underlay::Network;
+    ///
+    /// let dual = Network::builder("macnet32").macvlan().subnet("2001:db8:abc8::/64").build()?;
+    /// assert_eq!(dual.families(), (true, true)); // IPv4 from the default pools
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn families(&self) -> (bool, bool) {
         (self.ipv4, self.ipv6)
     }
@@ -630,32 +933,76 @@ impl NetworkRecord {
 
 impl Network {
     /// The network's id: 64 hexadecimal characters, as Docker's.
+    ///
+    /// ```no_run
+    /// # let net = underlay::Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// assert_eq!(net.id().len(), 64);
+    /// assert!(net.id().bytes().all(|b| b.is_ascii_hexdigit()));
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn id(&self) -> &str {
         &self.record.id
     }
 
     /// The network's name.
+    ///
+    /// ```no_run
+    /// use underlay::Host;
+    ///
+    /// let net = Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// assert_eq!(net.name(), "pub_net");
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn name(&self) -> &str {
         &self.record.name
     }
 
     /// The driver and its mode.
+    ///
+    /// ```no_run
+    /// # let net = underlay::Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// assert_eq!(net.driver().name(), "macvlan");
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn driver(&self) -> Driver {
         self.record.driver
     }
 
     /// The parent interface, and whether underlay owns it.
+    ///
+    /// ```no_run
+    /// # let net = underlay::Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// // pub_net was created with -o parent=eth0, which existed.
+    /// assert_eq!(net.parent().name, "eth0");
+    /// assert!(!net.parent().owned());
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn parent(&self) -> &ParentLink {
         &self.record.parent
     }
 
     /// The subnets with their gateways (given or inferred), ranges and aux
     /// addresses.
+    ///
+    /// ```no_run
+    /// # let net = underlay::Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// for subnet in net.ipam().subnets() {
+    ///     println!("{} gateway {:?}", subnet.subnet(), subnet.gateway());
+    /// }
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn ipam(&self) -> &NetworkIpamConfig {
         &self.record.ipam
     }
 
     /// The gateway of each subnet, in subnet order.
+    ///
+    /// ```no_run
+    /// # let net = underlay::Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// let gateway: std::net::IpAddr = "172.16.86.1".parse().unwrap();
+    /// assert_eq!(net.gateways(), [gateway]);
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn gateways(&self) -> Vec<IpAddr> {
         self.record
             .ipam
@@ -666,27 +1013,66 @@ impl Network {
     }
 
     /// Whether the network has IPv6.
+    ///
+    /// ```no_run
+    /// # let net = underlay::Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// if net.ipv6() {
+    ///     println!("{} is dual-stack", net.name());
+    /// }
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn ipv6(&self) -> bool {
         self.record.ipv6
     }
 
     /// Whether the network is internal (isolated, no default route).
+    ///
+    /// ```no_run
+    /// # let net = underlay::Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// assert!(!net.internal()); // pub_net reaches the LAN through eth0
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn internal(&self) -> bool {
         self.record.internal
     }
 
     /// The endpoints' MTU, if set.
+    ///
+    /// ```no_run
+    /// # let net = underlay::Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// // Set with -o mtu=...; None means the endpoints take eth0's MTU.
+    /// if let Some(mtu) = net.mtu() {
+    ///     println!("endpoints use MTU {mtu}");
+    /// }
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn mtu(&self) -> Option<u32> {
         self.record.mtu
     }
 
     /// The labels.
+    ///
+    /// ```no_run
+    /// # let net = underlay::Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// for (key, value) in net.labels() {
+    ///     println!("{key}={value}");
+    /// }
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn labels(&self) -> &BTreeMap<String, String> {
         &self.record.labels
     }
 
     /// The driver options in Docker's words, `parent` included, as
     /// `docker network inspect` shows them.
+    ///
+    /// ```no_run
+    /// # let net = underlay::Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// let options = net.options();
+    /// assert_eq!(options["parent"], "eth0");
+    /// assert_eq!(options["macvlan_mode"], "bridge");
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn options(&self) -> BTreeMap<String, String> {
         let mut options = self.record.driver.docker_options();
         options.insert("parent".into(), self.record.parent.name.clone());
@@ -697,6 +1083,15 @@ impl Network {
     }
 
     /// When the network was created (seconds since the Unix epoch).
+    ///
+    /// ```no_run
+    /// use std::time::{Duration, UNIX_EPOCH};
+    ///
+    /// # let net = underlay::Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// let created = UNIX_EPOCH + Duration::from_secs(net.created());
+    /// println!("created {:?} ago", created.elapsed().unwrap_or_default());
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn created(&self) -> u64 {
         self.record.created
     }

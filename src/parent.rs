@@ -36,6 +36,15 @@ use crate::netlink::Netlink;
 use crate::{Error, Result};
 
 /// How a network got its parent interface.
+///
+/// ```
+/// use underlay::parent::ParentKind;
+///
+/// let kind = ParentKind::Vlan { master: "eth0".into(), id: 50 };
+/// // As a network's state file records it.
+/// let json = serde_json::to_string(&kind).unwrap();
+/// assert_eq!(json, r#"{"type":"vlan","master":"eth0","id":50}"#);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 #[non_exhaustive]
@@ -54,6 +63,14 @@ pub enum ParentKind {
 }
 
 /// A network's parent interface.
+///
+/// ```
+/// use underlay::parent::{ParentKind, ParentLink};
+///
+/// // -o parent=eth0 on an interface that exists: used, never deleted.
+/// let parent = ParentLink { name: "eth0".into(), kind: ParentKind::Existing };
+/// assert!(!parent.owned());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParentLink {
     /// The interface name.
@@ -65,6 +82,15 @@ pub struct ParentLink {
 impl ParentLink {
     /// Whether underlay created this link, and so deletes it with the
     /// network and recreates it after a reboot.
+    ///
+    /// ```
+    /// use underlay::parent::{ParentKind, ParentLink};
+    ///
+    /// let dummy = ParentLink { name: "dm-3f2a9c61d0b4".into(), kind: ParentKind::Dummy };
+    /// assert!(dummy.owned());
+    /// let eth0 = ParentLink { name: "eth0".into(), kind: ParentKind::Existing };
+    /// assert!(!eth0.owned());
+    /// ```
     pub fn owned(&self) -> bool {
         self.kind != ParentKind::Existing
     }

@@ -62,6 +62,16 @@ pub struct NewRoute {
 
 impl NewRoute {
     /// `default via GATEWAY dev IF`.
+    ///
+    /// ```
+    /// use underlay::route::{IpFamily, NewRoute};
+    ///
+    /// // default via 172.16.86.1 dev #2
+    /// let route = NewRoute::default_via("172.16.86.1".parse().unwrap(), 2);
+    /// assert_eq!(route.family(), IpFamily::V4);
+    /// // The gateway travels in the request as RTA_GATEWAY.
+    /// assert!(route.encode(1).windows(4).any(|w| w == [172, 16, 86, 1]));
+    /// ```
     pub fn default_via(gateway: IpAddr, oif: u32) -> Self {
         NewRoute {
             family: IpFamily::of(gateway),
@@ -74,6 +84,16 @@ impl NewRoute {
 
     /// `default dev IF` (with link scope for IPv4): everything is sent
     /// straight out of the link, as ipvlan L3 needs.
+    ///
+    /// ```
+    /// use underlay::route::{IpFamily, NewRoute};
+    ///
+    /// // ipvlan L3: default dev eth0, with no gateway to resolve.
+    /// let dev = NewRoute::default_dev(IpFamily::V4, 2);
+    /// let via = NewRoute::default_via("172.16.86.1".parse().unwrap(), 2);
+    /// assert_eq!(dev.family(), IpFamily::V4);
+    /// assert_eq!(dev.encode(1).len() + 8, via.encode(1).len()); // no RTA_GATEWAY
+    /// ```
     pub fn default_dev(family: IpFamily, oif: u32) -> Self {
         NewRoute {
             family,
@@ -85,6 +105,15 @@ impl NewRoute {
     }
 
     /// A route to `destination` straight out of the link.
+    ///
+    /// ```
+    /// use underlay::route::{IpFamily, NewRoute};
+    ///
+    /// // 192.168.50.0/24 dev #3
+    /// let route = NewRoute::to_dev("192.168.50.0/24".parse().unwrap(), 3);
+    /// assert_eq!(route.family(), IpFamily::V4);
+    /// assert_ne!(route, NewRoute::default_dev(IpFamily::V4, 3));
+    /// ```
     pub fn to_dev(destination: IpNet, oif: u32) -> Self {
         NewRoute {
             family: IpFamily::of(destination.addr()),
@@ -96,12 +125,28 @@ impl NewRoute {
     }
 
     /// Sets the metric (priority); lower wins.
+    ///
+    /// ```
+    /// use underlay::route::{IpFamily, NewRoute};
+    ///
+    /// let plain = NewRoute::default_dev(IpFamily::V6, 2);
+    /// let backup = plain.clone().metric(1024);
+    /// // RTA_PRIORITY: a 4-byte attribute header and the u32.
+    /// assert_eq!(backup.encode(1).len(), plain.encode(1).len() + 8);
+    /// ```
     pub fn metric(mut self, metric: u32) -> Self {
         self.metric = Some(metric);
         self
     }
 
     /// The route's address family.
+    ///
+    /// ```
+    /// use underlay::route::{IpFamily, NewRoute};
+    ///
+    /// let route = NewRoute::default_via("2001:db8:abc8::1".parse().unwrap(), 2);
+    /// assert_eq!(route.family(), IpFamily::V6);
+    /// ```
     pub fn family(&self) -> IpFamily {
         self.family
     }
@@ -174,6 +219,16 @@ impl NewRoute {
 }
 
 /// A route in the main table, as the kernel reports it.
+///
+/// ```no_run
+/// use underlay::{netns::NetNs, route::IpFamily};
+///
+/// // ip -6 route, inside web1
+/// for r in NetNs::open("/run/netns/web1")?.netlink()?.routes(IpFamily::V6)? {
+///     println!("{:?} via {:?} dev #{:?} metric {:?}", r.destination, r.gateway, r.oif, r.metric);
+/// }
+/// # Ok::<(), underlay::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Route {
@@ -196,6 +251,15 @@ pub struct Route {
 
 impl Route {
     /// Whether this is a default route.
+    ///
+    /// ```no_run
+    /// use underlay::{netns::NetNs, route::IpFamily};
+    ///
+    /// let nl = NetNs::open("/run/netns/web1")?.netlink()?;
+    /// let default = nl.routes(IpFamily::V4)?.into_iter().find(|r| r.is_default());
+    /// assert_eq!(default.and_then(|r| r.gateway), Some("172.16.86.1".parse().unwrap()));
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn is_default(&self) -> bool {
         self.destination.is_none()
     }
@@ -203,6 +267,16 @@ impl Route {
 
 impl Netlink {
     /// Adds a route; `EEXIST` if the same route is there already.
+    ///
+    /// ```no_run
+    /// use underlay::{netns::NetNs, route::NewRoute};
+    ///
+    /// // ip route add default via 172.16.86.1 dev eth0, inside web1
+    /// let nl = NetNs::open("/run/netns/web1")?.netlink()?;
+    /// let eth0 = nl.link_by_name("eth0")?;
+    /// nl.add_route(&NewRoute::default_via("172.16.86.1".parse().unwrap(), eth0.index))?;
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn add_route(&self, route: &NewRoute) -> Result<()> {
         self.request(
             RouteNetlinkMessage::NewRoute(route.message()),
@@ -212,6 +286,15 @@ impl Netlink {
     }
 
     /// Deletes a route.
+    ///
+    /// ```no_run
+    /// use underlay::{netns::NetNs, route::NewRoute};
+    ///
+    /// let nl = NetNs::open("/run/netns/web1")?.netlink()?;
+    /// let eth0 = nl.link_by_name("eth0")?;
+    /// nl.delete_route(&NewRoute::default_via("172.16.86.1".parse().unwrap(), eth0.index))?;
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn delete_route(&self, route: &NewRoute) -> Result<()> {
         self.request(RouteNetlinkMessage::DelRoute(route.message()), 0, || {
             format!("delete route {}", describe(route))
@@ -219,6 +302,16 @@ impl Netlink {
     }
 
     /// Lists the unicast routes of the main table for one family.
+    ///
+    /// ```no_run
+    /// use underlay::{netlink::Netlink, route::IpFamily};
+    ///
+    /// // ip route show table main
+    /// for r in Netlink::open()?.routes(IpFamily::V4)? {
+    ///     println!("{:?} via {:?} src {:?}", r.destination, r.gateway, r.source);
+    /// }
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn routes(&self, family: IpFamily) -> Result<Vec<Route>> {
         let mut request = RouteMessage::default();
         request.header.address_family = netlink_family(family);

@@ -52,6 +52,17 @@ const DUMP_RETRIES: usize = 8;
 ///
 /// It is `Send + Sync`: requests from several threads are serialised on an
 /// internal lock, so each request meets its own answer.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use underlay::netlink::Netlink;
+///
+/// let nl = Arc::new(Netlink::open()?);
+/// let shared = Arc::clone(&nl);
+/// let links = std::thread::spawn(move || shared.links()).join().unwrap()?;
+/// println!("{} links, {} addresses", links.len(), nl.addresses(None)?.len());
+/// # Ok::<(), underlay::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Netlink {
     socket: Socket,
@@ -77,6 +88,14 @@ pub(crate) struct Request {
 impl Netlink {
     /// Opens a route-netlink socket in the network namespace of the calling
     /// thread, with extended ACKs, capped ACKs and strict dump checking.
+    ///
+    /// ```no_run
+    /// use underlay::netlink::Netlink;
+    ///
+    /// let nl = Netlink::open()?;
+    /// assert_eq!(nl.link_by_name("lo")?.index, 1);
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
     pub fn open() -> Result<Self> {
         let mut socket =
             Socket::new(NETLINK_ROUTE).map_err(|e| Error::io("open a route netlink socket", e))?;
