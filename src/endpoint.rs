@@ -399,39 +399,6 @@ impl Network {
         let allocations = self.allocate(&mut session, id, options)?;
         let addresses: Vec<IpAddr> = allocations.iter().map(Allocation::ip).collect();
 
-        // The container side: a socket in its namespace (with IPv6
-        // neighbour announcements turned on there) and a free interface
-        // name.
-        let v6 = addresses.iter().any(IpAddr::is_ipv6);
-        let prepared = netns.run(|| {
-            let nl = Netlink::open()?;
-            if v6 {
-                announce_ipv6();
-            }
-            let links = nl.links()?;
-            let ifname = match &options.ifname {
-                Some(name) if links.iter().any(|l| &l.name == name) => {
-                    return Err(Error::invalid(
-                        "interface name",
-                        name,
-                        "the container has an interface of that name already",
-                    ))
-                }
-                Some(name) => name.clone(),
-                None => (0..)
-                    .map(|i| format!("eth{i}"))
-                    .find(|n| !links.iter().any(|l| &l.name == n))
-                    .expect("a free ethN"),
-            };
-            Ok((nl, ifname))
-        });
-        let (inside, ifname) = match prepared {
-            Ok(p) => p,
-            Err(e) => {
-                session.release(&addresses);
-                return Err(e);
-            }
-        };
         let mac = match self.record.driver {
             Driver::Macvlan { .. } => Some(match options.mac {
                 Some(mac) => mac,
@@ -446,7 +413,9 @@ impl Network {
             aliases: options.aliases.clone(),
             netns_path: netns.path().to_owned(),
             netns_id: netns.id(),
-            ifname,
+            // Most containers have no eth0 yet: try it, and look for a free
+            // name only when the kernel says it is taken.
+            ifname: options.ifname.clone().unwrap_or_else(|| "eth0".into()),
             mac,
             addresses: allocations.iter().map(Allocation::address).collect(),
             state: EndpointState::Attaching,
@@ -459,17 +428,11 @@ impl Network {
             return Err(e);
         }
         log::debug!("endpoint {}: recorded as attaching", record.name);
-        if let Err((step, e)) = self.configure(netns, &inside, &record, &allocations, options) {
-            self.undo(&inside, &record);
+        if let Err(e) = self.configure(netns, &mut session, &mut record, &allocations, options) {
             session.forget(id)?;
-            return Err(Error::AttachFailed {
-                network: self.record.name.clone(),
-                step,
-                source: Box::new(e),
-            });
+            return Err(e);
         }
-        record.state = EndpointState::Ready;
-        session.save(&record)?;
+        session.mark_ready(&mut record)?;
         log::info!(
             "attached {} to network {} as {} with {:?}",
             record.name,
@@ -572,48 +535,132 @@ impl Network {
         error.into()
     }
 
-    /// The kernel side of an attach. Errors come with the step that failed.
+    /// The kernel side of an attach: the link, made straight in the
+    /// container's namespace from the host's socket, then everything else in
+    /// one round trip from a socket inside it. On error, what was made is
+    /// deleted and the error names the step that failed.
     fn configure(
         &self,
         netns: &NetNs,
-        inside: &Netlink,
-        record: &EndpointRecord,
+        session: &mut Session<'_>,
+        record: &mut EndpointRecord,
         allocations: &[Allocation],
         options: &AttachOptions,
-    ) -> std::result::Result<(), (String, Error)> {
-        let step = |s: &str| {
-            let s = s.to_owned();
-            move |e: Error| (s.clone(), e)
+    ) -> Result<()> {
+        let failed = |step: &str, e: Error| Error::AttachFailed {
+            network: self.record.name.clone(),
+            step: step.to_owned(),
+            source: Box::new(e),
         };
         let host = &self.host.nl;
-        let parent = host
-            .link_by_name(&self.record.parent.name)
-            .map_err(step("find the parent interface"))?;
-        let mtu = options.mtu.or(self.record.mtu);
-        let spec = match self.record.driver {
-            Driver::Macvlan { mode } => NewLink::macvlan(&record.ifname, parent.index, mode),
-            Driver::Ipvlan { mode, flag } => {
-                NewLink::ipvlan(&record.ifname, parent.index, mode, flag)
+        let parent = &self.record.parent;
+        let parent = match host.link_by_name(&parent.name) {
+            // An owned parent deleted behind our back comes back, as after a
+            // reboot.
+            Err(Error::LinkNotFound { .. }) if parent.owned() => {
+                crate::parent::ensure(host, parent, &self.host.alias(&self.record.id))
+                    .and_then(|_| host.link_by_name(&parent.name))
             }
+            found => found,
+        }
+        .map_err(|e| failed("find the parent interface", e))?;
+        let mut created = self.create_link(netns, parent.index, record, options);
+        if created
+            .as_ref()
+            .is_err_and(|e| e.errno() == Some(libc::EEXIST))
+        {
+            if let Some(name) = &options.ifname {
+                return Err(Error::invalid(
+                    "interface name",
+                    name,
+                    "the container has an interface of that name already",
+                ));
+            }
+            record.ifname = netns
+                .run(|| free_ifname(&Netlink::open()?))
+                .map_err(|e| failed("list the container's links", e))?;
+            session.save(record)?;
+            created = self.create_link(netns, parent.index, record, options);
+        }
+        created.map_err(|e| failed("create the link", e))?;
+        log::debug!("endpoint {}: created link {}", record.name, record.ifname);
+
+        let alias = self.alias_of(record.id);
+        let record = &*record;
+        netns.run(|| {
+            let nl = Netlink::open()?;
+            let result = self.configure_inside(&nl, record, &alias, allocations, options);
+            if result.is_err() {
+                // Undo: the link takes its addresses and routes with it.
+                match nl.link_by_name(&record.ifname) {
+                    Ok(link) if link.alias.is_none() || link.alias.as_deref() == Some(&alias) => {
+                        if let Err(e) = nl.delete_link(link.index) {
+                            log::warn!(
+                                "could not remove {} after a failed attach: {e}",
+                                record.ifname
+                            );
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            result.map_err(|(step, e)| failed(&step, e))
+        })
+    }
+
+    fn create_link(
+        &self,
+        netns: &NetNs,
+        parent: u32,
+        record: &EndpointRecord,
+        options: &AttachOptions,
+    ) -> Result<()> {
+        let spec = match self.record.driver {
+            Driver::Macvlan { mode } => NewLink::macvlan(&record.ifname, parent, mode),
+            Driver::Ipvlan { mode, flag } => NewLink::ipvlan(&record.ifname, parent, mode, flag),
         };
         let mut spec = spec.netns(netns);
         if let Some(mac) = record.mac {
             spec = spec.mac(mac);
         }
-        if let Some(mtu) = mtu {
+        if let Some(mtu) = options.mtu.or(self.record.mtu) {
             spec = spec.mtu(mtu);
         }
-        host.create_link(&spec).map_err(step("create the link"))?;
-        log::debug!("endpoint {}: created link {}", record.name, record.ifname);
-        let index = inside
-            .link_by_name(&record.ifname)
-            .map_err(step("find the new link"))?
-            .index;
+        self.host.nl.create_link(&spec)
+    }
 
-        // Everything else in one round trip, in order: mark, announce,
-        // addresses, up, routes.
+    /// Configures a new link from a socket inside its namespace (on a thread
+    /// in that namespace): the per-link IPv6 settings, then in one round
+    /// trip, in order: the ownership mark, `arp_notify`, the addresses, up,
+    /// the routes.
+    fn configure_inside(
+        &self,
+        nl: &Netlink,
+        record: &EndpointRecord,
+        alias: &str,
+        allocations: &[Allocation],
+        options: &AttachOptions,
+    ) -> std::result::Result<(), (String, Error)> {
+        let ifname = &record.ifname;
+        // IPv6 endpoints announce their addresses with unsolicited neighbour
+        // advertisements; endpoints of IPv4-only networks get no IPv6 at all
+        // (no link-local address, router solicitations or MLD), as Docker's.
+        let ipv6 = allocations.iter().any(|a| a.ip().is_ipv6());
+        let (key, value) = if ipv6 {
+            ("ndisc_notify", "1")
+        } else {
+            ("disable_ipv6", "1")
+        };
+        let path = format!("/proc/sys/net/ipv6/conf/{ifname}/{key}");
+        if let Err(e) = std::fs::write(&path, value) {
+            log::debug!("cannot set {path}: {e}");
+        }
+        let index = nl
+            .link_by_name(ifname)
+            .map_err(|e| ("find the new link".to_owned(), e))?
+            .index;
         let mut requests = vec![
-            crate::link::alias_request(index, &self.alias_of(record.id)),
+            crate::link::alias_request(index, alias),
             crate::link::arp_notify_request(index),
         ];
         for allocation in allocations {
@@ -629,12 +676,13 @@ impl Network {
             });
         }
         requests.push(crate::link::up_request(index));
-        let routes = self.default_routes(index, allocations, options);
         let first_route = requests.len();
-        for route in &routes {
+        for route in self.default_routes(index, allocations, options) {
             requests.push(route.request());
         }
-        let results = inside.batch(requests).map_err(step("configure the link"))?;
+        let results = nl
+            .batch(requests)
+            .map_err(|e| ("configure the link".to_owned(), e))?;
         for (i, result) in results.into_iter().enumerate() {
             match result {
                 Ok(()) => {}
@@ -687,23 +735,6 @@ impl Network {
             }
         }
         routes
-    }
-
-    /// Undoes the kernel side of a failed attach: deletes the link if it was
-    /// made (and is ours).
-    fn undo(&self, inside: &Netlink, record: &EndpointRecord) {
-        if let Ok(link) = inside.link_by_name(&record.ifname) {
-            let ours =
-                link.alias.is_none() || link.alias.as_deref() == Some(&self.alias_of(record.id));
-            if ours {
-                if let Err(e) = inside.delete_link(link.index) {
-                    log::warn!(
-                        "could not remove {} after a failed attach: {e}",
-                        record.ifname
-                    );
-                }
-            }
-        }
     }
 
     /// Detaches the container whose namespace is `netns`: deletes its link
@@ -882,13 +913,13 @@ fn default_name(path: &Path, id: u64) -> String {
     }
 }
 
-/// Turns on unsolicited neighbour advertisements for links created from now
-/// on in the socket's namespace (must run on a thread in that namespace).
-fn announce_ipv6() {
-    let path = "/proc/sys/net/ipv6/conf/default/ndisc_notify";
-    if let Err(e) = std::fs::write(path, "1") {
-        log::debug!("cannot set {path}: {e}");
-    }
+/// The first `ethN` the container does not have.
+fn free_ifname(nl: &Netlink) -> Result<String> {
+    let links = nl.links()?;
+    Ok((0..)
+        .map(|i| format!("eth{i}"))
+        .find(|n| !links.iter().any(|l| &l.name == n))
+        .expect("a free ethN"))
 }
 
 fn now() -> u64 {

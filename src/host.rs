@@ -244,6 +244,7 @@ impl HostOptions {
     pub fn open(self) -> Result<Host> {
         let state_dir = self.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into());
         store::create_dir(&state_dir.join("networks"))?;
+        store::create_dir(&state_dir.join("pending"))?;
         let netns = match self.netns {
             Some(ns) => ns,
             None => NetNs::current()?,
@@ -270,9 +271,13 @@ impl HostOptions {
                 capabilities: OnceLock::new(),
             }),
         };
-        let report = host.recover_networks()?;
-        if !report.is_clean() {
-            log::info!("recovery on open: {report:?}");
+        // Recovery costs a look at every network and the host's links: do it
+        // once per boot, and again only when an operation was interrupted.
+        if host.needs_recovery()? {
+            let report = host.recover_networks()?;
+            if !report.is_clean() {
+                log::info!("recovery on open: {report:?}");
+            }
         }
         Ok(host)
     }
@@ -566,10 +571,12 @@ impl Host {
         let path = self.record_path(&record.name);
         // Record the intent first: if we die after creating the parent,
         // recovery finds the record and undoes the creation.
+        let pending = self.begin(&record.name)?;
         store::write_record(&path, &record, Durability::Durable)?;
         log::debug!("network {}: recorded as creating", record.name);
         if let Err(e) = plan.realize(&self.inner.nl, &self.alias(&record.id)) {
             store::remove_record(&path, Durability::Durable)?;
+            end(&pending);
             return Err(e);
         }
         record.state = NetworkState::Ready;
@@ -581,8 +588,10 @@ impl Host {
                 false,
             );
             let _ = store::remove_record(&path, Durability::Durable);
+            end(&pending);
             return Err(e);
         }
+        end(&pending);
         log::info!(
             "created network {} ({} on {})",
             record.name,
@@ -720,16 +729,15 @@ impl Host {
             });
         }
         record.state = NetworkState::Removing;
+        self.begin(name)?;
         store::write_record(&path, &record, Durability::Durable)?;
         log::debug!("network {name}: recorded as removing");
-        // Endpoint links go first; with an owned parent, deleting the parent
-        // takes them all at once, so only foreign parents need one delete
-        // per endpoint.
+        // Endpoint links go first. With an owned parent, deleting the parent
+        // takes them all in one kernel operation. Otherwise each goes on its
+        // own, in parallel: a deletion waits for an RCU grace period, and
+        // concurrent deletions share their waits.
         if !record.parent.owned() {
-            for endpoint in &endpoints {
-                let netns = endpoint.netns();
-                network.remove_link(netns.as_ref(), endpoint)?;
-            }
+            remove_links_in_parallel(&network, &endpoints)?;
         }
         parent::remove(
             &self.inner.nl,
@@ -761,7 +769,37 @@ impl Host {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&record.id);
-        store::remove_record(&self.record_path(&record.name), Durability::Durable)
+        store::remove_record(&self.record_path(&record.name), Durability::Durable)?;
+        end(&self.pending_path(&record.name));
+        Ok(())
+    }
+
+    fn pending_path(&self, name: &str) -> PathBuf {
+        self.inner.state_dir.join("pending").join(name)
+    }
+
+    /// Marks a network operation as under way, for [`Host::open`] to notice
+    /// if it never finishes. (No fsync: a power cut changes the boot id,
+    /// which makes opening recover anyway.)
+    fn begin(&self, name: &str) -> Result<PathBuf> {
+        let path = self.pending_path(name);
+        std::fs::write(&path, b"")
+            .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+        Ok(path)
+    }
+
+    /// Whether opening must recover: not yet this boot, or an operation was
+    /// interrupted.
+    fn needs_recovery(&self) -> Result<bool> {
+        let marker =
+            std::fs::read_to_string(self.inner.runtime_dir.join("recovered")).unwrap_or_default();
+        if marker.is_empty() || marker != boot_id() {
+            return Ok(true);
+        }
+        let pending = self.inner.state_dir.join("pending");
+        let mut entries = std::fs::read_dir(&pending)
+            .map_err(|e| Error::io(format!("list {}", pending.display()), e))?;
+        Ok(entries.next().is_some())
     }
 
     /// Brings the host back in line with the state directory, after a crash
@@ -922,6 +960,67 @@ impl Host {
                 }
             }
         }
+        // Everything interrupted is settled now.
+        for entry in std::fs::read_dir(self.inner.state_dir.join("pending"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
+        store::write_atomic(
+            &self.inner.runtime_dir.join("recovered"),
+            boot_id().as_bytes(),
+            Durability::Atomic,
+        )?;
         Ok(report)
     }
+}
+
+/// Ends what [`Host::begin`] started.
+fn end(pending: &Path) {
+    let _ = std::fs::remove_file(pending);
+}
+
+/// This boot's id: it changes at every boot.
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|id| id.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// How many endpoint links are deleted at once.
+const PARALLEL_DELETIONS: usize = 64;
+
+/// Deletes the links of `endpoints`, many at a time; returns the first error
+/// after trying them all.
+fn remove_links_in_parallel(
+    network: &Network,
+    endpoints: &[crate::registry::EndpointRecord],
+) -> Result<()> {
+    let mut first_error = None;
+    for chunk in endpoints.chunks(PARALLEL_DELETIONS) {
+        let results: Vec<Result<()>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|endpoint| {
+                    scope.spawn(move || network.remove_link(endpoint.netns().as_ref(), endpoint))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::Protocol("a link deletion thread panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        for result in results {
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }

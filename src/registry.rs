@@ -5,9 +5,17 @@
 //! reboot takes the containers away with them. Each network has
 //!
 //! ```text
-//! RUNTIME/NETWORK_ID/lock              flock + change counter
-//! RUNTIME/NETWORK_ID/ENDPOINT_ID.json  one record per endpoint
+//! RUNTIME/NETWORK_ID/lock                        flock + change counter
+//! RUNTIME/NETWORK_ID/ENDPOINT_ID.attaching.json  an attach under way
+//! RUNTIME/NETWORK_ID/ENDPOINT_ID.json            one record per endpoint
 //! ```
+//!
+//! An attach writes its record once, as `.attaching.json`, before it touches
+//! the kernel, and renames it when it is done: a record that is still
+//! `.attaching.json` after its process died is an attach a crash
+//! interrupted, which recovery undoes. (Such a record may even be cut short
+//! by the crash: it was written before anything was made, so it is simply
+//! dropped.)
 //!
 //! Storing an attach writes one small file, whatever the number of
 //! endpoints. The addresses in use are not stored twice: each process keeps
@@ -51,9 +59,18 @@ pub(crate) struct EndpointRecord {
     pub ifname: String,
     pub mac: Option<MacAddress>,
     pub addresses: Vec<IpNet>,
+    /// Told by the file name, not stored in it.
+    #[serde(skip, default = "ready")]
     pub state: EndpointState,
     pub created: u64,
 }
+
+fn ready() -> EndpointState {
+    EndpointState::Ready
+}
+
+/// The suffix of records of attaches under way.
+const ATTACHING: &str = ".attaching.json";
 
 impl EndpointRecord {
     pub const VERSION: u32 = 1;
@@ -129,8 +146,25 @@ impl Registry {
         let mut ipam = Ipam::new(&self.network.name, &self.network.ipam, self.network.policy);
         let mut endpoints = BTreeMap::new();
         for path in store::list_records(&self.dir)? {
-            let Some(record) = store::read_record::<EndpointRecord>(&path)? else {
-                continue;
+            let attaching = path.to_string_lossy().ends_with(ATTACHING);
+            let record = match store::read_record::<EndpointRecord>(&path) {
+                Ok(Some(record)) => record,
+                Ok(None) => continue,
+                Err(e) if attaching => {
+                    // Cut short by a crash before anything was made.
+                    log::warn!("dropping an unfinished attach record: {e}");
+                    store::remove_record(&path, Durability::Atomic)?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let record = EndpointRecord {
+                state: if attaching {
+                    EndpointState::Attaching
+                } else {
+                    EndpointState::Ready
+                },
+                ..record
             };
             for address in record.addresses_ip() {
                 if let Err(e) = ipam.request(address, record.id) {
@@ -179,14 +213,42 @@ impl Session<'_> {
         Ok(())
     }
 
-    fn path(&self, id: u64) -> PathBuf {
-        self.registry.dir.join(format!("{id:016x}.json"))
+    fn path(&self, id: u64, state: EndpointState) -> PathBuf {
+        match state {
+            EndpointState::Ready => self.registry.dir.join(format!("{id:016x}.json")),
+            EndpointState::Attaching => self.registry.dir.join(format!("{id:016x}{ATTACHING}")),
+        }
     }
 
     /// Stores an endpoint record (its addresses must already be allocated).
+    /// A record of an attach under way is written in place, with no
+    /// temporary file: before the attach touches the kernel, losing it to a
+    /// crash loses nothing.
     pub fn save(&mut self, record: &EndpointRecord) -> Result<()> {
         self.bump()?;
-        store::write_record(&self.path(record.id), record, Durability::Atomic)?;
+        let path = self.path(record.id, record.state);
+        match record.state {
+            EndpointState::Attaching => {
+                let bytes = serde_json::to_vec(record)
+                    .map_err(|e| crate::Error::Protocol(format!("serialize an endpoint: {e}")))?;
+                std::fs::write(&path, bytes)
+                    .map_err(|e| crate::Error::io(format!("write {}", path.display()), e))?;
+            }
+            EndpointState::Ready => store::write_record(&path, record, Durability::Atomic)?,
+        }
+        self.cache().endpoints.insert(record.id, record.clone());
+        Ok(())
+    }
+
+    /// Marks an attach as done: one rename.
+    pub fn mark_ready(&mut self, record: &mut EndpointRecord) -> Result<()> {
+        self.bump()?;
+        let from = self.path(record.id, EndpointState::Attaching);
+        let to = self.path(record.id, EndpointState::Ready);
+        std::fs::rename(&from, &to).map_err(|e| {
+            crate::Error::io(format!("rename {} to {}", from.display(), to.display()), e)
+        })?;
+        record.state = EndpointState::Ready;
         self.cache().endpoints.insert(record.id, record.clone());
         Ok(())
     }
@@ -194,8 +256,9 @@ impl Session<'_> {
     /// Removes an endpoint's record and releases its addresses.
     pub fn forget(&mut self, id: u64) -> Result<Option<EndpointRecord>> {
         self.bump()?;
-        store::remove_record(&self.path(id), Durability::Atomic)?;
         let record = self.cache().endpoints.remove(&id);
+        let state = record.as_ref().map_or(EndpointState::Ready, |r| r.state);
+        store::remove_record(&self.path(id, state), Durability::Atomic)?;
         if let Some(record) = &record {
             for address in record.addresses_ip() {
                 self.cache().ipam.release(address);

@@ -473,6 +473,61 @@ fn attach_announces_the_address_with_a_gratuitous_arp() {
 }
 
 #[test]
+fn ipv4_only_endpoints_get_no_ipv6_and_ipv6_ones_announce_themselves() {
+    let sb = Sandbox::new();
+    let dir = StateDir::new();
+    let host = open_host(&sb, &dir);
+    let v4 = create(&host, "-d macvlan --subnet=10.33.0.0/24 -o parent=eth0 v4");
+    sb.nl
+        .create_link(&underlay::link::NewLink::veth("eth1", "uplink1").up())
+        .unwrap();
+    let v6 = create(
+        &host,
+        "-d macvlan --subnet=fd33::/64 --ipv4=false -o parent=eth1 v6",
+    );
+    let a = sb.container();
+    let b = sb.container();
+    v4.attach(&a, &AttachOptions::new()).unwrap();
+    v6.attach(&b, &AttachOptions::new()).unwrap();
+    let sysctl = |ns: &NetNs, key: &'static str| {
+        ns.run(move || {
+            Ok(std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/eth0/{key}")).unwrap())
+        })
+        .unwrap()
+        .trim()
+        .to_owned()
+    };
+    assert_eq!(sysctl(&a, "disable_ipv6"), "1");
+    assert!(
+        addresses(&a, "eth0").iter().all(|a| !a.contains(':')),
+        "{:?}",
+        addresses(&a, "eth0")
+    );
+    assert_eq!(sysctl(&b, "disable_ipv6"), "0");
+    assert_eq!(sysctl(&b, "ndisc_notify"), "1");
+}
+
+#[test]
+fn an_attach_record_cut_short_by_a_crash_is_dropped() {
+    let sb = Sandbox::new();
+    let dir = StateDir::new();
+    let host = open_host(&sb, &dir);
+    let net = create(&host, "-d macvlan --subnet=10.34.0.0/24 -o parent=eth0 n");
+    let records = dir.0.join("run").join(net.id());
+    std::fs::create_dir_all(&records).unwrap();
+    let torn = records.join("00000000000000aa.attaching.json");
+    std::fs::write(&torn, b"{\"version\":1,\"id\":17").unwrap();
+    // Another process (a fresh handle) reads the directory.
+    let other = open_host(&sb, &dir).network("n").unwrap();
+    assert!(other.endpoints().unwrap().is_empty());
+    assert!(!torn.exists());
+    let ep = other
+        .attach(&sb.container(), &AttachOptions::new())
+        .unwrap();
+    assert_eq!(ep.addresses()[0].to_string(), "10.34.0.2/24");
+}
+
+#[test]
 fn removing_a_network_with_endpoints_needs_force_and_force_detaches_them() {
     let sb = Sandbox::new();
     let dir = StateDir::new();
@@ -846,6 +901,27 @@ mod needs_ipvlan {
 
 mod needs_vlan {
     use super::*;
+
+    #[test]
+    #[ignore = "needs 802.1q VLAN: runs in the real-kernel tier"]
+    fn an_owned_parent_deleted_by_hand_comes_back_at_the_next_attach() {
+        common::require(KernelFeature::Vlan);
+        let sb = Sandbox::new();
+        let dir = StateDir::new();
+        let host = open_host(&sb, &dir);
+        let net = create(
+            &host,
+            "-d macvlan --subnet=192.168.60.0/24 -o parent=eth0.60 macvlan60",
+        );
+        let index = sb.nl.link_by_name("eth0.60").unwrap().index;
+        sb.nl.delete_link(index).unwrap();
+        let ns = sb.container();
+        net.attach(&ns, &AttachOptions::new()).unwrap();
+        let vlan = sb.nl.link_by_name("eth0.60").unwrap();
+        assert_eq!(vlan.kind, Some(underlay::link::LinkKind::Vlan { id: 60 }));
+        assert!(vlan.up);
+        assert_eq!(link_names(&ns), ["eth0", "lo"]);
+    }
 
     #[test]
     #[ignore = "needs 802.1q VLAN: runs in the real-kernel tier"]

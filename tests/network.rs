@@ -720,11 +720,13 @@ mod needs_vlan {
             .unwrap();
         drop(host);
 
-        // "Reboot": the links vanish.
+        // "Reboot": the links vanish, and so does the runtime directory
+        // (tmpfs).
         for name in ["eth0.50", "foo"] {
             let index = sb.nl.link_by_name(name).unwrap().index;
             sb.nl.delete_link(index).unwrap();
         }
+        std::fs::remove_dir_all(dir.0.join("run")).unwrap();
         let host = open_host(&sb, &dir);
         let vlan = sb.nl.link_by_name("eth0.50").unwrap();
         assert_eq!(vlan.kind, Some(LinkKind::Vlan { id: 50 }));
