@@ -423,13 +423,14 @@ impl Network {
         };
         // Recorded before the kernel is touched: a crash from here on leaves
         // a record that recovery uses to undo the attach.
+        let mark = session.mark();
         if let Err(e) = session.save(&record) {
-            session.release(&addresses);
+            session.roll_back(mark, id, &addresses)?;
             return Err(e);
         }
         log::debug!("endpoint {}: recorded as attaching", record.name);
         if let Err(e) = self.configure(netns, &mut session, &mut record, &allocations, options) {
-            session.forget(id)?;
+            session.roll_back(mark, id, &addresses)?;
             return Err(e);
         }
         session.mark_ready(&mut record)?;
@@ -552,19 +553,26 @@ impl Network {
             step: step.to_owned(),
             source: Box::new(e),
         };
-        let host = &self.host.nl;
-        let parent = &self.record.parent;
-        let parent = match host.link_by_name(&parent.name) {
-            // An owned parent deleted behind our back comes back, as after a
-            // reboot.
-            Err(Error::LinkNotFound { .. }) if parent.owned() => {
-                crate::parent::ensure(host, parent, &self.host.alias(&self.record.id))
-                    .and_then(|_| host.link_by_name(&parent.name))
-            }
-            found => found,
+        let cached = session.parent_index();
+        let mut parent = match cached {
+            0 => self
+                .parent_index()
+                .map_err(|e| failed("find the parent interface", e))?,
+            index => index,
+        };
+        let mut created = self.create_link(netns, parent, record, options);
+        if cached != 0
+            && created
+                .as_ref()
+                .is_err_and(|e| e.errno() == Some(libc::ENODEV))
+        {
+            // The parent went away (and perhaps came back): look again.
+            parent = self
+                .parent_index()
+                .map_err(|e| failed("find the parent interface", e))?;
+            created = self.create_link(netns, parent, record, options);
         }
-        .map_err(|e| failed("find the parent interface", e))?;
-        let mut created = self.create_link(netns, parent.index, record, options);
+        session.set_parent_index(parent);
         if created
             .as_ref()
             .is_err_and(|e| e.errno() == Some(libc::EEXIST))
@@ -580,7 +588,7 @@ impl Network {
                 .run(|| free_ifname(&Netlink::open()?))
                 .map_err(|e| failed("list the container's links", e))?;
             session.save(record)?;
-            created = self.create_link(netns, parent.index, record, options);
+            created = self.create_link(netns, parent, record, options);
         }
         created.map_err(|e| failed("create the link", e))?;
         log::debug!("endpoint {}: created link {}", record.name, record.ifname);
@@ -606,6 +614,21 @@ impl Network {
             }
             result.map_err(|(step, e)| failed(&step, e))
         })
+    }
+
+    /// Looks the parent up on the host. An owned parent deleted behind our
+    /// back comes back, as after a reboot.
+    fn parent_index(&self) -> Result<u32> {
+        let host = &self.host.nl;
+        let parent = &self.record.parent;
+        match host.link_by_name(&parent.name) {
+            Err(Error::LinkNotFound { .. }) if parent.owned() => {
+                crate::parent::ensure(host, parent, &self.host.alias(&self.record.id))?;
+                host.link_by_name(&parent.name)
+            }
+            found => found,
+        }
+        .map(|link| link.index)
     }
 
     fn create_link(

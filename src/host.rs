@@ -592,6 +592,7 @@ impl Host {
             return Err(e);
         }
         end(&pending);
+        self.inner.registry(&record).prepare()?;
         log::info!(
             "created network {} ({} on {})",
             record.name,

@@ -31,56 +31,46 @@ pub(crate) enum Durability {
 }
 
 /// A held `flock`; released when dropped (or when the process dies).
-///
-/// The lock file's first eight bytes can hold a counter, which holders use
-/// to tell whether another process changed what the lock guards.
 #[derive(Debug)]
 pub(crate) struct Lock {
-    file: File,
-}
-
-impl Lock {
-    /// The counter stored in the lock file (0 when never written).
-    pub(crate) fn counter(&self) -> Result<u64> {
-        let mut bytes = [0u8; 8];
-        match std::os::unix::fs::FileExt::read_at(&self.file, &mut bytes, 0) {
-            Ok(8) => Ok(u64::from_le_bytes(bytes)),
-            Ok(_) => Ok(0),
-            Err(e) => Err(Error::io("read a lock counter", e)),
-        }
-    }
-
-    /// Stores the counter. It need not survive a crash: holders that find
-    /// it unchanged after a crash re-read anyway when they start.
-    pub(crate) fn set_counter(&self, value: u64) -> Result<()> {
-        std::os::unix::fs::FileExt::write_all_at(&self.file, &value.to_le_bytes(), 0)
-            .map_err(|e| Error::io("write a lock counter", e))
-    }
+    _file: File,
 }
 
 /// Takes an exclusive (or shared) lock on `path`, creating the file if
 /// needed, waiting for other holders.
 pub(crate) fn lock(path: &Path, exclusive: bool) -> Result<Lock> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| Error::io(format!("open lock file {}", path.display()), e))?;
+    let file = open_lock_file(path)?;
     let operation = if exclusive {
         libc::LOCK_EX
     } else {
         libc::LOCK_SH
     };
+    flock(&file, operation, path)?;
+    Ok(Lock { _file: file })
+}
+
+/// Opens (creating if needed) a lock file, to [`flock`] and unlock many
+/// times.
+pub(crate) fn open_lock_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| Error::io(format!("open lock file {}", path.display()), e))
+}
+
+/// `flock(2)`, waiting for other holders; `what` names the lock in errors.
+pub(crate) fn flock(file: &File, operation: libc::c_int, what: &Path) -> Result<()> {
     loop {
         // SAFETY: flock on a file descriptor we own.
         if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 {
-            return Ok(Lock { file });
+            return Ok(());
         }
         let e = std::io::Error::last_os_error();
         if e.kind() != ErrorKind::Interrupted {
-            return Err(Error::io(format!("lock {}", path.display()), e));
+            return Err(Error::io(format!("lock {}", what.display()), e));
         }
     }
 }
