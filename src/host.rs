@@ -991,7 +991,7 @@ fn boot_id() -> String {
 }
 
 /// How many endpoint links are deleted at once.
-const PARALLEL_DELETIONS: usize = 64;
+const PARALLEL_DELETIONS: usize = 128;
 
 /// Deletes the links of `endpoints`, many at a time; returns the first error
 /// after trying them all.
