@@ -18,6 +18,15 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
+/// The names of a network's endpoints.
+fn endpoint_names(net: &Network) -> Vec<String> {
+    net.endpoints()
+        .unwrap()
+        .iter()
+        .map(|e| e.name().to_owned())
+        .collect()
+}
+
 fn create(host: &Host, args: &str) -> Network {
     host.create_network(network_create_args(args.split(' ')).unwrap())
         .unwrap_or_else(|e| panic!("{args}: {e}"))
@@ -75,12 +84,7 @@ fn macvlan_containers_get_the_seed_addresses_and_routes_and_ping_each_other() {
         hosts.contains("172.16.86.10\ta\n") && hosts.contains("172.16.86.2\tb\n"),
         "{hosts}"
     );
-    let names: Vec<String> = net
-        .endpoints()
-        .unwrap()
-        .iter()
-        .map(|e| e.name().to_owned())
-        .collect();
+    let names = endpoint_names(&net);
     assert_eq!(names.len(), 2);
 
     assert!(net.detach(&a).unwrap());
@@ -342,12 +346,7 @@ fn a_record_whose_link_is_gone_does_not_block_a_new_attach() {
         .success());
     let ep = net.attach(&ns, &AttachOptions::new().name("new")).unwrap();
     assert_eq!(ep.addresses()[0].to_string(), "10.32.0.2/24");
-    let names: Vec<String> = net
-        .endpoints()
-        .unwrap()
-        .iter()
-        .map(|e| e.name().to_owned())
-        .collect();
+    let names = endpoint_names(&net);
     assert_eq!(names, ["new"]);
 }
 
@@ -366,12 +365,7 @@ fn recovery_releases_endpoints_whose_namespace_died() {
     drop(lost);
     let report = host.recover().unwrap();
     assert_eq!(report.released_endpoints, ["n/lost"]);
-    let names: Vec<String> = net
-        .endpoints()
-        .unwrap()
-        .iter()
-        .map(|e| e.name().to_owned())
-        .collect();
+    let names = endpoint_names(&net);
     assert_eq!(names, ["keep"]);
     assert!(host.recover().unwrap().is_clean());
 }
@@ -525,12 +519,7 @@ fn a_journal_entry_cut_short_by_a_crash_is_dropped() {
     std::io::Write::write_all(&mut file, b"{\"attaching\":{\"version\":1,\"id\":17").unwrap();
     // Another process (a fresh handle) reads it.
     let other = open_host(&sb, &dir).network("n").unwrap();
-    let names: Vec<String> = other
-        .endpoints()
-        .unwrap()
-        .iter()
-        .map(|e| e.name().to_owned())
-        .collect();
+    let names = endpoint_names(&other);
     assert_eq!(names, ["kept"]);
     assert_eq!(
         std::fs::read(&journal).unwrap(),
@@ -577,12 +566,7 @@ fn the_journal_is_compacted_and_other_processes_follow() {
     // record along the way and never grew past ~1000 entries.
     assert!(compactions >= 1, "never compacted ({longest} bytes)");
     assert!(longest < 400 * 1030, "journal grew to {longest} bytes");
-    let names: Vec<String> = other
-        .endpoints()
-        .unwrap()
-        .iter()
-        .map(|e| e.name().to_owned())
-        .collect();
+    let names = endpoint_names(&other);
     assert_eq!(names, ["keep"]);
     let ep = other
         .attach(&sb.container(), &AttachOptions::new())

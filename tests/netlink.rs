@@ -27,6 +27,10 @@ fn handles_are_send_and_sync() {
     check::<Netlink>();
     check::<NetNs>();
     check::<Error>();
+    check::<underlay::Host>();
+    check::<underlay::Network>();
+    check::<underlay::endpoint::Endpoint>();
+    check::<underlay::network::NetworkBuilder>();
 }
 
 #[test]
