@@ -4,19 +4,40 @@
 //! ipvlan, the way Docker's `macvlan` and `ipvlan` drivers do, as a library
 //! that container runtimes link directly: no daemon, no plugin process.
 //!
+//! ```no_run
+//! use underlay::{endpoint::AttachOptions, netns::NetNs, Host, Network};
+//!
+//! let host = Host::open("/var/lib/underlay")?;
+//! let net = host.create_network(
+//!     Network::builder("pub_net").macvlan().parent("eth0")
+//!         .subnet("172.16.86.0/24").gateway("172.16.86.1"),
+//! )?;
+//! let web1 = NetNs::open("/run/netns/web1")?;
+//! let ep = net.attach(&web1, &AttachOptions::new())?;
+//! assert_eq!(ep.addresses()[0].to_string(), "172.16.86.2/24");
+//! # Ok::<(), underlay::Error>(())
+//! ```
+//!
 //! The crate is built in layers, each depending only on the ones below it:
 //!
 //! 1. [`netlink`]: a synchronous route-netlink socket that sends requests,
 //!    waits for their acknowledgements, runs dumps and turns kernel errors
 //!    (with their extended-ACK text) into [`Error`]s.
-//! 2. [`link`], [`address`], [`route`] and [`netns`]: typed operations on
-//!    links, addresses and routes, and handles on network namespaces.
+//! 2. [`link`], [`address`], [`route`], [`netns`] and [`capability`]: typed
+//!    operations on links, addresses and routes, handles on network
+//!    namespaces, and what the kernel can do.
 //! 3. [`ipam`]: pure address management (no I/O).
+//! 4. [`parent`] and the drivers ([`network::Driver`]): parent interfaces and
+//!    who owns them.
+//! 5. [`network`], [`endpoint`] and [`host`]: networks, the containers
+//!    attached to them, and the state directory that keeps them across
+//!    crashes, concurrent processes and reboots. [`docker`] speaks Docker's
+//!    command-line vocabulary on top.
 //!
 //! The library never prints, never exits and never panics on bad input: it
 //! reports through [`Error`] and logs through the [`log`] facade. It never
 //! calls `setns` on a caller's thread; namespace-bound work runs on threads of
-//! its own.
+//! its own. Its handles are `Send + Sync`, and it keeps no global state.
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
