@@ -45,9 +45,7 @@ fn addresses(ns: &NetNs, ifname: &str) -> Vec<String> {
 
 #[test]
 fn macvlan_containers_get_the_seed_addresses_and_routes_and_ping_each_other() {
-    let sb = Sandbox::new();
-    let dir = StateDir::new();
-    let host = open_host(&sb, &dir);
+    let (sb, _dir, host) = common::fixture();
     let net = create(
         &host,
         "-d macvlan --subnet=172.16.86.0/24 --gateway=172.16.86.1 -o parent=eth0 pub_net",
@@ -102,9 +100,7 @@ fn macvlan_containers_get_the_seed_addresses_and_routes_and_ping_each_other() {
 
 #[test]
 fn dual_stack_macvlan_matches_the_seed_and_ipv6_is_usable_at_once() {
-    let sb = Sandbox::new();
-    let dir = StateDir::new();
-    let host = open_host(&sb, &dir);
+    let (sb, _dir, host) = common::fixture();
     let net = create(
         &host,
         "-d macvlan --subnet=192.168.216.0/24 --subnet=192.168.218.0/24 --gateway=192.168.216.1 --gateway=192.168.218.1 --ipv6 --subnet=2001:db8:abc8::/64 --gateway=2001:db8:abc8::10 -o parent=eth0 -o macvlan_mode=bridge macvlan216",
@@ -161,9 +157,7 @@ fn dual_stack_macvlan_matches_the_seed_and_ipv6_is_usable_at_once() {
 
 #[test]
 fn ip_range_and_aux_addresses_decide_what_containers_get() {
-    let sb = Sandbox::new();
-    let dir = StateDir::new();
-    let host = open_host(&sb, &dir);
+    let (sb, _dir, host) = common::fixture();
     let net = create(
         &host,
         "-d macvlan --subnet=192.168.136.0/24 --subnet=192.168.138.0/24 --ipv6 --subnet=fd11::/64 --ip-range=192.168.136.0/25 --ip-range=192.168.138.0/25 --aux-address=reserved1=fd11::2 --aux-address=reserved2=192.168.136.2 --aux-address=reserved3=192.168.138.2 -o parent=eth0 mcv0",
@@ -177,9 +171,7 @@ fn ip_range_and_aux_addresses_decide_what_containers_get() {
 
 #[test]
 fn a_taken_address_is_refused_naming_its_holder_and_nothing_is_created() {
-    let sb = Sandbox::new();
-    let dir = StateDir::new();
-    let host = open_host(&sb, &dir);
+    let (sb, dir, host) = common::fixture();
     let net = create(
         &host,
         "-d macvlan --subnet=192.168.114.0/24 --ipv6 --subnet=2001:db8:abc9::/64 -o parent=eth0 n",
@@ -214,9 +206,7 @@ fn a_taken_address_is_refused_naming_its_holder_and_nothing_is_created() {
 
 #[test]
 fn bad_attach_options_are_refused_before_anything_happens() {
-    let sb = Sandbox::new();
-    let dir = StateDir::new();
-    let host = open_host(&sb, &dir);
+    let (sb, dir, host) = common::fixture();
     let mac = create(&host, "-d macvlan --subnet=10.1.1.0/24 -o parent=eth0 m");
     let ns = sb.container();
     let before = dir.snapshot();
@@ -256,9 +246,7 @@ fn bad_attach_options_are_refused_before_anything_happens() {
 
 #[test]
 fn a_failure_after_the_link_is_made_undoes_everything_and_names_the_step() {
-    let sb = Sandbox::new();
-    let dir = StateDir::new();
-    let host = open_host(&sb, &dir);
+    let (sb, dir, host) = common::fixture();
     let net = create(
         &host,
         "-d macvlan --subnet=10.20.0.0/24 --ipv6 --subnet=fd20::/64 -o parent=eth0 n",
@@ -293,9 +281,7 @@ fn a_failure_after_the_link_is_made_undoes_everything_and_names_the_step() {
 
 #[test]
 fn a_released_ipv6_address_can_be_taken_again_at_once() {
-    let sb = Sandbox::new();
-    let dir = StateDir::new();
-    let host = open_host(&sb, &dir);
+    let (sb, _dir, host) = common::fixture();
     let net = create(
         &host,
         "-d macvlan --subnet=2001:db8:abc2::/64 --gateway=2001:db8:abc2::22 -o parent=eth0 v6",
@@ -312,9 +298,7 @@ fn a_released_ipv6_address_can_be_taken_again_at_once() {
 
 #[test]
 fn detaching_when_the_namespace_is_gone_still_releases_the_addresses() {
-    let sb = Sandbox::new();
-    let dir = StateDir::new();
-    let host = open_host(&sb, &dir);
+    let (sb, _dir, host) = common::fixture();
     let net = create(&host, "-d macvlan --subnet=10.30.0.0/24 -o parent=eth0 n");
     let ns = sb.container();
     net.attach(&ns, &AttachOptions::new().name("gone")).unwrap();
@@ -333,9 +317,7 @@ fn detaching_when_the_namespace_is_gone_still_releases_the_addresses() {
 /// again.
 #[test]
 fn a_record_whose_link_is_gone_does_not_block_a_new_attach() {
-    let sb = Sandbox::new();
-    let dir = StateDir::new();
-    let host = open_host(&sb, &dir);
+    let (sb, _dir, host) = common::fixture();
     let net = create(&host, "-d macvlan --subnet=10.32.0.0/24 -o parent=eth0 n");
     let ns = sb.container();
     net.attach(&ns, &AttachOptions::new().name("old")).unwrap();
@@ -352,9 +334,7 @@ fn a_record_whose_link_is_gone_does_not_block_a_new_attach() {
 
 #[test]
 fn recovery_releases_endpoints_whose_namespace_died() {
-    let sb = Sandbox::new();
-    let dir = StateDir::new();
-    let host = open_host(&sb, &dir);
+    let (sb, _dir, host) = common::fixture();
     let net = create(&host, "-d macvlan --subnet=10.31.0.0/24 -o parent=eth0 n");
     let keep = sb.container();
     net.attach(&keep, &AttachOptions::new().name("keep"))
@@ -408,9 +388,7 @@ fn one_container_on_two_networks_gets_eth0_and_eth1_and_one_default_route() {
 
 #[test]
 fn no_default_route_is_an_option() {
-    let sb = Sandbox::new();
-    let dir = StateDir::new();
-    let host = open_host(&sb, &dir);
+    let (sb, _dir, host) = common::fixture();
     let net = create(&host, "-d macvlan --subnet=10.42.0.0/24 -o parent=eth0 n");
     let ns = sb.container();
     net.attach(&ns, &AttachOptions::new().no_default_route())
@@ -468,9 +446,7 @@ fn attach_announces_the_address_with_a_gratuitous_arp() {
 
 #[test]
 fn ipv4_only_endpoints_get_no_ipv6_and_ipv6_ones_announce_themselves() {
-    let sb = Sandbox::new();
-    let dir = StateDir::new();
-    let host = open_host(&sb, &dir);
+    let (sb, _dir, host) = common::fixture();
     let v4 = create(&host, "-d macvlan --subnet=10.33.0.0/24 -o parent=eth0 v4");
     sb.nl
         .create_link(&underlay::link::NewLink::veth("eth1", "uplink1").up())
@@ -503,9 +479,7 @@ fn ipv4_only_endpoints_get_no_ipv6_and_ipv6_ones_announce_themselves() {
 
 #[test]
 fn a_journal_entry_cut_short_by_a_crash_is_dropped() {
-    let sb = Sandbox::new();
-    let dir = StateDir::new();
-    let host = open_host(&sb, &dir);
+    let (sb, dir, host) = common::fixture();
     let net = create(&host, "-d macvlan --subnet=10.34.0.0/24 -o parent=eth0 n");
     net.attach(&sb.container(), &AttachOptions::new().name("kept"))
         .unwrap();
@@ -534,9 +508,7 @@ fn a_journal_entry_cut_short_by_a_crash_is_dropped() {
 
 #[test]
 fn the_journal_is_compacted_and_other_processes_follow() {
-    let sb = Sandbox::new();
-    let dir = StateDir::new();
-    let host = open_host(&sb, &dir);
+    let (sb, dir, host) = common::fixture();
     let net = create(&host, "-d macvlan --subnet=10.35.0.0/16 -o parent=eth0 n");
     let keep = sb.container();
     net.attach(&keep, &AttachOptions::new().name("keep"))
@@ -576,9 +548,7 @@ fn the_journal_is_compacted_and_other_processes_follow() {
 
 #[test]
 fn removing_a_network_with_endpoints_needs_force_and_force_detaches_them() {
-    let sb = Sandbox::new();
-    let dir = StateDir::new();
-    let host = open_host(&sb, &dir);
+    let (sb, dir, host) = common::fixture();
     let net = create(&host, "-d macvlan --subnet=10.43.0.0/24 -o parent=eth0 n");
     let a = sb.container();
     let b = sb.container();
@@ -602,17 +572,11 @@ fn removing_a_network_with_endpoints_needs_force_and_force_detaches_them() {
 #[test]
 #[ignore = "helper: run by other tests in a child process"]
 fn endpoint_child() {
-    let Ok(state) = std::env::var("UNDERLAY_STATE") else {
+    if std::env::var("UNDERLAY_STATE").is_err() {
         return;
-    };
+    }
     common::install_kill_switch();
-    let state = PathBuf::from(state);
-    let host = Host::options()
-        .state_dir(&state)
-        .runtime_dir(state.join("run"))
-        .netns(NetNs::open(std::env::var("UNDERLAY_NETNS").unwrap()).unwrap())
-        .open()
-        .unwrap();
+    let host = common::open_child_host();
     let net = host.network("n").unwrap();
     let count: usize = std::env::var("UNDERLAY_ATTACHES").unwrap().parse().unwrap();
     let mut held = Vec::new();
@@ -641,9 +605,7 @@ fn endpoint_child() {
 
 #[test]
 fn four_processes_attaching_fifty_each_get_two_hundred_distinct_addresses() {
-    let sb = Sandbox::new();
-    let dir = StateDir::new();
-    let host = open_host(&sb, &dir);
+    let (sb, dir, host) = common::fixture();
     let net = create(&host, "-d macvlan --subnet=10.50.0.0/16 -o parent=eth0 n");
     let barrier = dir.0.join("barrier");
     std::fs::create_dir_all(&barrier).unwrap();
@@ -745,13 +707,7 @@ fn crash_attach_child() {
     if !common::install_kill_switch() {
         return;
     }
-    let state = PathBuf::from(std::env::var("UNDERLAY_STATE").unwrap());
-    let host = Host::options()
-        .state_dir(&state)
-        .runtime_dir(state.join("run"))
-        .netns(NetNs::open(std::env::var("UNDERLAY_NETNS").unwrap()).unwrap())
-        .open()
-        .unwrap();
+    let host = common::open_child_host();
     let container = NetNs::open(std::env::var("UNDERLAY_CONTAINER").unwrap()).unwrap();
     host.network("n")
         .unwrap()
@@ -762,9 +718,7 @@ fn crash_attach_child() {
 
 #[test]
 fn an_ipvlan_network_on_a_kernel_without_ipvlan_is_refused_up_front() {
-    let sb = Sandbox::new();
-    let dir = StateDir::new();
-    let host = open_host(&sb, &dir);
+    let (_sb, dir, host) = common::fixture();
     let builder =
         network_create_args("-d ipvlan --subnet=10.2.2.0/24 -o parent=eth0 i".split(' ')).unwrap();
     if common::capabilities().supports(KernelFeature::Ipvlan) {
@@ -788,9 +742,7 @@ mod needs_ipvlan {
     #[ignore = "needs ipvlan: runs in the real-kernel tier"]
     fn ipvlan_refuses_a_custom_mac_address() {
         common::require(KernelFeature::Ipvlan);
-        let sb = Sandbox::new();
-        let dir = StateDir::new();
-        let host = open_host(&sb, &dir);
+        let (sb, dir, host) = common::fixture();
         let net = create(&host, "-d ipvlan --subnet=10.2.2.0/24 -o parent=eth0 i");
         let ns = sb.container();
         let before = dir.snapshot();
@@ -813,9 +765,7 @@ mod needs_ipvlan {
     #[ignore = "needs ipvlan: runs in the real-kernel tier"]
     fn ipvlan_l2_containers_ping_each_other_via_the_gateway_route() {
         common::require(KernelFeature::Ipvlan);
-        let sb = Sandbox::new();
-        let dir = StateDir::new();
-        let host = open_host(&sb, &dir);
+        let (sb, _dir, host) = common::fixture();
         let net = create(
             &host,
             "-d ipvlan --subnet=192.168.1.0/24 -o parent=eth0 db_net_ipv",
@@ -841,9 +791,7 @@ mod needs_ipvlan {
     fn ipvlan_l3_across_subnets_pings_with_default_dev_routes() {
         common::require(KernelFeature::Ipvlan);
         common::require(KernelFeature::Dummy);
-        let sb = Sandbox::new();
-        let dir = StateDir::new();
-        let host = open_host(&sb, &dir);
+        let (sb, _dir, host) = common::fixture();
         // The seeds' ipnet210, with no parent: an isolated dummy parent.
         let net = create(
             &host,
@@ -892,9 +840,7 @@ mod needs_ipvlan {
     #[ignore = "needs ipvlan: runs in the real-kernel tier"]
     fn ipvlan_attaches_in_a_container_despite_the_hosts_eth0() {
         common::require(KernelFeature::Ipvlan);
-        let sb = Sandbox::new();
-        let dir = StateDir::new();
-        let host = open_host(&sb, &dir);
+        let (sb, _dir, host) = common::fixture();
         let net = create(&host, "-d ipvlan --subnet=192.168.30.0/24 --gateway=192.168.30.1 -o parent=eth0 -o ipvlan_mode=l2 ipvlan30");
         let ns = sb.container();
         let ep = net.attach(&ns, &AttachOptions::new()).unwrap();
@@ -943,9 +889,7 @@ mod needs_vlan {
     #[ignore = "needs 802.1q VLAN: runs in the real-kernel tier"]
     fn an_owned_parent_deleted_by_hand_comes_back_at_the_next_attach() {
         common::require(KernelFeature::Vlan);
-        let sb = Sandbox::new();
-        let dir = StateDir::new();
-        let host = open_host(&sb, &dir);
+        let (sb, _dir, host) = common::fixture();
         let net = create(
             &host,
             "-d macvlan --subnet=192.168.60.0/24 -o parent=eth0.60 macvlan60",
@@ -964,9 +908,7 @@ mod needs_vlan {
     #[ignore = "needs 802.1q VLAN: runs in the real-kernel tier"]
     fn containers_on_a_vlan_network_ping_and_removal_takes_every_link_at_once() {
         common::require(KernelFeature::Vlan);
-        let sb = Sandbox::new();
-        let dir = StateDir::new();
-        let host = open_host(&sb, &dir);
+        let (sb, _dir, host) = common::fixture();
         let net = create(&host, "-d macvlan --subnet=192.168.50.0/24 --gateway=192.168.50.1 -o parent=eth0.50 macvlan50");
         let a = sb.container();
         let b = sb.container();
@@ -987,9 +929,7 @@ mod needs_dummy {
     #[ignore = "needs dummy: runs in the real-kernel tier"]
     fn internal_networks_get_no_default_route() {
         common::require(KernelFeature::Dummy);
-        let sb = Sandbox::new();
-        let dir = StateDir::new();
-        let host = open_host(&sb, &dir);
+        let (sb, _dir, host) = common::fixture();
         let net = create(
             &host,
             "-d macvlan --subnet=192.168.11.0/24 --internal isolated2",

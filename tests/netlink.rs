@@ -260,13 +260,7 @@ fn missing_link_kinds_are_reported_as_unsupported_features() {
 fn nodad_ipv6_addresses_are_usable_at_once_and_dad_ones_are_tentative() {
     let sb = Sandbox::new();
     let container = sb.container();
-    sb.nl
-        .create_link(
-            &NewLink::macvlan("eth0", sb.parent_index(), MacvlanMode::Bridge).netns(&container),
-        )
-        .unwrap();
-    let inside = container.netlink().unwrap();
-    let eth0 = inside.link_by_name("eth0").unwrap().index;
+    let (inside, eth0) = sb.macvlan_in(&container);
     inside.set_link_up_by_index(eth0, true).unwrap();
     inside.add_address_nodad(eth0, net("fd11::3/64")).unwrap();
     inside.add_address(eth0, net("fd11::4/64")).unwrap();
@@ -397,13 +391,7 @@ fn two_macvlan_containers_ping_each_other() {
 fn arp_notify_goes_through_netlink_and_sysctls_stay_in_their_namespace() {
     let sb = Sandbox::new();
     let container = sb.container();
-    sb.nl
-        .create_link(
-            &NewLink::macvlan("eth0", sb.parent_index(), MacvlanMode::Bridge).netns(&container),
-        )
-        .unwrap();
-    let nl = container.netlink().unwrap();
-    let eth0 = nl.link_by_name("eth0").unwrap().index;
+    let (nl, eth0) = sb.macvlan_in(&container);
     let read = |ns: &NetNs, key: &'static str| {
         ns.run(move || Ok(std::fs::read_to_string(format!("/proc/sys/{key}")).unwrap()))
             .unwrap()

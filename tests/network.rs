@@ -3,13 +3,10 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::{ip_link, link_names, open_host, Sandbox, StateDir, PARENT};
 use underlay::capability::KernelFeature;
 use underlay::docker::network_create_args;
 use underlay::link::{LinkKind, MacvlanMode, NewLink};
-use underlay::netns::NetNs;
 use underlay::network::{Driver, NetworkBuilder};
 use underlay::parent::ParentKind;
 use underlay::{Error, Host, Network};
@@ -170,9 +167,7 @@ fn create_seed(host: &Host, name: &str) -> Network {
 
 #[test]
 fn macvlan_seed_networks_on_an_existing_parent() {
-    let sb = Sandbox::new();
-    let dir = StateDir::new();
-    let host = open_host(&sb, &dir);
+    let (sb, dir, host) = common::fixture();
 
     let net = create_seed(&host, "pub_net");
     assert_eq!(
@@ -319,9 +314,7 @@ fn refused(
 
 #[test]
 fn bad_parents_and_options_are_refused_and_leave_no_trace() {
-    let sb = Sandbox::new();
-    let dir = StateDir::new();
-    let host = open_host(&sb, &dir);
+    let (sb, dir, host) = common::fixture();
     let mac = || Network::builder("bad").macvlan().subnet("10.9.0.0/24");
     refused(&sb, &dir, &host, mac().parent("lo"), "loopback");
     let err = refused(
@@ -454,9 +447,7 @@ fn bad_parents_and_options_are_refused_and_leave_no_trace() {
 
 #[test]
 fn kernels_without_a_driver_give_the_capability_error_and_no_trace() {
-    let sb = Sandbox::new();
-    let dir = StateDir::new();
-    let host = open_host(&sb, &dir);
+    let (sb, dir, host) = common::fixture();
     let caps = common::capabilities();
     let cases = [
         (
@@ -526,13 +517,7 @@ fn crash_child() {
     if !common::install_kill_switch() {
         return;
     }
-    let state = PathBuf::from(std::env::var("UNDERLAY_STATE").unwrap());
-    let host = Host::options()
-        .state_dir(&state)
-        .runtime_dir(state.join("run"))
-        .netns(NetNs::open(std::env::var("UNDERLAY_NETNS").unwrap()).unwrap())
-        .open()
-        .unwrap();
+    let host = common::open_child_host();
     let builder = network_create_args(std::env::var("UNDERLAY_ARGS").unwrap().split(' ')).unwrap();
     if std::env::var("UNDERLAY_REMOVE").is_ok() {
         let name = builder.build().unwrap().name().to_owned();
@@ -631,9 +616,7 @@ mod needs_vlan {
     #[ignore = "needs 802.1q VLAN: runs in the real-kernel tier"]
     fn an_owned_vlan_parent_is_created_up_and_removed_with_its_network() {
         common::require(KernelFeature::Vlan);
-        let sb = Sandbox::new();
-        let dir = StateDir::new();
-        let host = open_host(&sb, &dir);
+        let (sb, _dir, host) = common::fixture();
         let net = create_seed(&host, "macvlan50");
         assert_eq!(
             net.parent().kind,
@@ -705,9 +688,7 @@ mod needs_vlan {
     #[ignore = "needs 802.1q VLAN: runs in the real-kernel tier"]
     fn owned_parents_come_back_after_a_reboot_and_hand_made_ones_do_not() {
         common::require(KernelFeature::Vlan);
-        let sb = Sandbox::new();
-        let dir = StateDir::new();
-        let host = open_host(&sb, &dir);
+        let (sb, dir, host) = common::fixture();
         create_seed(&host, "macvlan50");
         sb.nl
             .create_link(&NewLink::vlan("foo", sb.parent_index(), 41).up())
@@ -756,9 +737,7 @@ mod needs_vlan {
     #[ignore = "needs 802.1q VLAN: runs in the real-kernel tier"]
     fn a_link_of_ours_that_no_record_explains_is_removed_by_recovery() {
         common::require(KernelFeature::Vlan);
-        let sb = Sandbox::new();
-        let dir = StateDir::new();
-        let host = open_host(&sb, &dir);
+        let (sb, dir, host) = common::fixture();
         create_seed(&host, "macvlan50");
         // The record vanishes (a restore from an old backup, say).
         let record = dir.0.join("networks/macvlan50.json");
@@ -776,9 +755,7 @@ mod needs_dummy {
     #[ignore = "needs dummy: runs in the real-kernel tier"]
     fn networks_without_a_parent_or_internal_get_an_owned_dummy() {
         common::require(KernelFeature::Dummy);
-        let sb = Sandbox::new();
-        let dir = StateDir::new();
-        let host = open_host(&sb, &dir);
+        let (sb, _dir, host) = common::fixture();
         let mac = host
             .create_network(Network::builder("iso").macvlan().subnet("192.168.10.0/24"))
             .unwrap();
@@ -823,9 +800,7 @@ mod needs_ipvlan {
         common::require(KernelFeature::Ipvlan);
         common::require(KernelFeature::Vlan);
         common::require(KernelFeature::Dummy);
-        let sb = Sandbox::new();
-        let dir = StateDir::new();
-        let host = open_host(&sb, &dir);
+        let (sb, _dir, host) = common::fixture();
         let expectations: &[(&str, &str, &str, bool)] = &[
             // name, parent, mode, owned
             ("db_net", "eth0", "l2", false),

@@ -69,6 +69,22 @@ impl Sandbox {
         NetNs::create().expect("create a container namespace")
     }
 
+    /// A bridge macvlan `eth0` on the parent, made inside `container`:
+    /// returns a socket in the container and the link's index there.
+    pub fn macvlan_in(&self, container: &NetNs) -> (Netlink, u32) {
+        let spec = underlay::link::NewLink::macvlan(
+            "eth0",
+            self.parent_index(),
+            underlay::link::MacvlanMode::Bridge,
+        );
+        self.nl
+            .create_link(&spec.netns(container))
+            .expect("create eth0 in the container");
+        let inside = container.netlink().expect("netlink in the container");
+        let index = inside.link_by_name("eth0").expect("eth0").index;
+        (inside, index)
+    }
+
     /// Runs a command in the host namespace.
     pub fn host_run(&self, program: &str, args: &[&str]) -> Output {
         run_in(&self.host, program, args)
@@ -209,6 +225,28 @@ pub fn open_host(sb: &Sandbox, dir: &StateDir) -> Host {
         .state_dir(&dir.0)
         .runtime_dir(dir.0.join("run"))
         .netns(NetNs::open(format!("/proc/self/fd/{}", fd_of(&sb.host))).unwrap())
+        .open()
+        .unwrap()
+}
+
+/// A sandbox with a parent link, a fresh state directory and a host on
+/// them: what most network and endpoint tests start from.
+pub fn fixture() -> (Sandbox, StateDir, Host) {
+    let sb = Sandbox::new();
+    let dir = StateDir::new();
+    let host = open_host(&sb, &dir);
+    (sb, dir, host)
+}
+
+/// In a child process: the host the parent test handed over in
+/// `UNDERLAY_STATE` (a state directory) and `UNDERLAY_NETNS` (a namespace
+/// path).
+pub fn open_child_host() -> Host {
+    let state = PathBuf::from(std::env::var("UNDERLAY_STATE").unwrap());
+    Host::options()
+        .state_dir(&state)
+        .runtime_dir(state.join("run"))
+        .netns(NetNs::open(std::env::var("UNDERLAY_NETNS").unwrap()).unwrap())
         .open()
         .unwrap()
 }
