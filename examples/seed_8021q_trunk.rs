@@ -22,10 +22,7 @@ use common::{
 };
 use underlay::capability::KernelFeature;
 use underlay::docker::network_create_args;
-use underlay::link::LinkKind;
-use underlay::parent::ParentKind;
 use underlay::route::IpFamily;
-use underlay::Network;
 
 fn main() {
     common::main_with(
@@ -35,44 +32,12 @@ fn main() {
     )
 }
 
-/// Checks that `name` is an up 802.1q link with `id` on eth0, owned by `net`.
-fn check_vlan_parent(sb: &Sandbox, net: &Network, name: &str, id: u16) -> Outcome {
-    let link = sb
-        .host_link(name)
-        .ok_or(format!("{name} was not created"))?;
-    let eth0 = sb.host_link("eth0").ok_or("eth0 is gone")?;
-    ensure!(
-        link.kind == Some(LinkKind::Vlan { id }),
-        "{name} is {:?}",
-        link.kind
-    );
-    ensure!(
-        link.parent_index == Some(eth0.index),
-        "{name} is not on eth0"
-    );
-    ensure!(link.up, "{name} is down");
-    ensure!(
-        net.parent().name == name
-            && net.parent().kind
-                == (ParentKind::Vlan {
-                    master: "eth0".into(),
-                    id
-                }),
-        "{}: parent recorded as {:?}",
-        net.name(),
-        net.parent()
-    );
-    ensure!(net.parent().owned(), "{name} is not owned by underlay");
-    println!("  {name}: 802.1q VLAN {id} on eth0, up, created (and owned) by underlay");
-    Ok(())
-}
-
 fn scenario(sb: &Sandbox) -> Outcome {
     section("VLAN ID 50");
     let net50 = sb.create(
         "-d macvlan --subnet=192.168.50.0/24 --gateway=192.168.50.1 -o parent=eth0.50 macvlan50",
     )?;
-    check_vlan_parent(sb, &net50, "eth0.50", 50)?;
+    common::expect_owned_vlan_parent(sb, &net50, "eth0.50", 50)?;
     let t5 = sb.container()?;
     let t6 = sb.container()?;
     let e5 = sb.run(&net50, &t5, "macvlan_test5", &[])?;
@@ -132,7 +97,7 @@ fn scenario(sb: &Sandbox) -> Outcome {
         "macvlan60 mode {}",
         common::mode_of(&net60)
     );
-    check_vlan_parent(sb, &net60, "eth0.60", 60)?;
+    common::expect_owned_vlan_parent(sb, &net60, "eth0.60", 60)?;
     let t7 = sb.container()?;
     let t8 = sb.container()?;
     let e7 = sb.run(&net60, &t7, "macvlan_test7", &[])?;

@@ -83,14 +83,7 @@ fn scenario(sb: &Sandbox) -> Outcome {
             "default via 2001:db8:abc8::10 dev eth0",
         ],
     )?;
-    let metric = v6
-        .iter()
-        .find(|(_, r)| r.is_default())
-        .and_then(|(_, r)| r.metric);
-    ensure!(
-        metric == Some(1024),
-        "IPv6 default route metric {metric:?}, the seed shows 1024"
-    );
+    common::expect_ipv6_default_metric(&v6)?;
     net.detach(&p).context("--rm ping216")?;
 
     section("ping the container on 192.168.218.0/24 from 192.168.218.11");

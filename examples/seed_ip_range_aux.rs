@@ -105,14 +105,7 @@ fn scenario(sb: &Sandbox) -> Outcome {
         IpFamily::V6,
         &["fd11::/64 dev eth0", "default via fd11::1 dev eth0"],
     )?;
-    let metric = v6
-        .iter()
-        .find(|(_, r)| r.is_default())
-        .and_then(|(_, r)| r.metric);
-    ensure!(
-        metric == Some(1024),
-        "the IPv6 default route's metric is {metric:?}, the seed shows 1024"
-    );
+    common::expect_ipv6_default_metric(&v6)?;
 
     let ed = sb.run(&net, &d, "second", &[])?;
     expect_endpoint(&ed, &["192.168.136.4/24", "fd11::4/64"])?;

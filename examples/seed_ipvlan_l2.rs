@@ -282,14 +282,7 @@ fn scenario(sb: &Sandbox) -> Outcome {
             "default via 2001:db8:abc2::22 dev eth0",
         ],
     )?;
-    let metric = v6
-        .iter()
-        .find(|(_, r)| r.is_default())
-        .and_then(|(_, r)| r.metric);
-    ensure!(
-        metric == Some(1024),
-        "IPv6 default route metric {metric:?}, the guide shows 1024"
-    );
+    common::expect_ipv6_default_metric(&v6)?;
     expect_ping("second", &b, "2001:db8:abc2::1")?;
     teardown(sb, &net, &[&a, &b])?;
 

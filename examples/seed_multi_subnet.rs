@@ -22,8 +22,6 @@ use common::{
     ensure, expect_endpoint, expect_no_ping, expect_ping, expect_routes, section, show, Context,
     Outcome, Sandbox,
 };
-use underlay::link::LinkKind;
-use underlay::parent::ParentKind;
 use underlay::route::IpFamily;
 
 fn main() {
@@ -43,27 +41,7 @@ fn scenario(sb: &Sandbox) -> Outcome {
     // "View Links after to network create `ip link`"
     println!("  ip link: {}", sb.host_links()?.join(" "));
     if parent == "eth0.101" {
-        let link = sb.host_link("eth0.101").ok_or("eth0.101 was not created")?;
-        let eth0 = sb.host_link("eth0").ok_or("eth0 is gone")?;
-        ensure!(
-            link.kind == Some(LinkKind::Vlan { id: 101 }),
-            "eth0.101 is {:?}",
-            link.kind
-        );
-        ensure!(
-            link.parent_index == Some(eth0.index),
-            "eth0.101 is not on eth0"
-        );
-        ensure!(link.up, "eth0.101 is down");
-        ensure!(
-            net.parent().kind
-                == (ParentKind::Vlan {
-                    master: "eth0".into(),
-                    id: 101
-                }),
-            "parent: {:?}",
-            net.parent()
-        );
+        common::expect_owned_vlan_parent(sb, &net, "eth0.101", 101)?;
     }
 
     section("test 10.1.20.0/24 connectivity");

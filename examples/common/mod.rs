@@ -20,9 +20,10 @@ use std::process::{Command, Output};
 use underlay::capability::{KernelCapabilities, KernelFeature};
 use underlay::docker::network_create_args;
 use underlay::endpoint::{AttachOptions, Endpoint};
-use underlay::link::NewLink;
+use underlay::link::{LinkKind, NewLink};
 use underlay::netlink::Netlink;
 use underlay::netns::NetNs;
+use underlay::parent::ParentKind;
 use underlay::route::{IpFamily, Route};
 use underlay::{Host, Network};
 
@@ -409,6 +410,53 @@ pub fn expect_routes(
         );
     }
     Ok(all)
+}
+
+/// Checks that the IPv6 default route among `routes` has metric 1024, as
+/// the guides print it.
+pub fn expect_ipv6_default_metric(routes: &[(String, Route)]) -> Outcome {
+    let metric = routes
+        .iter()
+        .find(|(_, r)| r.is_default())
+        .and_then(|(_, r)| r.metric);
+    ensure!(
+        metric == Some(1024),
+        "the IPv6 default route's metric is {metric:?}, the guides show 1024"
+    );
+    Ok(())
+}
+
+/// Checks that `name` is an up 802.1q link with `id` on eth0, recorded as
+/// `net`'s parent and owned by underlay.
+pub fn expect_owned_vlan_parent(sb: &Sandbox, net: &Network, name: &str, id: u16) -> Outcome {
+    let link = sb
+        .host_link(name)
+        .ok_or(format!("{name} was not created"))?;
+    let eth0 = sb.host_link("eth0").ok_or("eth0 is gone")?;
+    ensure!(
+        link.kind == Some(LinkKind::Vlan { id }),
+        "{name} is {:?}",
+        link.kind
+    );
+    ensure!(
+        link.parent_index == Some(eth0.index),
+        "{name} is not on eth0"
+    );
+    ensure!(link.up, "{name} is down");
+    ensure!(
+        net.parent().name == name
+            && net.parent().kind
+                == (ParentKind::Vlan {
+                    master: "eth0".into(),
+                    id
+                }),
+        "{}: parent recorded as {:?}",
+        net.name(),
+        net.parent()
+    );
+    ensure!(net.parent().owned(), "{name} is not owned by underlay");
+    println!("  {name}: 802.1q VLAN {id} on eth0, up, created (and owned) by underlay");
+    Ok(())
 }
 
 /// Checks that `ns` has no default route of `family`.
