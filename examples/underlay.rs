@@ -548,7 +548,7 @@ fn connect(ctx: &Context, args: &[String]) -> CliResult {
                 let value = flag_value(flag, inline, args, &mut i)?;
                 options = options.mac(value.parse::<MacAddress>()?);
             }
-            "--alias" => options = options.alias(&flag_value(flag, inline, args, &mut i)?),
+            "--alias" => options = options.dns_name(&flag_value(flag, inline, args, &mut i)?),
             "--ifname" => options = options.ifname(&flag_value(flag, inline, args, &mut i)?),
             "--name" => options = options.name(&flag_value(flag, inline, args, &mut i)?),
             _ => {

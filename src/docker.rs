@@ -186,7 +186,7 @@ fn flag_name(flag: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::network::Driver;
+    use crate::driver::Driver;
 
     #[test]
     fn both_flag_forms_and_repeated_flags() {

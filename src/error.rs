@@ -3,7 +3,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::capability::KernelFeature;
+use crate::feature::KernelFeature;
 use crate::ipam::IpamError;
 
 /// The result type of every fallible operation in this crate.
@@ -69,7 +69,11 @@ pub enum Error {
         link: String,
     },
 
-    /// An argument was rejected before anything was sent to the kernel.
+    /// An argument was rejected before anything was sent to the kernel: it
+    /// is malformed, out of range or does not fit the network. (A value
+    /// that is fine but taken is a conflict: [`Error::NetworkExists`],
+    /// [`Error::NameInUse`], [`Error::InterfaceExists`],
+    /// [`Error::AddressInUse`], ...; see [`Error::is_conflict`].)
     #[error("invalid {what} {value:?}: {reason}")]
     InvalidArgument {
         /// Which argument, for example `interface name`.
@@ -99,12 +103,22 @@ pub enum Error {
         source: io::Error,
     },
 
-    /// A state file could not be read back.
+    /// A state file could not be read back (it does not parse as a
+    /// record).
     #[error("state file {path} is corrupt: {reason}; move it aside and run recovery")]
     CorruptState {
         /// The file.
         path: PathBuf,
         /// What was wrong with it.
+        reason: String,
+    },
+
+    /// A record could not be encoded for storage.
+    #[error("cannot encode {what} for storage: {reason}")]
+    StateEncoding {
+        /// What was being stored, for example `network record "pub_net"`.
+        what: String,
+        /// The encoder's complaint.
         reason: String,
     },
 
@@ -157,6 +171,24 @@ pub enum Error {
         endpoint: String,
     },
 
+    /// Another endpoint of the network has this name or alias.
+    #[error(
+        "network {network:?} has an endpoint named {name:?} already: pick another name or alias"
+    )]
+    NameInUse {
+        /// The network.
+        network: String,
+        /// The name or alias.
+        name: String,
+    },
+
+    /// The container has an interface of the requested name already.
+    #[error("the container has an interface named {ifname:?} already: pick another interface name, or leave it to underlay")]
+    InterfaceExists {
+        /// The interface name.
+        ifname: String,
+    },
+
     /// A requested address is held by another endpoint.
     #[error("address {address} is already in use on network {network:?} by endpoint {endpoint:?}")]
     AddressInUse {
@@ -182,9 +214,24 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// Removing a network left work undone: every failure is listed (the
+    /// network's record is kept, so the removal can be tried again).
+    #[error("removing network {network:?} failed {} time(s): {}", errors.len(), join(errors))]
+    RemovalIncomplete {
+        /// The network.
+        network: String,
+        /// Every failure, in the order they happened.
+        errors: Vec<Error>,
+    },
+
     /// The kernel answered with something this crate could not understand.
     #[error("netlink protocol error: {0}")]
     Protocol(String),
+
+    /// Something that should never happen did (a broken invariant, a
+    /// worker thread that panicked): a bug in underlay. Please report it.
+    #[error("internal error (a bug in underlay, please report it): {0}")]
+    Internal(String),
 
     /// Address management refused the request.
     #[error(transparent)]
@@ -214,6 +261,32 @@ impl Error {
         }
     }
 
+    /// Whether the operation was refused because something it needs is
+    /// taken or busy (a name, an interface, an address, a parent), rather
+    /// than because an argument is malformed: the same call may work with
+    /// another value, or later.
+    ///
+    /// ```
+    /// use underlay::Error;
+    ///
+    /// assert!(Error::NetworkExists { name: "pub_net".into() }.is_conflict());
+    /// assert!(Error::InterfaceExists { ifname: "eth0".into() }.is_conflict());
+    /// assert!(!Error::LinkNotFound { link: "eth9".into() }.is_conflict());
+    /// ```
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            Error::NetworkExists { .. }
+                | Error::ParentInUse { .. }
+                | Error::NetworkHasEndpoints { .. }
+                | Error::AlreadyAttached { .. }
+                | Error::NameInUse { .. }
+                | Error::InterfaceExists { .. }
+                | Error::AddressInUse { .. }
+                | Error::Ipam(IpamError::AddressInUse { .. })
+        )
+    }
+
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
         Error::Io {
             context: context.into(),
@@ -232,6 +305,54 @@ impl Error {
             reason: reason.into(),
         }
     }
+}
+
+impl From<Error> for io::Error {
+    /// An [`io::Error`] of the nearest [`io::ErrorKind`], carrying the
+    /// original error (and its message) as its source.
+    ///
+    /// ```
+    /// use std::io::ErrorKind;
+    /// use underlay::Error;
+    ///
+    /// let io: std::io::Error = Error::NetworkNotFound { name: "x".into() }.into();
+    /// assert_eq!(io.kind(), ErrorKind::NotFound);
+    /// assert!(io.to_string().contains("network \"x\" not found"));
+    /// ```
+    fn from(error: Error) -> Self {
+        use io::ErrorKind as K;
+        let kind = match &error {
+            Error::Io { source, .. } => source.kind(),
+            Error::Kernel { errno, .. } => io::Error::from_raw_os_error(*errno).kind(),
+            Error::LinkNotFound { .. }
+            | Error::NetworkNotFound { .. }
+            | Error::ParentNotFound { .. } => K::NotFound,
+            Error::NetworkExists { .. }
+            | Error::AlreadyAttached { .. }
+            | Error::NameInUse { .. }
+            | Error::InterfaceExists { .. } => K::AlreadyExists,
+            Error::AddressInUse { .. } | Error::Ipam(IpamError::AddressInUse { .. }) => {
+                K::AddrInUse
+            }
+            // `ResourceBusy` would fit, but is newer than the MSRV.
+            Error::ParentInUse { .. } | Error::NetworkHasEndpoints { .. } => K::AlreadyExists,
+            Error::InvalidArgument { .. } | Error::NotANetworkNamespace { .. } | Error::Ipam(_) => {
+                K::InvalidInput
+            }
+            Error::Unsupported { .. } => K::Unsupported,
+            Error::CorruptState { .. } | Error::Protocol(_) => K::InvalidData,
+            _ => K::Other,
+        };
+        io::Error::new(kind, error)
+    }
+}
+
+fn join(errors: &[Error]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn kernel_text(errno: i32, message: Option<&str>) -> String {

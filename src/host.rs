@@ -1,16 +1,12 @@
 //! The host: a state directory and the network namespace networks live in.
 //!
-//! [`Host`] is the entry point. It owns a state directory, whose layout is
-//!
-//! ```text
-//! STATE_DIR/lock                 flock: network create, remove and recovery
-//! STATE_DIR/id                   this state directory's random id
-//! STATE_DIR/networks/NAME.json   one record per network (fsync'd)
-//! ```
-//!
-//! Endpoints are runtime state and live in the runtime directory
-//! (`/run/underlay/STATE_ID` by default, on tmpfs), which a reboot empties
-//! together with the containers; see [`crate::endpoint`].
+//! [`Host`] is the entry point. By default it keeps network definitions in
+//! a state directory ([`FileNetworkStore`])
+//! and endpoints in a runtime directory (`/run/underlay/STATE_ID`, on
+//! tmpfs, which a reboot empties together with the containers:
+//! [`FileEndpointStore`]); other stores
+//! plug in through [`HostOptions::network_store`] and
+//! [`HostOptions::endpoint_store`].
 //!
 //! Network definitions must survive a reboot, so the state directory belongs
 //! on persistent storage (`/var/lib/underlay` by default). Every record is
@@ -31,53 +27,24 @@
 //! # Ok::<(), underlay::Error>(())
 //! ```
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use crate::capability::{KernelCapabilities, KernelFeature};
-use crate::ipam::{check_overlap, DefaultPools};
-use crate::link::fill_random;
-use crate::netlink::Netlink;
+use crate::capability::KernelCapabilities;
+use crate::engine::{Engine, EngineParts};
+use crate::ipam::DefaultPools;
 use crate::netns::NetNs;
-use crate::network::{Network, NetworkBuilder, NetworkRecord, NetworkState};
-use crate::parent;
-use crate::registry::{EndpointState, Registry};
-use crate::route::IpFamily;
-use crate::store::{self, Durability};
-use crate::{Error, Result};
+use crate::network::{Network, NetworkBuilder};
+use crate::store::{EndpointStore, FileEndpointStore, FileNetworkStore, NetworkStore};
+use crate::Result;
 
-/// The default state directory.
-///
-/// ```
-/// use std::path::Path;
-/// use underlay::host::DEFAULT_STATE_DIR;
-///
-/// // Where `Host::open(DEFAULT_STATE_DIR)` keeps network pub_net's record.
-/// let record = Path::new(DEFAULT_STATE_DIR).join("networks/pub_net.json");
-/// assert_eq!(record, Path::new("/var/lib/underlay/networks/pub_net.json"));
-/// ```
-pub const DEFAULT_STATE_DIR: &str = "/var/lib/underlay";
+pub use crate::engine::RecoveryReport;
+pub use crate::store::{DEFAULT_RUNTIME_DIR, DEFAULT_STATE_DIR};
 
-/// The parent of the default runtime directories.
-///
-/// ```
-/// use std::path::Path;
-/// use underlay::host::DEFAULT_RUNTIME_DIR;
-///
-/// // Each state directory's endpoints live under its random id.
-/// let runtime = Path::new(DEFAULT_RUNTIME_DIR).join("3f2a9c61d0b4e857");
-/// assert_eq!(runtime, Path::new("/run/underlay/3f2a9c61d0b4e857"));
-/// ```
-pub const DEFAULT_RUNTIME_DIR: &str = "/run/underlay";
-
-/// The prefix of the alias that marks links underlay owns.
-const ALIAS_PREFIX: &str = "underlay:";
-
-/// A state directory and the host namespace it manages. Cheap to clone,
-/// `Send + Sync`.
+/// A host: the namespace that holds the parent interfaces, and the stores
+/// that keep its networks and endpoints. Cheap to clone, `Send + Sync`.
 ///
 /// ```no_run
 /// use underlay::Host;
@@ -90,39 +57,8 @@ const ALIAS_PREFIX: &str = "underlay:";
 /// ```
 #[derive(Clone, Debug)]
 pub struct Host {
-    pub(crate) inner: Arc<HostInner>,
-}
-
-#[derive(Debug)]
-pub(crate) struct HostInner {
-    pub state_dir: PathBuf,
-    pub runtime_dir: PathBuf,
-    pub registries: Mutex<HashMap<String, Arc<Registry>>>,
-    pub id: String,
-    pub netns: NetNs,
-    pub nl: Netlink,
-    pub default_pools: DefaultPools,
-    pub reserved_prefixes: Vec<IpNet>,
-    pub capabilities: OnceLock<KernelCapabilities>,
-}
-
-impl HostInner {
-    /// The alias that marks a link as owned by network `network_id` of this
-    /// state directory (endpoint links add `:ENDPOINT_ID`).
-    pub(crate) fn alias(&self, network_id: &str) -> String {
-        format!("{ALIAS_PREFIX}{}:{network_id}", self.id)
-    }
-
-    /// The endpoint registry of a network, shared by every handle on it in
-    /// this process.
-    pub(crate) fn registry(&self, network: &NetworkRecord) -> Arc<Registry> {
-        let mut registries = self.registries.lock().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(
-            registries
-                .entry(network.id.clone())
-                .or_insert_with(|| Arc::new(Registry::new(&self.runtime_dir, network))),
-        )
-    }
+    engine: Arc<Engine>,
+    state_dir: Option<PathBuf>,
 }
 
 /// Options for [`Host::options`].
@@ -142,6 +78,8 @@ impl HostInner {
 pub struct HostOptions {
     state_dir: Option<PathBuf>,
     runtime_dir: Option<PathBuf>,
+    network_store: Option<Box<dyn NetworkStore>>,
+    endpoint_store: Option<Box<dyn EndpointStore>>,
     netns: Option<NetNs>,
     default_pools: Option<DefaultPools>,
     reserved_prefixes: Vec<IpNet>,
@@ -173,6 +111,37 @@ impl HostOptions {
     /// ```
     pub fn runtime_dir(mut self, dir: impl AsRef<Path>) -> Self {
         self.runtime_dir = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// Keeps network definitions in `store` instead of the state
+    /// directory's files ([`state_dir`](Self::state_dir) is then unused).
+    ///
+    /// ```
+    /// use underlay::store::MemoryStore;
+    /// use underlay::Host;
+    ///
+    /// let store = MemoryStore::new();
+    /// let options = Host::options().network_store(store.clone()).endpoint_store(store);
+    /// assert!(format!("{options:?}").contains("MemoryStore"));
+    /// ```
+    pub fn network_store(mut self, store: impl NetworkStore + 'static) -> Self {
+        self.network_store = Some(Box::new(store));
+        self
+    }
+
+    /// Keeps endpoints in `store` instead of the runtime directory's
+    /// journals ([`runtime_dir`](Self::runtime_dir) is then unused).
+    ///
+    /// ```
+    /// use underlay::store::FileEndpointStore;
+    /// use underlay::Host;
+    ///
+    /// let options = Host::options().endpoint_store(FileEndpointStore::new("/run/underlay/a"));
+    /// assert!(format!("{options:?}").contains("/run/underlay/a"));
+    /// ```
+    pub fn endpoint_store(mut self, store: impl EndpointStore + 'static) -> Self {
+        self.endpoint_store = Some(Box::new(store));
         self
     }
 
@@ -241,140 +210,49 @@ impl HostOptions {
     /// }
     /// # Ok::<(), underlay::Error>(())
     /// ```
+    ///
+    /// # Errors
+    /// When the stores cannot be opened (for the default ones, the state or
+    /// runtime directory cannot be created or read), the namespace cannot
+    /// be entered, or recovery fails.
     pub fn open(self) -> Result<Host> {
-        let state_dir = self.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into());
-        store::create_dir(&state_dir.join("networks"))?;
-        store::create_dir(&state_dir.join("pending"))?;
         let netns = match self.netns {
             Some(ns) => ns,
             None => NetNs::current()?,
         };
-        let nl = netns.netlink()?;
-        let id = {
-            let _lock = store::lock(&state_dir.join("lock"), true)?;
-            state_id(&state_dir)?
-        };
-        let runtime_dir = self
-            .runtime_dir
-            .unwrap_or_else(|| Path::new(DEFAULT_RUNTIME_DIR).join(&id));
-        store::create_dir(&runtime_dir)?;
-        let host = Host {
-            inner: Arc::new(HostInner {
-                state_dir,
-                runtime_dir,
-                registries: Mutex::new(HashMap::new()),
-                id,
-                netns,
-                nl,
-                default_pools: self.default_pools.unwrap_or_default(),
-                reserved_prefixes: self.reserved_prefixes,
-                capabilities: OnceLock::new(),
-            }),
-        };
-        // Recovery costs a look at every network and the host's links: do it
-        // once per boot, and again only when an operation was interrupted.
-        if host.needs_recovery()? {
-            let report = host.recover_networks()?;
-            if !report.is_clean() {
-                log::info!("recovery on open: {report:?}");
+        let mut state_dir = None;
+        let mut default_runtime_dir = None;
+        let networks: Box<dyn NetworkStore> = match self.network_store {
+            Some(store) => store,
+            None => {
+                let dir = self.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into());
+                let store = FileNetworkStore::open(&dir)?;
+                state_dir = Some(dir);
+                default_runtime_dir = Some(store.default_runtime_dir());
+                Box::new(store)
             }
-        }
-        Ok(host)
-    }
-}
-
-/// The namespace files a machine knows: named ones and every process's.
-fn namespace_paths() -> Vec<PathBuf> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir("/run/netns")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    paths.extend(
-        std::fs::read_dir("/proc")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .bytes()
-                    .all(|b| b.is_ascii_digit())
-            })
-            .map(|e| e.path().join("ns/net")),
-    );
-    paths
-}
-
-/// Reads the state directory's id, creating it on first use.
-fn state_id(state_dir: &Path) -> Result<String> {
-    let path = state_dir.join("id");
-    match std::fs::read_to_string(&path) {
-        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
-    }
-    let id = random_hex(8)?;
-    store::write_atomic(&path, id.as_bytes(), Durability::Durable)?;
-    Ok(id)
-}
-
-pub(crate) fn random_hex(bytes: usize) -> Result<String> {
-    let mut buffer = vec![0u8; bytes];
-    fill_random(&mut buffer)?;
-    Ok(buffer.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// What [`Host::recover`] found and did.
-///
-/// ```no_run
-/// use underlay::Host;
-///
-/// let report = Host::open("/var/lib/underlay")?.recover()?;
-/// for endpoint in &report.released_endpoints {
-///     println!("released the addresses of {endpoint}");
-/// }
-/// # Ok::<(), underlay::Error>(())
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RecoveryReport {
-    /// Owned parent links that were missing (after a reboot) and were
-    /// created again.
-    pub recreated_parents: Vec<String>,
-    /// Networks whose creation a crash interrupted, undone.
-    pub undone_creations: Vec<String>,
-    /// Networks whose removal a crash interrupted, finished.
-    pub finished_removals: Vec<String>,
-    /// Links marked as underlay's (by their alias) that no network record
-    /// explains; they were deleted.
-    pub removed_links: Vec<String>,
-    /// Networks whose owned parent could not be created again (for example
-    /// because the VLAN's master interface is missing), with the reason.
-    pub broken_networks: Vec<(String, String)>,
-    /// Endpoints (`network/endpoint`) whose namespace or link is gone; their
-    /// addresses were released.
-    pub released_endpoints: Vec<String>,
-    /// Endpoints (`network/endpoint`) whose attach a crash interrupted;
-    /// their link was deleted and their addresses released.
-    pub undone_attaches: Vec<String>,
-}
-
-impl RecoveryReport {
-    /// Whether there was nothing to do.
-    ///
-    /// ```
-    /// use underlay::host::RecoveryReport;
-    ///
-    /// let mut report = RecoveryReport::default();
-    /// assert!(report.is_clean());
-    /// report.recreated_parents.push("eth0.50".into());
-    /// assert!(!report.is_clean());
-    /// ```
-    pub fn is_clean(&self) -> bool {
-        *self == RecoveryReport::default()
+        };
+        let endpoints: Box<dyn EndpointStore> = match self.endpoint_store {
+            Some(store) => store,
+            None => {
+                let dir = self
+                    .runtime_dir
+                    .or(default_runtime_dir)
+                    .unwrap_or_else(|| Path::new(DEFAULT_RUNTIME_DIR).join(networks.host_id()));
+                Box::new(FileEndpointStore::new(dir))
+            }
+        };
+        let engine = Engine::open(EngineParts {
+            netns,
+            networks,
+            endpoints,
+            default_pools: self.default_pools.unwrap_or_default(),
+            reserved_prefixes: self.reserved_prefixes,
+        })?;
+        Ok(Host {
+            engine: Arc::new(engine),
+            state_dir,
+        })
     }
 }
 
@@ -386,9 +264,12 @@ impl Host {
     /// use underlay::host::{Host, DEFAULT_STATE_DIR};
     ///
     /// let host = Host::open(DEFAULT_STATE_DIR)?;
-    /// assert_eq!(host.state_dir(), std::path::Path::new("/var/lib/underlay"));
+    /// assert_eq!(host.state_dir(), Some(std::path::Path::new("/var/lib/underlay")));
     /// # Ok::<(), underlay::Error>(())
     /// ```
+    ///
+    /// # Errors
+    /// As [`HostOptions::open`].
     pub fn open(state_dir: impl AsRef<Path>) -> Result<Host> {
         Host::options().state_dir(state_dir).open()
     }
@@ -408,17 +289,18 @@ impl Host {
         HostOptions::default()
     }
 
-    /// The state directory.
+    /// The state directory, when network definitions are kept in one (the
+    /// default store).
     ///
     /// ```no_run
     /// use underlay::Host;
     ///
     /// let host = Host::open("/var/lib/underlay")?;
-    /// assert!(host.state_dir().join("networks").is_dir());
+    /// assert!(host.state_dir().unwrap().join("networks").is_dir());
     /// # Ok::<(), underlay::Error>(())
     /// ```
-    pub fn state_dir(&self) -> &Path {
-        &self.inner.state_dir
+    pub fn state_dir(&self) -> Option<&Path> {
+        self.state_dir.as_deref()
     }
 
     /// The host namespace.
@@ -432,7 +314,7 @@ impl Host {
     /// # Ok::<(), underlay::Error>(())
     /// ```
     pub fn netns(&self) -> &NetNs {
-        &self.inner.netns
+        self.engine.netns()
     }
 
     /// What the kernel can make, probed once per host handle.
@@ -447,48 +329,15 @@ impl Host {
     /// }
     /// # Ok::<(), underlay::Error>(())
     /// ```
+    ///
+    /// # Errors
+    /// When the probe cannot make its throw-away namespace.
     pub fn capabilities(&self) -> Result<KernelCapabilities> {
-        if let Some(caps) = self.inner.capabilities.get() {
-            return Ok(*caps);
-        }
-        let caps = KernelCapabilities::probe()?;
-        Ok(*self.inner.capabilities.get_or_init(|| caps))
-    }
-
-    fn record_path(&self, name: &str) -> PathBuf {
-        self.inner
-            .state_dir
-            .join("networks")
-            .join(format!("{name}.json"))
-    }
-
-    fn lock(&self) -> Result<store::Lock> {
-        store::lock(&self.inner.state_dir.join("lock"), true)
-    }
-
-    fn records(&self) -> Result<Vec<NetworkRecord>> {
-        let mut out = Vec::new();
-        for path in store::list_records(&self.inner.state_dir.join("networks"))? {
-            if let Some(record) = store::read_record::<NetworkRecord>(&path)? {
-                out.push(record);
-            }
-        }
-        Ok(out)
-    }
-
-    fn network_from(&self, record: NetworkRecord) -> Network {
-        Network {
-            host: Arc::clone(&self.inner),
-            record,
-        }
-    }
-
-    fn alias(&self, network_id: &str) -> String {
-        self.inner.alias(network_id)
+        self.engine.capabilities()
     }
 
     /// Creates a network: checks the description and that the kernel has the
-    /// driver ([`Error::Unsupported`] otherwise), resolves (or creates) the
+    /// driver ([`Error::Unsupported`](crate::Error::Unsupported) otherwise), resolves (or creates) the
     /// parent interface, fills in default subnets and gateways, and records
     /// it. On any error nothing is created and the state directory is
     /// unchanged.
@@ -504,118 +353,16 @@ impl Host {
     /// assert!(net.parent().owned()); // underlay made eth0.50, and removes it with the network
     /// # Ok::<(), underlay::Error>(())
     /// ```
+    ///
+    /// # Errors
+    /// An invalid description ([`Error::InvalidArgument`](crate::Error::InvalidArgument),
+    /// [`Error::Ipam`](crate::Error::Ipam)); a conflict
+    /// ([`Error::NetworkExists`](crate::Error::NetworkExists),
+    /// [`Error::ParentInUse`](crate::Error::ParentInUse), an overlapping
+    /// subnet); a missing parent or kernel feature; a store or kernel error.
     pub fn create_network(&self, builder: NetworkBuilder) -> Result<Network> {
-        let spec = builder.build()?;
-        // Say now, not at the first attach, that the kernel lacks the driver.
-        let feature = match spec.driver() {
-            crate::network::Driver::Ipvlan { .. } => KernelFeature::Ipvlan,
-            _ => KernelFeature::Macvlan,
-        };
-        self.capabilities()?.require(feature)?;
-        let _lock = self.lock()?;
-        let records = self.records()?;
-        if records.iter().any(|r| r.name == spec.name()) {
-            return Err(Error::NetworkExists {
-                name: spec.name().to_owned(),
-            });
-        }
-        // Subnets: the given ones must not overlap other networks'; missing
-        // families come from the default pools.
-        let existing: Vec<(String, Vec<IpNet>)> = records
-            .iter()
-            .map(|r| (r.name.clone(), r.ipam.prefixes().collect()))
-            .collect();
-        check_overlap(
-            spec.ipam().prefixes(),
-            existing.iter().map(|(n, p)| (n, p.iter().copied())),
-        )?;
-        let mut ipam = spec.ipam().clone();
-        let (ipv4, ipv6) = spec.families();
-        let has = |ipam: &crate::ipam::NetworkIpamConfig, v4: bool| {
-            ipam.prefixes().any(|p| p.addr().is_ipv4() == v4)
-        };
-        if (ipv4 && !has(&ipam, true)) || (ipv6 && !has(&ipam, false)) {
-            let mut in_use: Vec<IpNet> = existing
-                .iter()
-                .flat_map(|(_, p)| p.iter().copied())
-                .collect();
-            in_use.extend(self.host_prefixes()?);
-            in_use.extend(self.inner.reserved_prefixes.iter().copied());
-            if ipv4 && !has(&ipam, true) {
-                let subnet = self.inner.default_pools.pick_ipv4(in_use.iter().copied())?;
-                ipam.add_subnet(crate::ipam::SubnetConfig::new(subnet)?)?;
-                in_use.push(subnet);
-            }
-            if ipv6 && !has(&ipam, false) {
-                let mut global_id = [0u8; 5];
-                fill_random(&mut global_id)?;
-                let subnet = self.inner.default_pools.pick_ipv6(global_id, in_use)?;
-                ipam.add_subnet(crate::ipam::SubnetConfig::new(subnet)?)?;
-            }
-        }
-        ipam.infer_gateways();
-
-        let id = random_hex(32)?;
-        let dummy = spec
-            .parent()
-            .is_none()
-            .then(|| parent::dummy_name(spec.driver().name() == "ipvlan", &id));
-        let plan = parent::plan(&self.inner.nl, spec.parent(), dummy)?;
-        if let Some(holder) = records.iter().find(|r| r.parent.name == plan.parent.name) {
-            return Err(Error::ParentInUse {
-                parent: plan.parent.name.clone(),
-                network: holder.name.clone(),
-            });
-        }
-        let mut record = spec.into_record(id, plan.parent.clone(), ipam);
-        let path = self.record_path(&record.name);
-        // Record the intent first: if we die after creating the parent,
-        // recovery finds the record and undoes the creation.
-        let pending = self.begin(&record.name)?;
-        store::write_record(&path, &record, Durability::Durable)?;
-        log::debug!("network {}: recorded as creating", record.name);
-        if let Err(e) = plan.realize(&self.inner.nl, &self.alias(&record.id)) {
-            store::remove_record(&path, Durability::Durable)?;
-            end(&pending);
-            return Err(e);
-        }
-        record.state = NetworkState::Ready;
-        if let Err(e) = store::write_record(&path, &record, Durability::Durable) {
-            let _ = parent::remove(
-                &self.inner.nl,
-                &record.parent,
-                &self.alias(&record.id),
-                false,
-            );
-            let _ = store::remove_record(&path, Durability::Durable);
-            end(&pending);
-            return Err(e);
-        }
-        end(&pending);
-        self.inner.registry(&record).prepare()?;
-        log::info!(
-            "created network {} ({} on {})",
-            record.name,
-            record.driver,
-            record.parent.name
-        );
-        Ok(self.network_from(record))
-    }
-
-    /// Prefixes on the host's links and in its main routing tables, which
-    /// default pools avoid.
-    fn host_prefixes(&self) -> Result<Vec<IpNet>> {
-        let nl = &self.inner.nl;
-        let mut out: Vec<IpNet> = nl
-            .addresses(None)?
-            .into_iter()
-            .map(|a| a.address.trunc())
-            .filter(|p| !p.addr().is_loopback())
-            .collect();
-        for family in [IpFamily::V4, IpFamily::V6] {
-            out.extend(nl.routes(family)?.into_iter().filter_map(|r| r.destination));
-        }
-        Ok(out)
+        let record = self.engine.create_network(builder.build()?)?;
+        Ok(Network::new(Arc::clone(&self.engine), record))
     }
 
     /// The network called `name`, or whose id is or starts with `name` (a
@@ -630,31 +377,13 @@ impl Host {
     /// assert_eq!(host.network(&net.id()[..12])?.name(), "pub_net");
     /// # Ok::<(), underlay::Error>(())
     /// ```
+    ///
+    /// # Errors
+    /// [`Error::NetworkNotFound`](crate::Error::NetworkNotFound), or a
+    /// store error.
     pub fn network(&self, name: &str) -> Result<Network> {
-        self.find(name).map(|record| self.network_from(record))
-    }
-
-    fn find(&self, name: &str) -> Result<NetworkRecord> {
-        let ready = |r: &NetworkRecord| r.state == NetworkState::Ready;
-        if let Some(record) = store::read_record::<NetworkRecord>(&self.record_path(name))? {
-            if ready(&record) {
-                return Ok(record);
-            }
-        }
-        let not_found = || Error::NetworkNotFound {
-            name: name.to_owned(),
-        };
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(not_found());
-        }
-        let mut matches = self
-            .records()?
-            .into_iter()
-            .filter(|r| ready(r) && r.id.starts_with(name));
-        match (matches.next(), matches.next()) {
-            (Some(record), None) => Ok(record),
-            _ => Err(not_found()),
-        }
+        let record = self.engine.network(name)?;
+        Ok(Network::new(Arc::clone(&self.engine), record))
     }
 
     /// Every network, by name.
@@ -668,19 +397,22 @@ impl Host {
     /// }
     /// # Ok::<(), underlay::Error>(())
     /// ```
+    ///
+    /// # Errors
+    /// When the network store cannot be read.
     pub fn networks(&self) -> Result<Vec<Network>> {
         Ok(self
-            .records()?
+            .engine
+            .networks()?
             .into_iter()
-            .filter(|r| r.state == NetworkState::Ready)
-            .map(|r| self.network_from(r))
+            .map(|record| Network::new(Arc::clone(&self.engine), record))
             .collect())
     }
 
     /// Removes a network (by name or id, as [`Host::network`] finds it):
     /// deletes the parent link if underlay created it
     /// (a VLAN sub-interface or a dummy), and nothing else. A network that
-    /// still has endpoints is refused ([`Error::NetworkHasEndpoints`]); see
+    /// still has endpoints is refused ([`Error::NetworkHasEndpoints`](crate::Error::NetworkHasEndpoints)); see
     /// [`force_remove_network`](Self::force_remove_network).
     ///
     /// ```no_run
@@ -693,8 +425,14 @@ impl Host {
     /// }
     /// # Ok::<(), underlay::Error>(())
     /// ```
+    ///
+    /// # Errors
+    /// [`Error::NetworkNotFound`](crate::Error::NetworkNotFound),
+    /// [`Error::NetworkHasEndpoints`](crate::Error::NetworkHasEndpoints), or
+    /// [`Error::RemovalIncomplete`](crate::Error::RemovalIncomplete) listing
+    /// every step that failed (the removal can be tried again).
     pub fn remove_network(&self, name: &str) -> Result<()> {
-        self.remove(name, false)
+        self.engine.remove_network(name, false)
     }
 
     /// Removes a network and detaches its endpoints first. When the parent
@@ -709,98 +447,12 @@ impl Host {
     /// assert!(host.network("macvlan50").is_err());
     /// # Ok::<(), underlay::Error>(())
     /// ```
+    ///
+    /// # Errors
+    /// As [`remove_network`](Self::remove_network), without
+    /// `NetworkHasEndpoints`.
     pub fn force_remove_network(&self, name: &str) -> Result<()> {
-        self.remove(name, true)
-    }
-
-    fn remove(&self, name: &str, force: bool) -> Result<()> {
-        let _lock = self.lock()?;
-        let mut record = self.find(name)?;
-        let name = record.name.clone();
-        let name = name.as_str();
-        let path = self.record_path(name);
-        let network = self.network_from(record.clone());
-        let registry = self.inner.registry(&record);
-        let mut session = registry.session()?;
-        let endpoints: Vec<_> = session.endpoints().cloned().collect();
-        if !endpoints.is_empty() && !force {
-            return Err(Error::NetworkHasEndpoints {
-                network: name.to_owned(),
-                count: endpoints.len(),
-            });
-        }
-        record.state = NetworkState::Removing;
-        self.begin(name)?;
-        store::write_record(&path, &record, Durability::Durable)?;
-        log::debug!("network {name}: recorded as removing");
-        // Endpoint links go first. With an owned parent, deleting the parent
-        // takes them all in one kernel operation. Otherwise each goes on its
-        // own, in parallel: a deletion waits for an RCU grace period, and
-        // concurrent deletions share their waits.
-        if !record.parent.owned() {
-            remove_links_in_parallel(&network, &endpoints)?;
-        }
-        parent::remove(
-            &self.inner.nl,
-            &record.parent,
-            &self.alias(&record.id),
-            false,
-        )?;
-        for endpoint in &endpoints {
-            session.forget(endpoint.id)?;
-        }
-        drop(session);
-        self.finish_removal(&record)?;
-        log::info!("removed network {name}");
-        Ok(())
-    }
-
-    fn finish_removal(&self, record: &NetworkRecord) -> Result<()> {
-        let unfinished = record.state == NetworkState::Creating;
-        parent::remove(
-            &self.inner.nl,
-            &record.parent,
-            &self.alias(&record.id),
-            unfinished,
-        )?;
-        let registry = self.inner.registry(record);
-        let _ = std::fs::remove_dir_all(registry.dir());
-        self.inner
-            .registries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&record.id);
-        store::remove_record(&self.record_path(&record.name), Durability::Durable)?;
-        end(&self.pending_path(&record.name));
-        Ok(())
-    }
-
-    fn pending_path(&self, name: &str) -> PathBuf {
-        self.inner.state_dir.join("pending").join(name)
-    }
-
-    /// Marks a network operation as under way, for [`Host::open`] to notice
-    /// if it never finishes. (No fsync: a power cut changes the boot id,
-    /// which makes opening recover anyway.)
-    fn begin(&self, name: &str) -> Result<PathBuf> {
-        let path = self.pending_path(name);
-        std::fs::write(&path, b"")
-            .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
-        Ok(path)
-    }
-
-    /// Whether opening must recover: not yet this boot, or an operation was
-    /// interrupted.
-    fn needs_recovery(&self) -> Result<bool> {
-        let marker =
-            std::fs::read_to_string(self.inner.runtime_dir.join("recovered")).unwrap_or_default();
-        if marker.is_empty() || marker != boot_id() {
-            return Ok(true);
-        }
-        let pending = self.inner.state_dir.join("pending");
-        let mut entries = std::fs::read_dir(&pending)
-            .map_err(|e| Error::io(format!("list {}", pending.display()), e))?;
-        Ok(entries.next().is_some())
+        self.engine.remove_network(name, true)
     }
 
     /// Brings the host back in line with the state directory, after a crash
@@ -827,201 +479,11 @@ impl Host {
     /// }
     /// # Ok::<(), underlay::Error>(())
     /// ```
+    ///
+    /// # Errors
+    /// When a store cannot be read or written, or the kernel refuses a
+    /// deletion.
     pub fn recover(&self) -> Result<RecoveryReport> {
-        let mut report = self.recover_networks()?;
-        let _lock = self.lock()?;
-        let mut explained: Vec<String> = Vec::new();
-        for record in self
-            .records()?
-            .into_iter()
-            .filter(|r| r.state == NetworkState::Ready)
-        {
-            let network = self.network_from(record.clone());
-            let registry = self.inner.registry(&record);
-            let mut session = registry.session()?;
-            let endpoints: Vec<_> = session.endpoints().cloned().collect();
-            for endpoint in endpoints {
-                let label = format!("{}/{}", record.name, endpoint.name);
-                let alias = format!("{}:{:016x}", self.alias(&record.id), endpoint.id);
-                let netns = endpoint.netns();
-                let Some(netns) = netns else {
-                    session.forget(endpoint.id)?;
-                    report.released_endpoints.push(label);
-                    continue;
-                };
-                if endpoint.state == EndpointState::Attaching {
-                    network.remove_link(Some(&netns), &endpoint)?;
-                    session.forget(endpoint.id)?;
-                    report.undone_attaches.push(label);
-                    continue;
-                }
-                let present = netns.run(|| {
-                    let nl = Netlink::open()?;
-                    Ok(nl
-                        .links()?
-                        .iter()
-                        .any(|l| l.alias.as_deref() == Some(alias.as_str())))
-                })?;
-                if present {
-                    explained.push(alias);
-                } else {
-                    session.forget(endpoint.id)?;
-                    report.released_endpoints.push(label);
-                }
-            }
-        }
-        report
-            .removed_links
-            .extend(self.remove_unexplained_endpoint_links(&explained)?);
-        Ok(report)
+        self.engine.recover()
     }
-
-    /// Deletes endpoint links with our mark, in every namespace the machine
-    /// knows, that no endpoint record explains.
-    fn remove_unexplained_endpoint_links(&self, explained: &[String]) -> Result<Vec<String>> {
-        let ours = format!("{ALIAS_PREFIX}{}:", self.inner.id);
-        let mut removed = Vec::new();
-        let mut seen = vec![self.inner.netns.id()];
-        for path in namespace_paths() {
-            let Ok(netns) = NetNs::open(&path) else {
-                continue;
-            };
-            if seen.contains(&netns.id()) {
-                continue;
-            }
-            seen.push(netns.id());
-            let found = netns.run(|| {
-                let nl = Netlink::open()?;
-                let mut deleted = Vec::new();
-                for link in nl.links()? {
-                    let Some(alias) = &link.alias else { continue };
-                    // Endpoint marks have three parts after the prefix.
-                    if alias.starts_with(&ours)
-                        && alias[ours.len()..].contains(':')
-                        && !explained.contains(alias)
-                        && nl.delete_link(link.index).is_ok()
-                    {
-                        deleted.push(format!("{}:{}", path.display(), link.name));
-                    }
-                }
-                Ok(deleted)
-            });
-            match found {
-                Ok(deleted) => removed.extend(deleted),
-                Err(e) => log::debug!("skipping namespace {}: {e}", path.display()),
-            }
-        }
-        Ok(removed)
-    }
-
-    /// Checks the networks only: see [`HostOptions::open`].
-    fn recover_networks(&self) -> Result<RecoveryReport> {
-        let _lock = self.lock()?;
-        let mut report = RecoveryReport::default();
-        let mut explained = Vec::new();
-        for record in self.records()? {
-            let alias = self.alias(&record.id);
-            match record.state {
-                NetworkState::Creating => {
-                    self.finish_removal(&record)?;
-                    report.undone_creations.push(record.name.clone());
-                }
-                NetworkState::Removing => {
-                    self.finish_removal(&record)?;
-                    report.finished_removals.push(record.name.clone());
-                }
-                NetworkState::Ready => {
-                    explained.push(alias.clone());
-                    match parent::ensure(&self.inner.nl, &record.parent, &alias) {
-                        Ok(true) => report.recreated_parents.push(record.parent.name.clone()),
-                        Ok(false) => {}
-                        Err(e) => {
-                            log::warn!(
-                                "network {}: cannot restore parent {}: {e}",
-                                record.name,
-                                record.parent.name
-                            );
-                            report
-                                .broken_networks
-                                .push((record.name.clone(), e.to_string()));
-                        }
-                    }
-                }
-            }
-        }
-        let ours = format!("{ALIAS_PREFIX}{}:", self.inner.id);
-        for link in self.inner.nl.links()? {
-            let Some(alias) = &link.alias else { continue };
-            if alias.starts_with(&ours) && !explained.contains(alias) {
-                match self.inner.nl.delete_link(link.index) {
-                    Ok(()) | Err(Error::LinkNotFound { .. }) => {
-                        report.removed_links.push(link.name)
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        // Everything interrupted is settled now.
-        for entry in std::fs::read_dir(self.inner.state_dir.join("pending"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let _ = std::fs::remove_file(entry.path());
-        }
-        store::write_atomic(
-            &self.inner.runtime_dir.join("recovered"),
-            boot_id().as_bytes(),
-            Durability::Atomic,
-        )?;
-        Ok(report)
-    }
-}
-
-/// Ends what [`Host::begin`] started.
-fn end(pending: &Path) {
-    let _ = std::fs::remove_file(pending);
-}
-
-/// This boot's id: it changes at every boot.
-fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|id| id.trim().to_owned())
-        .unwrap_or_default()
-}
-
-/// How many endpoint links are deleted at once.
-const PARALLEL_DELETIONS: usize = 128;
-
-/// Deletes the links of `endpoints`, many at a time; returns the first error
-/// after trying them all.
-fn remove_links_in_parallel(
-    network: &Network,
-    endpoints: &[crate::registry::EndpointRecord],
-) -> Result<()> {
-    let mut first_error = None;
-    for chunk in endpoints.chunks(PARALLEL_DELETIONS) {
-        let results: Vec<Result<()>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = chunk
-                .iter()
-                .map(|endpoint| {
-                    scope.spawn(move || network.remove_link(endpoint.netns().as_ref(), endpoint))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(Error::Protocol("a link deletion thread panicked".into()))
-                    })
-                })
-                .collect()
-        });
-        for result in results {
-            if let Err(e) = result {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    first_error.map_or(Ok(()), Err)
 }

@@ -27,12 +27,16 @@
 //!    operations on links, addresses and routes, handles on network
 //!    namespaces, and what the kernel can do.
 //! 3. [`ipam`]: pure address management (no I/O).
-//! 4. [`parent`] and the drivers ([`network::Driver`]): parent interfaces and
-//!    who owns them.
-//! 5. [`network`], [`endpoint`] and [`host`]: networks, the containers
-//!    attached to them, and the state directory that keeps them across
-//!    crashes, concurrent processes and reboots. [`docker`] speaks Docker's
-//!    command-line vocabulary on top.
+//! 4. [`driver`] and [`parent`]: what macvlan and ipvlan are, and the
+//!    parent interfaces with who owns them (the ownership mark).
+//! 5. The engine, over the [`store`] traits: networks, endpoints and
+//!    recovery, written once; the default stores keep them in files across
+//!    crashes, concurrent processes and reboots.
+//! 6. Front ends: [`Host`], [`Network`] and [`endpoint`] (the Rust API),
+//!    and [`docker`], Docker's command-line vocabulary.
+//!
+//! `ARCHITECTURE.md` in the repository draws the same map and says where
+//! each concept lives.
 //!
 //! The library never prints, never exits and never panics on bad input: it
 //! reports through [`Error`] and logs through the [`log`] facade. It never
@@ -44,19 +48,24 @@
 pub mod address;
 pub mod capability;
 pub mod docker;
+pub mod driver;
 pub mod endpoint;
+mod engine;
 mod error;
 mod family;
+mod feature;
 pub mod host;
 pub mod ipam;
 pub mod link;
+mod mark;
 pub mod netlink;
 pub mod netns;
 pub mod network;
 pub mod parent;
-mod registry;
+mod random;
 pub mod route;
-mod store;
+mod spec;
+pub mod store;
 
 pub use error::{Error, Result};
 pub use family::IpFamily;

@@ -28,8 +28,6 @@ use crate::{Error, Result};
 
 /// `NSFS_MAGIC`: the filesystem of namespace files.
 const NSFS_MAGIC: i64 = 0x6e73_6673;
-/// `NS_GET_NSTYPE` ioctl: `_IO(0xb7, 0x3)`.
-const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
 
 /// The identity of a network namespace: the device and inode of its
 /// namespace file, stable for the namespace's lifetime and equal for every
@@ -116,8 +114,7 @@ impl NetNs {
     /// # Ok::<(), underlay::Error>(())
     /// ```
     pub fn current() -> Result<Self> {
-        // SAFETY: gettid has no preconditions.
-        let tid = unsafe { libc::gettid() };
+        let tid = rustix::thread::gettid().as_raw_nonzero();
         Self::open(format!("/proc/{}/task/{tid}/ns/net", std::process::id()))
     }
 
@@ -136,14 +133,17 @@ impl NetNs {
     /// ```
     pub fn create() -> Result<Self> {
         let ns = on_own_thread(|| {
-            // SAFETY: unshare only affects this thread, which the library
-            // owns and which ends right after.
-            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-                return Err(Error::io(
-                    "create a network namespace (unshare CLONE_NEWNET)",
-                    std::io::Error::last_os_error(),
-                ));
-            }
+            // SAFETY: unshare(CLONE_NEWNET) moves only this thread, which
+            // the library owns and which ends right after; it does not
+            // unshare the file table (CLONE_FILES), the case that makes
+            // `unshare` unsafe.
+            unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }
+                .map_err(|e| {
+                    Error::io(
+                        "create a network namespace (unshare CLONE_NEWNET)",
+                        e.into(),
+                    )
+                })?;
             let mut ns = NetNs::current()?;
             Netlink::open()?.set_link_up_by_index(1, true)?;
             // The thread's path dies with the thread: name the namespace by
@@ -164,14 +164,8 @@ impl NetNs {
             path: path.clone(),
             reason,
         };
-        // SAFETY: fstatfs writes into a zeroed statfs struct we own.
-        let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
-        if unsafe { libc::fstatfs(file.as_raw_fd(), &mut fs) } != 0 {
-            return Err(Error::io(
-                format!("fstatfs {}", path.display()),
-                std::io::Error::last_os_error(),
-            ));
-        }
+        let fs = rustix::fs::fstatfs(&file)
+            .map_err(|e| Error::io(format!("fstatfs {}", path.display()), e.into()))?;
         let metadata = file
             .metadata()
             .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
@@ -187,15 +181,14 @@ impl NetNs {
                 "it is {what}, not a namespace file (expected /run/netns/NAME or /proc/PID/ns/net)"
             )));
         }
-        // SAFETY: NS_GET_NSTYPE takes no argument and returns the type.
-        let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE as _) };
-        if kind < 0 {
-            return Err(Error::io(
-                format!("query the namespace type of {}", path.display()),
-                std::io::Error::last_os_error(),
-            ));
-        }
-        if kind != libc::CLONE_NEWNET {
+        // The kernel names a namespace file's kind in its link text, as
+        // `ls -l /proc/self/ns` shows: `net:[4026531840]`, `uts:[...]`.
+        let link = format!("/proc/self/fd/{}", file.as_raw_fd());
+        let target = std::fs::read_link(&link)
+            .map_err(|e| Error::io(format!("query the namespace type of {}", path.display()), e))?;
+        let target = target.to_string_lossy();
+        let kind = target.split(':').next().unwrap_or_default();
+        if kind != "net" {
             return Err(not_netns(format!(
                 "it is a {} namespace, not a network namespace",
                 namespace_kind(kind)
@@ -299,16 +292,19 @@ impl NetNs {
     /// # Ok::<(), underlay::Error>(())
     /// ```
     pub fn run<T: Send>(&self, work: impl FnOnce() -> Result<T> + Send) -> Result<T> {
-        let fd = self.fd.as_raw_fd();
+        let fd = self.fd.as_fd();
         on_own_thread(move || {
-            // SAFETY: setns only affects this thread, which the library
-            // owns; `fd` stays open while the scoped thread runs.
-            if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
-                return Err(Error::io(
+            // setns moves only this thread, which the library owns.
+            rustix::thread::move_into_link_name_space(
+                fd,
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )
+            .map_err(|e| {
+                Error::io(
                     format!("enter network namespace {}", self.path.display()),
-                    std::io::Error::last_os_error(),
-                ));
-            }
+                    e.into(),
+                )
+            })?;
             work()
         })
     }
@@ -332,15 +328,17 @@ fn on_own_thread<T: Send>(work: impl FnOnce() -> Result<T> + Send) -> Result<T> 
     })
 }
 
-fn namespace_kind(kind: libc::c_int) -> &'static str {
+/// The kind of a namespace, from the name the kernel gives it in
+/// `/proc/self/ns` (`uts`, `mnt`, `pid_for_children`, ...).
+fn namespace_kind(kind: &str) -> &'static str {
     match kind {
-        libc::CLONE_NEWUTS => "UTS",
-        libc::CLONE_NEWIPC => "IPC",
-        libc::CLONE_NEWNS => "mount",
-        libc::CLONE_NEWPID => "PID",
-        libc::CLONE_NEWUSER => "user",
-        libc::CLONE_NEWCGROUP => "cgroup",
-        libc::CLONE_NEWTIME => "time",
+        "uts" => "UTS",
+        "ipc" => "IPC",
+        "mnt" => "mount",
+        "pid" | "pid_for_children" => "PID",
+        "user" => "user",
+        "cgroup" => "cgroup",
+        "time" | "time_for_children" => "time",
         _ => "different",
     }
 }

@@ -22,171 +22,18 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::host::HostInner;
-use crate::ipam::{AllocationPolicy, NetworkIpamConfig};
-use crate::link::{IpvlanFlag, IpvlanMode, MacvlanMode};
-use crate::parent::ParentLink;
-use crate::{Error, Result};
+use crate::driver::Driver;
+use crate::endpoint::{AttachOptions, Endpoint};
+use crate::engine::Engine;
+use crate::ipam::NetworkIpamConfig;
+use crate::netns::NetNs;
+use crate::parent::{ParentKind, ParentLink};
+use crate::store::NetworkRecord;
+use crate::Result;
 
-/// The driver of a network, with its mode.
-///
-/// ```
-/// use underlay::network::Driver;
-/// use underlay::link::{IpvlanFlag, IpvlanMode};
-///
-/// let d = Driver::Ipvlan { mode: IpvlanMode::L3, flag: IpvlanFlag::Bridge };
-/// assert_eq!(d.name(), "ipvlan");
-/// assert!(d.is_l3());
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "name", rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum Driver {
-    /// macvlan: every endpoint has its own MAC address.
-    Macvlan {
-        /// The macvlan mode (bridge by default).
-        mode: MacvlanMode,
-    },
-    /// ipvlan: endpoints share the parent's MAC address.
-    Ipvlan {
-        /// The ipvlan mode (l2 by default).
-        mode: IpvlanMode,
-        /// The ipvlan flag (bridge by default).
-        flag: IpvlanFlag,
-    },
-}
-
-impl Driver {
-    /// `macvlan` or `ipvlan`.
-    ///
-    /// ```
-    /// use underlay::link::MacvlanMode;
-    /// use underlay::network::Driver;
-    ///
-    /// let driver = Driver::Macvlan { mode: MacvlanMode::Bridge };
-    /// assert_eq!(driver.name(), "macvlan");
-    /// assert_eq!(driver.to_string(), "macvlan");
-    /// ```
-    pub fn name(&self) -> &'static str {
-        match self {
-            Driver::Macvlan { .. } => "macvlan",
-            Driver::Ipvlan { .. } => "ipvlan",
-        }
-    }
-
-    /// Whether endpoints route at layer 3 (ipvlan l3 and l3s): their default
-    /// route is `default dev eth0`, with no gateway.
-    ///
-    /// ```
-    /// use underlay::link::{IpvlanFlag, IpvlanMode};
-    /// use underlay::network::Driver;
-    ///
-    /// let l3s = Driver::Ipvlan { mode: IpvlanMode::L3s, flag: IpvlanFlag::Bridge };
-    /// let l2 = Driver::Ipvlan { mode: IpvlanMode::L2, flag: IpvlanFlag::Bridge };
-    /// assert!(l3s.is_l3() && !l2.is_l3());
-    /// ```
-    pub fn is_l3(&self) -> bool {
-        matches!(
-            self,
-            Driver::Ipvlan {
-                mode: IpvlanMode::L3 | IpvlanMode::L3s,
-                ..
-            }
-        )
-    }
-
-    /// The driver's options in Docker's words (`macvlan_mode`, `ipvlan_mode`,
-    /// `ipvlan_flag`).
-    ///
-    /// ```
-    /// use underlay::link::{IpvlanFlag, IpvlanMode};
-    /// use underlay::network::Driver;
-    ///
-    /// let driver = Driver::Ipvlan { mode: IpvlanMode::L3, flag: IpvlanFlag::Private };
-    /// let options = driver.docker_options();
-    /// assert_eq!(options["ipvlan_mode"], "l3");
-    /// assert_eq!(options["ipvlan_flag"], "private");
-    /// ```
-    pub fn docker_options(&self) -> BTreeMap<String, String> {
-        let mut options = BTreeMap::new();
-        match self {
-            Driver::Macvlan { mode } => {
-                options.insert("macvlan_mode".into(), mode.to_string());
-            }
-            Driver::Ipvlan { mode, flag } => {
-                options.insert("ipvlan_mode".into(), mode.to_string());
-                options.insert("ipvlan_flag".into(), flag.to_string());
-            }
-        }
-        options
-    }
-}
-
-impl fmt::Display for Driver {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// The Docker driver options underlay understands, for each driver.
-const MACVLAN_OPTIONS: &[&str] = &["parent", "macvlan_mode", "mtu"];
-const IPVLAN_OPTIONS: &[&str] = &["parent", "ipvlan_mode", "ipvlan_flag", "mtu"];
-
-/// Builds a network description; [`Host::create_network`](crate::Host::create_network)
-/// creates it. Setters never fail: the first bad value is reported by
-/// [`build`](Self::build) (or by `create_network`), before anything is made.
-///
-/// ```
-/// use underlay::Network;
-///
-/// // docker network create -d ipvlan --subnet=192.168.210.0/24 --subnet=192.168.212.0/24
-/// //   -o ipvlan_mode=l3 ipnet210
-/// let spec = Network::builder("ipnet210")
-///     .driver("ipvlan")
-///     .subnet("192.168.210.0/24")
-///     .subnet("192.168.212.0/24")
-///     .option("ipvlan_mode", "l3")
-///     .build()?;
-/// assert!(spec.driver().is_l3());
-/// assert_eq!(spec.ipam().subnets().len(), 2);
-///
-/// let err = Network::builder("x").macvlan().option("colour", "blue").build().unwrap_err();
-/// assert!(err.to_string().contains("colour"));
-/// # Ok::<(), underlay::Error>(())
-/// ```
-#[derive(Debug, Clone, Default)]
-#[must_use = "a builder does nothing until passed to Host::create_network"]
-pub struct NetworkBuilder {
-    name: String,
-    driver: Option<&'static str>,
-    macvlan_mode: Option<MacvlanMode>,
-    ipvlan_mode: Option<IpvlanMode>,
-    ipvlan_flag: Option<IpvlanFlag>,
-    parent: Option<String>,
-    subnets: Vec<String>,
-    gateways: Vec<String>,
-    ip_ranges: Vec<String>,
-    aux_addresses: Vec<String>,
-    ipv4: Option<bool>,
-    ipv6: Option<bool>,
-    internal: bool,
-    mtu: Option<u32>,
-    labels: BTreeMap<String, String>,
-    policy: AllocationPolicy,
-    /// The first bad value a setter saw, reported by `build`.
-    error: Option<Deferred>,
-}
-
-/// An invalid-argument error kept by a builder until `build` (the builder is
-/// `Clone`; [`Error`] is not).
-#[derive(Debug, Clone)]
-struct Deferred {
-    what: &'static str,
-    value: String,
-    reason: String,
-}
+pub use crate::spec::{NetworkBuilder, NetworkSpec};
 
 /// A network of a [`Host`](crate::Host): what `docker network inspect` shows,
 /// and the handle containers are attached through.
@@ -208,8 +55,8 @@ struct Deferred {
 /// # Ok::<(), underlay::Error>(())
 /// ```
 pub struct Network {
-    pub(crate) host: Arc<HostInner>,
-    pub(crate) record: NetworkRecord,
+    engine: Arc<Engine>,
+    record: NetworkRecord,
 }
 
 impl Network {
@@ -223,715 +70,13 @@ impl Network {
     /// # Ok::<(), underlay::Error>(())
     /// ```
     pub fn builder(name: &str) -> NetworkBuilder {
-        NetworkBuilder {
-            name: name.to_owned(),
-            ..NetworkBuilder::default()
-        }
-    }
-}
-
-impl NetworkBuilder {
-    fn fail(&mut self, error: Error) {
-        let deferred = match error {
-            Error::InvalidArgument {
-                what,
-                value,
-                reason,
-            } => Deferred {
-                what,
-                value,
-                reason,
-            },
-            other => Deferred {
-                what: "network option",
-                value: String::new(),
-                reason: other.to_string(),
-            },
-        };
-        self.error.get_or_insert(deferred);
+        NetworkBuilder::new(name)
     }
 
-    /// Uses the macvlan driver.
-    ///
-    /// ```
-    /// use underlay::link::MacvlanMode;
-    /// use underlay::{network::Driver, Network};
-    ///
-    /// let spec = Network::builder("pub_net").macvlan().parent("eth0").build()?;
-    /// assert_eq!(spec.driver(), Driver::Macvlan { mode: MacvlanMode::Bridge });
-    /// # Ok::<(), underlay::Error>(())
-    /// ```
-    pub fn macvlan(mut self) -> Self {
-        self.driver = Some("macvlan");
-        self
+    pub(crate) fn new(engine: Arc<Engine>, record: NetworkRecord) -> Self {
+        Network { engine, record }
     }
 
-    /// Uses the ipvlan driver.
-    ///
-    /// ```
-    /// use underlay::link::{IpvlanFlag, IpvlanMode};
-    /// use underlay::{network::Driver, Network};
-    ///
-    /// let spec = Network::builder("db_net").ipvlan().parent("eth0").build()?;
-    /// let l2 = Driver::Ipvlan { mode: IpvlanMode::L2, flag: IpvlanFlag::Bridge };
-    /// assert_eq!(spec.driver(), l2);
-    /// # Ok::<(), underlay::Error>(())
-    /// ```
-    pub fn ipvlan(mut self) -> Self {
-        self.driver = Some("ipvlan");
-        self
-    }
-
-    /// Chooses the driver by name (`macvlan` or `ipvlan`), as `docker
-    /// network create -d` does.
-    ///
-    /// ```
-    /// use underlay::Network;
-    ///
-    /// let spec = Network::builder("db_net").driver("ipvlan").parent("eth0").build()?;
-    /// assert_eq!(spec.driver().name(), "ipvlan");
-    /// let err = Network::builder("br_net").driver("bridge").build().unwrap_err();
-    /// assert!(err.to_string().contains("macvlan and ipvlan"));
-    /// # Ok::<(), underlay::Error>(())
-    /// ```
-    pub fn driver(mut self, name: &str) -> Self {
-        match name {
-            "macvlan" => self.driver = Some("macvlan"),
-            "ipvlan" => self.driver = Some("ipvlan"),
-            other => self.fail(Error::invalid(
-                "driver",
-                other,
-                "underlay provides the macvlan and ipvlan drivers",
-            )),
-        }
-        self
-    }
-
-    /// The macvlan mode (bridge by default).
-    ///
-    /// ```
-    /// use underlay::link::MacvlanMode;
-    /// use underlay::{network::Driver, Network};
-    ///
-    /// let builder = Network::builder("pub_net").macvlan().parent("eth0");
-    /// let spec = builder.macvlan_mode(MacvlanMode::Private).build()?;
-    /// assert_eq!(spec.driver(), Driver::Macvlan { mode: MacvlanMode::Private });
-    /// # Ok::<(), underlay::Error>(())
-    /// ```
-    pub fn macvlan_mode(mut self, mode: MacvlanMode) -> Self {
-        self.macvlan_mode = Some(mode);
-        self
-    }
-
-    /// The ipvlan mode (l2 by default).
-    ///
-    /// ```
-    /// use underlay::link::IpvlanMode;
-    /// use underlay::Network;
-    ///
-    /// // docker network create -d ipvlan -o ipvlan_mode=l3 ...
-    /// let builder = Network::builder("ipnet210").ipvlan().parent("eth0");
-    /// assert!(builder.ipvlan_mode(IpvlanMode::L3).build()?.driver().is_l3());
-    /// # Ok::<(), underlay::Error>(())
-    /// ```
-    pub fn ipvlan_mode(mut self, mode: IpvlanMode) -> Self {
-        self.ipvlan_mode = Some(mode);
-        self
-    }
-
-    /// The ipvlan flag (bridge by default).
-    ///
-    /// ```
-    /// use underlay::link::{IpvlanFlag, IpvlanMode};
-    /// use underlay::{network::Driver, Network};
-    ///
-    /// let builder = Network::builder("db_net").ipvlan().parent("eth0");
-    /// let spec = builder.ipvlan_flag(IpvlanFlag::Private).build()?;
-    /// let private = Driver::Ipvlan { mode: IpvlanMode::L2, flag: IpvlanFlag::Private };
-    /// assert_eq!(spec.driver(), private);
-    /// # Ok::<(), underlay::Error>(())
-    /// ```
-    pub fn ipvlan_flag(mut self, flag: IpvlanFlag) -> Self {
-        self.ipvlan_flag = Some(flag);
-        self
-    }
-
-    /// The parent interface: an existing one, or `NAME.VLAN_ID` to have
-    /// underlay create (and own) that VLAN sub-interface. Without a parent,
-    /// the network gets a dummy one and is internal.
-    ///
-    /// ```
-    /// use underlay::Network;
-    ///
-    /// let spec = Network::builder("macvlan50").macvlan().parent("eth0.50").build()?;
-    /// assert_eq!(spec.parent(), Some("eth0.50"));
-    /// // No parent: a dummy one, and an internal network.
-    /// assert!(Network::builder("isolated").macvlan().build()?.internal());
-    /// # Ok::<(), underlay::Error>(())
-    /// ```
-    pub fn parent(mut self, parent: &str) -> Self {
-        self.parent = Some(parent.to_owned());
-        self
-    }
-
-    /// Adds a subnet (IPv4 or IPv6, CIDR notation).
-    ///
-    /// ```
-    /// use underlay::Network;
-    ///
-    /// let spec = Network::builder("macnet32")
-    ///     .macvlan()
-    ///     .subnet("192.168.32.0/24")
-    ///     .subnet("2001:db8:abc8::/64")
-    ///     .build()?;
-    /// assert_eq!(spec.ipam().subnets().len(), 2);
-    /// assert_eq!(spec.families(), (true, true));
-    /// # Ok::<(), underlay::Error>(())
-    /// ```
-    pub fn subnet(mut self, cidr: &str) -> Self {
-        self.subnets.push(cidr.to_owned());
-        self
-    }
-
-    /// Adds a gateway; it goes with the subnet that contains it.
-    ///
-    /// ```
-    /// use underlay::Network;
-    ///
-    /// let spec = Network::builder("pub_net")
-    ///     .macvlan()
-    ///     .subnet("172.16.86.0/24")
-    ///     .gateway("172.16.86.1")
-    ///     .build()?;
-    /// assert_eq!(spec.ipam().subnets()[0].gateway(), Some("172.16.86.1".parse().unwrap()));
-    /// # Ok::<(), underlay::Error>(())
-    /// ```
-    pub fn gateway(mut self, address: &str) -> Self {
-        self.gateways.push(address.to_owned());
-        self
-    }
-
-    /// Adds an ip-range, the part of its subnet that dynamic allocation draws
-    /// from.
-    ///
-    /// ```
-    /// use underlay::Network;
-    ///
-    /// // docker network create -d macvlan --subnet=192.168.32.0/24
-    /// //   --ip-range=192.168.32.128/25 --gateway=192.168.32.254 ...
-    /// let builder = Network::builder("macnet32").macvlan().subnet("192.168.32.0/24");
-    /// let spec = builder.ip_range("192.168.32.128/25").gateway("192.168.32.254").build()?;
-    /// assert_eq!(spec.ipam().subnets()[0].ip_range(), Some("192.168.32.128/25".parse().unwrap()));
-    /// # Ok::<(), underlay::Error>(())
-    /// ```
-    pub fn ip_range(mut self, cidr: &str) -> Self {
-        self.ip_ranges.push(cidr.to_owned());
-        self
-    }
-
-    /// Reserves an address under a name, so it is never handed out.
-    ///
-    /// ```
-    /// use underlay::Network;
-    ///
-    /// // --aux-address="my-router=192.168.32.129"
-    /// let builder = Network::builder("macnet32").macvlan().subnet("192.168.32.0/24");
-    /// let spec = builder.aux_address("my-router", "192.168.32.129").build()?;
-    /// let aux: Vec<_> = spec.ipam().subnets()[0].aux_addresses().collect();
-    /// assert_eq!(aux, [("my-router", "192.168.32.129".parse().unwrap())]);
-    /// # Ok::<(), underlay::Error>(())
-    /// ```
-    pub fn aux_address(mut self, name: &str, address: &str) -> Self {
-        self.aux_addresses.push(format!("{name}={address}"));
-        self
-    }
-
-    /// Turns IPv6 on or off. An IPv6 subnet turns it on by itself; IPv6
-    /// without a subnet gets a unique-local /64.
-    ///
-    /// ```
-    /// use underlay::Network;
-    ///
-    /// // IPv6 without a subnet: a unique-local /64 is picked at creation.
-    /// let spec = Network::builder("pub_net").macvlan().ipv6(true).build()?;
-    /// assert_eq!(spec.families(), (true, true));
-    /// let with_v6_subnet = Network::builder("n").macvlan().subnet("fd11::/64");
-    /// assert!(with_v6_subnet.ipv6(false).build().is_err());
-    /// # Ok::<(), underlay::Error>(())
-    /// ```
-    pub fn ipv6(mut self, on: bool) -> Self {
-        self.ipv6 = Some(on);
-        self
-    }
-
-    /// Turns IPv4 off (or on, the default). A network with IPv4 and no IPv4
-    /// subnet gets one from the default pools, as in Docker.
-    ///
-    /// ```
-    /// use underlay::Network;
-    ///
-    /// // An IPv6-only network.
-    /// let builder = Network::builder("v6only").macvlan().subnet("2001:db8:abc8::/64");
-    /// assert_eq!(builder.ipv4(false).build()?.families(), (false, true));
-    /// # Ok::<(), underlay::Error>(())
-    /// ```
-    pub fn ipv4(mut self, on: bool) -> Self {
-        self.ipv4 = Some(on);
-        self
-    }
-
-    /// Makes the network internal: isolated on a dummy parent, with no
-    /// default route in its containers.
-    ///
-    /// ```
-    /// use underlay::Network;
-    ///
-    /// let spec = Network::builder("backend").macvlan().parent("eth0").internal(true).build()?;
-    /// assert!(spec.internal());
-    /// assert_eq!(spec.parent(), None); // a dummy parent instead of eth0
-    /// # Ok::<(), underlay::Error>(())
-    /// ```
-    pub fn internal(mut self, internal: bool) -> Self {
-        self.internal = internal;
-        self
-    }
-
-    /// The MTU of the endpoints (the parent's by default).
-    ///
-    /// ```
-    /// use underlay::Network;
-    ///
-    /// let builder = Network::builder("pub_net").macvlan().parent("eth0");
-    /// // The same as `-o mtu=1400`.
-    /// assert_eq!(builder.clone().mtu(1400).build()?, builder.clone().option("mtu", "1400").build()?);
-    /// assert!(builder.mtu(10).build().is_err());
-    /// # Ok::<(), underlay::Error>(())
-    /// ```
-    pub fn mtu(mut self, mtu: u32) -> Self {
-        self.mtu = Some(mtu);
-        self
-    }
-
-    /// Adds a label.
-    ///
-    /// ```
-    /// use underlay::{docker::network_create_args, Network};
-    ///
-    /// let spec = Network::builder("pub_net").macvlan().label("team", "net").build()?;
-    /// // The same as `--label team=net`.
-    /// let args = network_create_args(["-d", "macvlan", "--label", "team=net", "pub_net"])?;
-    /// assert_eq!(spec, args.build()?);
-    /// # Ok::<(), underlay::Error>(())
-    /// ```
-    pub fn label(mut self, key: &str, value: &str) -> Self {
-        self.labels.insert(key.to_owned(), value.to_owned());
-        self
-    }
-
-    /// How addresses are handed out: lowest free (the default, as Docker)
-    /// or round-robin.
-    ///
-    /// ```
-    /// use underlay::ipam::AllocationPolicy;
-    /// use underlay::Network;
-    ///
-    /// let builder = Network::builder("pub_net").macvlan().subnet("172.16.86.0/24");
-    /// let round_robin = builder.clone().allocation_policy(AllocationPolicy::Serial).build()?;
-    /// assert_ne!(round_robin, builder.build()?);
-    /// # Ok::<(), underlay::Error>(())
-    /// ```
-    pub fn allocation_policy(mut self, policy: AllocationPolicy) -> Self {
-        self.policy = policy;
-        self
-    }
-
-    /// Applies one of Docker's driver options (`-o KEY=VALUE`, or a compose
-    /// file's `driver_opts`): `parent`, `macvlan_mode`, `ipvlan_mode`,
-    /// `ipvlan_flag`, and `mtu`. An unknown option is an error naming it and
-    /// the valid ones; Docker would silently ignore it.
-    ///
-    /// ```
-    /// use underlay::link::MacvlanMode;
-    /// use underlay::Network;
-    ///
-    /// // -o parent=eth0.50 -o macvlan_mode=bridge
-    /// let options = Network::builder("macvlan50").macvlan().option("parent", "eth0.50");
-    /// let typed = Network::builder("macvlan50").macvlan().parent("eth0.50");
-    /// assert_eq!(
-    ///     options.option("macvlan_mode", "bridge").build()?,
-    ///     typed.macvlan_mode(MacvlanMode::Bridge).build()?,
-    /// );
-    /// # Ok::<(), underlay::Error>(())
-    /// ```
-    pub fn option(mut self, key: &str, value: &str) -> Self {
-        let result = match key {
-            "parent" => {
-                self.parent = Some(value.to_owned());
-                Ok(())
-            }
-            "macvlan_mode" => value.parse().map(|m| self.macvlan_mode = Some(m)),
-            "ipvlan_mode" => value.parse().map(|m| self.ipvlan_mode = Some(m)),
-            "ipvlan_flag" => value.parse().map(|f| self.ipvlan_flag = Some(f)),
-            "mtu" | "com.docker.network.driver.mtu" => {
-                value.parse().map(|m| self.mtu = Some(m)).map_err(|_| {
-                    Error::invalid("mtu", value, "expected a number of bytes, such as 1500")
-                })
-            }
-            other => {
-                let valid = match self.driver {
-                    Some("ipvlan") => IPVLAN_OPTIONS.join(", "),
-                    Some(_) => MACVLAN_OPTIONS.join(", "),
-                    None => "parent, macvlan_mode, ipvlan_mode, ipvlan_flag, mtu".to_owned(),
-                };
-                Err(Error::invalid(
-                    "driver option",
-                    other,
-                    format!("unknown option; valid options are: {valid}"),
-                ))
-            }
-        };
-        if let Err(e) = result {
-            self.fail(e);
-        }
-        self
-    }
-
-    /// Checks everything that can be checked without the kernel and returns
-    /// the network's description.
-    ///
-    /// ```
-    /// use underlay::Network;
-    ///
-    /// let spec = Network::builder("pub_net").macvlan().parent("eth0").build()?;
-    /// assert_eq!(spec.parent(), Some("eth0"));
-    /// // A driver must be chosen; errors show up here, before the kernel is touched.
-    /// let err = Network::builder("pub_net").parent("eth0").build().unwrap_err();
-    /// assert!(err.to_string().contains("macvlan or ipvlan"));
-    /// # Ok::<(), underlay::Error>(())
-    /// ```
-    pub fn build(&self) -> Result<NetworkSpec> {
-        if let Some(e) = &self.error {
-            return Err(Error::invalid(e.what, e.value.clone(), e.reason.clone()));
-        }
-        validate_network_name(&self.name)?;
-        let driver = match self.driver {
-            Some("macvlan") => {
-                if let Some(option) = self
-                    .ipvlan_mode
-                    .map(|_| "ipvlan_mode")
-                    .or(self.ipvlan_flag.map(|_| "ipvlan_flag"))
-                {
-                    return Err(Error::invalid(
-                        "driver option",
-                        option,
-                        format!(
-                            "not a macvlan option; valid options are: {}",
-                            MACVLAN_OPTIONS.join(", ")
-                        ),
-                    ));
-                }
-                Driver::Macvlan {
-                    mode: self.macvlan_mode.unwrap_or_default(),
-                }
-            }
-            Some(_) => {
-                if self.macvlan_mode.is_some() {
-                    return Err(Error::invalid(
-                        "driver option",
-                        "macvlan_mode",
-                        format!(
-                            "not an ipvlan option; valid options are: {}",
-                            IPVLAN_OPTIONS.join(", ")
-                        ),
-                    ));
-                }
-                Driver::Ipvlan {
-                    mode: self.ipvlan_mode.unwrap_or_default(),
-                    flag: self.ipvlan_flag.unwrap_or_default(),
-                }
-            }
-            None => {
-                return Err(Error::invalid(
-                    "driver",
-                    "",
-                    "choose one: macvlan or ipvlan",
-                ))
-            }
-        };
-        if let Some(mtu) = self.mtu {
-            if !(68..=65535).contains(&mtu) {
-                return Err(Error::invalid(
-                    "mtu",
-                    mtu.to_string(),
-                    "expected 68 to 65535 bytes",
-                ));
-            }
-        }
-        fn strs(v: &[String]) -> Vec<&str> {
-            v.iter().map(String::as_str).collect()
-        }
-        let ipam = NetworkIpamConfig::from_docker_lists(
-            &strs(&self.subnets),
-            &strs(&self.gateways),
-            &strs(&self.ip_ranges),
-            &strs(&self.aux_addresses),
-        )?;
-        let has = |v4: bool| ipam.prefixes().any(|p| p.addr().is_ipv4() == v4);
-        let ipv6 = match self.ipv6 {
-            Some(false) if has(false) => {
-                return Err(Error::invalid(
-                    "ipv6",
-                    "false",
-                    "the network has an IPv6 subnet; drop it or turn IPv6 on",
-                ))
-            }
-            Some(on) => on,
-            None => has(false),
-        };
-        let ipv4 = match self.ipv4 {
-            Some(false) if has(true) => {
-                return Err(Error::invalid(
-                    "ipv4",
-                    "false",
-                    "the network has an IPv4 subnet; drop it or turn IPv4 on",
-                ))
-            }
-            Some(false) if !ipv6 => {
-                return Err(Error::invalid(
-                    "ipv4",
-                    "false",
-                    "a network needs at least one address family; turn IPv6 on",
-                ))
-            }
-            Some(on) => on,
-            None => true,
-        };
-        // Docker: no parent means an isolated network on a dummy parent.
-        let internal = self.internal || self.parent.is_none();
-        if let Some(parent) = &self.parent {
-            crate::link::validate_name(parent)?;
-            if self.internal {
-                log::warn!(
-                    "network {}: internal networks use a dummy parent; parent {parent} is ignored",
-                    self.name
-                );
-            }
-        }
-        Ok(NetworkSpec {
-            name: self.name.clone(),
-            driver,
-            parent: if self.internal {
-                None
-            } else {
-                self.parent.clone()
-            },
-            ipam,
-            ipv4,
-            ipv6,
-            internal,
-            mtu: self.mtu,
-            labels: self.labels.clone(),
-            policy: self.policy,
-        })
-    }
-}
-
-/// Network names: used as file names, so a conservative alphabet.
-fn validate_network_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::invalid(
-            "network name",
-            name,
-            "use 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit",
-        ))
-    }
-}
-
-/// A checked network description, made by [`NetworkBuilder::build`].
-///
-/// ```
-/// use underlay::Network;
-///
-/// let spec = Network::builder("pub_net")
-///     .macvlan()
-///     .parent("eth0")
-///     .subnet("172.16.86.0/24")
-///     .gateway("172.16.86.1")
-///     .build()?;
-/// assert_eq!((spec.name(), spec.parent()), ("pub_net", Some("eth0")));
-/// assert_eq!(spec.families(), (true, false));
-/// # Ok::<(), underlay::Error>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetworkSpec {
-    name: String,
-    driver: Driver,
-    parent: Option<String>,
-    ipam: NetworkIpamConfig,
-    ipv4: bool,
-    ipv6: bool,
-    internal: bool,
-    mtu: Option<u32>,
-    labels: BTreeMap<String, String>,
-    policy: AllocationPolicy,
-}
-
-impl NetworkSpec {
-    /// The network's name.
-    ///
-    /// ```
-    /// use underlay::Network;
-    ///
-    /// assert_eq!(Network::builder("pub_net").macvlan().build()?.name(), "pub_net");
-    /// # Ok::<(), underlay::Error>(())
-    /// ```
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The driver and its mode.
-    ///
-    /// ```
-    /// use underlay::link::{IpvlanFlag, IpvlanMode};
-    /// use underlay::{network::Driver, Network};
-    ///
-    /// let spec = Network::builder("ipnet210").ipvlan().option("ipvlan_mode", "l3").build()?;
-    /// let l3 = Driver::Ipvlan { mode: IpvlanMode::L3, flag: IpvlanFlag::Bridge };
-    /// assert_eq!(spec.driver(), l3);
-    /// # Ok::<(), underlay::Error>(())
-    /// ```
-    pub fn driver(&self) -> Driver {
-        self.driver
-    }
-
-    /// The parent interface as requested; `None` for a dummy parent.
-    ///
-    /// ```
-    /// use underlay::Network;
-    ///
-    /// let spec = Network::builder("macvlan50").macvlan().parent("eth0.50").build()?;
-    /// assert_eq!(spec.parent(), Some("eth0.50"));
-    /// assert_eq!(Network::builder("isolated").macvlan().build()?.parent(), None);
-    /// # Ok::<(), underlay::Error>(())
-    /// ```
-    pub fn parent(&self) -> Option<&str> {
-        self.parent.as_deref()
-    }
-
-    /// The subnets, gateways, ranges and aux addresses as given (default
-    /// pools and inferred gateways are added when the network is created).
-    ///
-    /// ```
-    /// use underlay::Network;
-    ///
-    /// let spec = Network::builder("pub_net").macvlan().subnet("172.16.86.0/24").build()?;
-    /// let subnet = &spec.ipam().subnets()[0];
-    /// assert_eq!(subnet.subnet().to_string(), "172.16.86.0/24");
-    /// assert_eq!(subnet.gateway(), None); // inferred when the network is created
-    /// # Ok::<(), underlay::Error>(())
-    /// ```
-    pub fn ipam(&self) -> &NetworkIpamConfig {
-        &self.ipam
-    }
-
-    /// Whether the network is internal.
-    ///
-    /// ```
-    /// use underlay::Network;
-    ///
-    /// assert!(!Network::builder("pub_net").macvlan().parent("eth0").build()?.internal());
-    /// assert!(Network::builder("isolated").macvlan().build()?.internal());
-    /// # Ok::<(), underlay::Error>(())
-    /// ```
-    pub fn internal(&self) -> bool {
-        self.internal
-    }
-
-    /// Whether the network has IPv4 and IPv6.
-    ///
-    /// ```
-    /// use underlay::Network;
-    ///
-    /// let dual = Network::builder("macnet32").macvlan().subnet("2001:db8:abc8::/64").build()?;
-    /// assert_eq!(dual.families(), (true, true)); // IPv4 from the default pools
-    /// # Ok::<(), underlay::Error>(())
-    /// ```
-    pub fn families(&self) -> (bool, bool) {
-        (self.ipv4, self.ipv6)
-    }
-
-    pub(crate) fn into_record(
-        self,
-        id: String,
-        parent: ParentLink,
-        ipam: NetworkIpamConfig,
-    ) -> NetworkRecord {
-        NetworkRecord {
-            version: NetworkRecord::VERSION,
-            id,
-            name: self.name,
-            driver: self.driver,
-            parent,
-            ipam,
-            ipv4: self.ipv4,
-            ipv6: self.ipv6,
-            internal: self.internal,
-            mtu: self.mtu,
-            labels: self.labels,
-            policy: self.policy,
-            created: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-            state: NetworkState::Creating,
-        }
-    }
-}
-
-/// Where a network is in its life; anything but `Ready` is a step that a
-/// crash interrupted, which recovery finishes or undoes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum NetworkState {
-    Creating,
-    Ready,
-    Removing,
-}
-
-/// What is stored for a network.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct NetworkRecord {
-    pub version: u32,
-    pub id: String,
-    pub name: String,
-    pub driver: Driver,
-    pub parent: ParentLink,
-    pub ipam: NetworkIpamConfig,
-    pub ipv4: bool,
-    pub ipv6: bool,
-    pub internal: bool,
-    pub mtu: Option<u32>,
-    pub labels: BTreeMap<String, String>,
-    pub policy: AllocationPolicy,
-    pub created: u64,
-    pub state: NetworkState,
-}
-
-impl NetworkRecord {
-    pub const VERSION: u32 = 1;
-}
-
-impl Network {
     /// The network's id: 64 hexadecimal characters, as Docker's.
     ///
     /// ```no_run
@@ -1095,6 +240,127 @@ impl Network {
     pub fn created(&self) -> u64 {
         self.record.created
     }
+
+    /// Attaches the container whose namespace is `netns`. On error nothing
+    /// is left behind: no link, no address taken, no record.
+    ///
+    /// ```no_run
+    /// use underlay::{endpoint::AttachOptions, netns::NetNs, Host};
+    ///
+    /// let net = Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// // docker run --net=pub_net --ip=172.16.86.10 --name web1 ...
+    /// let options = AttachOptions::new().ip("172.16.86.10".parse().unwrap()).name("web1");
+    /// let ep = net.attach(&NetNs::open("/run/netns/web1")?, &options)?;
+    /// assert_eq!(ep.ifname(), "eth0");
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::AlreadyAttached`](crate::Error::AlreadyAttached) when the container is on this network
+    /// already; a conflict (name, interface, address in use) or an invalid
+    /// option; an [`Error::AttachFailed`](crate::Error::AttachFailed) naming the step the kernel
+    /// refused.
+    pub fn attach(&self, netns: &NetNs, options: &AttachOptions) -> Result<Endpoint> {
+        let record = self.engine.attach(&self.record, netns, options)?;
+        Ok(Endpoint::new(&self.record.name, record))
+    }
+
+    /// Detaches the container whose namespace is `netns`: deletes its link
+    /// and releases its addresses. Returns whether it was attached; a second
+    /// detach does nothing.
+    ///
+    /// ```no_run
+    /// use underlay::{netns::NetNs, Host};
+    ///
+    /// let net = Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// let web1 = NetNs::open("/run/netns/web1")?;
+    /// // docker network disconnect pub_net web1
+    /// assert!(net.detach(&web1)?);
+    /// assert!(!net.detach(&web1)?); // nothing left to do
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// When the endpoint state cannot be read or written, or the kernel
+    /// refuses to delete the link.
+    pub fn detach(&self, netns: &NetNs) -> Result<bool> {
+        self.engine.detach(&self.record, netns)
+    }
+
+    /// Detaches an endpoint by name, also when its namespace is gone (the
+    /// addresses are released all the same). Returns whether it existed.
+    ///
+    /// ```no_run
+    /// use underlay::Host;
+    ///
+    /// let net = Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// // web1's namespace is gone: give its address back all the same.
+    /// if !net.detach_endpoint("web1")? {
+    ///     println!("pub_net has no endpoint web1");
+    /// }
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`detach`](Self::detach).
+    pub fn detach_endpoint(&self, name: &str) -> Result<bool> {
+        self.engine.detach_endpoint(&self.record, name)
+    }
+
+    /// The network's endpoints.
+    ///
+    /// ```no_run
+    /// use underlay::Host;
+    ///
+    /// let net = Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// for ep in net.endpoints()? {
+    ///     println!("{} {} {:?}", ep.name(), ep.id(), ep.addresses());
+    /// }
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// When the endpoint state cannot be read.
+    pub fn endpoints(&self) -> Result<Vec<Endpoint>> {
+        Ok(self
+            .engine
+            .endpoints(&self.record)?
+            .into_iter()
+            .map(|record| Endpoint::new(&self.record.name, record))
+            .collect())
+    }
+
+    /// `/etc/hosts` lines for the network's endpoints: each address with the
+    /// endpoint's name and aliases, so containers can reach each other by
+    /// name.
+    ///
+    /// ```no_run
+    /// use underlay::Host;
+    ///
+    /// let net = Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// // For example "172.16.86.10\tweb1 www\n".
+    /// print!("{}", net.hosts_entries()?);
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// When the endpoint state cannot be read.
+    pub fn hosts_entries(&self) -> Result<String> {
+        let mut out = String::new();
+        for endpoint in self.endpoints()? {
+            for address in endpoint.addresses() {
+                out.push_str(&address.addr().to_string());
+                out.push('\t');
+                out.push_str(endpoint.name());
+                for name in endpoint.dns_names() {
+                    out.push(' ');
+                    out.push_str(name);
+                }
+                out.push('\n');
+            }
+        }
+        Ok(out)
+    }
 }
 
 impl fmt::Debug for Network {
@@ -1111,7 +377,10 @@ impl fmt::Debug for Network {
 impl Serialize for Network {
     /// The network as `inspect` shows it: name, id, driver and options,
     /// parent with ownership, IPAM configuration, flags and labels.
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let r = &self.record;
         let mut s = serializer.serialize_struct("Network", 11)?;
@@ -1142,134 +411,5 @@ struct ParentView<'a> {
     name: &'a str,
     owned: bool,
     #[serde(flatten)]
-    kind: &'a crate::parent::ParentKind,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn options_and_typed_setters_give_the_same_spec() {
-        let typed = Network::builder("macvlan60")
-            .macvlan()
-            .macvlan_mode(MacvlanMode::Bridge)
-            .parent("eth0.60")
-            .subnet("192.168.60.0/24")
-            .gateway("192.168.60.1")
-            .build()
-            .unwrap();
-        let options = Network::builder("macvlan60")
-            .option("macvlan_mode", "bridge")
-            .driver("macvlan")
-            .option("parent", "eth0.60")
-            .subnet("192.168.60.0/24")
-            .gateway("192.168.60.1")
-            .build()
-            .unwrap();
-        assert_eq!(typed, options);
-    }
-
-    #[test]
-    fn bad_options_name_themselves_and_the_valid_ones() {
-        let cases: Vec<(NetworkBuilder, &str)> = vec![
-            (
-                Network::builder("n").macvlan().option("colour", "x"),
-                "colour",
-            ),
-            (
-                Network::builder("n").macvlan().option("macvlan_mode", "l3"),
-                "bridge, private, vepa",
-            ),
-            (
-                Network::builder("n").ipvlan().option("ipvlan_mode", "l4"),
-                "l2, l3, l3s",
-            ),
-            (
-                Network::builder("n").ipvlan().option("ipvlan_flag", "x"),
-                "bridge, private, vepa",
-            ),
-            (
-                Network::builder("n")
-                    .ipvlan()
-                    .option("macvlan_mode", "bridge"),
-                "not an ipvlan option",
-            ),
-            (
-                Network::builder("n").macvlan().option("ipvlan_mode", "l2"),
-                "not a macvlan option",
-            ),
-            (Network::builder("n").driver("bridge"), "macvlan and ipvlan"),
-            (Network::builder("n"), "choose one"),
-            (Network::builder("bad/name").macvlan(), "network name"),
-            (Network::builder("n").macvlan().mtu(10), "68 to 65535"),
-            (
-                Network::builder("n").macvlan().option("mtu", "big"),
-                "\"big\"",
-            ),
-            (
-                Network::builder("n").macvlan().parent("a-name-too-long-x"),
-                "at most 15",
-            ),
-            (
-                Network::builder("n")
-                    .macvlan()
-                    .subnet("10.1.0.0/16")
-                    .ipv4(false),
-                "IPv4 subnet",
-            ),
-            (
-                Network::builder("n")
-                    .macvlan()
-                    .subnet("fd00::/64")
-                    .ipv6(false),
-                "IPv6 subnet",
-            ),
-            (
-                Network::builder("n").macvlan().ipv4(false),
-                "at least one address family",
-            ),
-            (
-                Network::builder("n")
-                    .macvlan()
-                    .subnet("10.1.0.0/16")
-                    .gateway("10.2.0.1"),
-                "10.2.0.1",
-            ),
-        ];
-        for (builder, needle) in cases {
-            let err = builder.build().unwrap_err();
-            assert!(err.to_string().contains(needle), "{needle}: {err}");
-        }
-        let err = Network::builder("n")
-            .ipvlan()
-            .option("colour", "x")
-            .build()
-            .unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("parent, ipvlan_mode, ipvlan_flag, mtu"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn no_parent_means_internal_and_ipv6_subnets_turn_ipv6_on() {
-        let spec = Network::builder("iso").ipvlan().build().unwrap();
-        assert!(spec.internal() && spec.parent().is_none());
-        let spec = Network::builder("v6")
-            .macvlan()
-            .parent("eth0")
-            .subnet("2001:db8:abc8::/64")
-            .build()
-            .unwrap();
-        assert_eq!(spec.families(), (true, true));
-        let spec = Network::builder("in")
-            .macvlan()
-            .parent("eth0")
-            .internal(true)
-            .build()
-            .unwrap();
-        assert!(spec.internal() && spec.parent().is_none());
-    }
+    kind: &'a ParentKind,
 }

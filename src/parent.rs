@@ -15,9 +15,9 @@
 //! - `lo`, a missing interface with no dot, a malformed `eth0.abc` and VLAN
 //!   ids outside 1-4094 are refused before anything is created.
 //!
-//! Links underlay creates carry the alias `underlay:STATE_ID:NETWORK_ID`,
-//! which is how recovery tells them apart from links made by anyone else;
-//! a link is deleted only when it carries that alias.
+//! Links underlay creates carry the ownership mark of their network (see
+//! `mark.rs`), which is how recovery tells them apart from links made by
+//! anyone else; a link is deleted only when it carries that mark.
 //!
 //! ```
 //! use underlay::parent::{ParentKind, ParentLink};
@@ -32,6 +32,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::link::{validate_name, NewLink};
+use crate::mark::{self, Mark, Unmarked};
 use crate::netlink::Netlink;
 use crate::{Error, Result};
 
@@ -138,13 +139,6 @@ pub fn parse_vlan_name(name: &str) -> Result<Option<(String, u16)>> {
     Ok(Some((master.to_owned(), id)))
 }
 
-/// The dummy parent's name for a network: `dm-`/`di-` and 12 characters of
-/// its id, 15 bytes in all.
-pub(crate) fn dummy_name(ipvlan: bool, network_id: &str) -> String {
-    let prefix = if ipvlan { "di-" } else { "dm-" };
-    format!("{prefix}{}", &network_id[..12.min(network_id.len())])
-}
-
 /// What creating a network will do about its parent, decided before
 /// anything changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,7 +157,7 @@ pub(crate) fn plan(
 ) -> Result<ParentPlan> {
     let Some(name) = requested else {
         let name =
-            dummy.ok_or_else(|| Error::Protocol("no dummy name for an isolated network".into()))?;
+            dummy.ok_or_else(|| Error::Internal("no dummy name for an isolated network".into()))?;
         return Ok(ParentPlan {
             parent: ParentLink {
                 name,
@@ -218,10 +212,10 @@ pub(crate) fn plan(
 }
 
 impl ParentPlan {
-    /// Creates the parent if it is ours to create, marks it with `alias`
+    /// Creates the parent if it is ours to create, marks it with `mark`
     /// and brings it up. On failure nothing is left behind.
-    pub(crate) fn realize(&self, nl: &Netlink, alias: &str) -> Result<()> {
-        create_owned(nl, &self.parent, Some(self.index), alias)
+    pub(crate) fn realize(&self, nl: &Netlink, mark: &Mark) -> Result<()> {
+        create_owned(nl, &self.parent, Some(self.index), mark)
     }
 }
 
@@ -230,7 +224,7 @@ fn create_owned(
     nl: &Netlink,
     parent: &ParentLink,
     master_index: Option<u32>,
-    alias: &str,
+    mark: &Mark,
 ) -> Result<()> {
     let spec = match &parent.kind {
         ParentKind::Existing => return Ok(()),
@@ -254,9 +248,10 @@ fn create_owned(
     };
     nl.create_link(&spec.up())?;
     log::debug!("created parent link {}", parent.name);
-    let marked = nl
-        .link_by_name(&parent.name)
-        .and_then(|link| nl.set_alias(link.index, alias).map(|()| link.index));
+    let marked = nl.link_by_name(&parent.name).and_then(|link| {
+        nl.set_alias(link.index, &mark.to_string())
+            .map(|()| link.index)
+    });
     if let Err(e) = marked {
         if let Ok(link) = nl.link_by_name(&parent.name) {
             let _ = nl.delete_link(link.index);
@@ -268,7 +263,7 @@ fn create_owned(
 
 /// Makes sure an owned parent exists (after a reboot it does not): creates
 /// it again when missing. Returns whether it had to.
-pub(crate) fn ensure(nl: &Netlink, parent: &ParentLink, alias: &str) -> Result<bool> {
+pub(crate) fn ensure(nl: &Netlink, parent: &ParentLink, mark: &Mark) -> Result<bool> {
     if !parent.owned() {
         return Ok(false);
     }
@@ -280,7 +275,7 @@ pub(crate) fn ensure(nl: &Netlink, parent: &ParentLink, alias: &str) -> Result<b
             Ok(false)
         }
         Err(Error::LinkNotFound { .. }) => {
-            create_owned(nl, parent, None, alias)?;
+            create_owned(nl, parent, None, mark)?;
             log::info!("recreated parent link {}", parent.name);
             Ok(true)
         }
@@ -288,42 +283,29 @@ pub(crate) fn ensure(nl: &Netlink, parent: &ParentLink, alias: &str) -> Result<b
     }
 }
 
-/// Deletes an owned parent, but only if it still carries our `alias`: a link
-/// of the same name made by someone else is left alone. When the network's
-/// creation did not finish (`unfinished`), the link may not carry the mark
-/// yet; its name was free when the creation was recorded, so an unmarked link
-/// of that name is taken too.
+/// Deletes an owned parent, but only if it still carries our `mark`: a
+/// link of the same name made by someone else is left alone. When the
+/// network's creation did not finish (`unfinished`), the link may not carry
+/// the mark yet; its name was free when the creation was recorded, so an
+/// unmarked link of that name is taken too.
 pub(crate) fn remove(
     nl: &Netlink,
     parent: &ParentLink,
-    alias: &str,
+    mark: &Mark,
     unfinished: bool,
 ) -> Result<()> {
     if !parent.owned() {
         return Ok(());
     }
-    match nl.link_by_name(&parent.name) {
-        Ok(link)
-            if link.alias.as_deref() == Some(alias) || (unfinished && link.alias.is_none()) =>
-        {
-            match nl.delete_link(link.index) {
-                Ok(()) | Err(Error::LinkNotFound { .. }) => {
-                    log::debug!("deleted parent link {}", parent.name);
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            }
-        }
-        Ok(_) => {
-            log::warn!(
-                "not deleting {}: it is not the link underlay created (its alias differs)",
-                parent.name
-            );
-            Ok(())
-        }
-        Err(Error::LinkNotFound { .. }) => Ok(()),
-        Err(e) => Err(e),
+    let unmarked = if unfinished {
+        Unmarked::Take
+    } else {
+        Unmarked::Spare
+    };
+    if mark::delete_if_ours(nl, &parent.name, mark, unmarked)? {
+        log::debug!("deleted parent link {}", parent.name);
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -359,9 +341,17 @@ mod tests {
 
     #[test]
     fn dummy_names_fit_in_fifteen_bytes() {
+        use crate::driver::{Driver, IpvlanFlag, IpvlanMode, MacvlanMode};
         let id = "0123456789abcdef0123456789abcdef";
-        assert_eq!(dummy_name(false, id), "dm-0123456789ab");
-        assert_eq!(dummy_name(true, id), "di-0123456789ab");
-        assert_eq!(dummy_name(true, id).len(), 15);
+        let macvlan = Driver::Macvlan {
+            mode: MacvlanMode::Bridge,
+        };
+        let ipvlan = Driver::Ipvlan {
+            mode: IpvlanMode::L2,
+            flag: IpvlanFlag::Bridge,
+        };
+        assert_eq!(macvlan.dummy_parent_name(id), "dm-0123456789ab");
+        assert_eq!(ipvlan.dummy_parent_name(id), "di-0123456789ab");
+        assert_eq!(ipvlan.dummy_parent_name(id).len(), 15);
     }
 }

@@ -6,8 +6,9 @@ mod common;
 use common::{ip_link, link_names, open_host, Sandbox, StateDir, PARENT};
 use underlay::capability::KernelFeature;
 use underlay::docker::network_create_args;
+use underlay::driver::Driver;
 use underlay::link::{LinkKind, MacvlanMode, NewLink};
-use underlay::network::{Driver, NetworkBuilder};
+use underlay::network::NetworkBuilder;
 use underlay::parent::ParentKind;
 use underlay::{Error, Host, Network};
 

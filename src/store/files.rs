@@ -1,4 +1,5 @@
-//! The on-disk state: records written atomically, guarded by file locks.
+//! Files of the default stores: records written atomically, guarded by
+//! file locks.
 //!
 //! Every record is a small JSON file replaced as a whole: written to a
 //! temporary file in the same directory, flushed with `fsync`, renamed over
@@ -12,8 +13,9 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+
+use rustix::fs::FlockOperation;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -41,9 +43,9 @@ pub(crate) struct Lock {
 pub(crate) fn lock(path: &Path, exclusive: bool) -> Result<Lock> {
     let file = open_lock_file(path)?;
     let operation = if exclusive {
-        libc::LOCK_EX
+        FlockOperation::LockExclusive
     } else {
-        libc::LOCK_SH
+        FlockOperation::LockShared
     };
     flock(&file, operation, path)?;
     Ok(Lock { _file: file })
@@ -62,15 +64,12 @@ pub(crate) fn open_lock_file(path: &Path) -> Result<File> {
 }
 
 /// `flock(2)`, waiting for other holders; `what` names the lock in errors.
-pub(crate) fn flock(file: &File, operation: libc::c_int, what: &Path) -> Result<()> {
+pub(crate) fn flock(file: &File, operation: FlockOperation, what: &Path) -> Result<()> {
     loop {
-        // SAFETY: flock on a file descriptor we own.
-        if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 {
-            return Ok(());
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != ErrorKind::Interrupted {
-            return Err(Error::io(format!("lock {}", what.display()), e));
+        match rustix::fs::flock(file, operation) {
+            Ok(()) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(Error::io(format!("lock {}", what.display()), e.into())),
         }
     }
 }
@@ -87,8 +86,10 @@ pub(crate) fn write_record<T: Serialize>(
     value: &T,
     durability: Durability,
 ) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(value)
-        .map_err(|e| Error::Protocol(format!("serialize {}: {e}", path.display())))?;
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::StateEncoding {
+        what: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
     write_atomic(path, &bytes, durability)
 }
 
@@ -179,9 +180,17 @@ fn remove_stale_temporary(path: &Path, name: &str) {
         .split('-')
         .next()
         .and_then(|p| p.parse::<i32>().ok());
-    // SAFETY: kill with signal 0 only checks whether the process exists.
-    let alive = pid
-        .is_some_and(|pid| unsafe { libc::kill(pid, 0) } == 0 || pid == std::process::id() as i32);
+    let alive = pid.is_some_and(|pid| {
+        pid == std::process::id() as i32
+            || rustix::process::Pid::from_raw(pid).is_none_or(|pid| {
+                // Signal 0 only asks whether the process exists; EPERM
+                // means it does, as another user's.
+                !matches!(
+                    rustix::process::test_kill_process(pid),
+                    Err(rustix::io::Errno::SRCH)
+                )
+            })
+    });
     if !alive {
         log::debug!("removing stale temporary file {}", path.display());
         let _ = fs::remove_file(path);

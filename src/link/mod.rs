@@ -14,19 +14,22 @@
 //! # Ok::<(), underlay::Error>(())
 //! ```
 
+mod mode;
+
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd};
 use std::str::FromStr;
 
 use netlink_packet_core::{DefaultNla, NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::link::{
-    InfoData, InfoIpVlan, InfoKind, InfoMacVlan, InfoVeth, InfoVlan, IpVlanFlags,
-    IpVlanMode as NlIpVlanMode, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
-    MacVlanMode as NlMacVlanMode,
+    InfoData, InfoIpVlan, InfoKind, InfoMacVlan, InfoVeth, InfoVlan, LinkAttribute, LinkFlags,
+    LinkInfo, LinkMessage,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 
-use crate::capability::KernelFeature;
+pub use mode::{IpvlanFlag, IpvlanMode, MacvlanMode};
+
+use crate::feature::KernelFeature;
 use crate::netlink::{Netlink, Request};
 use crate::netns::NetNs;
 use crate::{Error, Result};
@@ -69,7 +72,7 @@ impl MacAddress {
     /// ```
     pub fn random_local() -> Result<Self> {
         let mut bytes = [0u8; 6];
-        fill_random(&mut bytes)?;
+        crate::random::fill(&mut bytes)?;
         bytes[0] = (bytes[0] & 0xfe) | 0x02;
         Ok(MacAddress(bytes))
     }
@@ -165,167 +168,6 @@ impl FromStr for MacAddress {
         Ok(MacAddress(bytes))
     }
 }
-
-/// macvlan modes.
-///
-/// ```
-/// use underlay::link::MacvlanMode;
-///
-/// assert_eq!(MacvlanMode::default(), MacvlanMode::Bridge);
-/// assert_eq!("vepa".parse::<MacvlanMode>()?, MacvlanMode::Vepa);
-/// assert!("l3".parse::<MacvlanMode>().is_err());
-/// # Ok::<(), underlay::Error>(())
-/// ```
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum MacvlanMode {
-    /// Endpoints on one parent talk to each other directly (Docker's default).
-    #[default]
-    Bridge,
-    /// Endpoints cannot talk to each other, even through the switch.
-    Private,
-    /// Traffic between endpoints goes out to the switch and back (802.1Qbg).
-    Vepa,
-    /// One endpoint takes over the parent, MAC address included.
-    Passthru,
-    /// Only frames from listed source MACs (not used by Docker).
-    Source,
-}
-
-/// ipvlan modes.
-///
-/// ```
-/// use underlay::link::IpvlanMode;
-///
-/// assert_eq!(IpvlanMode::default(), IpvlanMode::L2);
-/// assert_eq!("l3".parse::<IpvlanMode>()?, IpvlanMode::L3);
-/// assert_eq!(IpvlanMode::L3s.to_string(), "l3s");
-/// # Ok::<(), underlay::Error>(())
-/// ```
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum IpvlanMode {
-    /// Layer 2: endpoints share the parent's MAC and its broadcast domain
-    /// (Docker's default).
-    #[default]
-    L2,
-    /// Layer 3: the parent routes; no broadcast or multicast.
-    L3,
-    /// Layer 3 with netfilter (conntrack) on the host.
-    L3s,
-}
-
-/// The ipvlan flag that says how endpoints on one parent reach each other.
-///
-/// ```
-/// use underlay::link::IpvlanFlag;
-///
-/// assert_eq!(IpvlanFlag::default(), IpvlanFlag::Bridge);
-/// assert_eq!("private".parse::<IpvlanFlag>()?, IpvlanFlag::Private);
-/// # Ok::<(), underlay::Error>(())
-/// ```
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum IpvlanFlag {
-    /// Endpoints talk to each other directly (default).
-    #[default]
-    Bridge,
-    /// Endpoints cannot talk to each other.
-    Private,
-    /// Traffic between endpoints goes through the switch.
-    Vepa,
-}
-
-/// Display and parsing of the modes in Docker's and iproute2's words.
-macro_rules! named_values {
-    ($type:ty, $what:literal, [$(($variant:path, $name:literal)),+ $(,)?]) => {
-        impl $type {
-            /// Every value, in the words `FromStr` accepts.
-            ///
-            #[doc = concat!("```\nuse underlay::link::", stringify!($type), ";\n")]
-            #[doc = concat!("for name in ", stringify!($type), "::NAMES {")]
-            #[doc = concat!("    let value: ", stringify!($type), " = name.parse()?;")]
-            ///     assert_eq!(value.as_str(), *name);
-            /// }
-            /// # Ok::<(), underlay::Error>(())
-            /// ```
-            pub const NAMES: &'static [&'static str] = &[$($name),+];
-
-            /// The value's name, as Docker and iproute2 spell it.
-            ///
-            #[doc = concat!("```\nuse underlay::link::", stringify!($type), ";\n")]
-            #[doc = concat!("let default = ", stringify!($type), "::default();")]
-            #[doc = concat!("assert_eq!(default.as_str(), ", stringify!($type), "::NAMES[0]);")]
-            /// assert_eq!(default.to_string(), default.as_str());
-            /// ```
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($variant => $name,)+
-                }
-            }
-        }
-
-        impl fmt::Display for $type {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $type {
-            type Err = Error;
-
-            fn from_str(s: &str) -> Result<Self> {
-                match s {
-                    $($name => Ok($variant),)+
-                    _ => Err(Error::invalid(
-                        $what,
-                        s,
-                        format!("expected one of: {}", Self::NAMES.join(", ")),
-                    )),
-                }
-            }
-        }
-    };
-}
-
-named_values!(
-    MacvlanMode,
-    "macvlan mode",
-    [
-        (MacvlanMode::Bridge, "bridge"),
-        (MacvlanMode::Private, "private"),
-        (MacvlanMode::Vepa, "vepa"),
-        (MacvlanMode::Passthru, "passthru"),
-        (MacvlanMode::Source, "source"),
-    ]
-);
-named_values!(
-    IpvlanMode,
-    "ipvlan mode",
-    [
-        (IpvlanMode::L2, "l2"),
-        (IpvlanMode::L3, "l3"),
-        (IpvlanMode::L3s, "l3s")
-    ]
-);
-named_values!(
-    IpvlanFlag,
-    "ipvlan flag",
-    [
-        (IpvlanFlag::Bridge, "bridge"),
-        (IpvlanFlag::Private, "private"),
-        (IpvlanFlag::Vepa, "vepa"),
-    ]
-);
 
 /// What kind of link a [`Link`] is, with the settings that matter here.
 ///
@@ -456,13 +298,7 @@ fn link_kind(kind: InfoKind, data: Option<InfoData>) -> LinkKind {
             if let Some(InfoData::MacVlan(infos)) = data {
                 for info in infos {
                     if let InfoMacVlan::Mode(m) = info {
-                        mode = match m {
-                            NlMacVlanMode::Private => MacvlanMode::Private,
-                            NlMacVlanMode::Vepa => MacvlanMode::Vepa,
-                            NlMacVlanMode::Passthrough => MacvlanMode::Passthru,
-                            NlMacVlanMode::Source => MacvlanMode::Source,
-                            _ => MacvlanMode::Bridge,
-                        };
+                        mode = MacvlanMode::from_kernel(m).unwrap_or_default();
                     }
                 }
             }
@@ -474,14 +310,11 @@ fn link_kind(kind: InfoKind, data: Option<InfoData>) -> LinkKind {
             if let Some(InfoData::IpVlan(infos)) = data {
                 for info in infos {
                     match info {
-                        InfoIpVlan::Mode(NlIpVlanMode::L3) => mode = IpvlanMode::L3,
-                        InfoIpVlan::Mode(NlIpVlanMode::L3S) => mode = IpvlanMode::L3s,
-                        InfoIpVlan::Mode(_) => mode = IpvlanMode::L2,
-                        InfoIpVlan::Flags(f) if f.contains(IpVlanFlags::Private) => {
-                            flag = IpvlanFlag::Private
+                        InfoIpVlan::Mode(m) => {
+                            mode = IpvlanMode::from_kernel(m).unwrap_or_default()
                         }
-                        InfoIpVlan::Flags(f) if f.contains(IpVlanFlags::Vepa) => {
-                            flag = IpvlanFlag::Vepa
+                        InfoIpVlan::Flags(f) => {
+                            flag = IpvlanFlag::from_kernel(f).unwrap_or_default()
                         }
                         _ => {}
                     }
@@ -808,27 +641,13 @@ impl<'a> NewLink<'a> {
         let (kind, data) = match &self.kind {
             NewLinkKind::Macvlan(mode) => (
                 InfoKind::MacVlan,
-                Some(InfoData::MacVlan(vec![InfoMacVlan::Mode(match mode {
-                    MacvlanMode::Bridge => NlMacVlanMode::Bridge,
-                    MacvlanMode::Private => NlMacVlanMode::Private,
-                    MacvlanMode::Vepa => NlMacVlanMode::Vepa,
-                    MacvlanMode::Passthru => NlMacVlanMode::Passthrough,
-                    MacvlanMode::Source => NlMacVlanMode::Source,
-                })])),
+                Some(InfoData::MacVlan(vec![InfoMacVlan::Mode(mode.to_kernel())])),
             ),
             NewLinkKind::Ipvlan(mode, flag) => (
                 InfoKind::IpVlan,
                 Some(InfoData::IpVlan(vec![
-                    InfoIpVlan::Mode(match mode {
-                        IpvlanMode::L2 => NlIpVlanMode::L2,
-                        IpvlanMode::L3 => NlIpVlanMode::L3,
-                        IpvlanMode::L3s => NlIpVlanMode::L3S,
-                    }),
-                    InfoIpVlan::Flags(match flag {
-                        IpvlanFlag::Bridge => IpVlanFlags::empty(),
-                        IpvlanFlag::Private => IpVlanFlags::Private,
-                        IpvlanFlag::Vepa => IpVlanFlags::Vepa,
-                    }),
+                    InfoIpVlan::Mode(mode.to_kernel()),
+                    InfoIpVlan::Flags(flag.to_kernel()),
                 ])),
             ),
             NewLinkKind::Vlan(id) => (
@@ -1294,37 +1113,18 @@ fn ipv4_devconf(key: u16, value: u32) -> DefaultNla {
 
 fn temporary_name() -> Result<String> {
     let mut bytes = [0u8; 5];
-    fill_random(&mut bytes)?;
+    crate::random::fill(&mut bytes)?;
     Ok(format!(
         "ul{}",
         bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
     ))
 }
 
-/// Fills `bytes` from the kernel's random source.
-pub(crate) fn fill_random(bytes: &mut [u8]) -> Result<()> {
-    let mut filled = 0;
-    while filled < bytes.len() {
-        // SAFETY: getrandom writes at most the given length into the slice.
-        let n = unsafe {
-            libc::getrandom(bytes[filled..].as_mut_ptr().cast(), bytes.len() - filled, 0)
-        };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(Error::io("read random bytes", e));
-        }
-        filled += n as usize;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use netlink_packet_core::{Emitable, Nla};
+    use netlink_packet_route::link::MacVlanMode as NlMacVlanMode;
 
     #[test]
     fn mac_addresses_round_trip_and_reject_garbage() {

@@ -1,0 +1,453 @@
+//! Attaching a container: the link, straight in the container's namespace,
+//! its addresses, routes and announcements.
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use netlink_packet_route::RouteNetlinkMessage;
+
+use super::{link_present, now, Engine};
+use crate::address::address_message;
+use crate::endpoint::AttachOptions;
+use crate::ipam::{Allocation, IpamError};
+use crate::link::validate_name;
+use crate::mark::Mark;
+use crate::netlink::{Netlink, Request};
+use crate::netns::NetNs;
+use crate::route::IpFamily;
+use crate::store::{EndpointRecord, EndpointSession, EndpointState, NetworkRecord};
+use crate::{Error, Result};
+
+impl Engine {
+    /// Attaches the container whose namespace is `netns`. On error nothing
+    /// is left behind: no link, no address taken, no record.
+    pub fn attach(
+        &self,
+        network: &NetworkRecord,
+        netns: &NetNs,
+        options: &AttachOptions,
+    ) -> Result<EndpointRecord> {
+        check(network, options)?;
+        let mut session = self.endpoints.session(network)?;
+        let previous = session
+            .endpoints()
+            .find(|e| e.netns_id == netns.id())
+            .cloned();
+        if let Some(other) = previous {
+            if self.is_live(network, &other) {
+                return Err(Error::AlreadyAttached {
+                    network: network.name.clone(),
+                    endpoint: other.name.clone(),
+                });
+            }
+            // A namespace that died without a detach, whose inode number the
+            // kernel has given to this new one.
+            log::info!(
+                "endpoint {}: its namespace is gone; releasing it",
+                other.name
+            );
+            session.forget(other.id)?;
+        }
+        let id = new_id(session.as_ref())?;
+        let name = match &options.name {
+            Some(name) => {
+                if session
+                    .endpoints()
+                    .any(|e| &e.name == name || e.dns_names.contains(name))
+                {
+                    return Err(Error::NameInUse {
+                        network: network.name.clone(),
+                        name: name.clone(),
+                    });
+                }
+                name.clone()
+            }
+            None => default_name(netns.path(), id),
+        };
+        let allocations = allocate(network, session.as_mut(), id, options)?;
+        let addresses: Vec<IpAddr> = allocations.iter().map(Allocation::ip).collect();
+        let mac = match network.driver.endpoint_mac(options.mac) {
+            Ok(mac) => mac,
+            Err(e) => {
+                session.abandon(id, &addresses)?;
+                return Err(e);
+            }
+        };
+        let mut record = EndpointRecord {
+            version: EndpointRecord::VERSION,
+            id,
+            name,
+            dns_names: options.dns_names.clone(),
+            netns_path: netns.path().to_owned(),
+            netns_id: netns.id(),
+            // Most containers have no eth0 yet: try it, and look for a free
+            // name only when the kernel says it is taken.
+            ifname: options.ifname.clone().unwrap_or_else(|| "eth0".into()),
+            mac,
+            addresses: allocations.iter().map(Allocation::address).collect(),
+            state: EndpointState::Attaching,
+            created: now(),
+        };
+        // Recorded before the kernel is touched: a crash from here on leaves
+        // a record that recovery uses to undo the attach.
+        if let Err(e) = session.save(&record) {
+            session.abandon(id, &addresses)?;
+            return Err(e);
+        }
+        log::debug!("endpoint {}: recorded as attaching", record.name);
+        let configured = self.configure(
+            network,
+            netns,
+            session.as_mut(),
+            &mut record,
+            &allocations,
+            options,
+        );
+        if let Err(e) = configured {
+            session.abandon(id, &addresses)?;
+            return Err(e);
+        }
+        session.mark_ready(id)?;
+        record.state = EndpointState::Ready;
+        log::info!(
+            "attached {} to network {} as {} with {:?}",
+            record.name,
+            network.name,
+            record.ifname,
+            record.addresses
+        );
+        Ok(record)
+    }
+
+    /// Whether an endpoint still exists: its recorded path names a namespace
+    /// with the recorded identity, holding a link with the endpoint's mark.
+    /// (The kernel reuses a dead namespace's inode number, and a path can be
+    /// reused for a new namespace, so the identity alone does not tell.)
+    pub(super) fn is_live(&self, network: &NetworkRecord, record: &EndpointRecord) -> bool {
+        let Some(netns) = record.netns() else {
+            return false;
+        };
+        link_present(&netns, &self.endpoint_mark(network, record.id)).unwrap_or(true)
+    }
+
+    /// The kernel side of an attach: the link, made straight in the
+    /// container's namespace from the host's socket, then everything else in
+    /// one round trip from a socket inside it. On error, what was made is
+    /// deleted and the error names the step that failed.
+    fn configure(
+        &self,
+        network: &NetworkRecord,
+        netns: &NetNs,
+        session: &mut dyn EndpointSession,
+        record: &mut EndpointRecord,
+        allocations: &[Allocation],
+        options: &AttachOptions,
+    ) -> Result<()> {
+        let failed = |step: &str, e: Error| Error::AttachFailed {
+            network: network.name.clone(),
+            step: step.to_owned(),
+            source: Box::new(e),
+        };
+        let cached = self.cached_parent_index(network);
+        let mut parent = match cached {
+            0 => self
+                .parent_index(network)
+                .map_err(|e| failed("find the parent interface", e))?,
+            index => index,
+        };
+        let mut created = self.create_link(network, netns, parent, record, options);
+        if cached != 0
+            && created
+                .as_ref()
+                .is_err_and(|e| e.errno() == Some(libc::ENODEV))
+        {
+            // The parent went away (and perhaps came back): look again.
+            parent = self
+                .parent_index(network)
+                .map_err(|e| failed("find the parent interface", e))?;
+            created = self.create_link(network, netns, parent, record, options);
+        }
+        self.cache_parent_index(network, parent);
+        if created
+            .as_ref()
+            .is_err_and(|e| e.errno() == Some(libc::EEXIST))
+        {
+            if let Some(name) = &options.ifname {
+                return Err(Error::InterfaceExists {
+                    ifname: name.clone(),
+                });
+            }
+            record.ifname = netns
+                .run(|| free_ifname(&Netlink::open()?))
+                .map_err(|e| failed("list the container's links", e))?;
+            session.save(record)?;
+            created = self.create_link(network, netns, parent, record, options);
+        }
+        created.map_err(|e| failed("create the link", e))?;
+        log::debug!("endpoint {}: created link {}", record.name, record.ifname);
+
+        let mark = self.endpoint_mark(network, record.id);
+        let record = &*record;
+        netns.run(|| {
+            let nl = Netlink::open()?;
+            let result = configure_inside(network, &nl, record, &mark, allocations, options);
+            if result.is_err() {
+                // Undo: the link takes its addresses and routes with it. It
+                // may not carry the mark yet (that step may have failed).
+                let undone = crate::mark::delete_if_ours(
+                    &nl,
+                    &record.ifname,
+                    &mark,
+                    crate::mark::Unmarked::Take,
+                );
+                if let Err(e) = undone {
+                    log::warn!(
+                        "could not remove {} after a failed attach: {e}",
+                        record.ifname
+                    );
+                }
+            }
+            result.map_err(|(step, e)| failed(&step, e))
+        })
+    }
+
+    fn cached_parent_index(&self, network: &NetworkRecord) -> u32 {
+        let indexes = self
+            .parent_indexes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        indexes.get(&network.id).copied().unwrap_or(0)
+    }
+
+    fn cache_parent_index(&self, network: &NetworkRecord, index: u32) {
+        let mut indexes = self
+            .parent_indexes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        indexes.insert(network.id.clone(), index);
+    }
+
+    /// Looks the parent up on the host. An owned parent deleted behind our
+    /// back comes back, as after a reboot.
+    fn parent_index(&self, network: &NetworkRecord) -> Result<u32> {
+        let parent = &network.parent;
+        match self.nl.link_by_name(&parent.name) {
+            Err(Error::LinkNotFound { .. }) if parent.owned() => {
+                crate::parent::ensure(&self.nl, parent, &self.parent_mark(network))?;
+                self.nl.link_by_name(&parent.name)
+            }
+            found => found,
+        }
+        .map(|link| link.index)
+    }
+
+    fn create_link(
+        &self,
+        network: &NetworkRecord,
+        netns: &NetNs,
+        parent: u32,
+        record: &EndpointRecord,
+        options: &AttachOptions,
+    ) -> Result<()> {
+        let mut spec = network
+            .driver
+            .endpoint_link(&record.ifname, parent)
+            .netns(netns);
+        if let Some(mac) = record.mac {
+            spec = spec.mac(mac);
+        }
+        if let Some(mtu) = options.mtu.or(network.mtu) {
+            spec = spec.mtu(mtu);
+        }
+        self.nl.create_link(&spec)
+    }
+}
+
+/// Checks the options against the network, before anything happens.
+fn check(network: &NetworkRecord, options: &AttachOptions) -> Result<()> {
+    if let Some(name) = &options.ifname {
+        validate_name(name)?;
+    }
+    network.driver.check_mac(options.mac)?;
+    if let Some(mtu) = options.mtu {
+        if !(68..=65535).contains(&mtu) {
+            return Err(Error::invalid(
+                "mtu",
+                mtu.to_string(),
+                "expected 68 to 65535 bytes",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Takes one address per family the network has: the requested one, or
+/// the allocator's next. All or nothing.
+fn allocate(
+    network: &NetworkRecord,
+    session: &mut dyn EndpointSession,
+    id: u64,
+    options: &AttachOptions,
+) -> Result<Vec<Allocation>> {
+    let mut out: Vec<Allocation> = Vec::new();
+    let families = [
+        (IpFamily::V4, network.ipv4, options.ipv4),
+        (IpFamily::V6, network.ipv6, options.ipv6),
+    ];
+    for (family, enabled, requested) in families {
+        let result = match (enabled, requested) {
+            (false, Some(address)) => Err(Error::invalid(
+                "address",
+                address.to_string(),
+                format!("network {:?} has no {family} subnet", network.name),
+            )),
+            (false, None) => continue,
+            (true, Some(address)) => session
+                .ipam()
+                .request(address, id)
+                .map_err(|e| in_use(network, session, e)),
+            (true, None) => session.ipam().allocate(family, id).map_err(Error::from),
+        };
+        match result {
+            Ok(allocation) => out.push(allocation),
+            Err(e) => {
+                for taken in &out {
+                    session.ipam().release(taken.ip());
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Names the endpoint holding an address in an "in use" error.
+fn in_use(network: &NetworkRecord, session: &dyn EndpointSession, error: IpamError) -> Error {
+    if let IpamError::AddressInUse {
+        address, holder, ..
+    } = &error
+    {
+        if let Some(holder) = session.endpoints().find(|e| e.id == *holder) {
+            return Error::AddressInUse {
+                address: *address,
+                network: network.name.clone(),
+                endpoint: holder.name.clone(),
+            };
+        }
+    }
+    error.into()
+}
+
+/// Configures a new link from a socket inside its namespace (on a thread
+/// in that namespace): the per-link IPv6 settings, then in one round
+/// trip, in order: the ownership mark, `arp_notify`, the addresses, up,
+/// the routes.
+fn configure_inside(
+    network: &NetworkRecord,
+    nl: &Netlink,
+    record: &EndpointRecord,
+    mark: &Mark,
+    allocations: &[Allocation],
+    options: &AttachOptions,
+) -> std::result::Result<(), (String, Error)> {
+    let ifname = &record.ifname;
+    // IPv6 endpoints announce their addresses with unsolicited neighbour
+    // advertisements; endpoints of IPv4-only networks get no IPv6 at all
+    // (no link-local address, router solicitations or MLD), as Docker's.
+    let ipv6 = allocations.iter().any(|a| a.ip().is_ipv6());
+    let (key, value) = if ipv6 {
+        ("ndisc_notify", "1")
+    } else {
+        ("disable_ipv6", "1")
+    };
+    let path = format!("/proc/sys/net/ipv6/conf/{ifname}/{key}");
+    if let Err(e) = std::fs::write(&path, value) {
+        log::debug!("cannot set {path}: {e}");
+    }
+    let index = nl
+        .link_by_name(ifname)
+        .map_err(|e| ("find the new link".to_owned(), e))?
+        .index;
+    let mut requests = vec![
+        crate::link::alias_request(index, &mark.to_string()),
+        crate::link::arp_notify_request(index),
+    ];
+    for allocation in allocations {
+        let address = allocation.address();
+        requests.push(Request {
+            message: RouteNetlinkMessage::NewAddress(address_message(
+                index,
+                address,
+                address.addr().is_ipv6(),
+            )),
+            flags: netlink_packet_core::NLM_F_CREATE | netlink_packet_core::NLM_F_EXCL,
+            operation: format!("add address {address}"),
+        });
+    }
+    requests.push(crate::link::up_request(index));
+    let first_route = requests.len();
+    if !options.no_default_route {
+        for route in network
+            .driver
+            .default_routes(index, allocations, network.internal)
+        {
+            requests.push(route.request());
+        }
+    }
+    let results = nl
+        .batch(requests)
+        .map_err(|e| ("configure the link".to_owned(), e))?;
+    for (i, result) in results.into_iter().enumerate() {
+        match result {
+            Ok(()) => {}
+            // Another network of this container provides the default
+            // route for this family already.
+            Err(e) if i >= first_route && e.errno() == Some(libc::EEXIST) => {
+                log::info!(
+                    "endpoint {}: a default route exists already; keeping it",
+                    record.name
+                );
+            }
+            Err(e) => {
+                let what = match &e {
+                    Error::Kernel { operation, .. } => operation.clone(),
+                    _ => "configure the link".into(),
+                };
+                return Err((what, e));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An endpoint id not used yet in this network (never 0).
+fn new_id(session: &dyn EndpointSession) -> Result<u64> {
+    loop {
+        let mut bytes = [0u8; 8];
+        crate::random::fill(&mut bytes)?;
+        let id = u64::from_le_bytes(bytes);
+        if id != 0 && !session.endpoints().any(|e| e.id == id) {
+            return Ok(id);
+        }
+    }
+}
+
+/// The default endpoint name: the namespace's name under `/run/netns`, or
+/// one made from the endpoint id.
+fn default_name(path: &Path, id: u64) -> String {
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) if dir == Path::new("/run/netns") => {
+            name.to_string_lossy().into_owned()
+        }
+        _ => format!("ep-{:012x}", id >> 16),
+    }
+}
+
+/// The first `ethN` the container does not have.
+fn free_ifname(nl: &Netlink) -> Result<String> {
+    let links = nl.links()?;
+    (0..=u16::MAX)
+        .map(|i| format!("eth{i}"))
+        .find(|n| !links.iter().any(|l| &l.name == n))
+        .ok_or_else(|| Error::Internal("no free ethN interface name".into()))
+}

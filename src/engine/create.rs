@@ -1,0 +1,135 @@
+//! Creating a network.
+
+use ipnet::IpNet;
+
+use super::Engine;
+use crate::ipam::{check_overlap, NetworkIpamConfig, SubnetConfig};
+use crate::network::NetworkSpec;
+use crate::parent;
+use crate::route::IpFamily;
+use crate::store::{NetworkRecord, NetworkState};
+use crate::{Error, Result};
+
+impl Engine {
+    /// Creates a network: checks that the kernel has the driver, resolves
+    /// (or creates) the parent, fills in default subnets and gateways, and
+    /// records it. On any error nothing is created and the store is as it
+    /// was.
+    pub fn create_network(&self, spec: NetworkSpec) -> Result<NetworkRecord> {
+        // Say now, not at the first attach, that the kernel lacks the driver.
+        self.capabilities()?.require(spec.driver().feature())?;
+        let _lock = self.networks.lock()?;
+        let records = self.networks.networks()?;
+        if records.iter().any(|r| r.name == spec.name()) {
+            return Err(Error::NetworkExists {
+                name: spec.name().to_owned(),
+            });
+        }
+        let ipam = self.complete_ipam(&spec, &records)?;
+
+        let id = crate::random::hex(32)?;
+        let dummy = spec
+            .parent()
+            .is_none()
+            .then(|| spec.driver().dummy_parent_name(&id));
+        let plan = parent::plan(&self.nl, spec.parent(), dummy)?;
+        if let Some(holder) = records.iter().find(|r| r.parent.name == plan.parent.name) {
+            return Err(Error::ParentInUse {
+                parent: plan.parent.name.clone(),
+                network: holder.name.clone(),
+            });
+        }
+        let mut record = spec.into_record(id, plan.parent.clone(), ipam);
+        let mark = self.parent_mark(&record);
+        // Record the intent first: if we die after creating the parent,
+        // recovery finds the record and undoes the creation.
+        self.networks.begin(&record.name)?;
+        if let Err(e) = self.networks.save(&record) {
+            self.networks.end(&record.name);
+            return Err(e);
+        }
+        log::debug!("network {}: recorded as creating", record.name);
+        if let Err(e) = plan.realize(&self.nl, &mark) {
+            self.networks.remove(&record.name)?;
+            self.networks.end(&record.name);
+            return Err(e);
+        }
+        record.state = NetworkState::Ready;
+        if let Err(e) = self.networks.save(&record) {
+            let _ = parent::remove(&self.nl, &record.parent, &mark, false);
+            let _ = self.networks.remove(&record.name);
+            self.networks.end(&record.name);
+            return Err(e);
+        }
+        self.networks.end(&record.name);
+        // Make the endpoint state now, so that attaches (failed ones
+        // included) only ever add to it.
+        drop(self.endpoints.session(&record)?);
+        log::info!(
+            "created network {} ({} on {})",
+            record.name,
+            record.driver,
+            record.parent.name
+        );
+        Ok(record)
+    }
+
+    /// The network's subnets: the given ones, which must not overlap other
+    /// networks'; missing families from the default pools; gateways
+    /// inferred.
+    fn complete_ipam(
+        &self,
+        spec: &NetworkSpec,
+        records: &[NetworkRecord],
+    ) -> Result<NetworkIpamConfig> {
+        let existing: Vec<(String, Vec<IpNet>)> = records
+            .iter()
+            .map(|r| (r.name.clone(), r.ipam.prefixes().collect()))
+            .collect();
+        check_overlap(
+            spec.ipam().prefixes(),
+            existing.iter().map(|(n, p)| (n, p.iter().copied())),
+        )?;
+        let mut ipam = spec.ipam().clone();
+        let (ipv4, ipv6) = spec.families();
+        let has =
+            |ipam: &NetworkIpamConfig, v4: bool| ipam.prefixes().any(|p| p.addr().is_ipv4() == v4);
+        if (ipv4 && !has(&ipam, true)) || (ipv6 && !has(&ipam, false)) {
+            let mut in_use: Vec<IpNet> = existing
+                .iter()
+                .flat_map(|(_, p)| p.iter().copied())
+                .collect();
+            in_use.extend(self.host_prefixes()?);
+            in_use.extend(self.reserved_prefixes.iter().copied());
+            if ipv4 && !has(&ipam, true) {
+                let subnet = self.default_pools.pick_ipv4(in_use.iter().copied())?;
+                ipam.add_subnet(SubnetConfig::new(subnet)?)?;
+                in_use.push(subnet);
+            }
+            if ipv6 && !has(&ipam, false) {
+                let mut global_id = [0u8; 5];
+                crate::random::fill(&mut global_id)?;
+                let subnet = self.default_pools.pick_ipv6(global_id, in_use)?;
+                ipam.add_subnet(SubnetConfig::new(subnet)?)?;
+            }
+        }
+        ipam.infer_gateways();
+        Ok(ipam)
+    }
+
+    /// Prefixes on the host's links and in its main routing tables, which
+    /// default pools avoid.
+    fn host_prefixes(&self) -> Result<Vec<IpNet>> {
+        let nl = &self.nl;
+        let mut out: Vec<IpNet> = nl
+            .addresses(None)?
+            .into_iter()
+            .map(|a| a.address.trunc())
+            .filter(|p| !p.addr().is_loopback())
+            .collect();
+        for family in [IpFamily::V4, IpFamily::V6] {
+            out.extend(nl.routes(family)?.into_iter().filter_map(|r| r.destination));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,180 @@
+//! The engine: networks, endpoints and recovery, written once over the
+//! store traits, the drivers and the link layer.
+//!
+//! [`Host`](crate::Host) and [`Network`](crate::Network) are thin handles
+//! on an `Arc<Engine>`; every operation lives here, one file per kind:
+//!
+//! - `create.rs` and `remove.rs`: networks;
+//! - `attach.rs` and `detach.rs`: endpoints;
+//! - `recover.rs`: finishing or undoing what a crash interrupted.
+//!
+//! Every multi-step change records its intent in a store before it touches
+//! the kernel (a network `creating` or `removing`, an endpoint
+//! `attaching`), undoes what it did when a step fails, and leaves whatever
+//! a crash interrupts for recovery, which reads the same records through
+//! the same traits. Links it makes carry the ownership mark (`mark.rs`).
+
+mod attach;
+mod create;
+mod detach;
+mod recover;
+mod remove;
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use ipnet::IpNet;
+
+pub use recover::RecoveryReport;
+
+use crate::capability::KernelCapabilities;
+use crate::ipam::DefaultPools;
+use crate::mark::{self, Mark};
+use crate::netlink::Netlink;
+use crate::netns::NetNs;
+use crate::store::{
+    EndpointRecord, EndpointSession, EndpointStore, NetworkRecord, NetworkState, NetworkStore,
+};
+use crate::{Error, Result};
+
+/// What an engine is made of; see [`HostOptions`](crate::host::HostOptions).
+pub(crate) struct EngineParts {
+    pub netns: NetNs,
+    pub networks: Box<dyn NetworkStore>,
+    pub endpoints: Box<dyn EndpointStore>,
+    pub default_pools: DefaultPools,
+    pub reserved_prefixes: Vec<IpNet>,
+}
+
+/// The state of one host: its namespace, its stores and what it has
+/// learnt of the kernel.
+#[derive(Debug)]
+pub(crate) struct Engine {
+    netns: NetNs,
+    /// A socket in the host namespace.
+    nl: Netlink,
+    networks: Box<dyn NetworkStore>,
+    endpoints: Box<dyn EndpointStore>,
+    default_pools: DefaultPools,
+    reserved_prefixes: Vec<IpNet>,
+    capabilities: OnceLock<KernelCapabilities>,
+    /// Each network's parent interface index, once looked up, by network
+    /// id. A deleted parent's index is not handed to another link at once
+    /// (the kernel allocates them cyclically), so a stale one fails with
+    /// `ENODEV`, never points elsewhere.
+    parent_indexes: Mutex<HashMap<String, u32>>,
+}
+
+impl Engine {
+    /// Makes an engine and brings the networks back in line if a reboot or
+    /// an interrupted operation calls for it.
+    pub fn open(parts: EngineParts) -> Result<Engine> {
+        let nl = parts.netns.netlink()?;
+        let engine = Engine {
+            netns: parts.netns,
+            nl,
+            networks: parts.networks,
+            endpoints: parts.endpoints,
+            default_pools: parts.default_pools,
+            reserved_prefixes: parts.reserved_prefixes,
+            capabilities: OnceLock::new(),
+            parent_indexes: Mutex::new(HashMap::new()),
+        };
+        // Recovery costs a look at every network and the host's links: do it
+        // once per boot, and again only when an operation was interrupted.
+        if engine.networks.needs_recovery()? {
+            let report = engine.recover_networks()?;
+            if !report.is_clean() {
+                log::info!("recovery on open: {report:?}");
+            }
+        }
+        Ok(engine)
+    }
+
+    /// The host namespace.
+    pub fn netns(&self) -> &NetNs {
+        &self.netns
+    }
+
+    /// What the kernel can make, probed once.
+    pub fn capabilities(&self) -> Result<KernelCapabilities> {
+        if let Some(caps) = self.capabilities.get() {
+            return Ok(*caps);
+        }
+        let caps = KernelCapabilities::probe()?;
+        Ok(*self.capabilities.get_or_init(|| caps))
+    }
+
+    /// The networks that are ready, by name.
+    pub fn networks(&self) -> Result<Vec<NetworkRecord>> {
+        Ok(self
+            .networks
+            .networks()?
+            .into_iter()
+            .filter(|r| r.state == NetworkState::Ready)
+            .collect())
+    }
+
+    /// The ready network called `name`, or whose id is or starts with
+    /// `name` (a unique prefix), as Docker looks networks up.
+    pub fn network(&self, name: &str) -> Result<NetworkRecord> {
+        let ready = |r: &NetworkRecord| r.state == NetworkState::Ready;
+        if let Some(record) = self.networks.network(name)? {
+            if ready(&record) {
+                return Ok(record);
+            }
+        }
+        let not_found = || Error::NetworkNotFound {
+            name: name.to_owned(),
+        };
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(not_found());
+        }
+        let mut matches = self
+            .networks
+            .networks()?
+            .into_iter()
+            .filter(|r| ready(r) && r.id.starts_with(name));
+        match (matches.next(), matches.next()) {
+            (Some(record), None) => Ok(record),
+            _ => Err(not_found()),
+        }
+    }
+
+    /// The ready endpoints of a network.
+    pub fn endpoints(&self, network: &NetworkRecord) -> Result<Vec<EndpointRecord>> {
+        let session = self.endpoints.session(network)?;
+        Ok(session
+            .endpoints()
+            .filter(|e| e.state == crate::store::EndpointState::Ready)
+            .cloned()
+            .collect())
+    }
+
+    /// The mark of a network's owned parent.
+    fn parent_mark(&self, network: &NetworkRecord) -> Mark {
+        Mark::parent(self.networks.host_id(), &network.id)
+    }
+
+    /// The mark of an endpoint's link.
+    fn endpoint_mark(&self, network: &NetworkRecord, endpoint: u64) -> Mark {
+        Mark::endpoint(self.networks.host_id(), &network.id, endpoint)
+    }
+
+    /// Every endpoint record of a network, as a session sees them.
+    fn endpoint_records(session: &dyn EndpointSession) -> Vec<EndpointRecord> {
+        session.endpoints().cloned().collect()
+    }
+}
+
+/// Whether the link carrying `mark` is in `netns`.
+fn link_present(netns: &NetNs, mark: &Mark) -> Result<bool> {
+    netns.run(|| Ok(mark::find(&Netlink::open()?, mark)?.is_some()))
+}
+
+/// Seconds since the Unix epoch.
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

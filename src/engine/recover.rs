@@ -1,0 +1,219 @@
+//! Recovery: bringing the host back in line with its stores after a crash
+//! or a reboot.
+
+use std::path::PathBuf;
+
+use super::{link_present, Engine};
+use crate::mark::Mark;
+use crate::netlink::Netlink;
+use crate::netns::NetNs;
+use crate::parent;
+use crate::store::{EndpointState, NetworkState};
+use crate::{Error, Result};
+
+/// What [`Host::recover`](crate::Host::recover) found and did.
+///
+/// ```no_run
+/// use underlay::Host;
+///
+/// let report = Host::open("/var/lib/underlay")?.recover()?;
+/// for endpoint in &report.released_endpoints {
+///     println!("released the addresses of {endpoint}");
+/// }
+/// # Ok::<(), underlay::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecoveryReport {
+    /// Owned parent links that were missing (after a reboot) and were
+    /// created again.
+    pub recreated_parents: Vec<String>,
+    /// Networks whose creation a crash interrupted, undone.
+    pub undone_creations: Vec<String>,
+    /// Networks whose removal a crash interrupted, finished.
+    pub finished_removals: Vec<String>,
+    /// Links marked as underlay's that no network record explains; they
+    /// were deleted.
+    pub removed_links: Vec<String>,
+    /// Networks whose owned parent could not be created again (for example
+    /// because the VLAN's master interface is missing), with the reason.
+    pub broken_networks: Vec<(String, String)>,
+    /// Endpoints (`network/endpoint`) whose namespace or link is gone; their
+    /// addresses were released.
+    pub released_endpoints: Vec<String>,
+    /// Endpoints (`network/endpoint`) whose attach a crash interrupted;
+    /// their link was deleted and their addresses released.
+    pub undone_attaches: Vec<String>,
+}
+
+impl RecoveryReport {
+    /// Whether there was nothing to do.
+    ///
+    /// ```
+    /// use underlay::host::RecoveryReport;
+    ///
+    /// let mut report = RecoveryReport::default();
+    /// assert!(report.is_clean());
+    /// report.recreated_parents.push("eth0.50".into());
+    /// assert!(!report.is_clean());
+    /// ```
+    pub fn is_clean(&self) -> bool {
+        *self == RecoveryReport::default()
+    }
+}
+
+impl Engine {
+    /// Networks and endpoints: see [`Host::recover`](crate::Host::recover).
+    pub fn recover(&self) -> Result<RecoveryReport> {
+        let mut report = self.recover_networks()?;
+        let _lock = self.networks.lock()?;
+        let mut explained: Vec<Mark> = Vec::new();
+        for network in self.networks()? {
+            let mut session = self.endpoints.session(&network)?;
+            for endpoint in Engine::endpoint_records(session.as_ref()) {
+                let label = format!("{}/{}", network.name, endpoint.name);
+                let mark = self.endpoint_mark(&network, endpoint.id);
+                let Some(netns) = endpoint.netns() else {
+                    session.forget(endpoint.id)?;
+                    report.released_endpoints.push(label);
+                    continue;
+                };
+                if endpoint.state == EndpointState::Attaching {
+                    self.remove_endpoint_link(&network, Some(&netns), &endpoint)?;
+                    session.forget(endpoint.id)?;
+                    report.undone_attaches.push(label);
+                    continue;
+                }
+                if link_present(&netns, &mark)? {
+                    explained.push(mark);
+                } else {
+                    session.forget(endpoint.id)?;
+                    report.released_endpoints.push(label);
+                }
+            }
+        }
+        report
+            .removed_links
+            .extend(self.remove_unexplained_endpoint_links(&explained));
+        Ok(report)
+    }
+
+    /// Deletes endpoint links with this host's mark, in every namespace the
+    /// machine knows, that no endpoint record explains.
+    fn remove_unexplained_endpoint_links(&self, explained: &[Mark]) -> Vec<String> {
+        let host = self.networks.host_id();
+        let mut removed = Vec::new();
+        let mut seen = vec![self.netns.id()];
+        for path in namespace_paths() {
+            let Ok(netns) = NetNs::open(&path) else {
+                continue;
+            };
+            if seen.contains(&netns.id()) {
+                continue;
+            }
+            seen.push(netns.id());
+            let found = netns.run(|| {
+                let nl = Netlink::open()?;
+                let mut deleted = Vec::new();
+                for link in nl.links()? {
+                    let Some(mark) = Mark::of(&link) else {
+                        continue;
+                    };
+                    if mark.host == host
+                        && mark.endpoint.is_some()
+                        && !explained.contains(&mark)
+                        && nl.delete_link(link.index).is_ok()
+                    {
+                        deleted.push(format!("{}:{}", path.display(), link.name));
+                    }
+                }
+                Ok(deleted)
+            });
+            match found {
+                Ok(deleted) => removed.extend(deleted),
+                Err(e) => log::debug!("skipping namespace {}: {e}", path.display()),
+            }
+        }
+        removed
+    }
+
+    /// Checks the networks only: interrupted creations and removals, owned
+    /// parents missing after a reboot, marked links on the host that no
+    /// network explains.
+    pub(super) fn recover_networks(&self) -> Result<RecoveryReport> {
+        let _lock = self.networks.lock()?;
+        let mut report = RecoveryReport::default();
+        let mut explained = Vec::new();
+        for record in self.networks.networks()? {
+            let mark = self.parent_mark(&record);
+            match record.state {
+                NetworkState::Creating => {
+                    self.finish_removal(&record)?;
+                    report.undone_creations.push(record.name.clone());
+                }
+                NetworkState::Removing => {
+                    self.finish_removal(&record)?;
+                    report.finished_removals.push(record.name.clone());
+                }
+                NetworkState::Ready => {
+                    match parent::ensure(&self.nl, &record.parent, &mark) {
+                        Ok(true) => report.recreated_parents.push(record.parent.name.clone()),
+                        Ok(false) => {}
+                        Err(e) => {
+                            log::warn!(
+                                "network {}: cannot restore parent {}: {e}",
+                                record.name,
+                                record.parent.name
+                            );
+                            report
+                                .broken_networks
+                                .push((record.name.clone(), e.to_string()));
+                        }
+                    }
+                    explained.push(mark);
+                }
+            }
+        }
+        let host = self.networks.host_id();
+        for link in self.nl.links()? {
+            let Some(mark) = Mark::of(&link) else {
+                continue;
+            };
+            if mark.host == host && !explained.contains(&mark) {
+                match self.nl.delete_link(link.index) {
+                    Ok(()) | Err(Error::LinkNotFound { .. }) => {
+                        report.removed_links.push(link.name)
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        // Everything interrupted is settled now.
+        self.networks.recovered()?;
+        Ok(report)
+    }
+}
+
+/// The namespace files a machine knows: named ones and every process's.
+fn namespace_paths() -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    paths.extend(
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+            })
+            .map(|e| e.path().join("ns/net")),
+    );
+    paths
+}

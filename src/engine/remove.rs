@@ -1,0 +1,140 @@
+//! Removing a network, with or without its endpoints.
+
+use super::Engine;
+use crate::mark::{self, Unmarked};
+use crate::netlink::Netlink;
+use crate::netns::NetNs;
+use crate::parent;
+use crate::store::{EndpointRecord, EndpointState, NetworkRecord, NetworkState};
+use crate::{Error, Result};
+
+/// How many endpoint links are deleted at once.
+const PARALLEL_DELETIONS: usize = 128;
+
+impl Engine {
+    /// Removes a network (by name or id). Without `force`, a network with
+    /// endpoints is refused; with it, they are detached first. Every
+    /// failure is reported; the record stays until everything is done.
+    pub fn remove_network(&self, name: &str, force: bool) -> Result<()> {
+        let _lock = self.networks.lock()?;
+        let mut record = self.network(name)?;
+        let name = record.name.clone();
+        let mut session = self.endpoints.session(&record)?;
+        let endpoints = Engine::endpoint_records(session.as_ref());
+        if !endpoints.is_empty() && !force {
+            return Err(Error::NetworkHasEndpoints {
+                network: name,
+                count: endpoints.len(),
+            });
+        }
+        record.state = NetworkState::Removing;
+        self.networks.begin(&name)?;
+        self.networks.save(&record)?;
+        log::debug!("network {name}: recorded as removing");
+        // Endpoint links go first. With an owned parent, deleting the parent
+        // takes them all in one kernel operation. Otherwise each goes on its
+        // own, in parallel: a deletion waits for an RCU grace period, and
+        // concurrent deletions share their waits.
+        let mut errors = Vec::new();
+        if !record.parent.owned() {
+            errors.extend(self.remove_endpoint_links(&record, &endpoints));
+        }
+        if let Err(e) = parent::remove(&self.nl, &record.parent, &self.parent_mark(&record), false)
+        {
+            errors.push(e);
+        }
+        if !errors.is_empty() {
+            // Left `removing`: the next removal or recovery finishes it.
+            return Err(Error::RemovalIncomplete {
+                network: name,
+                errors,
+            });
+        }
+        for endpoint in &endpoints {
+            session.forget(endpoint.id)?;
+        }
+        drop(session);
+        self.finish_removal(&record)?;
+        log::info!("removed network {name}");
+        Ok(())
+    }
+
+    /// The last steps of a removal (or of undoing a creation): the owned
+    /// parent, the endpoint state, the record.
+    pub(super) fn finish_removal(&self, record: &NetworkRecord) -> Result<()> {
+        let unfinished = record.state == NetworkState::Creating;
+        parent::remove(
+            &self.nl,
+            &record.parent,
+            &self.parent_mark(record),
+            unfinished,
+        )?;
+        self.endpoints.remove_network(record)?;
+        self.parent_indexes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&record.id);
+        self.networks.remove(&record.name)?;
+        self.networks.end(&record.name);
+        Ok(())
+    }
+
+    /// Deletes the links of `endpoints`, many at a time; returns every
+    /// failure.
+    fn remove_endpoint_links(
+        &self,
+        network: &NetworkRecord,
+        endpoints: &[EndpointRecord],
+    ) -> Vec<Error> {
+        let mut errors = Vec::new();
+        for chunk in endpoints.chunks(PARALLEL_DELETIONS) {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = chunk
+                    .iter()
+                    .map(|endpoint| {
+                        scope.spawn(move || {
+                            self.remove_endpoint_link(network, endpoint.netns().as_ref(), endpoint)
+                        })
+                    })
+                    .collect();
+                for handle in handles {
+                    let result = handle.join().unwrap_or_else(|_| {
+                        Err(Error::Internal("a link deletion thread panicked".into()))
+                    });
+                    if let Err(e) = result {
+                        errors.push(e);
+                    }
+                }
+            });
+        }
+        errors
+    }
+
+    /// Deletes an endpoint's link inside its namespace, if the namespace and
+    /// the link (with our mark) are still there. The link of an attach that
+    /// did not finish may not carry the mark yet: its name was free when the
+    /// attach was recorded, so an unmarked link of that name is taken too.
+    pub(super) fn remove_endpoint_link(
+        &self,
+        network: &NetworkRecord,
+        netns: Option<&NetNs>,
+        record: &EndpointRecord,
+    ) -> Result<()> {
+        let Some(netns) = netns else {
+            log::debug!(
+                "endpoint {}: namespace gone, nothing to delete",
+                record.name
+            );
+            return Ok(());
+        };
+        let mark = self.endpoint_mark(network, record.id);
+        let unmarked = if record.state == EndpointState::Attaching {
+            Unmarked::Take
+        } else {
+            Unmarked::Spare
+        };
+        netns.run(|| {
+            mark::delete_if_ours(&Netlink::open()?, &record.ifname, &mark, unmarked).map(drop)
+        })
+    }
+}

@@ -1,0 +1,177 @@
+//! The ownership mark: how underlay tells the links it made from everyone
+//! else's.
+//!
+//! Every link underlay creates (owned parents and endpoint links) carries,
+//! as its interface alias (`ip link set NAME alias TEXT`), a mark naming
+//! the state directory and the network, and for an endpoint link the
+//! endpoint too:
+//!
+//! ```text
+//! underlay:STATE_ID:NETWORK_ID               an owned parent (VLAN or dummy)
+//! underlay:STATE_ID:NETWORK_ID:ENDPOINT_ID   an endpoint link
+//! ```
+//!
+//! The kernel keeps the alias with the link, across namespaces, so the mark
+//! answers "is this link ours?" after a crash, when no record may explain
+//! it. A link is deleted only when it carries the expected mark, or, for a
+//! step that a crash interrupted before the mark was set, when it carries
+//! no mark at all and has the name recorded before it was made.
+//!
+//! This module is the only place that writes or reads the mark.
+
+use std::fmt;
+
+use crate::link::Link;
+use crate::netlink::Netlink;
+use crate::{Error, Result};
+
+/// What every mark starts with.
+const PREFIX: &str = "underlay:";
+
+/// A parsed ownership mark.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Mark {
+    /// The state directory (host) that made the link.
+    pub host: String,
+    /// The network it belongs to.
+    pub network: String,
+    /// The endpoint, for an endpoint link; `None` for an owned parent.
+    pub endpoint: Option<u64>,
+}
+
+impl Mark {
+    /// The mark of a network's owned parent.
+    pub fn parent(host: &str, network: &str) -> Self {
+        Mark {
+            host: host.to_owned(),
+            network: network.to_owned(),
+            endpoint: None,
+        }
+    }
+
+    /// The mark of an endpoint's link.
+    pub fn endpoint(host: &str, network: &str, endpoint: u64) -> Self {
+        Mark {
+            host: host.to_owned(),
+            network: network.to_owned(),
+            endpoint: Some(endpoint),
+        }
+    }
+
+    /// Reads a link's alias as a mark; `None` for anything that is not one.
+    pub fn parse(alias: &str) -> Option<Self> {
+        let rest = alias.strip_prefix(PREFIX)?;
+        let mut parts = rest.split(':');
+        let host = parts.next().filter(|p| !p.is_empty())?;
+        let network = parts.next().filter(|p| !p.is_empty())?;
+        let endpoint = match parts.next() {
+            None => None,
+            Some(id) if id.len() == 16 => Some(u64::from_str_radix(id, 16).ok()?),
+            Some(_) => return None,
+        };
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(Mark {
+            host: host.to_owned(),
+            network: network.to_owned(),
+            endpoint,
+        })
+    }
+
+    /// The mark a link carries, if it carries one.
+    pub fn of(link: &Link) -> Option<Self> {
+        link.alias.as_deref().and_then(Mark::parse)
+    }
+
+    /// Whether `link` carries exactly this mark.
+    pub fn is_on(&self, link: &Link) -> bool {
+        Mark::of(link).as_ref() == Some(self)
+    }
+}
+
+impl fmt::Display for Mark {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{PREFIX}{}:{}", self.host, self.network)?;
+        if let Some(endpoint) = self.endpoint {
+            write!(f, ":{endpoint:016x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether a link without this mark may be taken as ours anyway: only for
+/// a step that a crash interrupted after the link was made and before it
+/// was marked (its name was recorded, free, before it was made).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unmarked {
+    /// Leave an unmarked link alone.
+    Spare,
+    /// Take an unmarked link of the recorded name as ours.
+    Take,
+}
+
+/// Deletes the link called `name` in `nl`'s namespace if it carries `mark`
+/// (or no mark at all, with [`Unmarked::Take`]). Returns whether a link was
+/// deleted; a missing link is not an error, and a link marked by anyone
+/// else is left alone with a warning.
+pub(crate) fn delete_if_ours(
+    nl: &Netlink,
+    name: &str,
+    mark: &Mark,
+    unmarked: Unmarked,
+) -> Result<bool> {
+    let link = match nl.link_by_name(name) {
+        Ok(link) => link,
+        Err(Error::LinkNotFound { .. }) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let ours = mark.is_on(&link) || (unmarked == Unmarked::Take && link.alias.is_none());
+    if !ours {
+        log::warn!(
+            "not deleting {name}: it is not the link underlay made (it does not carry the mark {mark})"
+        );
+        return Ok(false);
+    }
+    match nl.delete_link(link.index) {
+        Ok(()) => Ok(true),
+        Err(Error::LinkNotFound { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The link in `nl`'s namespace that carries `mark`, if any.
+pub(crate) fn find(nl: &Netlink, mark: &Mark) -> Result<Option<Link>> {
+    Ok(nl.links()?.into_iter().find(|l| mark.is_on(l)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_round_trip_and_anything_else_is_not_one() {
+        let parent = Mark::parent("3f2a9c61d0b4e857", "ab12");
+        assert_eq!(parent.to_string(), "underlay:3f2a9c61d0b4e857:ab12");
+        assert_eq!(Mark::parse(&parent.to_string()), Some(parent));
+        let endpoint = Mark::endpoint("3f2a9c61d0b4e857", "ab12", 0x1234);
+        assert_eq!(
+            endpoint.to_string(),
+            "underlay:3f2a9c61d0b4e857:ab12:0000000000001234"
+        );
+        assert_eq!(Mark::parse(&endpoint.to_string()), Some(endpoint));
+        for other in [
+            "",
+            "underlay:",
+            "underlay::ab12",
+            "underlay:host:",
+            "underlay:host:net:12",
+            "underlay:host:net:000000000000zzzz",
+            "underlay:host:net:0000000000001234:x",
+            "docker:host:net",
+            "my uplink",
+        ] {
+            assert_eq!(Mark::parse(other), None, "{other:?}");
+        }
+    }
+}

@@ -1,0 +1,439 @@
+//! The default [`EndpointStore`]: each network's endpoint records as an
+//! append-only journal, shared safely between processes.
+//!
+//! Endpoints are runtime state: their records live under the runtime
+//! directory (on tmpfs, `/run/underlay/STATE_ID/` by default), because a
+//! reboot takes the containers away with them. Each network has
+//!
+//! ```text
+//! RUNTIME/NETWORK_ID/lock           flock: one attach or detach at a time
+//! RUNTIME/NETWORK_ID/endpoints.log  the journal of endpoint records
+//! ```
+//!
+//! The journal is append-only, one JSON entry a line: an attach appends its
+//! record (`attaching`) before it touches the kernel and a one-line `ready`
+//! when it is done; a detach appends `forget`. Storing an attach thus costs
+//! two small appends to an open file, whatever the number of endpoints, and
+//! creates no file. When most of the journal is history, it is compacted:
+//! the live records are written to a new file that replaces it atomically.
+//!
+//! Each process keeps the network's records and allocator in memory and the
+//! length of the journal it has read: under the lock it reads only what
+//! other processes appended since (or everything, after a compaction).
+//!
+//! A crash can cut the last entry short. Entries are appended under the
+//! lock, so whoever takes the lock next finds the cut line and truncates it;
+//! a cut `attaching` entry was written before anything was made, so nothing
+//! is lost with it. A record still `attaching` once its process is gone is
+//! an attach a crash interrupted, which recovery undoes. A failed attach
+//! truncates its own entries away, leaving the journal as it was.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::net::IpAddr;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+
+use rustix::fs::FlockOperation;
+use serde::{Deserialize, Serialize};
+
+use super::files::{self, Durability};
+use super::{
+    EndpointRecord, EndpointSession, EndpointState, EndpointStore, EndpointTable, NetworkRecord,
+};
+use crate::ipam::Ipam;
+use crate::{Error, Result};
+
+/// One line of the journal.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Entry {
+    /// An attach begins (or its record changes while it is under way).
+    Attaching(EndpointRecord),
+    /// The attach with this id is done.
+    Ready(u64),
+    /// The endpoint with this id is gone.
+    Forget(u64),
+    /// A record as it stands, written by compaction.
+    Record(EndpointRecord),
+}
+
+/// The journal's file name.
+const JOURNAL: &str = "endpoints.log";
+
+/// Compaction happens when the journal holds more than this many entries
+/// and more than `COMPACT_RATIO` times as many as there are endpoints.
+const COMPACT_MIN_ENTRIES: usize = 1024;
+const COMPACT_RATIO: usize = 4;
+
+/// The default [`EndpointStore`]: a journal per network under a runtime
+/// directory (`/run/underlay/STATE_ID` for a host's state directory).
+///
+/// ```no_run
+/// use underlay::store::{FileEndpointStore, FileNetworkStore};
+/// use underlay::Host;
+///
+/// let networks = FileNetworkStore::open("/var/lib/underlay")?;
+/// let endpoints = FileEndpointStore::new(networks.default_runtime_dir());
+/// let host = Host::options().network_store(networks).endpoint_store(endpoints).open()?;
+/// # Ok::<(), underlay::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct FileEndpointStore {
+    dir: PathBuf,
+    /// Each network's journal state, shared by every session in this
+    /// process.
+    journals: Mutex<HashMap<String, Arc<Journal>>>,
+}
+
+impl FileEndpointStore {
+    /// A store under `runtime_dir`, which should be on tmpfs so that a
+    /// reboot empties it along with the containers. The directory is made
+    /// at the first session.
+    pub fn new(runtime_dir: impl AsRef<Path>) -> Self {
+        FileEndpointStore {
+            dir: runtime_dir.as_ref().to_owned(),
+            journals: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The runtime directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn journal(&self, network: &NetworkRecord) -> Arc<Journal> {
+        let mut journals = self.journals.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(journals.entry(network.id.clone()).or_insert_with(|| {
+            Arc::new(Journal {
+                dir: self.dir.join(&network.id),
+                network: network.clone(),
+                state: Mutex::new(Some(State::default())),
+                returned: Condvar::new(),
+            })
+        }))
+    }
+}
+
+impl EndpointStore for FileEndpointStore {
+    fn session<'a>(&'a self, network: &NetworkRecord) -> Result<Box<dyn EndpointSession + 'a>> {
+        Ok(Box::new(JournalSession::begin(self.journal(network))?))
+    }
+
+    fn remove_network(&self, network: &NetworkRecord) -> Result<()> {
+        self.journals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&network.id);
+        let dir = self.dir.join(&network.id);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(format!("remove {}", dir.display()), e)),
+        }
+    }
+}
+
+/// One network's journal.
+#[derive(Debug)]
+struct Journal {
+    dir: PathBuf,
+    network: NetworkRecord,
+    /// What this process keeps of it; taken by the session in progress
+    /// (`None` while one runs) and given back when it ends.
+    state: Mutex<Option<State>>,
+    /// Signalled when a session gives the state back.
+    returned: Condvar,
+}
+
+/// What a process keeps of a network between sessions.
+#[derive(Debug, Default)]
+struct State {
+    /// The lock file, opened once.
+    lock_file: Option<File>,
+    /// The records and allocator, as of the last catch-up.
+    cache: Option<Cache>,
+}
+
+#[derive(Debug)]
+struct Cache {
+    /// The journal, open for appending.
+    journal: File,
+    /// Its inode: compaction replaces the file.
+    inode: u64,
+    /// How many bytes of it are applied below.
+    read: u64,
+    /// How many entries those bytes hold.
+    entries: usize,
+    table: EndpointTable,
+}
+
+impl Journal {
+    fn path(&self) -> PathBuf {
+        self.dir.join(JOURNAL)
+    }
+
+    /// Applies what other processes appended since `cache` was read, or
+    /// reads the whole journal when there is no cache or it was compacted.
+    fn catch_up(&self, cache: Option<Cache>) -> Result<Cache> {
+        let path = self.path();
+        let io = |what: &str, e| Error::io(format!("{what} {}", path.display()), e);
+        let mut cache = match cache {
+            Some(cache) => cache,
+            None => self.empty_cache()?,
+        };
+        let metadata = std::fs::metadata(&path).map_err(|e| io("stat", e))?;
+        if metadata.ino() != cache.inode {
+            cache = self.empty_cache()?;
+        }
+        let len = cache.journal.metadata().map_err(|e| io("stat", e))?.len();
+        if len == cache.read {
+            return Ok(cache);
+        }
+        let mut tail = Vec::with_capacity((len - cache.read) as usize);
+        let mut reader = &cache.journal;
+        reader
+            .seek(SeekFrom::Start(cache.read))
+            .and_then(|_| reader.read_to_end(&mut tail))
+            .map_err(|e| io("read", e))?;
+        // A line without its newline was cut short by a crash (entries are
+        // appended under the lock we hold): drop it.
+        let complete = tail.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if complete < tail.len() {
+            log::warn!(
+                "network {}: dropping a journal entry cut short by a crash",
+                self.network.name
+            );
+            cache
+                .journal
+                .set_len(cache.read + complete as u64)
+                .map_err(|e| io("truncate", e))?;
+        }
+        for line in tail[..complete]
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+        {
+            let entry: Entry = serde_json::from_slice(line).map_err(|e| Error::CorruptState {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            cache.apply(entry);
+        }
+        cache.read += complete as u64;
+        Ok(cache)
+    }
+
+    fn empty_cache(&self) -> Result<Cache> {
+        let path = self.path();
+        let journal = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+        let inode = journal
+            .metadata()
+            .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
+            .ino();
+        Ok(Cache {
+            journal,
+            inode,
+            read: 0,
+            entries: 0,
+            table: EndpointTable::new(&self.network),
+        })
+    }
+}
+
+impl Cache {
+    fn apply(&mut self, entry: Entry) {
+        self.entries += 1;
+        match entry {
+            Entry::Attaching(record) => self.table.insert(record, EndpointState::Attaching),
+            Entry::Record(record) => self.table.insert(record, EndpointState::Ready),
+            Entry::Ready(id) => self.table.set_ready(id),
+            Entry::Forget(id) => {
+                self.table.remove(id);
+            }
+        }
+    }
+}
+
+/// Exclusive access to a network's endpoints, across threads (the state is
+/// taken out of its mutex for the session's length) and processes
+/// (`flock`, released when the session ends), with an up-to-date view of
+/// them.
+struct JournalSession {
+    state: State,
+    /// Where the journal stood before this session's attach, to cut back
+    /// to if it fails: (endpoint id, length).
+    attach_mark: Option<(u64, u64)>,
+    journal: Arc<Journal>,
+}
+
+impl JournalSession {
+    /// Takes the network's lock and brings the in-memory view up to date.
+    fn begin(journal: Arc<Journal>) -> Result<Self> {
+        let mut state = {
+            let mut slot = journal.state.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                if let Some(state) = slot.take() {
+                    break state;
+                }
+                slot = journal
+                    .returned
+                    .wait(slot)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        let mut locked = false;
+        let result = (|| {
+            if state.lock_file.is_none() {
+                files::create_dir(&journal.dir)?;
+                state.lock_file = Some(files::open_lock_file(&journal.dir.join("lock"))?);
+            }
+            let file = state.lock_file.as_ref().expect("opened above");
+            files::flock(file, FlockOperation::LockExclusive, &journal.dir)?;
+            locked = true;
+            let cache = state.cache.take();
+            state.cache = Some(journal.catch_up(cache)?);
+            Ok(())
+        })();
+        let session = JournalSession {
+            state,
+            attach_mark: None,
+            journal,
+        };
+        // On error, dropping the session unlocks and gives the state back.
+        result.map(|()| session)
+    }
+
+    fn cache(&mut self) -> &mut Cache {
+        self.state
+            .cache
+            .as_mut()
+            .expect("loaded when the session began")
+    }
+
+    /// Appends one entry and applies it.
+    fn append(&mut self, entry: Entry) -> Result<()> {
+        let mut line = serde_json::to_vec(&entry).map_err(|e| Error::StateEncoding {
+            what: format!("a journal entry of network {:?}", self.journal.network.name),
+            reason: e.to_string(),
+        })?;
+        line.push(b'\n');
+        let path = self.journal.path();
+        let cache = self.cache();
+        cache
+            .journal
+            .write_all(&line)
+            .map_err(|e| Error::io(format!("append to {}", path.display()), e))?;
+        cache.read += line.len() as u64;
+        cache.apply(entry);
+        Ok(())
+    }
+
+    /// Rewrites the journal with only the live records when most of it is
+    /// history. Amortised over the appends that made it long, this keeps the
+    /// cost of an attach constant.
+    fn compact_if_worth_it(&mut self) -> Result<()> {
+        let path = self.journal.path();
+        let network = self.journal.network.name.clone();
+        let cache = self.cache();
+        let live = cache.table.endpoints.len();
+        if cache.entries <= COMPACT_MIN_ENTRIES || cache.entries <= COMPACT_RATIO * live.max(1) {
+            return Ok(());
+        }
+        let mut bytes = Vec::new();
+        for record in cache.table.endpoints.values() {
+            let entry = match record.state {
+                EndpointState::Attaching => Entry::Attaching(record.clone()),
+                _ => Entry::Record(record.clone()),
+            };
+            serde_json::to_writer(&mut bytes, &entry).map_err(|e| Error::StateEncoding {
+                what: format!("a journal entry of network {network:?}"),
+                reason: e.to_string(),
+            })?;
+            bytes.push(b'\n');
+        }
+        files::write_atomic(&path, &bytes, Durability::Atomic)?;
+        let mut fresh = self.journal.empty_cache()?;
+        let cache = self.cache();
+        std::mem::swap(&mut fresh.journal, &mut cache.journal);
+        cache.inode = fresh.inode;
+        cache.read = bytes.len() as u64;
+        cache.entries = live;
+        log::debug!("network {network}: journal compacted to {live} records");
+        Ok(())
+    }
+}
+
+impl Drop for JournalSession {
+    fn drop(&mut self) {
+        if let Some(file) = &self.state.lock_file {
+            let _ = rustix::fs::flock(file, FlockOperation::Unlock);
+        }
+        let state = std::mem::take(&mut self.state);
+        *self.journal.state.lock().unwrap_or_else(|p| p.into_inner()) = Some(state);
+        self.journal.returned.notify_one();
+    }
+}
+
+impl EndpointSession for JournalSession {
+    fn endpoints(&self) -> Box<dyn Iterator<Item = &EndpointRecord> + '_> {
+        let cache = self
+            .state
+            .cache
+            .as_ref()
+            .expect("loaded when the session began");
+        Box::new(cache.table.endpoints.values())
+    }
+
+    fn ipam(&mut self) -> &mut Ipam {
+        &mut self.cache().table.ipam
+    }
+
+    fn save(&mut self, record: &EndpointRecord) -> Result<()> {
+        if self.attach_mark.map(|(id, _)| id) != Some(record.id) {
+            let mark = self.cache().read;
+            self.attach_mark = Some((record.id, mark));
+        }
+        let mut record = record.clone();
+        record.state = EndpointState::Attaching;
+        self.append(Entry::Attaching(record))
+    }
+
+    fn mark_ready(&mut self, id: u64) -> Result<()> {
+        self.append(Entry::Ready(id))?;
+        self.attach_mark = None;
+        self.compact_if_worth_it()
+    }
+
+    fn forget(&mut self, id: u64) -> Result<Option<EndpointRecord>> {
+        let record = self.cache().table.endpoints.get(&id).cloned();
+        if record.is_some() {
+            self.append(Entry::Forget(id))?;
+            self.compact_if_worth_it()?;
+        }
+        Ok(record)
+    }
+
+    fn abandon(&mut self, id: u64, addresses: &[IpAddr]) -> Result<()> {
+        if let Some((marked, mark)) = self.attach_mark.take() {
+            if marked == id {
+                // Cut the journal back: it reads exactly as before the attach.
+                let path = self.journal.path();
+                let cache = self.cache();
+                cache
+                    .journal
+                    .set_len(mark)
+                    .map_err(|e| Error::io(format!("truncate {}", path.display()), e))?;
+                cache.read = mark;
+            }
+        }
+        self.cache().table.abandon(id, addresses);
+        Ok(())
+    }
+}

@@ -1,0 +1,177 @@
+//! Where networks and endpoints are kept: two small traits, the seam a
+//! second store plugs into, and the files that implement them by default.
+//!
+//! - A [`NetworkStore`] keeps network definitions ([`NetworkRecord`]) and
+//!   the host's identity, under a lock that serialises network creation,
+//!   removal and recovery. The default, [`FileNetworkStore`], keeps one
+//!   fsync'd JSON record per network in the state directory.
+//! - An [`EndpointStore`] keeps each network's endpoints
+//!   ([`EndpointRecord`]) and hands out [`EndpointSession`]s: exclusive,
+//!   up-to-date access to one network's endpoints and its address
+//!   allocator. The default, [`FileEndpointStore`], is an append-only
+//!   journal per network in the runtime directory.
+//! - [`MemoryStore`] implements both in memory, for tests and for programs
+//!   that keep their state elsewhere; it is not shared between processes.
+//!
+//! The engine makes every multi-step change by recording its intent first
+//! (a network `creating` or `removing`, an endpoint `attaching`), so a store
+//! only has to make each single write atomic; recovery reads the intents
+//! back through the same traits.
+//!
+//! ```
+//! use underlay::store::MemoryStore;
+//! use underlay::Host;
+//!
+//! // A host whose state lives in memory (it still makes real links).
+//! let store = MemoryStore::new();
+//! let options = Host::options().network_store(store.clone()).endpoint_store(store);
+//! # let _ = options;
+//! ```
+
+mod files;
+mod journal;
+mod memory;
+mod network_dir;
+mod records;
+mod table;
+
+use std::fmt;
+use std::net::IpAddr;
+
+pub use journal::FileEndpointStore;
+pub use memory::MemoryStore;
+pub use network_dir::{FileNetworkStore, DEFAULT_RUNTIME_DIR, DEFAULT_STATE_DIR};
+pub use records::{EndpointRecord, EndpointState, NetworkRecord, NetworkState};
+pub(crate) use table::EndpointTable;
+
+use crate::ipam::Ipam;
+use crate::Result;
+
+/// A held lock of a [`NetworkStore`]; dropping it releases the lock.
+pub type StoreLock = Box<dyn Send>;
+
+/// Network definitions and the host's identity.
+///
+/// Implementations must make each call atomic (a record is either saved
+/// whole or not at all) and [`lock`](Self::lock) exclusive among every
+/// process that shares the store.
+pub trait NetworkStore: Send + Sync + fmt::Debug {
+    /// This host's id: random, stable for the life of the store, and part
+    /// of the ownership mark of every link the host makes.
+    fn host_id(&self) -> &str;
+
+    /// Takes the store's exclusive lock, waiting for other holders. Network
+    /// creation, removal and recovery run under it.
+    ///
+    /// # Errors
+    /// When the lock cannot be taken (an I/O error).
+    fn lock(&self) -> Result<StoreLock>;
+
+    /// Every network record, whatever its state, sorted by name.
+    ///
+    /// # Errors
+    /// When the records cannot be read.
+    fn networks(&self) -> Result<Vec<NetworkRecord>>;
+
+    /// The record of the network called `name`, if there is one.
+    ///
+    /// # Errors
+    /// When the record cannot be read or is corrupt.
+    fn network(&self, name: &str) -> Result<Option<NetworkRecord>>;
+
+    /// Saves (creates or replaces) a network's record, durably.
+    ///
+    /// # Errors
+    /// When the record cannot be encoded or written.
+    fn save(&self, record: &NetworkRecord) -> Result<()>;
+
+    /// Removes the record of the network called `name`; a missing record is
+    /// not an error.
+    ///
+    /// # Errors
+    /// When the record exists and cannot be removed.
+    fn remove(&self, name: &str) -> Result<()>;
+
+    /// Notes that an operation on network `name` is under way, so that
+    /// [`needs_recovery`](Self::needs_recovery) is true until
+    /// [`end`](Self::end) (or recovery) if the process dies first.
+    ///
+    /// # Errors
+    /// When the note cannot be written.
+    fn begin(&self, name: &str) -> Result<()>;
+
+    /// Ends what [`begin`](Self::begin) started.
+    fn end(&self, name: &str);
+
+    /// Whether opening must run recovery: it has not run since the machine
+    /// booted, or an operation was interrupted.
+    ///
+    /// # Errors
+    /// When the store cannot tell.
+    fn needs_recovery(&self) -> Result<bool>;
+
+    /// Notes that recovery has run and settled every interrupted operation.
+    ///
+    /// # Errors
+    /// When the note cannot be written.
+    fn recovered(&self) -> Result<()>;
+}
+
+/// Each network's endpoints.
+pub trait EndpointStore: Send + Sync + fmt::Debug {
+    /// Exclusive access to a network's endpoints (among threads and every
+    /// process that shares the store), with an up-to-date view of them and
+    /// of the addresses they hold. Creates the network's (empty) endpoint
+    /// state on first use.
+    ///
+    /// # Errors
+    /// When the state cannot be locked, read or created, or is corrupt.
+    fn session<'a>(&'a self, network: &NetworkRecord) -> Result<Box<dyn EndpointSession + 'a>>;
+
+    /// Forgets everything kept for a removed network.
+    ///
+    /// # Errors
+    /// When that state cannot be removed.
+    fn remove_network(&self, network: &NetworkRecord) -> Result<()>;
+}
+
+/// Exclusive access to one network's endpoints; ends when dropped.
+///
+/// Every change is applied to the session's view (its records and its
+/// allocator) as it is stored, so the view is always what the store holds.
+pub trait EndpointSession {
+    /// The endpoints, by id, in any state.
+    fn endpoints(&self) -> Box<dyn Iterator<Item = &EndpointRecord> + '_>;
+
+    /// The network's address allocator, holding every endpoint's addresses.
+    fn ipam(&mut self) -> &mut Ipam;
+
+    /// Records an attach under way (its addresses already taken from
+    /// [`ipam`](Self::ipam)), or a change to its record. The record is
+    /// stored as [`EndpointState::Attaching`].
+    ///
+    /// # Errors
+    /// When the record cannot be encoded or written.
+    fn save(&mut self, record: &EndpointRecord) -> Result<()>;
+
+    /// Marks the attach of endpoint `id` as done.
+    ///
+    /// # Errors
+    /// When that cannot be written.
+    fn mark_ready(&mut self, id: u64) -> Result<()>;
+
+    /// Removes an endpoint's record and releases its addresses; returns the
+    /// record it removed.
+    ///
+    /// # Errors
+    /// When that cannot be written.
+    fn forget(&mut self, id: u64) -> Result<Option<EndpointRecord>>;
+
+    /// Undoes an attach that failed in this session: the store reads as if
+    /// endpoint `id` had never been saved, and `addresses` (taken for it
+    /// from the allocator) are released.
+    ///
+    /// # Errors
+    /// When the store cannot be put back.
+    fn abandon(&mut self, id: u64, addresses: &[IpAddr]) -> Result<()>;
+}

@@ -1,0 +1,133 @@
+//! What is stored for networks and endpoints.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::driver::Driver;
+use crate::ipam::{AllocationPolicy, NetworkIpamConfig};
+use crate::link::MacAddress;
+use crate::netns::{NetNs, NetNsId};
+use crate::parent::ParentLink;
+
+/// Where a network is in its life; anything but `Ready` is a step that a
+/// crash interrupted, which recovery finishes or undoes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum NetworkState {
+    /// Recorded, its parent perhaps not made yet.
+    Creating,
+    /// In use.
+    Ready,
+    /// Being removed.
+    Removing,
+}
+
+/// What is stored for a network: its definition as created (default
+/// subnets and inferred gateways filled in), its parent, and its state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct NetworkRecord {
+    /// The record format's version ([`NetworkRecord::VERSION`]).
+    pub version: u32,
+    /// 64 hexadecimal characters.
+    pub id: String,
+    /// The network's name.
+    pub name: String,
+    /// The driver and its mode.
+    pub driver: Driver,
+    /// The parent interface and who owns it.
+    pub parent: ParentLink,
+    /// Subnets, gateways, ranges and aux addresses.
+    pub ipam: NetworkIpamConfig,
+    /// Whether endpoints get an IPv4 address.
+    pub ipv4: bool,
+    /// Whether endpoints get an IPv6 address.
+    pub ipv6: bool,
+    /// Isolated: no default route in its containers.
+    pub internal: bool,
+    /// The endpoints' MTU, if set.
+    pub mtu: Option<u32>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// How addresses are handed out.
+    pub policy: AllocationPolicy,
+    /// Creation time, seconds since the Unix epoch.
+    pub created: u64,
+    /// Where the network is in its life.
+    pub state: NetworkState,
+}
+
+impl NetworkRecord {
+    /// The current record format.
+    pub const VERSION: u32 = 1;
+}
+
+/// Where an endpoint is in its life. `Attaching` records that survive
+/// their process are attaches a crash interrupted, which recovery undoes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum EndpointState {
+    /// Recorded before the kernel was touched; not finished.
+    Attaching,
+    /// Attached.
+    Ready,
+}
+
+/// What is stored for an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct EndpointRecord {
+    /// The record format's version ([`EndpointRecord::VERSION`]).
+    pub version: u32,
+    /// Unique within its network, never 0.
+    pub id: u64,
+    /// The endpoint's name (the container's).
+    pub name: String,
+    /// Its other DNS names (`--alias`), serialised as `aliases`.
+    #[serde(rename = "aliases")]
+    pub dns_names: Vec<String>,
+    /// The container namespace's path, as given to attach.
+    pub netns_path: PathBuf,
+    /// The container namespace's identity.
+    pub netns_id: NetNsId,
+    /// The interface name inside the container.
+    pub ifname: String,
+    /// The MAC address (macvlan).
+    pub mac: Option<MacAddress>,
+    /// The addresses, with their prefix lengths.
+    pub addresses: Vec<IpNet>,
+    /// Told by the store (the journal's entries), not serialised with the
+    /// record.
+    #[serde(skip, default = "ready")]
+    pub state: EndpointState,
+    /// Attach time, seconds since the Unix epoch.
+    pub created: u64,
+}
+
+fn ready() -> EndpointState {
+    EndpointState::Ready
+}
+
+impl EndpointRecord {
+    /// The current record format.
+    pub const VERSION: u32 = 1;
+
+    /// The addresses without their prefix lengths.
+    pub fn ips(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.addresses.iter().map(|a| a.addr())
+    }
+
+    /// The endpoint's namespace, if its recorded path still names the
+    /// namespace it was attached in.
+    pub fn netns(&self) -> Option<NetNs> {
+        NetNs::open(&self.netns_path)
+            .ok()
+            .filter(|ns| ns.id() == self.netns_id)
+    }
+}

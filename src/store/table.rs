@@ -1,0 +1,80 @@
+//! One network's endpoint records and the allocator that holds their
+//! addresses, kept in step: the in-memory view every [`EndpointStore`]
+//! gives its sessions.
+//!
+//! [`EndpointStore`]: super::EndpointStore
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use super::{EndpointRecord, EndpointState, NetworkRecord};
+use crate::ipam::Ipam;
+
+/// Endpoint records by id, and the allocator holding their addresses.
+#[derive(Debug)]
+pub(crate) struct EndpointTable {
+    network: String,
+    pub ipam: Ipam,
+    pub endpoints: BTreeMap<u64, EndpointRecord>,
+}
+
+impl EndpointTable {
+    /// An empty table for `network`.
+    pub fn new(network: &NetworkRecord) -> Self {
+        EndpointTable {
+            network: network.name.clone(),
+            ipam: Ipam::new(&network.name, &network.ipam, network.policy),
+            endpoints: BTreeMap::new(),
+        }
+    }
+
+    /// Adds or replaces a record in `state`; the allocator follows.
+    pub fn insert(&mut self, mut record: EndpointRecord, state: EndpointState) {
+        record.state = state;
+        if let Some(old) = self.endpoints.remove(&record.id) {
+            for address in old.ips() {
+                if !record.ips().any(|a| a == address) {
+                    self.ipam.release(address);
+                }
+            }
+        }
+        for address in record.ips() {
+            if self.ipam.holder(address) == Some(record.id) {
+                continue; // allocated by this very attach
+            }
+            if let Err(e) = self.ipam.request(address, record.id) {
+                log::warn!(
+                    "network {}: endpoint {} holds {address}, which the allocator refuses: {e}",
+                    self.network,
+                    record.name
+                );
+            }
+        }
+        self.endpoints.insert(record.id, record);
+    }
+
+    /// Marks an attach as done.
+    pub fn set_ready(&mut self, id: u64) {
+        if let Some(record) = self.endpoints.get_mut(&id) {
+            record.state = EndpointState::Ready;
+        }
+    }
+
+    /// Removes a record and releases its addresses.
+    pub fn remove(&mut self, id: u64) -> Option<EndpointRecord> {
+        let record = self.endpoints.remove(&id)?;
+        for address in record.ips() {
+            self.ipam.release(address);
+        }
+        Some(record)
+    }
+
+    /// Drops an attach that never happened: its record, if saved, and the
+    /// addresses taken for it.
+    pub fn abandon(&mut self, id: u64, addresses: &[IpAddr]) {
+        self.endpoints.remove(&id);
+        for address in addresses {
+            self.ipam.release(*address);
+        }
+    }
+}
