@@ -82,6 +82,11 @@ pub(crate) fn address_message(index: u32, address: IpNet, nodad: bool) -> Addres
 impl Netlink {
     /// Adds an address to a link.
     ///
+    /// # Errors
+    /// [`Error::Kernel`] when the kernel refuses the address (`EEXIST` when the link has it
+    /// already, `ENODEV` when no link has that index); [`Error::Io`] or [`Error::Protocol`]
+    /// when the netlink exchange itself fails.
+    ///
     /// ```no_run
     /// use underlay::netns::NetNs;
     ///
@@ -96,6 +101,11 @@ impl Netlink {
 
     /// Adds an address without duplicate address detection, so that an IPv6
     /// address is usable at once instead of after a second or two.
+    ///
+    /// # Errors
+    /// As [`add_address`](Self::add_address): [`Error::Kernel`] when the kernel refuses the
+    /// address (`EEXIST`, `ENODEV`); [`Error::Io`] or [`Error::Protocol`] when the netlink
+    /// exchange fails.
     ///
     /// ```no_run
     /// use underlay::netns::NetNs;
@@ -121,6 +131,11 @@ impl Netlink {
 
     /// Removes an address from a link.
     ///
+    /// # Errors
+    /// [`Error::Kernel`] when the kernel refuses (`EADDRNOTAVAIL` when the link does not have
+    /// the address, `ENODEV` when no link has that index); [`Error::Io`] or [`Error::Protocol`]
+    /// when the netlink exchange fails.
+    ///
     /// ```no_run
     /// use ipnet::IpNet;
     /// use underlay::netns::NetNs;
@@ -141,6 +156,10 @@ impl Netlink {
     }
 
     /// Lists addresses, of one link or of all.
+    ///
+    /// # Errors
+    /// [`Error::Kernel`] when the kernel refuses the dump; [`Error::Io`] when the socket fails;
+    /// [`Error::Protocol`] for a reply that does not parse or a dump interrupted too often.
     ///
     /// ```no_run
     /// use underlay::netlink::Netlink;

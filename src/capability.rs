@@ -51,6 +51,11 @@ impl KernelCapabilities {
     /// Probes the running kernel. Needs `CAP_NET_ADMIN` and `CAP_SYS_ADMIN`
     /// (to make the throw-away namespace).
     ///
+    /// # Errors
+    /// [`Error::Io`] when the throw-away namespace cannot be made (no `CAP_SYS_ADMIN`) or the
+    /// socket opened; [`Error::Kernel`] when a probe link fails for any reason but a missing
+    /// kind; [`Error::Unsupported`] when the kernel has neither veth nor dummy links.
+    ///
     /// ```no_run
     /// use underlay::capability::KernelCapabilities;
     ///
@@ -76,9 +81,10 @@ impl KernelCapabilities {
                     ["probe2", "probe6"]
                 }
                 (false, false) => {
-                    return Err(Error::Protocol(
-                        "the kernel has neither veth nor dummy links to probe with".into(),
-                    ))
+                    // Neither veth nor dummy links to probe with.
+                    return Err(Error::Unsupported {
+                        feature: KernelFeature::Veth,
+                    });
                 }
             };
             let first = nl.link_by_name(names[0])?.index;
@@ -123,6 +129,9 @@ impl KernelCapabilities {
     }
 
     /// `Ok` when the kernel has `feature`, [`Error::Unsupported`] otherwise.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] naming `feature` when the probe found no support for it.
     ///
     /// ```no_run
     /// use underlay::capability::{KernelCapabilities, KernelFeature};

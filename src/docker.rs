@@ -49,6 +49,12 @@ pub const NETWORK_CREATE_FLAGS: &[&str] = &[
 /// `=true`/`=false`. Exactly one network name must be given. Unknown flags
 /// are errors that name them.
 ///
+/// # Errors
+/// [`Error::InvalidArgument`] for an unknown flag, a flag missing its value, a `--ipv6`,
+/// `--ipv4` or `--internal` value other than `true`/`false`, an `--aux-address` or `-o` not
+/// written `NAME=VALUE`, or no network name or more than one. Values are checked later, by
+/// [`NetworkBuilder::build`].
+///
 /// ```
 /// use underlay::docker::network_create_args;
 ///

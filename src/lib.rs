@@ -44,6 +44,7 @@
 //! its own. Its handles are `Send + Sync`, and it keeps no global state.
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
+#![warn(clippy::missing_errors_doc)]
 
 pub mod address;
 pub mod capability;

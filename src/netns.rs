@@ -80,6 +80,10 @@ impl NetNs {
     /// file, such as a regular file or another kind of namespace, is refused
     /// with [`Error::NotANetworkNamespace`].
     ///
+    /// # Errors
+    /// [`Error::NotANetworkNamespace`] for a missing path or anything but a network
+    /// namespace file; [`Error::Io`] when it cannot be opened or examined.
+    ///
     /// ```no_run
     /// use underlay::{netns::NetNs, Error};
     ///
@@ -106,6 +110,9 @@ impl NetNs {
 
     /// The network namespace of the calling thread.
     ///
+    /// # Errors
+    /// [`Error::Io`] when the thread's namespace file cannot be opened.
+    ///
     /// ```
     /// use underlay::netns::NetNs;
     ///
@@ -121,6 +128,10 @@ impl NetNs {
     /// Creates a new, empty network namespace. It holds only a `lo` link,
     /// which is brought up, and lives as long as this handle (or any other
     /// reference to it) does; nothing is left behind when it is dropped.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the namespace cannot be made (no `CAP_SYS_ADMIN`) or the
+    /// worker thread cannot be started; [`Error::Kernel`] when `lo` cannot be brought up.
     ///
     /// ```no_run
     /// use underlay::netns::NetNs;
@@ -235,6 +246,9 @@ impl NetNs {
 
     /// Opens a route-netlink socket that works inside this namespace.
     ///
+    /// # Errors
+    /// [`Error::Io`] when the namespace cannot be entered or the socket opened.
+    ///
     /// ```no_run
     /// use underlay::netns::NetNs;
     ///
@@ -251,6 +265,10 @@ impl NetNs {
     /// Writes a per-namespace kernel setting under `/proc/sys`, for example
     /// `net/ipv6/conf/eth0/ndisc_notify`. `key` is relative to `/proc/sys`
     /// and may not leave it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a key outside `/proc/sys/net`; [`Error::Io`]
+    /// when the setting cannot be written (it does not exist in this namespace).
     ///
     /// ```no_run
     /// use underlay::netns::NetNs;
@@ -282,6 +300,10 @@ impl NetNs {
     /// Runs `work` on a thread of the library's own that has switched into
     /// this namespace, and returns its result. The calling thread is never
     /// moved.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the worker thread cannot be started or cannot enter the
+    /// namespace; whatever `work` returns; [`Error::Internal`] if `work` panics.
     ///
     /// ```no_run
     /// use underlay::{netlink::Netlink, netns::NetNs};
@@ -324,7 +346,7 @@ fn on_own_thread<T: Send>(work: impl FnOnce() -> Result<T> + Send) -> Result<T> 
             .spawn_scoped(scope, work)
             .map_err(|e| Error::io("spawn a namespace worker thread", e))?
             .join()
-            .unwrap_or_else(|_| Err(Error::Protocol("a namespace worker thread panicked".into())))
+            .unwrap_or_else(|_| Err(Error::Internal("a namespace worker thread panicked".into())))
     })
 }
 

@@ -100,6 +100,11 @@ impl ParentLink {
 /// Splits `NAME.VLAN_ID` into its parts: `Ok(None)` for a name with no dot,
 /// an error for a malformed name or a VLAN id outside 1-4094.
 ///
+/// # Errors
+/// [`Error::InvalidArgument`] for a name the kernel would refuse, a dotted name that is not
+/// `NAME.VLAN_ID` (an empty `NAME`, a second dot, an id that is not a number) or a VLAN id
+/// outside 1-4094.
+///
 /// ```
 /// use underlay::parent::parse_vlan_name;
 ///

@@ -268,6 +268,11 @@ impl Route {
 impl Netlink {
     /// Adds a route; `EEXIST` if the same route is there already.
     ///
+    /// # Errors
+    /// [`Error::Kernel`] when the kernel refuses the route (`EEXIST` when it is there already,
+    /// `ENODEV` when no link has the index); [`Error::Io`] or [`Error::Protocol`] when the
+    /// netlink exchange fails.
+    ///
     /// ```no_run
     /// use underlay::{netns::NetNs, route::NewRoute};
     ///
@@ -287,6 +292,10 @@ impl Netlink {
 
     /// Deletes a route.
     ///
+    /// # Errors
+    /// [`Error::Kernel`] when the kernel refuses (`ESRCH` when no such route exists);
+    /// [`Error::Io`] or [`Error::Protocol`] when the netlink exchange fails.
+    ///
     /// ```no_run
     /// use underlay::{netns::NetNs, route::NewRoute};
     ///
@@ -302,6 +311,10 @@ impl Netlink {
     }
 
     /// Lists the unicast routes of the main table for one family.
+    ///
+    /// # Errors
+    /// [`Error::Kernel`] when the kernel refuses the dump; [`Error::Io`] when the socket fails;
+    /// [`Error::Protocol`] for a reply that does not parse or a dump interrupted too often.
     ///
     /// ```no_run
     /// use underlay::{netlink::Netlink, route::IpFamily};

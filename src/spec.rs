@@ -495,6 +495,11 @@ impl NetworkBuilder {
     /// Checks everything that can be checked without the kernel and returns
     /// the network's description.
     ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the first bad value (name, driver, option,
+    /// MTU, parent name, families) and [`Error::Ipam`] for bad subnets, gateways,
+    /// ranges or aux addresses.
+    ///
     /// ```
     /// use underlay::Network;
     ///

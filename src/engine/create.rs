@@ -4,9 +4,9 @@ use ipnet::IpNet;
 
 use super::Engine;
 use crate::ipam::{check_overlap, NetworkIpamConfig, SubnetConfig};
-use crate::network::NetworkSpec;
 use crate::parent;
 use crate::route::IpFamily;
+use crate::spec::NetworkSpec;
 use crate::store::{NetworkRecord, NetworkState};
 use crate::{Error, Result};
 

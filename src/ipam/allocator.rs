@@ -364,11 +364,11 @@ impl Ipam {
 
     /// Hands out a free address of `family` to `holder`, following the
     /// policy: from the ip-range of each subnet (or the whole subnet), trying
-    /// subnets in configuration order.
+    /// subnets in configuration order. On error nothing changes.
     ///
-    /// Errors: [`IpamError::NoSubnet`] when the network has no subnet of the
-    /// family, [`IpamError::Exhausted`] when every address is taken. On error
-    /// nothing changes.
+    /// # Errors
+    /// [`IpamError::NoSubnet`] when the network has no subnet of the family;
+    /// [`IpamError::Exhausted`] when every address it may hand out is taken.
     ///
     /// ```
     /// use underlay::ipam::{IpFamily, Ipam, NetworkIpamConfig};
@@ -432,10 +432,12 @@ impl Ipam {
     /// and how the state is rebuilt at load.
     ///
     /// The address must lie in a subnet of the network; it may be outside
-    /// the ip-range. Errors: [`IpamError::AddressOutsideSubnets`],
-    /// [`IpamError::AddressReserved`] (network, broadcast, anycast, gateway
-    /// or aux address), [`IpamError::AddressInUse`] naming the holder. On
-    /// error nothing changes.
+    /// the ip-range. On error nothing changes.
+    ///
+    /// # Errors
+    /// [`IpamError::AddressOutsideSubnets`] when it is in no subnet; [`IpamError::AddressReserved`]
+    /// for a network, broadcast, anycast, gateway or aux address; [`IpamError::AddressInUse`]
+    /// naming the holder when it is allocated already.
     ///
     /// ```
     /// use underlay::ipam::{Ipam, IpamError, NetworkIpamConfig};
@@ -556,6 +558,9 @@ impl Ipam {
     /// Restores a persisted serial cursor: the next dynamic allocation of
     /// the address's family starts after it. The address must lie in a
     /// subnet of the network ([`IpamError::AddressOutsideSubnets`]).
+    ///
+    /// # Errors
+    /// [`IpamError::AddressOutsideSubnets`] when `address` is in no subnet of the network.
     ///
     /// ```
     /// # use underlay::ipam::{IpFamily, AllocationPolicy, Ipam, NetworkIpamConfig};

@@ -78,6 +78,10 @@ impl SubnetConfig {
     /// Refuses a prefix with host bits set ([`IpamError::HostBitsSet`]) and
     /// a /0 ([`IpamError::ZeroPrefix`]).
     ///
+    /// # Errors
+    /// [`IpamError::HostBitsSet`] when `subnet` has host bits set;
+    /// [`IpamError::ZeroPrefix`] for a prefix length of 0.
+    ///
     /// ```
     /// use underlay::ipam::{IpamError, SubnetConfig};
     ///
@@ -104,6 +108,11 @@ impl SubnetConfig {
 
     /// Sets the gateway; it must be a host address of the subnet.
     ///
+    /// # Errors
+    /// [`IpamError::GatewayOutsideSubnet`] for an address outside the subnet;
+    /// [`IpamError::MultipleGateways`] when a gateway is set already;
+    /// [`IpamError::GatewayNotUsable`] for the network, broadcast or anycast address.
+    ///
     /// ```
     /// use underlay::ipam::{IpamError, SubnetConfig};
     ///
@@ -124,6 +133,11 @@ impl SubnetConfig {
     /// from. It must be a prefix inside the subnet (the whole subnet is
     /// allowed).
     ///
+    /// # Errors
+    /// [`IpamError::HostBitsSet`] when `range` has host bits set;
+    /// [`IpamError::IpRangeOutsideSubnet`] when it is not inside the subnet;
+    /// [`IpamError::MultipleIpRanges`] when an ip-range is set already.
+    ///
     /// ```
     /// use underlay::ipam::{IpamError, SubnetConfig};
     ///
@@ -139,6 +153,10 @@ impl SubnetConfig {
 
     /// Reserves an aux address of the subnet under a name, so that it is
     /// never handed out.
+    ///
+    /// # Errors
+    /// [`IpamError::AuxAddressOutsideSubnet`] for an address outside the subnet;
+    /// [`IpamError::DuplicateAuxName`] when the subnet has an aux address of that name already.
     ///
     /// ```
     /// use underlay::ipam::{IpamError, SubnetConfig};
@@ -348,6 +366,11 @@ impl NetworkIpamConfig {
     /// Refuses a repeated subnet, overlapping subnets and an aux address
     /// name used twice.
     ///
+    /// # Errors
+    /// [`IpamError::DuplicateSubnet`] for a subnet given twice;
+    /// [`IpamError::OverlappingSubnets`] for subnets that overlap;
+    /// [`IpamError::DuplicateAuxName`] for an aux address name used in two subnets.
+    ///
     /// ```
     /// use underlay::ipam::{IpamError, NetworkIpamConfig, SubnetConfig};
     ///
@@ -374,6 +397,13 @@ impl NetworkIpamConfig {
     /// Gateways, ip-ranges and aux addresses are paired with subnets by
     /// containment, not by position. A value inside no subnet is an error
     /// naming it, as is a second gateway or ip-range for one subnet.
+    ///
+    /// # Errors
+    /// [`IpamError::MalformedPrefix`], [`IpamError::MalformedAddress`] or
+    /// [`IpamError::MalformedAuxAddress`] for text that does not parse; a `*OutsideSubnet`
+    /// error, such as [`IpamError::GatewayOutsideSubnet`], for a value inside no subnet;
+    /// otherwise what [`SubnetConfig::new`], its `with_*` methods or
+    /// [`add_subnet`](Self::add_subnet) refuse.
     ///
     /// ```
     /// use underlay::ipam::{IpamError, NetworkIpamConfig};
@@ -460,6 +490,11 @@ impl NetworkIpamConfig {
     ///
     /// This is how a subnet taken from [`DefaultPools`](super::DefaultPools)
     /// joins a network that was given none of its family.
+    ///
+    /// # Errors
+    /// [`IpamError::DuplicateSubnet`] when the subnet is configured already;
+    /// [`IpamError::OverlappingSubnets`] when it overlaps another;
+    /// [`IpamError::DuplicateAuxName`] when another subnet has one of its aux address names.
     ///
     /// ```
     /// use underlay::ipam::{IpamError, NetworkIpamConfig, SubnetConfig};

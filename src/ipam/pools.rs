@@ -89,6 +89,11 @@ impl DefaultPools {
     /// length between the base's own and the family's maximum (and at least
     /// 1).
     ///
+    /// # Errors
+    /// [`IpamError::HostBitsSet`] for a base with host bits set;
+    /// [`IpamError::InvalidDefaultPool`] for a size of 0, below the base's prefix length or
+    /// beyond the family's maximum.
+    ///
     /// ```
     /// use underlay::ipam::{DefaultPools, IpamError};
     ///
@@ -128,6 +133,10 @@ impl DefaultPools {
     /// the host (its addresses' subnets and on-link routes, not the default
     /// route, which overlaps everything).
     ///
+    /// # Errors
+    /// [`IpamError::DefaultPoolsExhausted`] when every IPv4 pool subnet overlaps `in_use` (or
+    /// there are no IPv4 entries).
+    ///
     /// ```
     /// use underlay::ipam::DefaultPools;
     ///
@@ -151,6 +160,10 @@ impl DefaultPools {
     ///
     /// Draw `global_id` at random (for example from `getrandom`) when the
     /// network is created, and store the subnet in its configuration.
+    ///
+    /// # Errors
+    /// [`IpamError::DefaultPoolsExhausted`] when every subnet of the IPv6 entries and every /64
+    /// of the unique-local /48 overlaps `in_use`.
     ///
     /// ```
     /// use underlay::ipam::DefaultPools;
@@ -220,6 +233,10 @@ fn first_free_subnet(base: IpNet, size: u8, in_use: &[IpNet]) -> Option<IpNet> {
 /// `existing` yields each network's name and subnets. The error names the
 /// first existing network with an overlapping subnet
 /// ([`IpamError::SubnetInUse`]).
+///
+/// # Errors
+/// [`IpamError::SubnetInUse`] naming the first existing network, and both subnets, that
+/// overlap.
 ///
 /// ```
 /// use underlay::ipam::{check_overlap, IpamError, NetworkIpamConfig};

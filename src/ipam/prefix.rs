@@ -14,6 +14,10 @@ use super::{IpFamily, IpamError, Reservation};
 /// prints `10.1.100.0/16` in one of its guides, which is refused here with
 /// [`IpamError::HostBitsSet`] naming the network address meant, `10.1.0.0/16`.
 ///
+/// # Errors
+/// [`IpamError::MalformedPrefix`] when the text is not `address/length` with a valid length
+/// for its family; [`IpamError::HostBitsSet`] when the address has bits set past the length.
+///
 /// ```
 /// use underlay::ipam::{parse_prefix, IpamError};
 ///

@@ -62,6 +62,9 @@ impl MacAddress {
     /// A random locally administered unicast address, as the kernel gives
     /// new macvlan links and as Docker's drivers do.
     ///
+    /// # Errors
+    /// [`Error::Io`] when the kernel's random source cannot be read.
+    ///
     /// ```
     /// use underlay::link::MacAddress;
     ///
@@ -680,6 +683,9 @@ impl<'a> NewLink<'a> {
 
 /// Checks an interface name as the kernel would, before anything is sent.
 ///
+/// # Errors
+/// [`Error::InvalidArgument`] naming what is wrong with the name.
+///
 /// ```
 /// assert!(underlay::link::validate_name("eth0.50").is_ok());
 /// assert!(underlay::link::validate_name("a-name-that-is-too-long").is_err());
@@ -715,6 +721,10 @@ const TEMPORARY_NAME_TRIES: usize = 4;
 impl Netlink {
     /// Lists every link in the socket's namespace.
     ///
+    /// # Errors
+    /// [`Error::Kernel`] when the dump is refused, [`Error::Protocol`] when a reply
+    /// cannot be read.
+    ///
     /// ```no_run
     /// use underlay::netlink::Netlink;
     ///
@@ -738,6 +748,10 @@ impl Netlink {
 
     /// Looks a link up by name; [`Error::LinkNotFound`] when there is none.
     ///
+    /// # Errors
+    /// [`Error::LinkNotFound`] when there is no such link; [`Error::InvalidArgument`]
+    /// for a name the kernel would refuse; [`Error::Kernel`] otherwise.
+    ///
     /// ```no_run
     /// use underlay::{netlink::Netlink, Error};
     ///
@@ -758,6 +772,9 @@ impl Netlink {
     }
 
     /// Looks a link up by index; [`Error::LinkNotFound`] when there is none.
+    ///
+    /// # Errors
+    /// [`Error::LinkNotFound`] when there is no such link; [`Error::Kernel`] otherwise.
     ///
     /// ```no_run
     /// use underlay::netlink::Netlink;
@@ -796,6 +813,11 @@ impl Netlink {
     /// namespace; the link is then created under a temporary name and
     /// renamed inside its namespace, so that `eth0` can be made in a
     /// container while the host has an `eth0` too.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] when the kernel cannot make that kind of link;
+    /// [`Error::Kernel`] (`EEXIST` for a name taken, `ENODEV` for a missing parent);
+    /// [`Error::InvalidArgument`] for a name the kernel would refuse.
     ///
     /// ```no_run
     /// use underlay::link::NewLink;
@@ -892,6 +914,10 @@ impl Netlink {
 
     /// Renames a link. Most kernels refuse to rename a link that is up.
     ///
+    /// # Errors
+    /// [`Error::Kernel`] when the kernel refuses (`EEXIST`: the name is taken);
+    /// [`Error::InvalidArgument`] for a name the kernel would refuse.
+    ///
     /// ```no_run
     /// use underlay::netlink::Netlink;
     ///
@@ -914,6 +940,9 @@ impl Netlink {
     }
 
     /// Brings a link up or down.
+    ///
+    /// # Errors
+    /// [`Error::LinkNotFound`] or [`Error::Kernel`] when the kernel refuses.
     ///
     /// ```no_run
     /// use underlay::netlink::Netlink;
@@ -940,6 +969,9 @@ impl Netlink {
     /// Sets (or, with an empty string, clears) a link's alias. underlay
     /// marks the links it owns this way.
     ///
+    /// # Errors
+    /// [`Error::LinkNotFound`] or [`Error::Kernel`] when the kernel refuses.
+    ///
     /// ```no_run
     /// use underlay::netlink::Netlink;
     ///
@@ -961,6 +993,10 @@ impl Netlink {
 
     /// Sets a link's MTU.
     ///
+    /// # Errors
+    /// [`Error::LinkNotFound`] or [`Error::Kernel`] when the kernel refuses (`EINVAL`
+    /// for an MTU the link or its parent cannot carry).
+    ///
     /// ```no_run
     /// use underlay::netlink::Netlink;
     ///
@@ -980,6 +1016,10 @@ impl Netlink {
     }
 
     /// Sets a link's MAC address.
+    ///
+    /// # Errors
+    /// [`Error::LinkNotFound`] or [`Error::Kernel`] when the kernel refuses (ipvlan
+    /// links refuse any MAC address of their own).
     ///
     /// ```no_run
     /// use underlay::link::MacAddress;
@@ -1007,6 +1047,9 @@ impl Netlink {
     /// ARP when the link comes up or its address changes. This goes through
     /// netlink (`IFLA_AF_SPEC`), not `/proc/sys`.
     ///
+    /// # Errors
+    /// [`Error::LinkNotFound`] or [`Error::Kernel`] when the kernel refuses.
+    ///
     /// ```no_run
     /// use underlay::netns::NetNs;
     ///
@@ -1022,6 +1065,10 @@ impl Netlink {
 
     /// Deletes a link. Deleting a parent deletes its macvlan, ipvlan and
     /// VLAN children with it.
+    ///
+    /// # Errors
+    /// [`Error::LinkNotFound`] when the link is gone already; [`Error::Kernel`]
+    /// when the kernel refuses.
     ///
     /// ```no_run
     /// use underlay::netlink::Netlink;

@@ -89,6 +89,10 @@ impl Netlink {
     /// Opens a route-netlink socket in the network namespace of the calling
     /// thread, with extended ACKs, capped ACKs and strict dump checking.
     ///
+    /// # Errors
+    /// [`Error::Io`] when the socket cannot be created, bound or connected. Missing optional
+    /// features (extended ACKs on kernels before 4.12) are not errors.
+    ///
     /// ```no_run
     /// use underlay::netlink::Netlink;
     ///
