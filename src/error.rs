@@ -113,6 +113,28 @@ pub enum Error {
         reason: String,
     },
 
+    /// A state file is not what underlay writes there (a symbolic link, a
+    /// FIFO, another user's file): it was not opened. Someone else made
+    /// it; find out who before moving it aside.
+    #[error("refusing state file {path}: {reason}; underlay did not make it: find out who did, then move it aside")]
+    UnsafeState {
+        /// The file.
+        path: PathBuf,
+        /// What it is.
+        reason: String,
+    },
+
+    /// Another process held a lock past the wait's bound.
+    #[error("timed out after {waited:.1?} waiting for the lock {lock}{}: if that process is stuck, stop it", holder.map(|p| format!(" (held by process {p})")).unwrap_or_default())]
+    LockTimeout {
+        /// The lock file.
+        lock: PathBuf,
+        /// The process holding it, when the kernel says.
+        holder: Option<u32>,
+        /// How long the wait lasted.
+        waited: std::time::Duration,
+    },
+
     /// A record could not be encoded for storage.
     #[error("cannot encode {what} for storage: {reason}")]
     StateEncoding {
@@ -341,6 +363,8 @@ impl From<Error> for io::Error {
             }
             Error::Unsupported { .. } => K::Unsupported,
             Error::CorruptState { .. } | Error::Protocol(_) => K::InvalidData,
+            Error::UnsafeState { .. } => K::PermissionDenied,
+            Error::LockTimeout { .. } => K::TimedOut,
             _ => K::Other,
         };
         io::Error::new(kind, error)

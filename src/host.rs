@@ -29,6 +29,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use ipnet::IpNet;
 
@@ -83,6 +84,7 @@ pub struct HostOptions {
     netns: Option<NetNs>,
     default_pools: Option<DefaultPools>,
     reserved_prefixes: Vec<IpNet>,
+    lock_timeout: Option<Duration>,
 }
 
 impl HostOptions {
@@ -111,6 +113,23 @@ impl HostOptions {
     /// ```
     pub fn runtime_dir(mut self, dir: impl AsRef<Path>) -> Self {
         self.runtime_dir = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// How long the default stores wait for a lock another process holds
+    /// before failing with [`Error::LockTimeout`](crate::Error::LockTimeout)
+    /// ([`DEFAULT_LOCK_TIMEOUT`](crate::store::DEFAULT_LOCK_TIMEOUT), 30 s,
+    /// by default).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use underlay::Host;
+    ///
+    /// let options = Host::options().lock_timeout(Duration::from_secs(5));
+    /// assert!(format!("{options:?}").contains("5s"));
+    /// ```
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = Some(timeout);
         self
     }
 
@@ -221,14 +240,18 @@ impl HostOptions {
             None => NetNs::current()?,
         };
         let mut state_dir = None;
-        let mut default_runtime_dir = None;
         let networks: Box<dyn NetworkStore> = match self.network_store {
             Some(store) => store,
             None => {
                 let dir = self.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into());
-                let store = FileNetworkStore::open(&dir)?;
+                let mut store = FileNetworkStore::open(&dir)?;
+                if let Some(runtime_dir) = &self.runtime_dir {
+                    store = store.with_runtime_dir(runtime_dir);
+                }
+                if let Some(timeout) = self.lock_timeout {
+                    store = store.with_lock_timeout(timeout);
+                }
                 state_dir = Some(dir);
-                default_runtime_dir = Some(store.default_runtime_dir());
                 Box::new(store)
             }
         };
@@ -237,9 +260,12 @@ impl HostOptions {
             None => {
                 let dir = self
                     .runtime_dir
-                    .or(default_runtime_dir)
                     .unwrap_or_else(|| Path::new(DEFAULT_RUNTIME_DIR).join(networks.host_id()));
-                Box::new(FileEndpointStore::new(dir))
+                let mut store = FileEndpointStore::new(dir);
+                if let Some(timeout) = self.lock_timeout {
+                    store = store.with_lock_timeout(timeout);
+                }
+                Box::new(store)
             }
         };
         let engine = Engine::open(EngineParts {

@@ -59,6 +59,7 @@ pub mod host;
 pub mod ipam;
 pub mod link;
 mod mark;
+pub mod names;
 pub mod netlink;
 pub mod netns;
 pub mod network;

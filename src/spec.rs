@@ -514,7 +514,7 @@ impl NetworkBuilder {
         if let Some(e) = &self.error {
             return Err(Error::invalid(e.what, e.value.clone(), e.reason.clone()));
         }
-        validate_network_name(&self.name)?;
+        crate::names::validate_network_name(&self.name)?;
         let Some(kind) = self.driver else {
             return Err(Error::invalid(
                 "driver",
@@ -606,28 +606,6 @@ impl NetworkBuilder {
             ipvlan_mode: self.ipvlan_mode,
             ipvlan_flag: self.ipvlan_flag,
         }
-    }
-}
-
-/// Network names: used as file names, so a conservative alphabet.
-fn validate_network_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::invalid(
-            "network name",
-            name,
-            "use 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit",
-        ))
     }
 }
 

@@ -12,6 +12,7 @@ use crate::endpoint::AttachOptions;
 use crate::ipam::{Allocation, IpamError};
 use crate::link::validate_name;
 use crate::mark::Mark;
+use crate::names::validate_dns_name;
 use crate::netlink::{Netlink, Request};
 use crate::netns::NetNs;
 use crate::route::IpFamily;
@@ -28,7 +29,7 @@ impl Engine {
         options: &AttachOptions,
     ) -> Result<EndpointRecord> {
         check(network, options)?;
-        let mut session = self.endpoints.session(network)?;
+        let mut session = self.session(network)?;
         let previous = session
             .endpoints()
             .find(|e| e.netns_id == netns.id())
@@ -268,6 +269,12 @@ fn check(network: &NetworkRecord, options: &AttachOptions) -> Result<()> {
     if let Some(name) = &options.ifname {
         validate_name(name)?;
     }
+    if let Some(name) = &options.name {
+        validate_dns_name("endpoint name", name)?;
+    }
+    for name in &options.dns_names {
+        validate_dns_name("DNS name", name)?;
+    }
     network.driver.check_mac(options.mac)?;
     if let Some(mtu) = options.mtu {
         if !(68..=65535).contains(&mtu) {
@@ -432,12 +439,14 @@ fn new_id(session: &dyn EndpointSession) -> Result<u64> {
     }
 }
 
-/// The default endpoint name: the namespace's name under `/run/netns`, or
-/// one made from the endpoint id.
+/// The default endpoint name: the namespace's name under `/run/netns` if
+/// it is a DNS name, or one made from the endpoint id.
 fn default_name(path: &Path, id: u64) -> String {
-    match (path.parent(), path.file_name()) {
-        (Some(dir), Some(name)) if dir == Path::new("/run/netns") => {
-            name.to_string_lossy().into_owned()
+    match (path.parent(), path.file_name().and_then(|n| n.to_str())) {
+        (Some(dir), Some(name))
+            if dir == Path::new("/run/netns") && validate_dns_name("", name).is_ok() =>
+        {
+            name.to_owned()
         }
         _ => format!("ep-{:012x}", id >> 16),
     }

@@ -64,7 +64,7 @@ impl Engine {
         self.networks.end(&record.name);
         // Make the endpoint state now, so that attaches (failed ones
         // included) only ever add to it.
-        drop(self.endpoints.session(&record)?);
+        self.endpoints.add_network(&record)?;
         log::info!(
             "created network {} ({} on {})",
             record.name,

@@ -9,7 +9,7 @@ impl Engine {
     /// Detaches the container whose namespace is `netns`: deletes its link
     /// and releases its addresses. Returns whether it was attached.
     pub fn detach(&self, network: &NetworkRecord, netns: &NetNs) -> Result<bool> {
-        let mut session = self.endpoints.session(network)?;
+        let mut session = self.session(network)?;
         let Some(record) = session
             .endpoints()
             .find(|e| e.netns_id == netns.id())
@@ -31,7 +31,7 @@ impl Engine {
     /// Detaches an endpoint by name, also when its namespace is gone (the
     /// addresses are released all the same). Returns whether it existed.
     pub fn detach_endpoint(&self, network: &NetworkRecord, name: &str) -> Result<bool> {
-        let mut session = self.endpoints.session(network)?;
+        let mut session = self.session(network)?;
         let Some(record) = session.endpoints().find(|e| e.name == name).cloned() else {
             return Ok(false);
         };

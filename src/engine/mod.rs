@@ -30,6 +30,7 @@ pub use recover::RecoveryReport;
 use crate::capability::KernelCapabilities;
 use crate::ipam::DefaultPools;
 use crate::mark::{self, Mark};
+use crate::names::validate_network_name;
 use crate::netlink::Netlink;
 use crate::netns::NetNs;
 use crate::store::{
@@ -119,14 +120,18 @@ impl Engine {
     /// `name` (a unique prefix), as Docker looks networks up.
     pub fn network(&self, name: &str) -> Result<NetworkRecord> {
         let ready = |r: &NetworkRecord| r.state == NetworkState::Ready;
+        let not_found = || Error::NetworkNotFound {
+            name: name.to_owned(),
+        };
+        // A name that cannot be a network's is looked up nowhere.
+        if validate_network_name(name).is_err() {
+            return Err(not_found());
+        }
         if let Some(record) = self.networks.network(name)? {
             if ready(&record) {
                 return Ok(record);
             }
         }
-        let not_found = || Error::NetworkNotFound {
-            name: name.to_owned(),
-        };
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(not_found());
         }
@@ -141,9 +146,34 @@ impl Engine {
         }
     }
 
+    /// Exclusive access to a network's endpoints, for a handle that may be
+    /// stale: a network removed since the handle was made (by this process
+    /// or another) is [`Error::NetworkNotFound`], never brought back to
+    /// life. A ready network whose endpoint state is gone (a reboot emptied
+    /// the runtime directory) gets it made again.
+    fn session(&self, network: &NetworkRecord) -> Result<Box<dyn EndpointSession + '_>> {
+        match self.endpoints.session(network) {
+            Err(Error::NetworkNotFound { .. }) => {
+                let current = self.networks.network(&network.name)?;
+                match current {
+                    Some(record)
+                        if record.id == network.id && record.state == NetworkState::Ready =>
+                    {
+                        self.endpoints.add_network(&record)?;
+                        self.endpoints.session(&record)
+                    }
+                    _ => Err(Error::NetworkNotFound {
+                        name: network.name.clone(),
+                    }),
+                }
+            }
+            other => other,
+        }
+    }
+
     /// The ready endpoints of a network.
     pub fn endpoints(&self, network: &NetworkRecord) -> Result<Vec<EndpointRecord>> {
-        let session = self.endpoints.session(network)?;
+        let session = self.session(network)?;
         Ok(session
             .endpoints()
             .filter(|e| e.state == crate::store::EndpointState::Ready)

@@ -44,6 +44,9 @@ pub struct RecoveryReport {
     /// Endpoints (`network/endpoint`) whose attach a crash interrupted;
     /// their link was deleted and their addresses released.
     pub undone_attaches: Vec<String>,
+    /// Network records that did not read back, moved aside (where they
+    /// went, and what was wrong); the other networks are untouched.
+    pub quarantined: Vec<(String, String)>,
 }
 
 impl RecoveryReport {
@@ -69,7 +72,7 @@ impl Engine {
         let _lock = self.networks.lock()?;
         let mut explained: Vec<Mark> = Vec::new();
         for network in self.networks()? {
-            let mut session = self.endpoints.session(&network)?;
+            let mut session = self.session(&network)?;
             for endpoint in Engine::endpoint_records(session.as_ref()) {
                 let label = format!("{}/{}", network.name, endpoint.name);
                 let mark = self.endpoint_mark(&network, endpoint.id);
@@ -142,7 +145,10 @@ impl Engine {
     /// network explains.
     pub(super) fn recover_networks(&self) -> Result<RecoveryReport> {
         let _lock = self.networks.lock()?;
-        let mut report = RecoveryReport::default();
+        let mut report = RecoveryReport {
+            quarantined: self.networks.quarantine()?,
+            ..RecoveryReport::default()
+        };
         let mut explained = Vec::new();
         for record in self.networks.networks()? {
             let mark = self.parent_mark(&record);
@@ -156,6 +162,8 @@ impl Engine {
                     report.finished_removals.push(record.name.clone());
                 }
                 NetworkState::Ready => {
+                    // After a reboot, the runtime state is gone.
+                    self.endpoints.add_network(&record)?;
                     match parent::ensure(&self.nl, &record.parent, &mark) {
                         Ok(true) => report.recreated_parents.push(record.parent.name.clone()),
                         Ok(false) => {}

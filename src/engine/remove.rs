@@ -18,58 +18,64 @@ impl Engine {
     pub fn remove_network(&self, name: &str, force: bool) -> Result<()> {
         let _lock = self.networks.lock()?;
         let mut record = self.network(name)?;
-        let name = record.name.clone();
-        let mut session = self.endpoints.session(&record)?;
-        let endpoints = Engine::endpoint_records(session.as_ref());
-        if !endpoints.is_empty() && !force {
+        let count = self.session(&record)?.endpoints().count();
+        if count > 0 && !force {
             return Err(Error::NetworkHasEndpoints {
-                network: name,
-                count: endpoints.len(),
+                network: record.name,
+                count,
             });
         }
         record.state = NetworkState::Removing;
-        self.networks.begin(&name)?;
+        self.networks.begin(&record.name)?;
         self.networks.save(&record)?;
-        log::debug!("network {name}: recorded as removing");
+        log::debug!("network {}: recorded as removing", record.name);
+        self.finish_removal(&record)?;
+        log::info!("removed network {}", record.name);
+        Ok(())
+    }
+
+    /// Removes a network recorded as `removing` (or undoes one recorded as
+    /// `creating`), also after a crash cut a removal short: its endpoints'
+    /// links, its owned parent, its endpoint state, its record. Every
+    /// failure is reported, and the record is kept until all is done.
+    pub(super) fn finish_removal(&self, record: &NetworkRecord) -> Result<()> {
+        // Held to the end, so no attach slips in between; a waiting one
+        // then finds the network gone.
+        let session = match self.endpoints.session(record) {
+            Ok(session) => Some(session),
+            Err(Error::NetworkNotFound { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let endpoints = session
+            .as_deref()
+            .map(Engine::endpoint_records)
+            .unwrap_or_default();
         // Endpoint links go first. With an owned parent, deleting the parent
         // takes them all in one kernel operation. Otherwise each goes on its
         // own, in parallel: a deletion waits for an RCU grace period, and
         // concurrent deletions share their waits.
         let mut errors = Vec::new();
         if !record.parent.owned() {
-            errors.extend(self.remove_endpoint_links(&record, &endpoints));
+            errors.extend(self.remove_endpoint_links(record, &endpoints));
         }
-        if let Err(e) = parent::remove(&self.nl, &record.parent, &self.parent_mark(&record), false)
-        {
+        let unfinished = record.state == NetworkState::Creating;
+        if let Err(e) = parent::remove(
+            &self.nl,
+            &record.parent,
+            &self.parent_mark(record),
+            unfinished,
+        ) {
             errors.push(e);
         }
         if !errors.is_empty() {
             // Left `removing`: the next removal or recovery finishes it.
             return Err(Error::RemovalIncomplete {
-                network: name,
+                network: record.name.clone(),
                 errors,
             });
         }
-        for endpoint in &endpoints {
-            session.forget(endpoint.id)?;
-        }
-        drop(session);
-        self.finish_removal(&record)?;
-        log::info!("removed network {name}");
-        Ok(())
-    }
-
-    /// The last steps of a removal (or of undoing a creation): the owned
-    /// parent, the endpoint state, the record.
-    pub(super) fn finish_removal(&self, record: &NetworkRecord) -> Result<()> {
-        let unfinished = record.state == NetworkState::Creating;
-        parent::remove(
-            &self.nl,
-            &record.parent,
-            &self.parent_mark(record),
-            unfinished,
-        )?;
         self.endpoints.remove_network(record)?;
+        drop(session);
         self.parent_indexes
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -1,5 +1,5 @@
 //! Files of the default stores: records written atomically, guarded by
-//! file locks.
+//! file locks, and opened as a process running as root must open them.
 //!
 //! Every record is a small JSON file replaced as a whole: written to a
 //! temporary file in the same directory, flushed with `fsync`, renamed over
@@ -8,19 +8,40 @@
 //! record that was reported written. Leftover temporary files (names
 //! starting with `.tmp-`) are ignored and removed.
 //!
+//! Nothing read here is trusted. Every file is opened without following a
+//! symbolic link (`O_NOFOLLOW`) and without blocking (`O_NONBLOCK`, so a
+//! FIFO planted where a record belongs cannot hang the caller), and must
+//! then be a regular file owned by this process's user; records are read
+//! up to a size limit. Files are created `0600` and directories `0700`
+//! (never wider, whatever the umask), temporary files under unpredictable
+//! names with `O_EXCL`.
+//!
 //! Cross-process exclusion uses `flock(2)` on lock files: the kernel drops
-//! a lock when its holder dies, so a crashed process never blocks the others.
+//! a lock when its holder dies, so a crashed process never blocks the
+//! others, and a wait is bounded: past its timeout the error names the lock
+//! and, when the kernel says, the process that holds it.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use rustix::fs::FlockOperation;
-
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::{Error, Result};
+
+/// The mode of every file the stores create.
+pub(crate) const FILE_MODE: u32 = 0o600;
+/// The mode of every directory the stores create.
+pub(crate) const DIR_MODE: u32 = 0o700;
+/// The largest record read back; a larger one is corrupt.
+const MAX_RECORD: u64 = 1 << 20;
+
+/// How long a lock is waited for by default.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Whether records in a directory must survive power loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,52 +53,234 @@ pub(crate) enum Durability {
     Atomic,
 }
 
+/// How a state file is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// An existing file, to read.
+    Read,
+    /// Read and write, created if missing (lock files).
+    ReadWriteCreate,
+    /// Read and append, created if missing (journals).
+    AppendCreate,
+    /// Read and append an existing file.
+    Append,
+}
+
+/// Opens a state file safely: no symbolic link followed, no blocking on a
+/// FIFO, created `0600`; then checks that it is a regular file owned by
+/// this process's user. `Ok(None)` when it does not exist and was not to be
+/// created.
+pub(crate) fn open(path: &Path, access: Access) -> Result<Option<File>> {
+    let mut options = OpenOptions::new();
+    options
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .mode(FILE_MODE);
+    match access {
+        Access::Read => {}
+        Access::ReadWriteCreate => {
+            options.write(true).create(true);
+        }
+        Access::AppendCreate => {
+            options.append(true).create(true);
+        }
+        Access::Append => {
+            options.append(true);
+        }
+    }
+    let file = match options.open(path) {
+        Ok(file) => file,
+        Err(e)
+            if e.kind() == ErrorKind::NotFound
+                && matches!(access, Access::Read | Access::Append) =>
+        {
+            return Ok(None)
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(unsafe_file(
+                path,
+                "it is a symbolic link, which underlay never makes",
+            ))
+        }
+        Err(e) => return Err(Error::io(format!("open {}", path.display()), e)),
+    };
+    let metadata = file
+        .metadata()
+        .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
+    check_regular(path, &metadata)?;
+    Ok(Some(file))
+}
+
+/// Refuses anything but a regular file owned by this process's user.
+fn check_regular(path: &Path, metadata: &fs::Metadata) -> Result<()> {
+    let kind = metadata.file_type();
+    if !kind.is_file() {
+        use std::os::unix::fs::FileTypeExt;
+        let what = if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_dir() {
+            "a directory"
+        } else if kind.is_socket() {
+            "a socket"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else {
+            "not a regular file"
+        };
+        return Err(unsafe_file(
+            path,
+            &format!("it is {what}, not a regular file"),
+        ));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if metadata.uid() != me {
+        return Err(unsafe_file(
+            path,
+            &format!(
+                "it is owned by uid {}, not by this process's uid {me}",
+                metadata.uid()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn unsafe_file(path: &Path, reason: &str) -> Error {
+    Error::UnsafeState {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
 /// A held `flock`; released when dropped (or when the process dies).
 #[derive(Debug)]
 pub(crate) struct Lock {
     _file: File,
 }
 
-/// Takes an exclusive (or shared) lock on `path`, creating the file if
-/// needed, waiting for other holders.
-pub(crate) fn lock(path: &Path, exclusive: bool) -> Result<Lock> {
+/// Takes an exclusive lock on `path`, creating the file if needed, waiting
+/// at most `timeout` for other holders.
+pub(crate) fn lock(path: &Path, timeout: Duration) -> Result<Lock> {
     let file = open_lock_file(path)?;
-    let operation = if exclusive {
-        FlockOperation::LockExclusive
-    } else {
-        FlockOperation::LockShared
-    };
-    flock(&file, operation, path)?;
+    flock(&file, path, timeout)?;
     Ok(Lock { _file: file })
 }
 
 /// Opens (creating if needed) a lock file, to [`flock`] and unlock many
-/// times.
+/// times. Only its owner can open it (`0600`): a lock file others can
+/// open is a lock others can hold.
 pub(crate) fn open_lock_file(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| Error::io(format!("open lock file {}", path.display()), e))
+    let file = open(path, Access::ReadWriteCreate)?
+        .ok_or_else(|| Error::Internal(format!("{} not created", path.display())))?;
+    tighten(&file, path, FILE_MODE)?;
+    Ok(file)
 }
 
-/// `flock(2)`, waiting for other holders; `what` names the lock in errors.
-pub(crate) fn flock(file: &File, operation: FlockOperation, what: &Path) -> Result<()> {
+/// Removes group and other permissions from a file made by an older
+/// version or another tool.
+fn tighten(file: &File, path: &Path, mode: u32) -> Result<()> {
+    let metadata = file
+        .metadata()
+        .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
+    if metadata.mode() & 0o077 != 0 {
+        log::warn!(
+            "{} was open to other users (mode {:o}); making it {mode:o}",
+            path.display(),
+            metadata.mode() & 0o7777
+        );
+        file.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io(format!("chmod {}", path.display()), e))?;
+    }
+    Ok(())
+}
+
+/// An exclusive `flock(2)`, waiting at most `timeout`; `what` names the
+/// lock in errors.
+pub(crate) fn flock(file: &File, what: &Path, timeout: Duration) -> Result<()> {
+    let start = Instant::now();
+    let mut pause = Duration::from_micros(200);
     loop {
-        match rustix::fs::flock(file, operation) {
+        match rustix::fs::flock(file, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => return Ok(()),
             Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::WOULDBLOCK) => {}
             Err(e) => return Err(Error::io(format!("lock {}", what.display()), e.into())),
         }
+        let waited = start.elapsed();
+        if waited >= timeout {
+            return Err(Error::LockTimeout {
+                lock: what.to_owned(),
+                holder: lock_holder(file),
+                waited,
+            });
+        }
+        std::thread::sleep(pause.min(timeout - waited));
+        pause = (pause * 2).min(Duration::from_millis(20));
     }
 }
 
-/// Creates a directory and its parents.
+/// Releases a lock taken with [`flock`].
+pub(crate) fn unlock(file: &File) {
+    let _ = rustix::fs::flock(file, FlockOperation::Unlock);
+}
+
+/// The process holding a `flock` on `file`, from `/proc/locks`, if the
+/// kernel says.
+fn lock_holder(file: &File) -> Option<u32> {
+    let inode = file.metadata().ok()?.ino();
+    let locks = fs::read_to_string("/proc/locks").ok()?;
+    // "1: FLOCK  ADVISORY  WRITE 4242 fd:01:1835011 0 EOF"
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(1) != Some(&"FLOCK") || fields.get(2) == Some(&"->") {
+            return None;
+        }
+        let device_inode = fields.get(5)?;
+        let found: u64 = device_inode.rsplit(':').next()?.parse().ok()?;
+        (found == inode).then(|| fields.get(4)?.parse().ok())?
+    })
+}
+
+/// Creates a directory and its parents (`0700`), and checks that it is a
+/// directory of this process's user, not a symbolic link; an existing one
+/// open to other users is made `0700`.
 pub(crate) fn create_dir(path: &Path) -> Result<()> {
-    fs::create_dir_all(path)
-        .map_err(|e| Error::io(format!("create directory {}", path.display()), e))
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(path)
+        .map_err(|e| Error::io(format!("create directory {}", path.display()), e))?;
+    let metadata =
+        fs::symlink_metadata(path).map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
+    if metadata.file_type().is_symlink() {
+        return Err(unsafe_file(
+            path,
+            "it is a symbolic link, which underlay never makes",
+        ));
+    }
+    if !metadata.is_dir() {
+        return Err(unsafe_file(path, "it is not a directory"));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if metadata.uid() != me {
+        return Err(unsafe_file(
+            path,
+            &format!(
+                "it is owned by uid {}, not by this process's uid {me}",
+                metadata.uid()
+            ),
+        ));
+    }
+    if metadata.mode() & 0o077 != 0 {
+        log::warn!(
+            "{} was open to other users (mode {:o}); making it {DIR_MODE:o}",
+            path.display(),
+            metadata.mode() & 0o7777
+        );
+        fs::set_permissions(path, fs::Permissions::from_mode(DIR_MODE))
+            .map_err(|e| Error::io(format!("chmod {}", path.display()), e))?;
+    }
+    Ok(())
 }
 
 /// Replaces the record at `path` with `value`, atomically.
@@ -93,21 +296,43 @@ pub(crate) fn write_record<T: Serialize>(
     write_atomic(path, &bytes, durability)
 }
 
-/// Replaces the file at `path` with `bytes`, atomically.
+/// Replaces the file at `path` with `bytes`, atomically: a temporary file
+/// under an unpredictable name, created exclusively (`O_EXCL`, no link
+/// followed), renamed over it.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let temporary = dir.join(format!(".tmp-{}-{name}", std::process::id()));
+    let temporary = dir.join(format!(
+        ".tmp-{}-{}-{name}",
+        std::process::id(),
+        crate::random::hex(8)?
+    ));
     let io = |what: &str, e| Error::io(format!("{what} {}", temporary.display()), e);
-    let mut file = File::create(&temporary).map_err(|e| io("create", e))?;
-    file.write_all(bytes).map_err(|e| io("write", e))?;
-    if durability == Durability::Durable {
-        file.sync_all().map_err(|e| io("fsync", e))?;
-    }
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .mode(FILE_MODE)
+        .open(&temporary)
+        .map_err(|e| io("create", e))?;
+    let written = file
+        .write_all(bytes)
+        .map_err(|e| io("write", e))
+        .and_then(|()| {
+            if durability == Durability::Durable {
+                file.sync_all().map_err(|e| io("fsync", e))
+            } else {
+                Ok(())
+            }
+        });
     drop(file);
+    if let Err(e) = written {
+        let _ = fs::remove_file(&temporary);
+        return Err(e);
+    }
     fs::rename(&temporary, path).map_err(|e| {
         let _ = fs::remove_file(&temporary);
         Error::io(
@@ -134,12 +359,29 @@ pub(crate) fn remove_record(path: &Path, durability: Durability) -> Result<()> {
     Ok(())
 }
 
+/// Reads a whole state file safely (see [`open`]), up to the record size
+/// limit; `None` if it does not exist.
+pub(crate) fn read_file(path: &Path) -> Result<Option<Vec<u8>>> {
+    let Some(file) = open(path, Access::Read)? else {
+        return Ok(None);
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_RECORD + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+    if bytes.len() as u64 > MAX_RECORD {
+        return Err(Error::CorruptState {
+            path: path.to_owned(),
+            reason: format!("it is larger than {MAX_RECORD} bytes"),
+        });
+    }
+    Ok(Some(bytes))
+}
+
 /// Reads one record; `None` if it does not exist.
 pub(crate) fn read_record<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
+    let Some(bytes) = read_file(path)? else {
+        return Ok(None);
     };
     serde_json::from_slice(&bytes)
         .map(Some)
@@ -248,11 +490,11 @@ mod tests {
     fn exclusive_locks_exclude_across_open_files() {
         let dir = scratch("lock");
         let path = dir.join("lock");
-        let held = lock(&path, true).unwrap();
+        let held = lock(&path, DEFAULT_LOCK_TIMEOUT).unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let p = path.clone();
         let waiter = std::thread::spawn(move || {
-            let _l = lock(&p, true).unwrap();
+            let _l = lock(&p, DEFAULT_LOCK_TIMEOUT).unwrap();
             tx.send(()).unwrap();
         });
         assert!(rx
@@ -261,6 +503,96 @@ mod tests {
         drop(held);
         rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
         waiter.join().unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn lock_waits_are_bounded_and_name_the_lock_and_its_holder() {
+        let dir = scratch("timeout");
+        let path = dir.join("lock");
+        let _held = lock(&path, DEFAULT_LOCK_TIMEOUT).unwrap();
+        let start = Instant::now();
+        let err = lock(&path, Duration::from_millis(100)).unwrap_err();
+        assert!(start.elapsed() < Duration::from_secs(2));
+        match &err {
+            Error::LockTimeout { lock, holder, .. } => {
+                assert_eq!(lock, &path);
+                assert_eq!(*holder, Some(std::process::id()));
+            }
+            other => panic!("{other}"),
+        }
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+        assert_eq!(
+            fs::metadata(&path).unwrap().mode() & 0o7777,
+            FILE_MODE,
+            "lock files are the owner's only"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn symlinks_fifos_and_oversized_records_are_refused_at_once() {
+        let dir = scratch("hostile");
+        let victim = dir.join("victim");
+        fs::write(&victim, b"[1]").unwrap();
+        let link = dir.join("link.json");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let err = read_record::<Vec<i32>>(&link).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        // Writing a record never writes through a link either: it replaces
+        // the link, and the victim is untouched.
+        write_record(&link, &vec![2], Durability::Atomic).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"[1]");
+        let fifo = dir.join("fifo.json");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let start = Instant::now();
+        let err = read_record::<Vec<i32>>(&fifo).unwrap_err();
+        assert!(start.elapsed() < Duration::from_secs(1));
+        assert!(err.to_string().contains("FIFO"), "{err}");
+        let err = open(&fifo, Access::AppendCreate).unwrap_err();
+        assert!(err.to_string().contains("FIFO"), "{err}");
+        let big = dir.join("big.json");
+        fs::write(&big, vec![b' '; (MAX_RECORD + 1) as usize]).unwrap();
+        let err = read_record::<Vec<i32>>(&big).unwrap_err();
+        assert!(err.to_string().contains("larger than"), "{err}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn files_and_directories_are_created_private_whatever_the_umask() {
+        let dir = scratch("modes");
+        let old = rustix::process::umask(rustix::fs::Mode::empty());
+        let sub = dir.join("a/b");
+        create_dir(&sub).unwrap();
+        write_record(&sub.join("r.json"), &1, Durability::Atomic).unwrap();
+        let journal = open(&sub.join("j.log"), Access::AppendCreate)
+            .unwrap()
+            .unwrap();
+        rustix::process::umask(old);
+        assert_eq!(
+            fs::metadata(dir.join("a")).unwrap().mode() & 0o7777,
+            DIR_MODE
+        );
+        assert_eq!(fs::metadata(&sub).unwrap().mode() & 0o7777, DIR_MODE);
+        assert_eq!(
+            fs::metadata(sub.join("r.json")).unwrap().mode() & 0o7777,
+            FILE_MODE
+        );
+        assert_eq!(journal.metadata().unwrap().mode() & 0o7777, FILE_MODE);
+        // A directory made wider by someone else is narrowed again.
+        fs::set_permissions(&sub, fs::Permissions::from_mode(0o777)).unwrap();
+        create_dir(&sub).unwrap();
+        assert_eq!(fs::metadata(&sub).unwrap().mode() & 0o7777, DIR_MODE);
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -36,10 +36,11 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 
-use rustix::fs::FlockOperation;
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
-use super::files::{self, Durability};
+use super::files::{self, Access, Durability, DEFAULT_LOCK_TIMEOUT};
 use super::{
     EndpointRecord, EndpointSession, EndpointState, EndpointStore, EndpointTable, NetworkRecord,
 };
@@ -76,13 +77,14 @@ const COMPACT_RATIO: usize = 4;
 /// use underlay::Host;
 ///
 /// let networks = FileNetworkStore::open("/var/lib/underlay")?;
-/// let endpoints = FileEndpointStore::new(networks.default_runtime_dir());
+/// let endpoints = FileEndpointStore::new(networks.runtime_dir());
 /// let host = Host::options().network_store(networks).endpoint_store(endpoints).open()?;
 /// # Ok::<(), underlay::Error>(())
 /// ```
 #[derive(Debug)]
 pub struct FileEndpointStore {
     dir: PathBuf,
+    lock_timeout: Duration,
     /// Each network's journal state, shared by every session in this
     /// process.
     journals: Mutex<HashMap<String, Arc<Journal>>>,
@@ -95,8 +97,16 @@ impl FileEndpointStore {
     pub fn new(runtime_dir: impl AsRef<Path>) -> Self {
         FileEndpointStore {
             dir: runtime_dir.as_ref().to_owned(),
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
             journals: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// How long a session waits for another process's before it fails with
+    /// [`Error::LockTimeout`] (30 s by default).
+    pub fn with_lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
     }
 
     /// The runtime directory.
@@ -117,12 +127,39 @@ impl FileEndpointStore {
     }
 }
 
+/// Refuses a network id that is not one before it becomes a path.
+fn check_id(network: &NetworkRecord) -> Result<()> {
+    if crate::names::is_network_id(&network.id) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "network id",
+            &network.id,
+            "expected 64 lower-case hexadecimal digits",
+        ))
+    }
+}
+
 impl EndpointStore for FileEndpointStore {
+    fn add_network(&self, network: &NetworkRecord) -> Result<()> {
+        check_id(network)?;
+        let dir = self.dir.join(&network.id);
+        files::create_dir(&dir)?;
+        files::open_lock_file(&dir.join("lock"))?;
+        files::open(&dir.join(JOURNAL), Access::AppendCreate)?;
+        Ok(())
+    }
+
     fn session<'a>(&'a self, network: &NetworkRecord) -> Result<Box<dyn EndpointSession + 'a>> {
-        Ok(Box::new(JournalSession::begin(self.journal(network))?))
+        check_id(network)?;
+        Ok(Box::new(JournalSession::begin(
+            self.journal(network),
+            self.lock_timeout,
+        )?))
     }
 
     fn remove_network(&self, network: &NetworkRecord) -> Result<()> {
+        check_id(network)?;
         self.journals
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -175,6 +212,12 @@ impl Journal {
         self.dir.join(JOURNAL)
     }
 
+    fn not_found(&self) -> Error {
+        Error::NetworkNotFound {
+            name: self.network.name.clone(),
+        }
+    }
+
     /// Applies what other processes appended since `cache` was read, or
     /// reads the whole journal when there is no cache or it was compacted.
     fn catch_up(&self, cache: Option<Cache>) -> Result<Cache> {
@@ -184,7 +227,13 @@ impl Journal {
             Some(cache) => cache,
             None => self.empty_cache()?,
         };
-        let metadata = std::fs::metadata(&path).map_err(|e| io("stat", e))?;
+        // The journal as it is now (compaction replaces it); not followed if
+        // it became a link. Gone: the network was removed while we waited.
+        let metadata = match std::fs::symlink_metadata(&path) {
+            Ok(metadata) => metadata,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(self.not_found()),
+            Err(e) => return Err(io("stat", e)),
+        };
         if metadata.ino() != cache.inode {
             cache = self.empty_cache()?;
         }
@@ -227,12 +276,8 @@ impl Journal {
 
     fn empty_cache(&self) -> Result<Cache> {
         let path = self.path();
-        let journal = std::fs::OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)
-            .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+        // Opened, never created: `add_network` makes it.
+        let journal = files::open(&path, Access::Append)?.ok_or_else(|| self.not_found())?;
         let inode = journal
             .metadata()
             .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
@@ -275,7 +320,7 @@ struct JournalSession {
 
 impl JournalSession {
     /// Takes the network's lock and brings the in-memory view up to date.
-    fn begin(journal: Arc<Journal>) -> Result<Self> {
+    fn begin(journal: Arc<Journal>, timeout: Duration) -> Result<Self> {
         let mut state = {
             let mut slot = journal.state.lock().unwrap_or_else(|p| p.into_inner());
             loop {
@@ -288,15 +333,17 @@ impl JournalSession {
                     .unwrap_or_else(|p| p.into_inner());
             }
         };
-        let mut locked = false;
         let result = (|| {
             if state.lock_file.is_none() {
-                files::create_dir(&journal.dir)?;
+                // Never made here: a network without its directory was
+                // removed (or never added).
+                if std::fs::symlink_metadata(&journal.dir).is_err() {
+                    return Err(journal.not_found());
+                }
                 state.lock_file = Some(files::open_lock_file(&journal.dir.join("lock"))?);
             }
             let file = state.lock_file.as_ref().expect("opened above");
-            files::flock(file, FlockOperation::LockExclusive, &journal.dir)?;
-            locked = true;
+            files::flock(file, &journal.dir.join("lock"), timeout)?;
             let cache = state.cache.take();
             state.cache = Some(journal.catch_up(cache)?);
             Ok(())
@@ -373,7 +420,7 @@ impl JournalSession {
 impl Drop for JournalSession {
     fn drop(&mut self) {
         if let Some(file) = &self.state.lock_file {
-            let _ = rustix::fs::flock(file, FlockOperation::Unlock);
+            files::unlock(file);
         }
         let state = std::mem::take(&mut self.state);
         *self.journal.state.lock().unwrap_or_else(|p| p.into_inner()) = Some(state);

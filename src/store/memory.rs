@@ -9,7 +9,7 @@ use super::{
     StoreLock,
 };
 use crate::ipam::Ipam;
-use crate::Result;
+use crate::{Error, Result};
 
 /// Networks and endpoints kept in memory: both a [`NetworkStore`] and an
 /// [`EndpointStore`]. Clones share one state, so several hosts in one
@@ -150,11 +150,22 @@ impl NetworkStore for MemoryStore {
 }
 
 impl EndpointStore for MemoryStore {
+    fn add_network(&self, network: &NetworkRecord) -> Result<()> {
+        lock(&self.shared.tables)
+            .entry(network.id.clone())
+            .or_insert_with(|| Some(EndpointTable::new(network)));
+        Ok(())
+    }
+
     fn session<'a>(&'a self, network: &NetworkRecord) -> Result<Box<dyn EndpointSession + 'a>> {
         let mut tables = lock(&self.shared.tables);
         let table = loop {
             match tables.get_mut(&network.id) {
-                None => break EndpointTable::new(network),
+                None => {
+                    return Err(Error::NetworkNotFound {
+                        name: network.name.clone(),
+                    })
+                }
                 Some(slot) => {
                     if let Some(table) = slot.take() {
                         break table;
@@ -167,7 +178,6 @@ impl EndpointStore for MemoryStore {
                 .wait(tables)
                 .unwrap_or_else(|p| p.into_inner());
         };
-        tables.insert(network.id.clone(), None);
         Ok(Box::new(MemorySession {
             shared: &self.shared,
             network: network.id.clone(),

@@ -38,6 +38,7 @@ mod table;
 use std::fmt;
 use std::net::IpAddr;
 
+pub use files::DEFAULT_LOCK_TIMEOUT;
 pub use journal::FileEndpointStore;
 pub use memory::MemoryStore;
 pub use network_dir::{FileNetworkStore, DEFAULT_RUNTIME_DIR, DEFAULT_STATE_DIR};
@@ -110,6 +111,16 @@ pub trait NetworkStore: Send + Sync + fmt::Debug {
     /// When the store cannot tell.
     fn needs_recovery(&self) -> Result<bool>;
 
+    /// Moves aside network records that do not read back (corrupt, or not
+    /// what underlay writes), so that the others keep working; returns each
+    /// one's new place and what was wrong. The default does nothing.
+    ///
+    /// # Errors
+    /// When a record cannot be moved.
+    fn quarantine(&self) -> Result<Vec<(String, String)>> {
+        Ok(Vec::new())
+    }
+
     /// Notes that recovery has run and settled every interrupted operation.
     ///
     /// # Errors
@@ -119,16 +130,27 @@ pub trait NetworkStore: Send + Sync + fmt::Debug {
 
 /// Each network's endpoints.
 pub trait EndpointStore: Send + Sync + fmt::Debug {
-    /// Exclusive access to a network's endpoints (among threads and every
-    /// process that shares the store), with an up-to-date view of them and
-    /// of the addresses they hold. Creates the network's (empty) endpoint
-    /// state on first use.
+    /// Makes the (empty) endpoint state of a new network; does nothing if
+    /// it exists.
     ///
     /// # Errors
-    /// When the state cannot be locked, read or created, or is corrupt.
+    /// When the state cannot be created.
+    fn add_network(&self, network: &NetworkRecord) -> Result<()>;
+
+    /// Exclusive access to a network's endpoints (among threads and every
+    /// process that shares the store), with an up-to-date view of them and
+    /// of the addresses they hold.
+    ///
+    /// # Errors
+    /// [`Error::NetworkNotFound`](crate::Error::NetworkNotFound) when the
+    /// network has no endpoint state (never added, or removed, perhaps
+    /// while this call waited for the lock); otherwise when the state
+    /// cannot be locked or read, or is corrupt.
     fn session<'a>(&'a self, network: &NetworkRecord) -> Result<Box<dyn EndpointSession + 'a>>;
 
-    /// Forgets everything kept for a removed network.
+    /// Forgets everything kept for a removed network. It may be called
+    /// while a session on the network is open; sessions that were waiting
+    /// then fail with `NetworkNotFound`.
     ///
     /// # Errors
     /// When that state cannot be removed.

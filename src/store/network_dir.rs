@@ -5,13 +5,21 @@
 //! STATE_DIR/id                   this state directory's random id
 //! STATE_DIR/networks/NAME.json   one record per network (fsync'd)
 //! STATE_DIR/pending/NAME         an operation on NAME is under way
-//! STATE_DIR/recovered            the boot id of the last recovery
+//! RUNTIME_DIR/recovered          the boot id of the last recovery (tmpfs:
+//!                                a reboot empties it)
+//! STATE_DIR/quarantine/          records that did not read back, moved aside
 //! ```
+//!
+//! A name becomes a path only once [`validate_network_name`] accepted it,
+//! and a record is believed only if its name is its file's and its id is a
+//! network id.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use super::files::{self, Durability};
+use super::files::{self, Durability, DEFAULT_LOCK_TIMEOUT};
 use super::{NetworkRecord, NetworkStore, StoreLock};
+use crate::names::{is_host_id, is_network_id, validate_network_name};
 use crate::{Error, Result};
 
 /// The default state directory.
@@ -55,6 +63,8 @@ pub const DEFAULT_RUNTIME_DIR: &str = "/run/underlay";
 pub struct FileNetworkStore {
     dir: PathBuf,
     id: String,
+    runtime_dir: PathBuf,
+    lock_timeout: Duration,
 }
 
 impl FileNetworkStore {
@@ -67,10 +77,30 @@ impl FileNetworkStore {
         files::create_dir(&dir.join("networks"))?;
         files::create_dir(&dir.join("pending"))?;
         let id = {
-            let _lock = files::lock(&dir.join("lock"), true)?;
+            let _lock = files::lock(&dir.join("lock"), DEFAULT_LOCK_TIMEOUT)?;
             state_id(&dir)?
         };
-        Ok(FileNetworkStore { dir, id })
+        Ok(FileNetworkStore {
+            runtime_dir: Path::new(DEFAULT_RUNTIME_DIR).join(&id),
+            dir,
+            id,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+        })
+    }
+
+    /// Where the store notes that recovery ran this boot: a directory a
+    /// reboot empties (tmpfs), the endpoints' runtime directory
+    /// (`/run/underlay/STATE_ID` by default).
+    pub fn with_runtime_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.runtime_dir = dir.as_ref().to_owned();
+        self
+    }
+
+    /// How long [`lock`](NetworkStore::lock) waits for another holder
+    /// before it fails with [`Error::LockTimeout`] (30 s by default).
+    pub fn with_lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
     }
 
     /// The state directory.
@@ -78,18 +108,58 @@ impl FileNetworkStore {
         &self.dir
     }
 
-    /// The runtime directory that goes with this state directory by
-    /// default: `/run/underlay/STATE_ID`.
-    pub fn default_runtime_dir(&self) -> PathBuf {
-        Path::new(DEFAULT_RUNTIME_DIR).join(&self.id)
+    /// The runtime directory that goes with this state directory:
+    /// `/run/underlay/STATE_ID` unless set with
+    /// [`with_runtime_dir`](Self::with_runtime_dir).
+    pub fn runtime_dir(&self) -> &Path {
+        &self.runtime_dir
     }
 
-    fn record_path(&self, name: &str) -> PathBuf {
-        self.dir.join("networks").join(format!("{name}.json"))
+    fn record_path(&self, name: &str) -> Result<PathBuf> {
+        validate_network_name(name)?;
+        Ok(self.dir.join("networks").join(format!("{name}.json")))
     }
 
-    fn pending_path(&self, name: &str) -> PathBuf {
-        self.dir.join("pending").join(name)
+    fn pending_path(&self, name: &str) -> Result<PathBuf> {
+        validate_network_name(name)?;
+        Ok(self.dir.join("pending").join(name))
+    }
+
+    /// Reads a record and checks that it is one: its name is the file's,
+    /// its id a network id.
+    fn read(&self, path: &Path) -> Result<Option<NetworkRecord>> {
+        let Some(record) = files::read_record::<NetworkRecord>(path)? else {
+            return Ok(None);
+        };
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+        let problem = if stem.as_deref() != Some(record.name.as_str()) {
+            Some(format!(
+                "it names network {:?}, not its file's",
+                record.name
+            ))
+        } else if !is_network_id(&record.id) {
+            Some(format!("{:?} is not a network id", record.id))
+        } else {
+            None
+        };
+        match problem {
+            Some(reason) => Err(Error::CorruptState {
+                path: path.to_owned(),
+                reason,
+            }),
+            None => Ok(Some(record)),
+        }
+    }
+
+    /// The records that do not read back, with the reason.
+    fn corrupt_records(&self) -> Result<Vec<(PathBuf, Error)>> {
+        let mut out = Vec::new();
+        for path in files::list_records(&self.dir.join("networks"))? {
+            if let Err(e) = self.read(&path) {
+                out.push((path, e));
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -99,45 +169,102 @@ impl NetworkStore for FileNetworkStore {
     }
 
     fn lock(&self) -> Result<StoreLock> {
-        Ok(Box::new(files::lock(&self.dir.join("lock"), true)?))
+        Ok(Box::new(files::lock(
+            &self.dir.join("lock"),
+            self.lock_timeout,
+        )?))
     }
 
+    /// Records that do not read back are left out (with a warning), so one
+    /// bad file does not hide every network; recovery quarantines them.
     fn networks(&self) -> Result<Vec<NetworkRecord>> {
         let mut out = Vec::new();
         for path in files::list_records(&self.dir.join("networks"))? {
-            if let Some(record) = files::read_record::<NetworkRecord>(&path)? {
-                out.push(record);
+            match self.read(&path) {
+                Ok(Some(record)) => out.push(record),
+                Ok(None) => {}
+                Err(e @ (Error::CorruptState { .. } | Error::UnsafeState { .. })) => {
+                    log::warn!("skipping a network record: {e}");
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok(out)
     }
 
     fn network(&self, name: &str) -> Result<Option<NetworkRecord>> {
-        files::read_record(&self.record_path(name))
+        if validate_network_name(name).is_err() {
+            return Ok(None);
+        }
+        self.read(&self.record_path(name)?)
     }
 
     fn save(&self, record: &NetworkRecord) -> Result<()> {
-        files::write_record(&self.record_path(&record.name), record, Durability::Durable)
+        if !is_network_id(&record.id) {
+            return Err(Error::invalid(
+                "network id",
+                &record.id,
+                "expected 64 lower-case hexadecimal digits",
+            ));
+        }
+        files::write_record(
+            &self.record_path(&record.name)?,
+            record,
+            Durability::Durable,
+        )
     }
 
     fn remove(&self, name: &str) -> Result<()> {
-        files::remove_record(&self.record_path(name), Durability::Durable)
+        files::remove_record(&self.record_path(name)?, Durability::Durable)
     }
 
     /// (No fsync: a power cut changes the boot id, which makes opening
     /// recover anyway.)
     fn begin(&self, name: &str) -> Result<()> {
-        let path = self.pending_path(name);
-        std::fs::write(&path, b"").map_err(|e| Error::io(format!("write {}", path.display()), e))
+        let path = self.pending_path(name)?;
+        files::write_atomic(&path, b"", Durability::Atomic)
     }
 
     fn end(&self, name: &str) {
-        let _ = std::fs::remove_file(self.pending_path(name));
+        if let Ok(path) = self.pending_path(name) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    fn quarantine(&self) -> Result<Vec<(String, String)>> {
+        let corrupt = self.corrupt_records()?;
+        if corrupt.is_empty() {
+            return Ok(Vec::new());
+        }
+        let dir = self.dir.join("quarantine");
+        files::create_dir(&dir)?;
+        let mut out = Vec::new();
+        for (path, error) in corrupt {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let target = dir.join(format!("{name}.{}", crate::random::hex(4)?));
+            std::fs::rename(&path, &target).map_err(|e| {
+                Error::io(
+                    format!("move {} to {}", path.display(), target.display()),
+                    e,
+                )
+            })?;
+            log::warn!("moved {} to {}: {error}", path.display(), target.display());
+            out.push((target.display().to_string(), error.to_string()));
+        }
+        Ok(out)
     }
 
     fn needs_recovery(&self) -> Result<bool> {
-        let marker = std::fs::read_to_string(self.dir.join("recovered")).unwrap_or_default();
-        if marker.is_empty() || marker != boot_id() {
+        let marker = match files::read_file(&self.runtime_dir.join("recovered")) {
+            Ok(marker) => marker.unwrap_or_default(),
+            // A missing runtime directory: not recovered this boot.
+            Err(Error::Io { .. }) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        if marker.is_empty() || marker != boot_id().as_bytes() {
             return Ok(true);
         }
         let pending = self.dir.join("pending");
@@ -154,8 +281,9 @@ impl NetworkStore for FileNetworkStore {
         {
             let _ = std::fs::remove_file(entry.path());
         }
+        files::create_dir(&self.runtime_dir)?;
         files::write_atomic(
-            &self.dir.join("recovered"),
+            &self.runtime_dir.join("recovered"),
             boot_id().as_bytes(),
             Durability::Atomic,
         )
@@ -165,11 +293,17 @@ impl NetworkStore for FileNetworkStore {
 /// Reads the state directory's id, creating it on first use.
 fn state_id(state_dir: &Path) -> Result<String> {
     let path = state_dir.join("id");
-    match std::fs::read_to_string(&path) {
-        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
+    if let Some(bytes) = files::read_file(&path)? {
+        let id = String::from_utf8_lossy(&bytes).trim().to_owned();
+        if is_host_id(&id) {
+            return Ok(id);
+        }
+        // Every mark of every link this host made names this id: a
+        // changed one would orphan them all. Refuse rather than guess.
+        return Err(Error::CorruptState {
+            path,
+            reason: format!("{id:?} is not a state directory id (16 hexadecimal digits)"),
+        });
     }
     let id = crate::random::hex(8)?;
     files::write_atomic(&path, id.as_bytes(), Durability::Durable)?;
