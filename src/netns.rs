@@ -21,6 +21,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::netlink::Netlink;
@@ -95,16 +96,23 @@ impl NetNs {
     /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let file = File::open(path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                Error::NotANetworkNamespace {
-                    path: path.to_owned(),
-                    reason: "no such file (is the container still running?)".into(),
+        // Non-blocking: a FIFO planted where a namespace belongs must not
+        // hang the caller (namespace files ignore the flag). Links are
+        // followed: /proc/PID/ns/net is one.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Error::NotANetworkNamespace {
+                        path: path.to_owned(),
+                        reason: "no such file (is the container still running?)".into(),
+                    }
+                } else {
+                    Error::io(format!("open {}", path.display()), e)
                 }
-            } else {
-                Error::io(format!("open {}", path.display()), e)
-            }
-        })?;
+            })?;
         Self::from_file(file, path.to_owned())
     }
 

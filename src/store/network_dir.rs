@@ -76,9 +76,14 @@ impl FileNetworkStore {
         let dir = dir.as_ref().to_owned();
         files::create_dir(&dir.join("networks"))?;
         files::create_dir(&dir.join("pending"))?;
-        let id = {
-            let _lock = files::lock(&dir.join("lock"), DEFAULT_LOCK_TIMEOUT)?;
-            state_id(&dir)?
+        // The id is written once, atomically: read it without the lock,
+        // which is taken only to make it.
+        let id = match read_state_id(&dir)? {
+            Some(id) => id,
+            None => {
+                let _lock = files::lock(&dir.join("lock"), DEFAULT_LOCK_TIMEOUT)?;
+                state_id(&dir)?
+            }
         };
         Ok(FileNetworkStore {
             runtime_dir: Path::new(DEFAULT_RUNTIME_DIR).join(&id),
@@ -292,22 +297,30 @@ impl NetworkStore for FileNetworkStore {
 
 /// Reads the state directory's id, creating it on first use.
 fn state_id(state_dir: &Path) -> Result<String> {
-    let path = state_dir.join("id");
-    if let Some(bytes) = files::read_file(&path)? {
-        let id = String::from_utf8_lossy(&bytes).trim().to_owned();
-        if is_host_id(&id) {
-            return Ok(id);
-        }
-        // Every mark of every link this host made names this id: a
-        // changed one would orphan them all. Refuse rather than guess.
-        return Err(Error::CorruptState {
-            path,
-            reason: format!("{id:?} is not a state directory id (16 hexadecimal digits)"),
-        });
+    if let Some(id) = read_state_id(state_dir)? {
+        return Ok(id);
     }
     let id = crate::random::hex(8)?;
-    files::write_atomic(&path, id.as_bytes(), Durability::Durable)?;
+    files::write_atomic(&state_dir.join("id"), id.as_bytes(), Durability::Durable)?;
     Ok(id)
+}
+
+/// Reads the state directory's id, if it has one.
+fn read_state_id(state_dir: &Path) -> Result<Option<String>> {
+    let path = state_dir.join("id");
+    let Some(bytes) = files::read_file(&path)? else {
+        return Ok(None);
+    };
+    let id = String::from_utf8_lossy(&bytes).trim().to_owned();
+    if is_host_id(&id) {
+        return Ok(Some(id));
+    }
+    // Every mark of every link this host made names this id: a changed one
+    // would orphan them all. Refuse rather than guess.
+    Err(Error::CorruptState {
+        path,
+        reason: format!("{id:?} is not a state directory id (16 hexadecimal digits)"),
+    })
 }
 
 /// This boot's id: it changes at every boot.

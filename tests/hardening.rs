@@ -1,0 +1,360 @@
+//! Hostile input and faults: traversal names, symbolic links and FIFOs where
+//! state files belong, other users, stale handles, locks held too long,
+//! corrupt records, and a forced removal killed half-way. Each test shows
+//! the attack or fault no longer works and the victim is untouched.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{link_names, open_host, Sandbox, StateDir};
+use underlay::endpoint::AttachOptions;
+use underlay::netns::NetNs;
+use underlay::{Error, Host, Network};
+
+fn macvlan(name: &str, subnet: &str) -> underlay::network::NetworkBuilder {
+    Network::builder(name)
+        .macvlan()
+        .parent("eth0")
+        .subnet(subnet)
+}
+
+fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(status.success());
+}
+
+/// A directory outside the state directory, standing for what an attacker
+/// would like underlay to read or delete.
+fn victim(dir: &StateDir) -> std::path::PathBuf {
+    let victim = dir.0.with_extension("victim");
+    let _ = std::fs::remove_dir_all(&victim);
+    std::fs::create_dir_all(victim.join("precious")).unwrap();
+    std::fs::write(victim.join("precious/data"), b"keep me").unwrap();
+    victim
+}
+
+#[test]
+fn traversal_names_reach_nothing_outside_the_state_directory() {
+    let (sb, dir, host) = common::fixture();
+    let victim = victim(&dir);
+    // A record an attacker planted outside, whose id points at the victim.
+    let planted = serde_json::json!({"name": "evil", "id": "../precious"});
+    std::fs::write(victim.join("evil.json"), planted.to_string()).unwrap();
+    let traversal = format!("../../{}", victim.join("evil").display());
+    for name in [traversal.as_str(), "../evil", "..", "a/b", "evil\n"] {
+        assert!(
+            matches!(host.network(name), Err(Error::NetworkNotFound { .. })),
+            "{name:?}"
+        );
+        assert!(matches!(
+            host.remove_network(name),
+            Err(Error::NetworkNotFound { .. })
+        ));
+        assert!(matches!(
+            host.force_remove_network(name),
+            Err(Error::NetworkNotFound { .. })
+        ));
+        let err = host
+            .create_network(macvlan(name, "10.7.0.0/24"))
+            .unwrap_err();
+        assert!(err.to_string().contains("network name"), "{name:?}: {err}");
+    }
+    // A record inside the state directory whose id is a path is not
+    // believed either: removing it touches nothing, recovery moves it aside.
+    let id_traversal = serde_json::json!({"name": "evil", "id": "../../precious"});
+    let inside = dir.0.join("networks/evil.json");
+    std::fs::write(&inside, id_traversal.to_string()).unwrap();
+    assert!(host.force_remove_network("evil").is_err());
+    assert_eq!(
+        std::fs::read(victim.join("precious/data")).unwrap(),
+        b"keep me"
+    );
+    assert!(host.networks().unwrap().is_empty());
+    let report = host.recover().unwrap();
+    assert_eq!(report.quarantined.len(), 1, "{report:?}");
+    assert!(!inside.exists());
+    assert!(victim.join("evil.json").exists());
+    assert_eq!(link_names(&sb.host), ["eth0", "lo", "uplink0"]);
+    std::fs::remove_dir_all(&victim).unwrap();
+}
+
+#[test]
+fn a_corrupt_record_is_skipped_then_quarantined_and_the_others_keep_working() {
+    let (sb, dir, host) = common::fixture();
+    let net = host.create_network(macvlan("good", "10.7.1.0/24")).unwrap();
+    std::fs::write(dir.0.join("networks/bad.json"), b"{not json").unwrap();
+    let names: Vec<String> = host
+        .networks()
+        .unwrap()
+        .iter()
+        .map(|n| n.name().to_owned())
+        .collect();
+    assert_eq!(names, ["good"]);
+    let c = sb.container();
+    net.attach(&c, &AttachOptions::new()).unwrap();
+    let report = host.recover().unwrap();
+    assert_eq!(report.quarantined.len(), 1, "{report:?}");
+    assert!(report.quarantined[0].0.contains("quarantine/bad.json"));
+    assert!(report.released_endpoints.is_empty(), "{report:?}");
+    assert!(!dir.0.join("networks/bad.json").exists());
+    // The healthy container kept its link.
+    assert_eq!(link_names(&c), ["eth0", "lo"]);
+    host.force_remove_network("good").unwrap();
+}
+
+#[test]
+fn symlinks_and_fifos_where_state_belongs_are_refused_at_once() {
+    let (sb, dir, host) = common::fixture();
+    let net = host.create_network(macvlan("n", "10.7.2.0/24")).unwrap();
+    let victim = victim(&dir);
+    let target = victim.join("precious/data");
+    // The journal replaced by a link to the victim.
+    let journal = dir.0.join("run").join(net.id()).join("endpoints.log");
+    std::fs::remove_file(&journal).unwrap();
+    std::os::unix::fs::symlink(&target, &journal).unwrap();
+    let c = sb.container();
+    let err = net.attach(&c, &AttachOptions::new()).unwrap_err();
+    assert!(matches!(err, Error::UnsafeState { .. }), "{err}");
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    assert_eq!(std::fs::read(&target).unwrap(), b"keep me");
+    assert_eq!(link_names(&c), ["lo"]);
+    // The journal replaced by a FIFO: refused within a second, no hang.
+    std::fs::remove_file(&journal).unwrap();
+    mkfifo(&journal);
+    let other = open_host(&sb, &dir);
+    let start = Instant::now();
+    let err = other
+        .network("n")
+        .unwrap()
+        .attach(&c, &AttachOptions::new())
+        .unwrap_err();
+    assert!(start.elapsed() < Duration::from_secs(1));
+    assert!(err.to_string().contains("FIFO"), "{err}");
+    assert_eq!(link_names(&c), ["lo"]);
+    // A network record that is a FIFO.
+    mkfifo(&dir.0.join("networks/fifo.json"));
+    let start = Instant::now();
+    let err = host.network("fifo").unwrap_err();
+    assert!(start.elapsed() < Duration::from_secs(1));
+    assert!(err.to_string().contains("FIFO"), "{err}");
+    assert_eq!(host.networks().unwrap().len(), 1);
+    // A FIFO given as a container's namespace.
+    let fifo = dir.0.join("netns-fifo");
+    mkfifo(&fifo);
+    let start = Instant::now();
+    let err = NetNs::open(&fifo).unwrap_err();
+    assert!(start.elapsed() < Duration::from_secs(1));
+    assert!(matches!(err, Error::NotANetworkNamespace { .. }), "{err}");
+    std::fs::remove_dir_all(&victim).unwrap();
+}
+
+#[test]
+fn state_is_private_under_umask_000_and_another_user_can_neither_read_nor_block_it() {
+    let sb = Sandbox::new();
+    let dir = StateDir::new();
+    let old = unsafe_umask(0);
+    let host = open_host(&sb, &dir);
+    let net = host.create_network(macvlan("n", "10.7.3.0/24")).unwrap();
+    net.attach(&sb.container(), &AttachOptions::new()).unwrap();
+    unsafe_umask(old);
+    let mut checked = 0;
+    let mut walk = vec![dir.0.clone()];
+    while let Some(path) = walk.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.is_dir() {
+            assert_eq!(mode, 0o700, "{}", path.display());
+            walk.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            assert_eq!(mode, 0o600, "{}", path.display());
+        }
+        checked += 1;
+    }
+    assert!(checked >= 8, "only {checked} entries");
+    // Another user: nothing to read, no lock to hold.
+    let nobody = |args: &[&str]| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let record = dir.0.join("networks/n.json");
+    let out = nobody(&["cat", record.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let lock = dir.0.join("lock");
+    let out = nobody(&["flock", "-n", lock.to_str().unwrap(), "true"]);
+    assert!(!out.status.success(), "nobody took the lock");
+    assert_eq!(std::fs::metadata(&lock).unwrap().mode() & 0o777, 0o600);
+    host.force_remove_network("n").unwrap();
+}
+
+/// Sets the process umask (tests only: it is process-wide).
+fn unsafe_umask(mask: u32) -> u32 {
+    // SAFETY: umask has no preconditions.
+    unsafe { libc::umask(mask as libc::mode_t) as u32 }
+}
+
+#[test]
+fn a_lock_held_too_long_fails_in_bounded_time_naming_its_holder() {
+    let (sb, dir, _host) = common::fixture();
+    let lock = dir.0.join("lock");
+    // One process that takes the lock and keeps it until killed.
+    let mut holder = Command::new("sh")
+        .args([
+            "-c",
+            "exec 9>>\"$0\" && flock 9 && exec sleep 30",
+            lock.to_str().unwrap(),
+        ])
+        .spawn()
+        .unwrap();
+    // Wait until the holder has it.
+    let start = Instant::now();
+    while Command::new("flock")
+        .args(["-n", lock.to_str().unwrap(), "true"])
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(start.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let host = Host::options()
+        .state_dir(&dir.0)
+        .runtime_dir(dir.0.join("run"))
+        .lock_timeout(Duration::from_millis(300))
+        .netns(NetNs::open(format!("/proc/self/fd/{}", common::fd_of(&sb.host))).unwrap())
+        .open()
+        .unwrap();
+    let start = Instant::now();
+    let err = host
+        .create_network(macvlan("n", "10.7.4.0/24"))
+        .unwrap_err();
+    assert!(start.elapsed() < Duration::from_secs(3));
+    match &err {
+        Error::LockTimeout {
+            lock: path,
+            holder: pid,
+            ..
+        } => {
+            assert_eq!(path, &lock);
+            assert!(pid.is_some(), "{err}");
+        }
+        other => panic!("{other}"),
+    }
+    assert!(err.to_string().contains("held by process"), "{err}");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    // Once it is free, the same call works.
+    host.create_network(macvlan("n", "10.7.4.0/24")).unwrap();
+    host.remove_network("n").unwrap();
+}
+
+#[test]
+fn injected_newlines_and_bad_names_are_refused_and_leave_nothing() {
+    let (sb, dir, host) = common::fixture();
+    let net = host.create_network(macvlan("n", "10.7.5.0/24")).unwrap();
+    let c = sb.container();
+    let before = dir.snapshot();
+    let long = "x".repeat(10_000);
+    let cases = [
+        AttachOptions::new().name("web1\n10.0.0.9 bank.example"),
+        AttachOptions::new().name(""),
+        AttachOptions::new().name(&long),
+        AttachOptions::new().dns_name("www\nevil"),
+        AttachOptions::new().dns_name("a b"),
+    ];
+    for options in cases {
+        let err = net.attach(&c, &options).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+        assert!(err.to_string().contains("DNS name"), "{err}");
+    }
+    assert_eq!(dir.snapshot(), before);
+    assert_eq!(link_names(&c), ["lo"]);
+    assert!(!net.hosts_entries().unwrap().contains("bank"));
+}
+
+#[test]
+fn a_stale_handle_on_a_removed_network_changes_nothing() {
+    let (sb, dir, host) = common::fixture();
+    let stale = host.create_network(macvlan("n", "10.7.6.0/24")).unwrap();
+    let other = open_host(&sb, &dir);
+    other.remove_network("n").unwrap();
+    let c = sb.container();
+    let err = stale.attach(&c, &AttachOptions::new()).unwrap_err();
+    assert!(matches!(err, Error::NetworkNotFound { .. }), "{err}");
+    assert_eq!(link_names(&c), ["lo"]);
+    assert!(!dir.0.join("run").join(stale.id()).exists());
+    assert!(matches!(
+        stale.detach(&c),
+        Err(Error::NetworkNotFound { .. })
+    ));
+    assert!(matches!(
+        stale.endpoints(),
+        Err(Error::NetworkNotFound { .. })
+    ));
+    // A network of the same name made since is another network.
+    let again = other.create_network(macvlan("n", "10.7.6.0/24")).unwrap();
+    assert!(matches!(
+        stale.attach(&c, &AttachOptions::new()),
+        Err(Error::NetworkNotFound { .. })
+    ));
+    assert!(again.endpoints().unwrap().is_empty());
+    other.remove_network("n").unwrap();
+}
+
+#[test]
+fn a_forced_removal_killed_half_way_is_finished_by_the_next_open_and_leaks_no_link() {
+    let (sb, dir, host) = common::fixture();
+    let net = host
+        .create_network(macvlan("doomed", "10.7.7.0/24"))
+        .unwrap();
+    let containers: Vec<NetNs> = (0..3).map(|_| sb.container()).collect();
+    for c in &containers {
+        net.attach(c, &AttachOptions::new()).unwrap();
+    }
+    let out = common::run_child(
+        "remove_child",
+        &[
+            ("UNDERLAY_CRASH_AT", "recorded as removing".to_owned()),
+            ("UNDERLAY_STATE", dir.0.display().to_string()),
+            ("UNDERLAY_NETNS", common::netns_path_for_child(&sb.host)),
+        ],
+    );
+    assert!(
+        common::killed(&out),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The links are still there: the removal was cut short.
+    assert_eq!(link_names(&containers[0]), ["eth0", "lo"]);
+    // Any front end's next open finishes it.
+    let host = open_host(&sb, &dir);
+    assert!(host.networks().unwrap().is_empty());
+    for c in &containers {
+        assert_eq!(link_names(c), ["lo"]);
+    }
+    // The subnet is free again, and a new network hands out the addresses
+    // from the start: nobody holds them.
+    let net = host
+        .create_network(macvlan("again", "10.7.7.0/24"))
+        .unwrap();
+    let ep = net.attach(&containers[0], &AttachOptions::new()).unwrap();
+    assert_eq!(ep.addresses()[0].to_string(), "10.7.7.2/24");
+    host.force_remove_network("again").unwrap();
+    assert!(host.recover().unwrap().is_clean());
+}
+
+#[test]
+#[ignore = "child process of a_forced_removal_killed_half_way_is_finished_by_the_next_open_and_leaks_no_link"]
+fn remove_child() {
+    if !common::install_kill_switch() {
+        return;
+    }
+    let host = common::open_child_host();
+    let _ = host.force_remove_network("doomed");
+}
