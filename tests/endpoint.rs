@@ -702,6 +702,47 @@ fn a_crash_during_attach_leaks_nothing_after_recovery() {
 }
 
 #[test]
+fn an_attach_killed_half_way_is_undone_by_the_next_ordinary_operation() {
+    let sb = Sandbox::new();
+    // "created link": the link exists and carries no mark yet.
+    for step in ["recorded as attaching", "created link"] {
+        let dir = StateDir::new();
+        let host = open_host(&sb, &dir);
+        create(&host, "-d macvlan --subnet=10.61.0.0/24 -o parent=eth0 n");
+        let container = sb.container();
+        let output = common::run_child(
+            "crash_attach_child",
+            &[
+                ("UNDERLAY_CRASH_AT", step.to_owned()),
+                ("UNDERLAY_STATE", dir.0.display().to_string()),
+                ("UNDERLAY_NETNS", common::netns_path_for_child(&sb.host)),
+                (
+                    "UNDERLAY_CONTAINER",
+                    common::netns_path_for_child(&container),
+                ),
+            ],
+        );
+        assert!(
+            common::killed(&output),
+            "{step}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        // No recovery call: the next attach to the network (another
+        // process's, as a CLI's would be) finishes the dead one's work
+        // first, and the address is free for it.
+        let host = open_host(&sb, &dir);
+        let net = host.network("n").unwrap();
+        let next = sb.container();
+        let ep = net.attach(&next, &AttachOptions::new()).unwrap();
+        assert_eq!(ep.addresses()[0].to_string(), "10.61.0.2/24", "{step}");
+        assert_eq!(link_names(&container), ["lo"], "{step}: link leaked");
+        assert_eq!(endpoint_names(&net).len(), 1, "{step}");
+        let report = host.recover().unwrap();
+        assert!(report.is_clean(), "{step}: {report:?}");
+    }
+}
+
+#[test]
 #[ignore = "helper: run by other tests in a child process"]
 fn crash_attach_child() {
     if !common::install_kill_switch() {

@@ -151,7 +151,26 @@ impl Engine {
     /// or another) is [`Error::NetworkNotFound`], never brought back to
     /// life. A ready network whose endpoint state is gone (a reboot emptied
     /// the runtime directory) gets it made again.
+    ///
+    /// Every change to a network's endpoints holds its session from the
+    /// record of its intent to its end, so an endpoint still `attaching`
+    /// when a session begins is an attach whose process died: it is undone
+    /// here, before the caller's own work.
     fn session(&self, network: &NetworkRecord) -> Result<Box<dyn EndpointSession + '_>> {
+        let mut session = self.open_session(network)?;
+        for endpoint in session.attaching() {
+            log::info!(
+                "network {}: undoing the attach of {} that a crash interrupted",
+                network.name,
+                endpoint.name
+            );
+            self.remove_endpoint_link(network, endpoint.netns().as_ref(), &endpoint)?;
+            session.forget(endpoint.id)?;
+        }
+        Ok(session)
+    }
+
+    fn open_session(&self, network: &NetworkRecord) -> Result<Box<dyn EndpointSession + '_>> {
         match self.endpoints.session(network) {
             Err(Error::NetworkNotFound { .. }) => {
                 let current = self.networks.network(&network.name)?;

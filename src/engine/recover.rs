@@ -72,7 +72,8 @@ impl Engine {
         let _lock = self.networks.lock()?;
         let mut explained: Vec<Mark> = Vec::new();
         for network in self.networks()? {
-            let mut session = self.session(&network)?;
+            // Not `session`: its interrupted attaches are reported here.
+            let mut session = self.open_session(&network)?;
             for endpoint in Engine::endpoint_records(session.as_ref()) {
                 let label = format!("{}/{}", network.name, endpoint.name);
                 let mark = self.endpoint_mark(&network, endpoint.id);

@@ -438,6 +438,15 @@ impl EndpointSession for JournalSession {
         Box::new(cache.table.endpoints.values())
     }
 
+    fn attaching(&self) -> Vec<EndpointRecord> {
+        self.state
+            .cache
+            .as_ref()
+            .expect("loaded when the session began")
+            .table
+            .attaching()
+    }
+
     fn ipam(&mut self) -> &mut Ipam {
         &mut self.cache().table.ipam
     }

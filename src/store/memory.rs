@@ -227,6 +227,10 @@ impl EndpointSession for MemorySession<'_> {
         )
     }
 
+    fn attaching(&self) -> Vec<EndpointRecord> {
+        self.table.as_ref().expect("held until drop").attaching()
+    }
+
     fn ipam(&mut self) -> &mut Ipam {
         &mut self.table().ipam
     }

@@ -165,6 +165,15 @@ pub trait EndpointSession {
     /// The endpoints, by id, in any state.
     fn endpoints(&self) -> Box<dyn Iterator<Item = &EndpointRecord> + '_>;
 
+    /// The endpoints still [`EndpointState::Attaching`]. The default reads
+    /// every record; a store that knows cheaper says so.
+    fn attaching(&self) -> Vec<EndpointRecord> {
+        self.endpoints()
+            .filter(|e| e.state == EndpointState::Attaching)
+            .cloned()
+            .collect()
+    }
+
     /// The network's address allocator, holding every endpoint's addresses.
     fn ipam(&mut self) -> &mut Ipam;
 

@@ -4,7 +4,7 @@
 //!
 //! [`EndpointStore`]: super::EndpointStore
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::{EndpointRecord, EndpointState, NetworkRecord};
@@ -16,6 +16,8 @@ pub(crate) struct EndpointTable {
     network: String,
     pub ipam: Ipam,
     pub endpoints: BTreeMap<u64, EndpointRecord>,
+    /// The ids of the records still `attaching`.
+    attaching: BTreeSet<u64>,
 }
 
 impl EndpointTable {
@@ -25,12 +27,27 @@ impl EndpointTable {
             network: network.name.clone(),
             ipam: Ipam::new(&network.name, &network.ipam, network.policy),
             endpoints: BTreeMap::new(),
+            attaching: BTreeSet::new(),
         }
+    }
+
+    /// The records still `attaching`.
+    pub fn attaching(&self) -> Vec<EndpointRecord> {
+        self.attaching
+            .iter()
+            .filter_map(|id| self.endpoints.get(id))
+            .cloned()
+            .collect()
     }
 
     /// Adds or replaces a record in `state`; the allocator follows.
     pub fn insert(&mut self, mut record: EndpointRecord, state: EndpointState) {
         record.state = state;
+        if state == EndpointState::Attaching {
+            self.attaching.insert(record.id);
+        } else {
+            self.attaching.remove(&record.id);
+        }
         if let Some(old) = self.endpoints.remove(&record.id) {
             for address in old.ips() {
                 if !record.ips().any(|a| a == address) {
@@ -55,6 +72,7 @@ impl EndpointTable {
 
     /// Marks an attach as done.
     pub fn set_ready(&mut self, id: u64) {
+        self.attaching.remove(&id);
         if let Some(record) = self.endpoints.get_mut(&id) {
             record.state = EndpointState::Ready;
         }
@@ -62,6 +80,7 @@ impl EndpointTable {
 
     /// Removes a record and releases its addresses.
     pub fn remove(&mut self, id: u64) -> Option<EndpointRecord> {
+        self.attaching.remove(&id);
         let record = self.endpoints.remove(&id)?;
         for address in record.ips() {
             self.ipam.release(address);
@@ -72,6 +91,7 @@ impl EndpointTable {
     /// Drops an attach that never happened: its record, if saved, and the
     /// addresses taken for it.
     pub fn abandon(&mut self, id: u64, addresses: &[IpAddr]) {
+        self.attaching.remove(&id);
         self.endpoints.remove(&id);
         for address in addresses {
             self.ipam.release(*address);
