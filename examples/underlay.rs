@@ -29,7 +29,7 @@ use underlay::netns::NetNs;
 use underlay::{Error, Host};
 
 const USAGE: &str = "\
-Usage: underlay [--state-dir DIR] [--runtime-dir DIR] network COMMAND [ARGS...]
+Usage: underlay [--state-dir DIR] [--runtime-dir DIR] COMMAND [ARGS...]
 
 Puts containers on the physical network with macvlan and ipvlan, as Docker's
 drivers do, in Docker's words. Works on the network namespace it is started in
@@ -49,6 +49,11 @@ Commands:
   network inspect      Show networks, with their endpoints, as JSON
   network connect      Connect a container's network namespace to a network
   network disconnect   Disconnect a container's network namespace from a network
+  recover              Finish or undo what crashes left, free dead containers'
+                       addresses, delete links nothing explains
+
+Every command first finishes or undoes a network operation a crash
+interrupted; `recover` also checks every endpoint.
 
 NETNS is a path to a network namespace (/run/netns/NAME, /proc/PID/ns/net) or a
 name under /run/netns. NETWORK is a name, an id or a unique id prefix.
@@ -104,6 +109,21 @@ Example:
       --gateway=192.168.50.1 -o parent=eth0.50 macvlan50
 ";
 
+const RECOVER_USAGE: &str = "\
+Usage: underlay recover [--json]
+
+Bring the host back in line with its state after crashes or a reboot: finish
+or undo interrupted network operations and attaches, recreate missing owned
+parents, release the addresses of endpoints whose namespace or link is gone,
+move aside network records that do not read back, and delete links marked as
+underlay's that nothing explains. Links underlay did not make are never
+touched. Prints what it did, one line each (nothing when all was well).
+
+Options:
+      --json   print the report as a JSON object
+  -h, --help   show this help
+";
+
 const RM_USAGE: &str = "\
 Usage: underlay network rm [-f|--force] NETWORK...
 
@@ -153,16 +173,22 @@ Options (both --flag=value and --flag value work):
                          the next free ethN)
       --name NAME        the endpoint's name (default: the namespace's name
                          under /run/netns, or one made up)
+      --no-default-route add no default route
+      --metric N         the default routes' metric (lower wins)
   -h, --help             show this help
+
+Names (--name, --alias) are DNS names: labels of letters, digits, '_' and '-'
+joined by dots.
 ";
 
 const DISCONNECT_USAGE: &str = "\
-Usage: underlay network disconnect NETWORK NETNS
+Usage: underlay network disconnect NETWORK NETNS|ENDPOINT
 
 Disconnect the container whose network namespace is NETNS (a path, or a name
 under /run/netns) from NETWORK: delete its link and release its addresses.
 Works when the namespace is gone too: the endpoint is found by the path it was
-connected with.
+connected with, or by its name (ENDPOINT, as `inspect` shows it), which frees
+a dead container's addresses.
 
 Options:
   -h, --help   show this help
@@ -264,6 +290,7 @@ fn run(args: &[String]) -> CliResult {
             Ok(())
         }
         Some("network") => network(&ctx, &args[i + 1..]),
+        Some("recover") => recover(&ctx, &args[i + 1..]),
         Some(other) => Err(format!("unknown command {other:?} (see underlay --help)").into()),
     }
 }
@@ -551,6 +578,14 @@ fn connect(ctx: &Context, args: &[String]) -> CliResult {
             "--alias" => options = options.dns_name(&flag_value(flag, inline, args, &mut i)?),
             "--ifname" => options = options.ifname(&flag_value(flag, inline, args, &mut i)?),
             "--name" => options = options.name(&flag_value(flag, inline, args, &mut i)?),
+            "--no-default-route" => options = options.no_default_route(),
+            "--metric" => {
+                let value = flag_value(flag, inline, args, &mut i)?;
+                let metric: u32 = value
+                    .parse()
+                    .map_err(|_| format!("invalid --metric {value:?}: expected a number"))?;
+                options = options.metric(metric);
+            }
             _ => {
                 return Err(format!(
                     "network connect: unknown option {flag} (see underlay network connect --help)"
@@ -600,18 +635,65 @@ fn disconnect(ctx: &Context, args: &[String]) -> CliResult {
         .endpoints()?
         .into_iter()
         .find(|e| e.netns_path() == path);
-    match endpoint {
-        Some(endpoint) => {
-            net.detach_endpoint(endpoint.name())?;
-            Ok(())
-        }
-        None => Err(format!(
-            "{} is not connected to network {:?}",
-            path.display(),
-            net.name()
-        )
-        .into()),
+    if let Some(endpoint) = endpoint {
+        net.detach_endpoint(endpoint.name())?;
+        return Ok(());
     }
+    // An endpoint name, for a container whose namespace is gone.
+    if net.detach_endpoint(netns)? {
+        return Ok(());
+    }
+    Err(format!(
+        "{netns:?} is neither a namespace nor an endpoint connected to network {:?}",
+        net.name()
+    )
+    .into())
+}
+
+fn recover(ctx: &Context, args: &[String]) -> CliResult {
+    let mut json = false;
+    for arg in args {
+        match arg.as_str() {
+            "-h" | "--help" => {
+                print!("{RECOVER_USAGE}");
+                return Ok(());
+            }
+            "--json" => json = true,
+            other => {
+                return Err(format!(
+                    "recover: unknown argument {other} (see underlay recover --help)"
+                )
+                .into())
+            }
+        }
+    }
+    let report = ctx.host()?.recover()?;
+    if json {
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| format!("cannot encode the report: {e}"))?;
+        println!("{text}");
+        return Ok(());
+    }
+    let lines: [(&str, &Vec<String>); 6] = [
+        ("recreated parent", &report.recreated_parents),
+        ("undid the creation of network", &report.undone_creations),
+        ("finished removing network", &report.finished_removals),
+        ("deleted unexplained link", &report.removed_links),
+        ("released endpoint", &report.released_endpoints),
+        ("undid the attach of", &report.undone_attaches),
+    ];
+    for (what, items) in lines {
+        for item in items {
+            println!("{what} {item}");
+        }
+    }
+    for (network, reason) in &report.broken_networks {
+        println!("cannot restore network {network}: {reason}");
+    }
+    for (place, reason) in &report.quarantined {
+        println!("moved aside {place}: {reason}");
+    }
+    Ok(())
 }
 
 /// Logs to stderr at the level in `UNDERLAY_LOG` (error, warn, info, debug,

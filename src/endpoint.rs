@@ -70,6 +70,8 @@ pub struct AttachOptions {
     pub(crate) mtu: Option<u32>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub(crate) no_default_route: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) metric: Option<u32>,
 }
 
 impl AttachOptions {
@@ -187,6 +189,22 @@ impl AttachOptions {
     /// ```
     pub fn no_default_route(mut self) -> Self {
         self.no_default_route = true;
+        self
+    }
+
+    /// The metric of the default routes (the kernel's default, 0 for IPv4
+    /// and 1024 for IPv6, otherwise): a container on several networks
+    /// prefers the route with the lowest.
+    ///
+    /// ```
+    /// use underlay::endpoint::AttachOptions;
+    ///
+    /// // A backup uplink, used only when the preferred network's route is gone.
+    /// let options = AttachOptions::new().metric(200);
+    /// assert!(format!("{options:?}").contains("metric: Some(200)"));
+    /// ```
+    pub fn metric(mut self, metric: u32) -> Self {
+        self.metric = Some(metric);
         self
     }
 }

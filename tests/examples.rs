@@ -706,6 +706,63 @@ fn cli_errors_exit_1_and_name_the_bad_value() {
 }
 
 #[test]
+fn cli_recover_route_options_and_freeing_a_dead_containers_endpoint_by_name() {
+    let s = CliSandbox::new();
+    s.ok(&[
+        "network",
+        "create",
+        "-d",
+        "macvlan",
+        "--subnet=10.77.0.0/24",
+        "-o",
+        "parent=eth0",
+        "n",
+    ]);
+    let a = s.sb.container();
+    let b = s.sb.container();
+    let path = |ns: &underlay::netns::NetNs| common::netns_path_for_child(ns);
+    s.ok(&["network", "connect", "--no-default-route", "n", &path(&a)]);
+    assert!(!common::ip_routes(&a, false).contains("default"));
+    s.ok(&[
+        "network",
+        "connect",
+        "--metric=300",
+        "--name",
+        "b",
+        "n",
+        &path(&b),
+    ]);
+    assert!(
+        common::ip_routes(&b, false).contains("default via 10.77.0.1 dev eth0 metric 300"),
+        "{}",
+        common::ip_routes(&b, false)
+    );
+    let err = s.fails(&["network", "connect", "--metric", "x", "n", &path(&b)]);
+    assert!(err.contains("--metric"), "{err}");
+    // Nothing to recover: an empty report.
+    assert_eq!(s.ok(&["recover"]), "");
+    let json: serde_json::Value = serde_json::from_str(&s.ok(&["recover", "--json"])).unwrap();
+    assert_eq!(json["released_endpoints"], serde_json::json!([]));
+    // b's container dies without a disconnect; its endpoint is freed by name.
+    drop(b);
+    s.ok(&["network", "disconnect", "n", "b"]);
+    let names: Vec<String> = s.inspect("n")["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    let err = s.fails(&["network", "disconnect", "n", "nobody"]);
+    assert!(err.contains("neither a namespace nor an endpoint"), "{err}");
+    // a's container dies too: recover releases it and says so.
+    drop(a);
+    let out = s.ok(&["recover"]);
+    assert!(out.starts_with("released endpoint n/"), "{out}");
+    s.ok(&["network", "rm", "n"]);
+}
+
+#[test]
 fn cli_help_for_every_command() {
     let s = CliSandbox::new();
     let cases: &[(&[&str], &str)] = &[
@@ -720,6 +777,7 @@ fn cli_help_for_every_command() {
         (&["network", "inspect", "--help"], "JSON"),
         (&["network", "connect", "--help"], "--mac-address"),
         (&["network", "disconnect", "--help"], "namespace is gone"),
+        (&["recover", "--help"], "--json"),
     ];
     for (args, needle) in cases {
         let out = s.ok(args);

@@ -398,6 +398,10 @@ fn configure_inside(
             .driver
             .default_routes(index, allocations, network.internal)
         {
+            let route = match options.metric {
+                Some(metric) => route.metric(metric),
+                None => route,
+            };
             requests.push(route.request());
         }
     }

@@ -22,7 +22,7 @@ use crate::{Error, Result};
 /// }
 /// # Ok::<(), underlay::Error>(())
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct RecoveryReport {
     /// Owned parent links that were missing (after a reboot) and were
