@@ -94,6 +94,8 @@ pub struct NetworkBuilder {
     ipv6: Option<bool>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     internal: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    no_gateway: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     mtu: Option<u32>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -396,6 +398,25 @@ impl NetworkBuilder {
         self
     }
 
+    /// Infers no gateway: subnets given without `--gateway` have none, so
+    /// every address can be handed out and containers get no default route
+    /// through them (today's Docker does this; the 2016 guides, and
+    /// underlay by default, take the subnet's first address). The Docker
+    /// option is `-o no_gateway=true`.
+    ///
+    /// ```
+    /// use underlay::Network;
+    ///
+    /// let builder = Network::builder("flat").macvlan().subnet("10.1.2.0/24");
+    /// assert!(builder.clone().no_gateway().build()?.no_gateway());
+    /// assert!(!builder.build()?.no_gateway());
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
+    pub fn no_gateway(mut self) -> Self {
+        self.no_gateway = true;
+        self
+    }
+
     /// The MTU of the endpoints (the parent's by default).
     ///
     /// ```
@@ -470,6 +491,21 @@ impl NetworkBuilder {
                 self.parent = Some(value.to_owned());
                 Ok(())
             }
+            "no_gateway" => match value {
+                "" | "true" | "1" => {
+                    self.no_gateway = true;
+                    Ok(())
+                }
+                "false" | "0" => {
+                    self.no_gateway = false;
+                    Ok(())
+                }
+                _ => Err(Error::invalid(
+                    "no_gateway",
+                    value,
+                    "expected true or false",
+                )),
+            },
             "mtu" | "com.docker.network.driver.mtu" => {
                 value.parse().map(|m| self.mtu = Some(m)).map_err(|_| {
                     Error::invalid("mtu", value, "expected a number of bytes, such as 1500")
@@ -571,6 +607,33 @@ impl NetworkBuilder {
             Some(on) => on,
             None => true,
         };
+        if let (Some(mtu), true) = (self.mtu, ipv6) {
+            if mtu < 1280 {
+                return Err(Error::invalid(
+                    "mtu",
+                    mtu.to_string(),
+                    "IPv6 needs an MTU of 1280 or more: raise it, or turn IPv6 off",
+                ));
+            }
+        }
+        if self.no_gateway && !self.gateways.is_empty() {
+            return Err(Error::invalid(
+                "no_gateway",
+                "true",
+                "a gateway is given too: drop --gateway, or the no_gateway option",
+            ));
+        }
+        if driver
+            == (Driver::Macvlan {
+                mode: MacvlanMode::Source,
+            })
+        {
+            return Err(Error::invalid(
+                "macvlan mode",
+                "source",
+                "source mode admits only frames from a list of source MAC addresses, which underlay does not take yet; use bridge, private, vepa or passthru",
+            ));
+        }
         // Docker: no parent means an isolated network on a dummy parent.
         let internal = self.internal || self.parent.is_none();
         if let Some(parent) = &self.parent {
@@ -594,6 +657,7 @@ impl NetworkBuilder {
             ipv4,
             ipv6,
             internal,
+            no_gateway: self.no_gateway,
             mtu: self.mtu,
             labels: self.labels.clone(),
             policy: self.allocation_policy,
@@ -633,12 +697,24 @@ pub struct NetworkSpec {
     ipv4: bool,
     ipv6: bool,
     internal: bool,
+    no_gateway: bool,
     mtu: Option<u32>,
     labels: BTreeMap<String, String>,
     policy: AllocationPolicy,
 }
 
 impl NetworkSpec {
+    /// Whether gateways are left uninferred (see
+    /// [`NetworkBuilder::no_gateway`]).
+    pub fn no_gateway(&self) -> bool {
+        self.no_gateway
+    }
+
+    /// The endpoints' MTU, if set.
+    pub fn mtu(&self) -> Option<u32> {
+        self.mtu
+    }
+
     /// The network's name.
     ///
     /// ```

@@ -358,3 +358,109 @@ fn remove_child() {
     let host = common::open_child_host();
     let _ = host.force_remove_network("doomed");
 }
+
+#[test]
+fn what_cannot_work_is_refused_at_create_and_leaves_nothing() {
+    let (sb, dir, host) = common::fixture();
+    let before = dir.snapshot();
+    let cases: Vec<(underlay::network::NetworkBuilder, &str)> = vec![
+        (
+            macvlan("n", "10.7.8.0/24").mtu(9000),
+            "above the MTU of parent eth0 (1500)",
+        ),
+        (
+            macvlan("n", "10.7.8.0/24")
+                .gateway("10.7.8.1")
+                .aux_address("gw", "10.7.8.1"),
+            "is the gateway",
+        ),
+        (
+            macvlan("n", "10.7.8.0/24").aux_address("net", "10.7.8.0"),
+            "the network address",
+        ),
+        (macvlan("n", "224.1.0.0/16"), "multicast"),
+        (macvlan("n", "127.1.0.0/16"), "loopback"),
+        (macvlan("n", "169.254.0.0/16"), "link-local"),
+        (macvlan("n", "fe80::/64"), "link-local"),
+        (
+            macvlan("n", "10.7.8.0/24").ip_range("10.7.8.1/32"),
+            "holds no address",
+        ),
+        (
+            macvlan("n", "10.7.8.0/24").option("macvlan_mode", "source"),
+            "source mode",
+        ),
+        (
+            macvlan("n", "10.7.8.0/24").gateway("10.7.8.1").no_gateway(),
+            "no_gateway",
+        ),
+    ];
+    for (builder, needle) in cases {
+        let err = host.create_network(builder).unwrap_err();
+        assert!(err.to_string().contains(needle), "{needle}: {err}");
+    }
+    assert_eq!(dir.snapshot(), before);
+    assert_eq!(link_names(&sb.host), ["eth0", "lo", "uplink0"]);
+}
+
+#[test]
+fn no_gateway_hands_out_every_address_and_adds_no_route() {
+    let (sb, _dir, host) = common::fixture();
+    let net = host
+        .create_network(
+            underlay::docker::network_create_args(
+                "-d macvlan --subnet=10.7.9.0/30 -o parent=eth0 -o no_gateway=true flat".split(' '),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    assert!(net.gateways().is_empty());
+    let a = sb.container();
+    let b = sb.container();
+    let ea = net.attach(&a, &AttachOptions::new()).unwrap();
+    let eb = net.attach(&b, &AttachOptions::new()).unwrap();
+    assert_eq!(ea.addresses()[0].to_string(), "10.7.9.1/30");
+    assert_eq!(eb.addresses()[0].to_string(), "10.7.9.2/30");
+    assert!(!common::ip_routes(&a, false).contains("default"));
+    assert!(common::ping(&a, "10.7.9.2"));
+    host.force_remove_network("flat").unwrap();
+}
+
+#[test]
+fn passthru_gives_the_parent_to_one_endpoint_and_says_so_to_a_second() {
+    let (sb, _dir, host) = common::fixture();
+    let net = host
+        .create_network(macvlan("pt", "10.7.10.0/24").option("macvlan_mode", "passthru"))
+        .unwrap();
+    let a = sb.container();
+    let ea = net.attach(&a, &AttachOptions::new()).unwrap();
+    // The endpoint has the parent's MAC address, and claims no other.
+    let parent_mac = sb.nl.link_by_name("eth0").unwrap().mac;
+    let inside = a.netlink().unwrap().link_by_name("eth0").unwrap();
+    assert_eq!(inside.mac, parent_mac);
+    assert_eq!(ea.mac(), None);
+    let b = sb.container();
+    let err = net.attach(&b, &AttachOptions::new()).unwrap_err();
+    assert!(err.to_string().contains("passthru"), "{err}");
+    assert_eq!(link_names(&b), ["lo"]);
+    let mac = "02:42:0a:07:0a:09".parse().unwrap();
+    net.detach(&a).unwrap();
+    let err = net.attach(&b, &AttachOptions::new().mac(mac)).unwrap_err();
+    assert!(err.to_string().contains("parent's MAC"), "{err}");
+    assert_eq!(sb.nl.link_by_name("eth0").unwrap().mac, parent_mac);
+    host.remove_network("pt").unwrap();
+}
+
+#[test]
+fn a_duplicate_mac_address_is_explained() {
+    let (sb, _dir, host) = common::fixture();
+    let net = host.create_network(macvlan("n", "10.7.11.0/24")).unwrap();
+    let mac = "02:42:0a:07:0b:09".parse().unwrap();
+    let a = sb.container();
+    net.attach(&a, &AttachOptions::new().mac(mac)).unwrap();
+    let b = sb.container();
+    let err = net.attach(&b, &AttachOptions::new().mac(mac)).unwrap_err();
+    assert!(err.to_string().contains("has it already"), "{err}");
+    assert_eq!(link_names(&b), ["lo"]);
+    host.force_remove_network("n").unwrap();
+}

@@ -2,7 +2,7 @@
 //! parent, in one of the kernel's macvlan modes.
 
 use crate::link::{MacAddress, MacvlanMode, NewLink};
-use crate::Result;
+use crate::{Error, Result};
 
 /// The Docker driver options macvlan networks take.
 pub(super) const OPTIONS: &[&str] = &["parent", "macvlan_mode", "mtu"];
@@ -16,10 +16,25 @@ pub(super) fn endpoint_link(ifname: &str, parent: u32, mode: MacvlanMode) -> New
 }
 
 /// An endpoint's MAC address: the requested one, or a random locally
-/// administered one, as Docker gives.
-pub(super) fn endpoint_mac(requested: Option<MacAddress>) -> Result<Option<MacAddress>> {
-    Ok(Some(match requested {
-        Some(mac) => mac,
-        None => MacAddress::random_local()?,
-    }))
+/// administered one, as Docker gives. In passthru mode the endpoint takes
+/// the parent's, and setting another would change the parent's.
+pub(super) fn endpoint_mac(
+    mode: MacvlanMode,
+    requested: Option<MacAddress>,
+) -> Result<Option<MacAddress>> {
+    match (mode, requested) {
+        (MacvlanMode::Passthru, None) => Ok(None),
+        (MacvlanMode::Passthru, Some(mac)) => Err(Error::invalid(
+            "MAC address",
+            mac.to_string(),
+            "a passthru endpoint takes the parent's MAC address; setting another would change the parent's",
+        )),
+        (_, Some(mac)) => Ok(Some(mac)),
+        (_, None) => Ok(Some(MacAddress::random_local()?)),
+    }
+}
+
+/// How many endpoints a network may have: passthru gives the parent to one.
+pub(super) fn endpoint_limit(mode: MacvlanMode) -> Option<usize> {
+    (mode == MacvlanMode::Passthru).then_some(1)
 }

@@ -319,8 +319,17 @@ impl Driver {
     /// cannot honour.
     pub(crate) fn endpoint_mac(&self, requested: Option<MacAddress>) -> Result<Option<MacAddress>> {
         match self {
-            Driver::Macvlan { .. } => macvlan::endpoint_mac(requested),
+            Driver::Macvlan { mode } => macvlan::endpoint_mac(*mode, requested),
             Driver::Ipvlan { .. } => ipvlan::endpoint_mac(requested),
+        }
+    }
+
+    /// How many endpoints a network of this driver may have at once, if
+    /// the kernel limits it (macvlan passthru: one).
+    pub(crate) fn endpoint_limit(&self) -> Option<usize> {
+        match self {
+            Driver::Macvlan { mode } => macvlan::endpoint_limit(*mode),
+            Driver::Ipvlan { .. } => None,
         }
     }
 
@@ -329,6 +338,12 @@ impl Driver {
         match (self, requested) {
             (_, None) => Ok(()),
             (Driver::Ipvlan { .. }, mac) => ipvlan::endpoint_mac(mac).map(drop),
+            (
+                Driver::Macvlan {
+                    mode: MacvlanMode::Passthru,
+                },
+                mac,
+            ) => macvlan::endpoint_mac(MacvlanMode::Passthru, mac).map(drop),
             (Driver::Macvlan { .. }, Some(mac)) => {
                 if !mac.is_unicast() || mac.0 == [0; 6] {
                     return Err(Error::invalid(

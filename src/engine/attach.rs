@@ -49,6 +49,18 @@ impl Engine {
             );
             session.forget(other.id)?;
         }
+        if let Some(limit) = network.driver.endpoint_limit() {
+            if let Some(holder) = session.endpoints().nth(limit - 1) {
+                return Err(Error::invalid(
+                    "endpoint",
+                    options.name.clone().unwrap_or_default(),
+                    format!(
+                        "network {:?} is macvlan passthru: its endpoint {:?} has the parent to itself; detach it first",
+                        network.name, holder.name
+                    ),
+                ));
+            }
+        }
         let id = new_id(session.as_ref())?;
         let name = match &options.name {
             Some(name) => {
@@ -184,7 +196,12 @@ impl Engine {
             session.save(record)?;
             created = self.create_link(network, netns, parent, record, options);
         }
-        created.map_err(|e| failed("create the link", e))?;
+        created.map_err(|e| {
+            failed(
+                "create the link",
+                explain_create(e, record, network, options),
+            )
+        })?;
         log::debug!("endpoint {}: created link {}", record.name, record.ifname);
 
         let mark = self.endpoint_mark(network, record.id);
@@ -208,7 +225,7 @@ impl Engine {
                     );
                 }
             }
-            result.map_err(|(step, e)| failed(&step, e))
+            result.map_err(|(step, e)| failed(&step, explain_mac(e, record, network)))
         })
     }
 
@@ -264,6 +281,43 @@ impl Engine {
     }
 }
 
+/// Says what to do when the kernel refuses a MAC address another link on
+/// the parent has (macvlan refuses it when the link goes up).
+fn explain_mac(error: Error, record: &EndpointRecord, network: &NetworkRecord) -> Error {
+    match (error.errno(), record.mac) {
+        (Some(libc::EADDRINUSE), Some(mac)) => Error::invalid(
+            "MAC address",
+            mac.to_string(),
+            format!(
+                "another link on parent {} has it already: choose another, or leave it to underlay",
+                network.parent.name
+            ),
+        ),
+        _ => error,
+    }
+}
+
+/// Says what to do about the kernel's usual refusals of a new link.
+fn explain_create(
+    error: Error,
+    record: &EndpointRecord,
+    network: &NetworkRecord,
+    options: &AttachOptions,
+) -> Error {
+    match (error.errno(), options.mtu.or(network.mtu)) {
+        (Some(libc::EADDRINUSE), _) => explain_mac(error, record, network),
+        (Some(libc::EINVAL), Some(mtu)) => Error::invalid(
+            "mtu",
+            mtu.to_string(),
+            format!(
+                "the kernel refused it (the largest is the MTU of parent {}): lower it, or raise the parent's",
+                network.parent.name
+            ),
+        ),
+        _ => error,
+    }
+}
+
 /// Checks the options against the network, before anything happens.
 fn check(network: &NetworkRecord, options: &AttachOptions) -> Result<()> {
     if let Some(name) = &options.ifname {
@@ -282,6 +336,16 @@ fn check(network: &NetworkRecord, options: &AttachOptions) -> Result<()> {
                 "mtu",
                 mtu.to_string(),
                 "expected 68 to 65535 bytes",
+            ));
+        }
+        if network.ipv6 && mtu < 1280 {
+            return Err(Error::invalid(
+                "mtu",
+                mtu.to_string(),
+                format!(
+                    "network {:?} has IPv6, which needs an MTU of 1280 or more",
+                    network.name
+                ),
             ));
         }
     }

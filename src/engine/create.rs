@@ -33,6 +33,21 @@ impl Engine {
             .is_none()
             .then(|| spec.driver().dummy_parent_name(&id));
         let plan = parent::plan(&self.nl, spec.parent(), dummy)?;
+        if let (Some(mtu), true) = (spec.mtu(), plan.index != 0) {
+            // The endpoints' MTU cannot exceed the parent's (for a VLAN to be
+            // made, its master's).
+            let parent = self.nl.link_by_index(plan.index)?;
+            if mtu > parent.mtu {
+                return Err(Error::invalid(
+                    "mtu",
+                    mtu.to_string(),
+                    format!(
+                        "above the MTU of parent {} ({}): raise the parent's first, or choose {} or less",
+                        parent.name, parent.mtu, parent.mtu
+                    ),
+                ));
+            }
+        }
         if let Some(holder) = records.iter().find(|r| r.parent.name == plan.parent.name) {
             return Err(Error::ParentInUse {
                 parent: plan.parent.name.clone(),
@@ -113,7 +128,10 @@ impl Engine {
                 ipam.add_subnet(SubnetConfig::new(subnet)?)?;
             }
         }
-        ipam.infer_gateways();
+        if !spec.no_gateway() {
+            ipam.infer_gateways();
+        }
+        ipam.check_allocatable()?;
         Ok(ipam)
     }
 

@@ -11,7 +11,7 @@ use super::prefix::{
     address_to_u128, check_no_host_bits, first_usable_address, overlaps, parse_address,
     parse_prefix, special_offsets,
 };
-use super::{IpFamily, IpamError};
+use super::{IpFamily, IpamError, Reservation};
 
 /// One subnet of a network, with its optional gateway, optional ip-range and
 /// named aux (reserved) addresses.
@@ -97,6 +97,9 @@ impl SubnetConfig {
         check_no_host_bits(subnet)?;
         if subnet.prefix_len() == 0 {
             return Err(IpamError::ZeroPrefix { subnet });
+        }
+        if let Some(reason) = special_purpose(&subnet) {
+            return Err(IpamError::UnusableSubnet { subnet, reason });
         }
         Ok(SubnetConfig {
             subnet,
@@ -265,6 +268,14 @@ impl SubnetConfig {
                 second: gateway,
             });
         }
+        if let Some((name, _)) = self.aux_addresses.iter().find(|(_, a)| **a == gateway) {
+            return Err(IpamError::AuxAddressNotUsable {
+                name: name.clone(),
+                address: gateway,
+                subnet: self.subnet,
+                reservation: Reservation::Gateway,
+            });
+        }
         let offset = address_to_u128(gateway) - address_to_u128(self.subnet.network());
         if let Some((_, reservation)) = special_offsets(&self.subnet)
             .into_iter()
@@ -310,9 +321,75 @@ impl SubnetConfig {
         if self.aux_addresses.contains_key(&name) {
             return Err(IpamError::DuplicateAuxName { name });
         }
+        let offset = address_to_u128(address) - address_to_u128(self.subnet.network());
+        let reservation = special_offsets(&self.subnet)
+            .into_iter()
+            .find(|(special, _)| *special == offset)
+            .map(|(_, reservation)| reservation)
+            .or((self.gateway == Some(address)).then_some(Reservation::Gateway));
+        if let Some(reservation) = reservation {
+            return Err(IpamError::AuxAddressNotUsable {
+                name,
+                address,
+                subnet: self.subnet,
+                reservation,
+            });
+        }
         self.aux_addresses.insert(name, address);
         Ok(())
     }
+
+    /// Checks that the ip-range (or the subnet) has an address to hand out
+    /// once the gateway, the aux addresses and the reserved addresses are
+    /// set aside.
+    fn check_allocatable(&self) -> Result<(), IpamError> {
+        let Some(range) = self.ip_range else {
+            return Ok(());
+        };
+        let start = address_to_u128(range.network());
+        let size: u128 = if range.max_prefix_len() - range.prefix_len() >= 127 {
+            u128::MAX
+        } else {
+            1u128 << (range.max_prefix_len() - range.prefix_len())
+        };
+        let base = address_to_u128(self.subnet.network());
+        let mut taken: Vec<u128> = special_offsets(&self.subnet)
+            .into_iter()
+            .map(|(offset, _)| base + offset)
+            .chain(self.gateway.map(address_to_u128))
+            .chain(self.aux_addresses.values().map(|a| address_to_u128(*a)))
+            .filter(|a| (start..=start.saturating_add(size - 1)).contains(a))
+            .collect();
+        taken.sort_unstable();
+        taken.dedup();
+        if (taken.len() as u128) < size {
+            Ok(())
+        } else {
+            Err(IpamError::EmptyIpRange {
+                range,
+                subnet: self.subnet,
+            })
+        }
+    }
+}
+
+/// The special-purpose range a subnet falls in (or covers), if any.
+fn special_purpose(subnet: &IpNet) -> Option<&'static str> {
+    const RANGES: &[(&str, &str)] = &[
+        ("0.0.0.0/8", "in 0.0.0.0/8 (this network)"),
+        ("127.0.0.0/8", "loopback"),
+        ("169.254.0.0/16", "link-local"),
+        ("224.0.0.0/4", "multicast"),
+        ("255.255.255.255/32", "the broadcast address"),
+        ("::/128", "the unspecified address"),
+        ("::1/128", "loopback"),
+        ("fe80::/10", "link-local"),
+        ("ff00::/8", "multicast"),
+    ];
+    RANGES.iter().find_map(|(range, reason)| {
+        let range: IpNet = range.parse().expect("a valid prefix");
+        (range.contains(subnet) || subnet.contains(&range)).then_some(*reason)
+    })
 }
 
 /// The address configuration of one network: any number of IPv4 and IPv6
@@ -557,6 +634,30 @@ impl NetworkIpamConfig {
                 subnet.gateway = first_usable_address(&subnet.subnet);
             }
         }
+    }
+
+    /// Checks that every ip-range has an address to hand out once the
+    /// gateways (given or inferred), aux and reserved addresses are set
+    /// aside; run it after [`infer_gateways`](Self::infer_gateways).
+    ///
+    /// # Errors
+    /// [`IpamError::EmptyIpRange`] naming the first range with nothing to
+    /// hand out.
+    ///
+    /// ```
+    /// use underlay::ipam::{IpamError, NetworkIpamConfig};
+    ///
+    /// // The range holds one address, and the inferred gateway takes it.
+    /// let mut config =
+    ///     NetworkIpamConfig::from_docker_lists(&["10.1.0.0/24"], &[], &["10.1.0.1/32"], &[])?;
+    /// config.infer_gateways();
+    /// assert!(matches!(config.check_allocatable(), Err(IpamError::EmptyIpRange { .. })));
+    /// # Ok::<(), IpamError>(())
+    /// ```
+    pub fn check_allocatable(&self) -> Result<(), IpamError> {
+        self.subnets
+            .iter()
+            .try_for_each(SubnetConfig::check_allocatable)
     }
 
     /// The subnets, in configuration order.

@@ -326,6 +326,40 @@ pub enum IpamError {
         family: IpFamily,
     },
 
+    /// A subnet lies in a special-purpose range containers cannot use on a
+    /// physical network (loopback, link-local, multicast, unspecified).
+    #[error("subnet {subnet} is {reason}, which containers cannot use on a physical network: give a unicast subnet")]
+    UnusableSubnet {
+        /// The subnet as given.
+        subnet: IpNet,
+        /// Which range it falls in.
+        reason: &'static str,
+    },
+
+    /// An aux address is the gateway, or an address of the subnet that is
+    /// never handed out anyway.
+    #[error("aux address {name}={address} is {reservation} of subnet {subnet}, which is never handed out anyway: drop it or give another address")]
+    AuxAddressNotUsable {
+        /// The name of the aux address.
+        name: String,
+        /// The address as given.
+        address: IpAddr,
+        /// Its subnet.
+        subnet: IpNet,
+        /// What the address is.
+        reservation: Reservation,
+    },
+
+    /// An ip-range holds no address that could be handed out (only the
+    /// gateway, aux addresses, or reserved addresses).
+    #[error("ip-range {range} of subnet {subnet} holds no address to hand out (only the gateway, aux addresses or reserved ones): widen it")]
+    EmptyIpRange {
+        /// The ip-range.
+        range: IpNet,
+        /// Its subnet.
+        subnet: IpNet,
+    },
+
     /// A subnet overlaps a subnet of another network.
     #[error(
         "subnet {subnet} overlaps subnet {existing} of network {network:?}: \
