@@ -15,11 +15,13 @@
 # needs_ipvlan / needs_vlan / needs_dummy; the real-kernel tier fails unless at least
 # one test of each kind passed in it.
 #
-# Installs what is missing (apt: qemu-system-x86 linux-image-amd64 busybox-static
+# Installs what is missing (apt: qemu-system-x86 linux-image-amd64 linux-image-6.12-amd64 busybox-static
 # iputils-ping iproute2 jq; pip: virtme-ng), idempotently.
 #
 # Environment knobs:
-#   UNDERLAY_VM_KERNEL        kernel image (default: newest /boot/vmlinuz-*-amd64)
+#   UNDERLAY_VM_KERNEL        kernel images, space-separated (default: the newest
+#                             /boot/vmlinuz-6.1.*-amd64 and /boot/vmlinuz-6.12.*-amd64,
+#                             one real-kernel tier each)
 #   UNDERLAY_VM_TIMEOUT       seconds for the whole VM run, boot included (default 2400)
 #   UNDERLAY_VM_TEST_TIMEOUT  seconds per test binary inside the guest (default 1200)
 #   UNDERLAY_VM_THREADS       --test-threads inside the guest (default 2)
@@ -27,7 +29,8 @@
 #   UNDERLAY_VM_BINS          only these test targets in the VM, e.g. "netlink underlay"
 #
 # Logs: <target>/test-logs/ (cargo output, guest console, per-binary guest output).
-# Ends with `host: ...`, `real-kernel: ...` and `total: N passed, N failed, N skipped`;
+# Ends with `host: ...`, one `real-kernel-VERSION: ...` per kernel and
+# `total: N passed, N failed, N skipped`;
 # exits non-zero if any test failed, a tier did not run, or the needs_* check failed.
 # A test binary that crashed or never finished, and each needs_* kind with no passing
 # test, count as one failure each in the real-kernel line.
@@ -119,7 +122,8 @@ ensure_vng() {
 pkgs=(jq)
 ((run_host)) && pkgs+=(iproute2 iputils-ping)
 # virtme-ng needs a static busybox for the guest's initramfs (the 9p modules).
-((run_vm)) && pkgs+=(iproute2 iputils-ping qemu-system-x86 linux-image-amd64 busybox-static)
+# Both of Debian's kernel lines: 6.1 (linux-image-amd64) and 6.12.
+((run_vm)) && pkgs+=(iproute2 iputils-ping qemu-system-x86 linux-image-amd64 linux-image-6.12-amd64 busybox-static)
 apt_ensure "${pkgs[@]}"
 ((run_vm)) && ensure_vng
 
@@ -180,13 +184,20 @@ status=0
 tiers=()
 
 # ---------------------------------------------------------------- host tier
-# The machine's own links, named namespaces and underlay's default runtime dir.
+# What the tests could leave on the machine, and only that (other processes may
+# make links and namespaces of their own meanwhile): links in the machine's
+# namespace with the names underlay gives (temporary "ul..." names, "dm-"/"di-"
+# dummy parents, capability "probe" links), named namespaces starting with
+# "underlay" or "ul-", underlay's default runtime directory, and the tests'
+# state directories.
 machine_state() {
-    ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | sort
+    ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | grep -E '^(ul|dm-|di-|probe)' | sort || true
     echo "-- netns"
-    ip netns list 2>/dev/null | sort
+    ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^(underlay|ul-)' | sort || true
     echo "-- runtime"
     ls /run/underlay 2>/dev/null || true
+    echo "-- state"
+    ls -d "${TMPDIR:-/tmp}"/underlay-test-* 2>/dev/null || true
 }
 
 host_tier() {
@@ -225,16 +236,28 @@ host_tier() {
 }
 
 # ---------------------------------------------------------------- real-kernel tier
+# The kernels of the real-kernel tier: UNDERLAY_VM_KERNEL (a list), or the
+# newest installed image of each of Debian's lines, 6.1 and 6.12.
+vm_kernels() {
+    if [[ -n ${UNDERLAY_VM_KERNEL:-} ]]; then
+        printf '%s\n' $UNDERLAY_VM_KERNEL
+        return
+    fi
+    local line k
+    for line in 6.1 6.12; do
+        k=$(ls /boot/vmlinuz-"$line".*-amd64 2>/dev/null | sort -V | tail -n 1 || true)
+        [[ -n $k ]] && echo "$k"
+    done
+}
+
+# vm_tier KERNEL TIER: the tests under KERNEL; results under the key TIER.
 vm_tier() {
-    local kernel=${UNDERLAY_VM_KERNEL:-} timeout=${UNDERLAY_VM_TIMEOUT:-2400}
+    local kernel=$1 vm=$2 timeout=${UNDERLAY_VM_TIMEOUT:-2400}
     local per_bin=${UNDERLAY_VM_TEST_TIMEOUT:-1200} threads=${UNDERLAY_VM_THREADS:-2}
     local mem=${UNDERLAY_VM_MEMORY:-1G} t0 rc=0 rw entry name path
-    STATUS[vm]="did not run" P[vm]=0 F[vm]=0 S[vm]=0 NOTE[vm]=""
-    if [[ -z $kernel ]]; then
-        kernel=$(ls /boot/vmlinuz-*-amd64 2>/dev/null | sort -V | tail -n 1 || true)
-    fi
-    [[ -n $kernel && -r $kernel ]] || { NOTE[vm]="real-kernel: no /boot/vmlinuz-*-amd64 found"; return; }
-    ((${#BINS[@]} > 0)) || { NOTE[vm]="real-kernel: no test binaries"; return; }
+    STATUS[$vm]="did not run" P[$vm]=0 F[$vm]=0 S[$vm]=0 NOTE[$vm]=""
+    [[ -n $kernel && -r $kernel ]] || { NOTE[$vm]="$vm: kernel image ${kernel:-?} not found"; return; }
+    ((${#BINS[@]} > 0)) || { NOTE[$vm]="$vm: no test binaries"; return; }
 
     mkdir -p "$TARGET/vm-tier" "$TARGET/tmp"
     rw=$(mktemp -d "$TARGET/vm-tier/run.XXXXXX")
@@ -265,12 +288,12 @@ vm_tier() {
     } >"$rw/guest.sh"
     chmod +x "$rw/guest.sh"
 
-    log "real-kernel tier: $(basename "$kernel") under QEMU/TCG, ${#BINS[@]} binaries (timeout ${timeout}s, log: $LOGS/vm-console.log)"
+    log "real-kernel tier: $(basename "$kernel") under QEMU/TCG, ${#BINS[@]} binaries (timeout ${timeout}s, log: $LOGS/$vm-console.log)"
     t0=$(date +%s.%N)
     # timeout signals its whole process group, so qemu (exec'd by virtme-run) dies too.
     timeout -k 30 "$timeout" "$VNG" --run "$kernel" --disable-kvm --force-9p \
         --cpus 2 --memory "$mem" --rwdir "$rw" --overlay-rwdir "$TARGET/tmp" \
-        --exec "$rw/guest.sh" </dev/null >"$LOGS/vm-console.log" 2>&1 || rc=$?
+        --exec "$rw/guest.sh" </dev/null >"$LOGS/$vm-console.log" 2>&1 || rc=$?
     local t1
     t1=$(date +%s.%N)
 
@@ -290,56 +313,70 @@ vm_tier() {
             fi
         fi
     done
-    rm -rf "$LOGS/vm-last" && cp -r "$rw" "$LOGS/vm-last" || true
+    rm -rf "${LOGS:?}/$vm-last" && cp -r "$rw" "$LOGS/$vm-last" || true
 
     if ((${#logs[@]} > 0)); then
-        read -r "P[vm]" "F[vm]" "S[vm]" < <(sum_results "${logs[@]}")
+        read -r "P[$vm]" "F[$vm]" "S[$vm]" < <(sum_results "${logs[@]}")
         read -r vi vv vd < <(needs_counts "${logs[@]}")
     else
         vi=0 vv=0 vd=0
     fi
-    F[vm]=$((F[vm] + ${#failed_bins[@]}))
-    NOTE[vm]="real-kernel: ran $vi needs_ipvlan, $vv needs_vlan, $vd needs_dummy"
+    F[$vm]=$((F[$vm] + ${#failed_bins[@]}))
+    NOTE[$vm]="$vm: ran $vi needs_ipvlan, $vv needs_vlan, $vd needs_dummy"
     if [[ -f $rw/guest-start ]]; then
-        NOTE[vm]+=$'\n'"real-kernel: $(basename "$kernel"), boot $(awk -v a="$t0" -v b="$(<"$rw/guest-start")" 'BEGIN{printf "%.1f", b-a}')s, whole VM run $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')s"
+        NOTE[$vm]+=$'\n'"$vm: $(basename "$kernel"), boot $(awk -v a="$t0" -v b="$(<"$rw/guest-start")" 'BEGIN{printf "%.1f", b-a}')s, whole VM run $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')s"
     fi
     local f
-    for f in "${failed_bins[@]}"; do NOTE[vm]+=$'\n'"real-kernel: binary $f"; done
+    for f in "${failed_bins[@]}"; do NOTE[$vm]+=$'\n'"$vm: binary $f"; done
 
     if ((rc == 124 || rc == 137)); then
-        NOTE[vm]+=$'\n'"real-kernel: VM run timed out after ${timeout}s"
-        STATUS[vm]=failed
+        NOTE[$vm]+=$'\n'"$vm: VM run timed out after ${timeout}s"
+        STATUS[$vm]=failed
     elif [[ ! -f $rw/guest-done ]]; then
-        NOTE[vm]+=$'\n'"real-kernel: the guest did not finish (vng exit $rc)"
-        STATUS[vm]="did not run"
-    elif ((P[vm] + F[vm] == 0)); then
-        STATUS[vm]="did not run"
-    elif ((F[vm] > 0)); then
-        STATUS[vm]=failed
+        NOTE[$vm]+=$'\n'"$vm: the guest did not finish (vng exit $rc)"
+        STATUS[$vm]="did not run"
+    elif ((P[$vm] + F[$vm] == 0)); then
+        STATUS[$vm]="did not run"
+    elif ((F[$vm] > 0)); then
+        STATUS[$vm]=failed
     else
-        STATUS[vm]=ok
+        STATUS[$vm]=ok
     fi
     local miss=()
     ((vi > 0)) || miss+=(needs_ipvlan)
     ((vv > 0)) || miss+=(needs_vlan)
     ((vd > 0)) || miss+=(needs_dummy)
     if ((${#miss[@]} > 0)); then
-        NOTE[vm]+=$'\n'"real-kernel: FAILED feature check: no passing test with path segment ${miss[*]}"
-        F[vm]=$((F[vm] + ${#miss[@]})) # each missing kind counts as one failure
-        [[ ${STATUS[vm]} == ok ]] && STATUS[vm]="feature check failed"
+        NOTE[$vm]+=$'\n'"$vm: FAILED feature check: no passing test with path segment ${miss[*]}"
+        F[$vm]=$((F[$vm] + ${#miss[@]})) # each missing kind counts as one failure
+        [[ ${STATUS[$vm]} == ok ]] && STATUS[$vm]="feature check failed"
     fi
-    if [[ ${STATUS[vm]} != ok ]]; then
+    if [[ ${STATUS[$vm]} != ok ]]; then
         for f in "${logs[@]}"; do
             grep -E '^test .* FAILED$|panicked at' "$f" | head -n 20 || true
         done
-        [[ -f $rw/guest-start ]] || show_tail "$LOGS/vm-console.log" 40
-        echo "(guest output kept in $LOGS/vm-last/)"
+        [[ -f $rw/guest-start ]] || show_tail "$LOGS/$vm-console.log" 40
+        echo "(guest output kept in $LOGS/$vm-last/)"
     fi
     rm -rf "$rw"
 }
 
 if ((run_host)); then host_tier; tiers+=(host); fi
-if ((run_vm)); then vm_tier; tiers+=(vm); fi
+if ((run_vm)); then
+    mapfile -t KERNELS < <(vm_kernels)
+    if ((${#KERNELS[@]} == 0)); then
+        tiers+=(real-kernel) STATUS[real-kernel]="did not run" P[real-kernel]=0 F[real-kernel]=0 S[real-kernel]=0
+        NOTE[real-kernel]="real-kernel: no /boot/vmlinuz-6.1.*-amd64 or 6.12 image found"
+    fi
+    for kernel in "${KERNELS[@]}"; do
+        # The tier's name says the kernel: real-kernel-6.1.0-57, real-kernel-6.12.57+deb12
+        tier=$(basename "$kernel")
+        tier=real-kernel-${tier#vmlinuz-}
+        tier=${tier%-amd64}
+        vm_tier "$kernel" "$tier"
+        tiers+=("$tier")
+    done
+fi
 
 # ---------------------------------------------------------------- summary
 echo
@@ -347,12 +384,12 @@ echo "==================== summary ===================="
 tp=0 tf=0 ts=0
 for t in "${tiers[@]}"; do
     [[ -n ${NOTE[$t]} ]] && printf '%s\n' "${NOTE[$t]}"
-    [[ ${STATUS[$t]} == ok ]] || { echo "${t/vm/real-kernel} tier: ${STATUS[$t]}"; status=1; }
+    [[ ${STATUS[$t]} == ok ]] || { echo "$t tier: ${STATUS[$t]}"; status=1; }
 done
 ((run_host)) || echo "(host tier not run: --vm-only)"
 ((run_vm)) || echo "(real-kernel tier not run: --host-only)"
 for t in "${tiers[@]}"; do
-    echo "${t/vm/real-kernel}: ${P[$t]} passed, ${F[$t]} failed, ${S[$t]} skipped"
+    echo "$t: ${P[$t]} passed, ${F[$t]} failed, ${S[$t]} skipped"
     tp=$((tp + P[$t])) tf=$((tf + F[$t])) ts=$((ts + S[$t]))
 done
 echo "total: $tp passed, $tf failed, $ts skipped"
