@@ -17,6 +17,8 @@
 //!
 //! Errors go to stderr as `underlay: MESSAGE` with exit status 1.
 //! `UNDERLAY_LOG=debug` (or `info`, `warn`) shows what the library does.
+//! For crash tests, `UNDERLAY_CRASH_AT=TEXT` kills the process (SIGKILL)
+//! when the library logs a message containing TEXT.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -699,25 +701,42 @@ fn recover(ctx: &Context, args: &[String]) -> CliResult {
 /// Logs to stderr at the level in `UNDERLAY_LOG` (error, warn, info, debug,
 /// trace); nothing when it is unset.
 fn init_logger() {
-    struct Stderr;
+    /// Prints at `level` and below; with a crash point, dies by SIGKILL the
+    /// moment the library logs a message containing it (any level), as
+    /// `kill -9` at that step would.
+    struct Stderr {
+        level: log::LevelFilter,
+        crash_at: Option<String>,
+    }
     impl log::Log for Stderr {
         fn enabled(&self, _: &log::Metadata) -> bool {
             true
         }
         fn log(&self, record: &log::Record) {
-            eprintln!(
-                "underlay: {}: {}",
-                record.level().as_str().to_lowercase(),
-                record.args()
-            );
+            if record.level() <= self.level {
+                eprintln!(
+                    "underlay: {}: {}",
+                    record.level().as_str().to_lowercase(),
+                    record.args()
+                );
+            }
+            if let Some(point) = &self.crash_at {
+                if record.args().to_string().contains(point.as_str()) {
+                    let _ = rustix::process::kill_process(
+                        rustix::process::getpid(),
+                        rustix::process::Signal::KILL,
+                    );
+                    std::process::abort(); // not reached
+                }
+            }
         }
         fn flush(&self) {}
     }
-    static LOGGER: Stderr = Stderr;
-    let Ok(level) = std::env::var("UNDERLAY_LOG") else {
-        return;
-    };
-    let filter = match level.to_ascii_lowercase().as_str() {
+    let level = match std::env::var("UNDERLAY_LOG")
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+        .as_str()
+    {
         "error" => log::LevelFilter::Error,
         "warn" => log::LevelFilter::Warn,
         "info" => log::LevelFilter::Info,
@@ -725,7 +744,16 @@ fn init_logger() {
         "trace" => log::LevelFilter::Trace,
         _ => log::LevelFilter::Off,
     };
-    if log::set_logger(&LOGGER).is_ok() {
-        log::set_max_level(filter);
+    // For crash tests: UNDERLAY_CRASH_AT=TEXT.
+    let crash_at = std::env::var("UNDERLAY_CRASH_AT").ok();
+    let max = if crash_at.is_some() {
+        log::LevelFilter::Trace
+    } else {
+        level
+    };
+    if max != log::LevelFilter::Off
+        && log::set_boxed_logger(Box::new(Stderr { level, crash_at })).is_ok()
+    {
+        log::set_max_level(max);
     }
 }

@@ -321,6 +321,11 @@ impl CliSandbox {
     /// Runs `underlay --state-dir DIR --runtime-dir DIR/run ARGS` in the
     /// sandbox's host namespace.
     fn cli(&self, args: &[&str]) -> Output {
+        self.cli_env(args, &[])
+    }
+
+    /// [`cli`](Self::cli) with extra environment variables.
+    fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let fd = common::fd_of(&self.sb.host);
         let mut command = Command::new(example("underlay"));
         command
@@ -331,7 +336,8 @@ impl CliSandbox {
                 self.dir.0.join("run").display()
             ))
             .args(args)
-            .env_remove("UNDERLAY_LOG");
+            .env_remove("UNDERLAY_LOG")
+            .envs(env.iter().copied());
         // SAFETY: setns is async-signal-safe and only affects the child.
         unsafe {
             command.pre_exec(move || {
@@ -760,6 +766,139 @@ fn cli_recover_route_options_and_freeing_a_dead_containers_endpoint_by_name() {
     let out = s.ok(&["recover"]);
     assert!(out.starts_with("released endpoint n/"), "{out}");
     s.ok(&["network", "rm", "n"]);
+}
+
+/// The kill-9 matrix: every recorded step of every CLI command that
+/// changes something, killed with SIGKILL there; then one ordinary command
+/// (`inspect`), after which the invariants hold: no endpoint link without
+/// a record, no record without its link, no address held twice, the parent
+/// untouched, every network removable.
+#[test]
+fn cli_kill_9_at_every_step_then_one_ordinary_command_leaves_consistent_state() {
+    let matrix: &[(&str, &[&str])] = &[
+        ("create", &["recorded as creating", "created network"]),
+        (
+            "connect",
+            &["recorded as attaching", "created link", "attached"],
+        ),
+        (
+            "disconnect",
+            &["recorded as detaching", "link deleted", "detached"],
+        ),
+        (
+            "rm",
+            &[
+                "recorded as removing",
+                "endpoint state removed",
+                "removed network",
+            ],
+        ),
+        (
+            "rm -f",
+            &[
+                "recorded as removing",
+                "endpoint links deleted",
+                "endpoint state removed",
+                "removed network",
+            ],
+        ),
+    ];
+    let mut kills = 0;
+    for (command, steps) in matrix {
+        for step in *steps {
+            let s = CliSandbox::new();
+            let create = [
+                "network",
+                "create",
+                "-d",
+                "macvlan",
+                "--subnet=10.78.0.0/24",
+                "-o",
+                "parent=eth0",
+                "n",
+            ];
+            let containers: Vec<underlay::netns::NetNs> =
+                (0..3).map(|_| s.sb.container()).collect();
+            let paths: Vec<String> = containers
+                .iter()
+                .map(common::netns_path_for_child)
+                .collect();
+            let args: Vec<&str> = match *command {
+                "create" => create.to_vec(),
+                "connect" => {
+                    s.ok(&create);
+                    s.ok(&["network", "connect", "n", &paths[0]]);
+                    vec!["network", "connect", "n", &paths[1]]
+                }
+                "disconnect" => {
+                    s.ok(&create);
+                    s.ok(&["network", "connect", "n", &paths[0]]);
+                    vec!["network", "disconnect", "n", &paths[0]]
+                }
+                "rm" => {
+                    s.ok(&create);
+                    vec!["network", "rm", "n"]
+                }
+                _ => {
+                    s.ok(&create);
+                    for path in &paths {
+                        s.ok(&["network", "connect", "n", path]);
+                    }
+                    vec!["network", "rm", "-f", "n"]
+                }
+            };
+            let out = s.cli_env(&args, &[("UNDERLAY_CRASH_AT", step)]);
+            assert!(
+                common::killed(&out),
+                "{command} at {step:?}: not killed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            kills += 1;
+            // One ordinary command.
+            let listed = s.ok(&["network", "ls", "-q"]);
+            let endpoints: Vec<serde_json::Value> = if listed.trim().is_empty() {
+                Vec::new()
+            } else {
+                s.inspect("n")["endpoints"].as_array().unwrap().clone()
+            };
+            let context = format!("{command} killed at {step:?}");
+            // No record without its link, no link without a record.
+            let recorded: Vec<&str> = endpoints
+                .iter()
+                .map(|e| e["netns"].as_str().unwrap())
+                .collect();
+            for (path, ns) in paths.iter().zip(&containers) {
+                let has_link = link_names(ns).len() > 1;
+                let has_record = recorded.contains(&path.as_str());
+                assert_eq!(has_link, has_record, "{context}: {path}");
+            }
+            // No address held twice.
+            let mut addresses: Vec<&str> = endpoints
+                .iter()
+                .flat_map(|e| e["addresses"].as_array().unwrap())
+                .map(|a| a.as_str().unwrap())
+                .collect();
+            let count = addresses.len();
+            addresses.sort_unstable();
+            addresses.dedup();
+            assert_eq!(addresses.len(), count, "{context}: {addresses:?}");
+            // The parent is never deleted.
+            assert!(
+                link_names(&s.sb.host).contains(&"eth0".to_owned()),
+                "{context}"
+            );
+            // Every network is removable, and then nothing is left.
+            if !listed.trim().is_empty() {
+                s.ok(&["network", "rm", "-f", "n"]);
+            }
+            for ns in &containers {
+                assert_eq!(link_names(ns), ["lo"], "{context}");
+            }
+            assert_eq!(s.ok(&["recover"]), "", "{context}");
+        }
+    }
+    assert_eq!(kills, 15);
 }
 
 #[test]

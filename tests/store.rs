@@ -131,7 +131,9 @@ fn recovery_runs_over_the_memory_store_too() {
 fn the_file_stores_can_be_named_explicitly() {
     let sb = Sandbox::new();
     let dir = StateDir::new();
-    let networks = underlay::store::FileNetworkStore::open(&dir.0).unwrap();
+    let networks = underlay::store::FileNetworkStore::open(&dir.0)
+        .unwrap()
+        .with_runtime_dir(dir.0.join("run"));
     let endpoints = underlay::store::FileEndpointStore::new(dir.0.join("run"));
     let host = Host::options()
         .network_store(networks)

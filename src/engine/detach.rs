@@ -22,7 +22,10 @@ impl Engine {
             session.forget(record.id)?;
             return Ok(false);
         }
+        session.mark_detaching(record.id)?;
+        log::debug!("endpoint {}: recorded as detaching", record.name);
         self.remove_endpoint_link(network, Some(netns), &record)?;
+        log::debug!("endpoint {}: link deleted", record.name);
         session.forget(record.id)?;
         log::info!("detached {} from network {}", record.name, network.name);
         Ok(true)
@@ -35,7 +38,10 @@ impl Engine {
         let Some(record) = session.endpoints().find(|e| e.name == name).cloned() else {
             return Ok(false);
         };
+        session.mark_detaching(record.id)?;
+        log::debug!("endpoint {}: recorded as detaching", record.name);
         self.remove_endpoint_link(network, record.netns().as_ref(), &record)?;
+        log::debug!("endpoint {}: link deleted", record.name);
         session.forget(record.id)?;
         log::info!("detached {} from network {}", record.name, network.name);
         Ok(true)

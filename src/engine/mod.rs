@@ -153,16 +153,18 @@ impl Engine {
     /// the runtime directory) gets it made again.
     ///
     /// Every change to a network's endpoints holds its session from the
-    /// record of its intent to its end, so an endpoint still `attaching`
-    /// when a session begins is an attach whose process died: it is undone
-    /// here, before the caller's own work.
+    /// record of its intent to its end, so an endpoint still `attaching` or
+    /// `detaching` when a session begins is an attach or detach whose
+    /// process died: it is undone or finished here, before the caller's own
+    /// work.
     fn session(&self, network: &NetworkRecord) -> Result<Box<dyn EndpointSession + '_>> {
         let mut session = self.open_session(network)?;
-        for endpoint in session.attaching() {
+        for endpoint in session.unfinished() {
             log::info!(
-                "network {}: undoing the attach of {} that a crash interrupted",
+                "network {}: finishing what a crash interrupted: {} was {:?}",
                 network.name,
-                endpoint.name
+                endpoint.name,
+                endpoint.state
             );
             self.remove_endpoint_link(network, endpoint.netns().as_ref(), &endpoint)?;
             session.forget(endpoint.id)?;

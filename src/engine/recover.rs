@@ -82,6 +82,12 @@ impl Engine {
                     report.released_endpoints.push(label);
                     continue;
                 };
+                if endpoint.state == EndpointState::Detaching {
+                    self.remove_endpoint_link(&network, Some(&netns), &endpoint)?;
+                    session.forget(endpoint.id)?;
+                    report.released_endpoints.push(label);
+                    continue;
+                }
                 if endpoint.state == EndpointState::Attaching {
                     self.remove_endpoint_link(&network, Some(&netns), &endpoint)?;
                     session.forget(endpoint.id)?;

@@ -57,6 +57,7 @@ impl Engine {
         let mut errors = Vec::new();
         if !record.parent.owned() {
             errors.extend(self.remove_endpoint_links(record, &endpoints));
+            log::debug!("network {}: endpoint links deleted", record.name);
         }
         let unfinished = record.state == NetworkState::Creating;
         if let Err(e) = parent::remove(
@@ -75,6 +76,7 @@ impl Engine {
             });
         }
         self.endpoints.remove_network(record)?;
+        log::debug!("network {}: endpoint state removed", record.name);
         drop(session);
         self.parent_indexes
             .lock()

@@ -373,7 +373,7 @@ impl SubnetConfig {
     }
 }
 
-/// The special-purpose range a subnet falls in (or covers), if any.
+/// The special-purpose range a subnet falls in, if any.
 fn special_purpose(subnet: &IpNet) -> Option<&'static str> {
     const RANGES: &[(&str, &str)] = &[
         ("0.0.0.0/8", "in 0.0.0.0/8 (this network)"),
@@ -388,7 +388,7 @@ fn special_purpose(subnet: &IpNet) -> Option<&'static str> {
     ];
     RANGES.iter().find_map(|(range, reason)| {
         let range: IpNet = range.parse().expect("a valid prefix");
-        (range.contains(subnet) || subnet.contains(&range)).then_some(*reason)
+        range.contains(subnet).then_some(*reason)
     })
 }
 
@@ -1025,14 +1025,20 @@ mod tests {
             }
         );
         assert_names(&err, "host");
-        // An aux address may coincide with the gateway: both are reserved.
-        assert!(lists(
+        // An aux address that is the gateway reserves nothing more and is
+        // most likely a mistake: refused, in either order.
+        let err = lists(
             &["192.168.1.0/24"],
             &["192.168.1.1"],
             &[],
-            &["router=192.168.1.1"]
+            &["router=192.168.1.1"],
         )
-        .is_ok());
+        .unwrap_err();
+        assert!(
+            matches!(err, IpamError::AuxAddressNotUsable { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("is the gateway"), "{err}");
     }
 
     #[test]

@@ -248,7 +248,7 @@ pub struct Link {
 }
 
 impl Link {
-    fn from_message(message: LinkMessage) -> Result<Self> {
+    pub(crate) fn from_message(message: LinkMessage) -> Result<Self> {
         let mut link = Link {
             index: message.header.index,
             name: String::new(),

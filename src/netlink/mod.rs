@@ -502,4 +502,51 @@ mod tests {
         let first = frames(&buffer).next().unwrap();
         assert!(matches!(first, Err(Error::Protocol(_))));
     }
+
+    /// Everything a reply datagram goes through, on arbitrary bytes: the
+    /// frame splitter, the route-message parser, the error/ACK and DONE
+    /// parsers (extended ACK included), and the link decoder.
+    fn parse_datagram(datagram: &[u8]) {
+        for frame in frames(datagram) {
+            let Ok(frame) = frame else { continue };
+            let _ = ext_ack::parse_error(frame.bytes, frame.flags);
+            let _ = ext_ack::parse_done(frame.bytes, frame.flags);
+            if let Ok(RouteNetlinkMessage::NewLink(link)) = parse_inner(frame.bytes) {
+                let _ = crate::link::Link::from_message(link);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(4000)
+        ))]
+
+        #[test]
+        fn replies_of_any_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            parse_datagram(&bytes);
+        }
+
+        #[test]
+        fn replies_with_valid_headers_and_any_payload_never_panic(
+            kind in proptest::prelude::prop_oneof![
+                proptest::prelude::Just(2u16), proptest::prelude::Just(3u16),
+                proptest::prelude::Just(16u16), proptest::prelude::Just(20u16),
+                proptest::prelude::Just(24u16), 0u16..40,
+            ],
+            flags in proptest::prelude::any::<u16>(),
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+        ) {
+            // A well-formed netlink header around arbitrary payload, so
+            // the parsers behind the splitter get the garbage.
+            let mut datagram = Vec::new();
+            datagram.extend_from_slice(&((16 + payload.len()) as u32).to_ne_bytes());
+            datagram.extend_from_slice(&kind.to_ne_bytes());
+            datagram.extend_from_slice(&flags.to_ne_bytes());
+            datagram.extend_from_slice(&1u32.to_ne_bytes());
+            datagram.extend_from_slice(&0u32.to_ne_bytes());
+            datagram.extend_from_slice(&payload);
+            parse_datagram(&datagram);
+        }
+    }
 }

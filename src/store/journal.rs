@@ -55,6 +55,8 @@ enum Entry {
     Attaching(EndpointRecord),
     /// The attach with this id is done.
     Ready(u64),
+    /// The endpoint with this id is being detached.
+    Detaching(u64),
     /// The endpoint with this id is gone.
     Forget(u64),
     /// A record as it stands, written by compaction.
@@ -298,7 +300,8 @@ impl Cache {
         match entry {
             Entry::Attaching(record) => self.table.insert(record, EndpointState::Attaching),
             Entry::Record(record) => self.table.insert(record, EndpointState::Ready),
-            Entry::Ready(id) => self.table.set_ready(id),
+            Entry::Ready(id) => self.table.set_state(id, EndpointState::Ready),
+            Entry::Detaching(id) => self.table.set_state(id, EndpointState::Detaching),
             Entry::Forget(id) => {
                 self.table.remove(id);
             }
@@ -395,15 +398,20 @@ impl JournalSession {
         }
         let mut bytes = Vec::new();
         for record in cache.table.endpoints.values() {
-            let entry = match record.state {
+            let mut entries = vec![match record.state {
                 EndpointState::Attaching => Entry::Attaching(record.clone()),
                 _ => Entry::Record(record.clone()),
-            };
-            serde_json::to_writer(&mut bytes, &entry).map_err(|e| Error::StateEncoding {
-                what: format!("a journal entry of network {network:?}"),
-                reason: e.to_string(),
-            })?;
-            bytes.push(b'\n');
+            }];
+            if record.state == EndpointState::Detaching {
+                entries.push(Entry::Detaching(record.id));
+            }
+            for entry in entries {
+                serde_json::to_writer(&mut bytes, &entry).map_err(|e| Error::StateEncoding {
+                    what: format!("a journal entry of network {network:?}"),
+                    reason: e.to_string(),
+                })?;
+                bytes.push(b'\n');
+            }
         }
         files::write_atomic(&path, &bytes, Durability::Atomic)?;
         let mut fresh = self.journal.empty_cache()?;
@@ -438,13 +446,13 @@ impl EndpointSession for JournalSession {
         Box::new(cache.table.endpoints.values())
     }
 
-    fn attaching(&self) -> Vec<EndpointRecord> {
+    fn unfinished(&self) -> Vec<EndpointRecord> {
         self.state
             .cache
             .as_ref()
             .expect("loaded when the session began")
             .table
-            .attaching()
+            .unfinished()
     }
 
     fn ipam(&mut self) -> &mut Ipam {
@@ -465,6 +473,10 @@ impl EndpointSession for JournalSession {
         self.append(Entry::Ready(id))?;
         self.attach_mark = None;
         self.compact_if_worth_it()
+    }
+
+    fn mark_detaching(&mut self, id: u64) -> Result<()> {
+        self.append(Entry::Detaching(id))
     }
 
     fn forget(&mut self, id: u64) -> Result<Option<EndpointRecord>> {

@@ -227,8 +227,8 @@ impl EndpointSession for MemorySession<'_> {
         )
     }
 
-    fn attaching(&self) -> Vec<EndpointRecord> {
-        self.table.as_ref().expect("held until drop").attaching()
+    fn unfinished(&self) -> Vec<EndpointRecord> {
+        self.table.as_ref().expect("held until drop").unfinished()
     }
 
     fn ipam(&mut self) -> &mut Ipam {
@@ -242,7 +242,12 @@ impl EndpointSession for MemorySession<'_> {
     }
 
     fn mark_ready(&mut self, id: u64) -> Result<()> {
-        self.table().set_ready(id);
+        self.table().set_state(id, super::EndpointState::Ready);
+        Ok(())
+    }
+
+    fn mark_detaching(&mut self, id: u64) -> Result<()> {
+        self.table().set_state(id, super::EndpointState::Detaching);
         Ok(())
     }
 

@@ -165,11 +165,12 @@ pub trait EndpointSession {
     /// The endpoints, by id, in any state.
     fn endpoints(&self) -> Box<dyn Iterator<Item = &EndpointRecord> + '_>;
 
-    /// The endpoints still [`EndpointState::Attaching`]. The default reads
-    /// every record; a store that knows cheaper says so.
-    fn attaching(&self) -> Vec<EndpointRecord> {
+    /// The endpoints still [`EndpointState::Attaching`] or
+    /// [`EndpointState::Detaching`]. The default reads every record; a
+    /// store that knows cheaper says so.
+    fn unfinished(&self) -> Vec<EndpointRecord> {
         self.endpoints()
-            .filter(|e| e.state == EndpointState::Attaching)
+            .filter(|e| e.state != EndpointState::Ready)
             .cloned()
             .collect()
     }
@@ -190,6 +191,13 @@ pub trait EndpointSession {
     /// # Errors
     /// When that cannot be written.
     fn mark_ready(&mut self, id: u64) -> Result<()>;
+
+    /// Records that endpoint `id` is being detached (before its link is
+    /// deleted): it is [`EndpointState::Detaching`] until forgotten.
+    ///
+    /// # Errors
+    /// When that cannot be written.
+    fn mark_detaching(&mut self, id: u64) -> Result<()>;
 
     /// Removes an endpoint's record and releases its addresses; returns the
     /// record it removed.

@@ -67,8 +67,10 @@ impl NetworkRecord {
     pub const VERSION: u32 = 1;
 }
 
-/// Where an endpoint is in its life. `Attaching` records that survive
-/// their process are attaches a crash interrupted, which recovery undoes.
+/// Where an endpoint is in its life. `Attaching` and `Detaching` records
+/// that survive their process are attaches and detaches a crash
+/// interrupted, which the next session on the network (or recovery)
+/// undoes or finishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
@@ -77,6 +79,8 @@ pub enum EndpointState {
     Attaching,
     /// Attached.
     Ready,
+    /// Being detached: recorded before its link is deleted; not finished.
+    Detaching,
 }
 
 /// What is stored for an endpoint.

@@ -16,8 +16,8 @@ pub(crate) struct EndpointTable {
     network: String,
     pub ipam: Ipam,
     pub endpoints: BTreeMap<u64, EndpointRecord>,
-    /// The ids of the records still `attaching`.
-    attaching: BTreeSet<u64>,
+    /// The ids of the records still `attaching` or `detaching`.
+    unfinished: BTreeSet<u64>,
 }
 
 impl EndpointTable {
@@ -27,13 +27,13 @@ impl EndpointTable {
             network: network.name.clone(),
             ipam: Ipam::new(&network.name, &network.ipam, network.policy),
             endpoints: BTreeMap::new(),
-            attaching: BTreeSet::new(),
+            unfinished: BTreeSet::new(),
         }
     }
 
-    /// The records still `attaching`.
-    pub fn attaching(&self) -> Vec<EndpointRecord> {
-        self.attaching
+    /// The records still `attaching` or `detaching`.
+    pub fn unfinished(&self) -> Vec<EndpointRecord> {
+        self.unfinished
             .iter()
             .filter_map(|id| self.endpoints.get(id))
             .cloned()
@@ -43,10 +43,10 @@ impl EndpointTable {
     /// Adds or replaces a record in `state`; the allocator follows.
     pub fn insert(&mut self, mut record: EndpointRecord, state: EndpointState) {
         record.state = state;
-        if state == EndpointState::Attaching {
-            self.attaching.insert(record.id);
+        if state == EndpointState::Ready {
+            self.unfinished.remove(&record.id);
         } else {
-            self.attaching.remove(&record.id);
+            self.unfinished.insert(record.id);
         }
         if let Some(old) = self.endpoints.remove(&record.id) {
             for address in old.ips() {
@@ -70,17 +70,21 @@ impl EndpointTable {
         self.endpoints.insert(record.id, record);
     }
 
-    /// Marks an attach as done.
-    pub fn set_ready(&mut self, id: u64) {
-        self.attaching.remove(&id);
+    /// Moves a record to `state` (an attach done, a detach begun).
+    pub fn set_state(&mut self, id: u64, state: EndpointState) {
         if let Some(record) = self.endpoints.get_mut(&id) {
-            record.state = EndpointState::Ready;
+            record.state = state;
+            if state == EndpointState::Ready {
+                self.unfinished.remove(&id);
+            } else {
+                self.unfinished.insert(id);
+            }
         }
     }
 
     /// Removes a record and releases its addresses.
     pub fn remove(&mut self, id: u64) -> Option<EndpointRecord> {
-        self.attaching.remove(&id);
+        self.unfinished.remove(&id);
         let record = self.endpoints.remove(&id)?;
         for address in record.ips() {
             self.ipam.release(address);
@@ -91,7 +95,7 @@ impl EndpointTable {
     /// Drops an attach that never happened: its record, if saved, and the
     /// addresses taken for it.
     pub fn abandon(&mut self, id: u64, addresses: &[IpAddr]) {
-        self.attaching.remove(&id);
+        self.unfinished.remove(&id);
         self.endpoints.remove(&id);
         for address in addresses {
             self.ipam.release(*address);
