@@ -541,7 +541,20 @@ fn crash_at(sb: &Sandbox, dir: &StateDir, args: &str, point: &str, remove: bool)
     if remove {
         env.push(("UNDERLAY_REMOVE", "1".to_owned()));
     }
-    common::killed(&common::run_child("crash_child", &env))
+    let output = common::run_child("crash_child", &env);
+    if !common::killed(&output) {
+        eprintln!(
+            "crash child not killed at {point:?} ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .chain(String::from_utf8_lossy(&output.stderr).lines())
+                .filter(|l| l.contains("panicked") || l.contains("Error") || l.contains("error"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    common::killed(&output)
 }
 
 /// Whether the host has a link whose name starts with `prefix`.
