@@ -267,7 +267,7 @@ vm_tier() {
         echo '#!/bin/bash'
         echo 'set -u'
         echo 'export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
-        echo 'export HOME=/root TMPDIR=/tmp RUST_BACKTRACE=1'
+        echo 'export HOME=/root TMPDIR=/tmp RUST_BACKTRACE=1 UNDERLAY_TIER=real-kernel'
         printf 'export CARGO_MANIFEST_DIR=%q\n' "$ROOT"
         printf 'cd %q || exit 1\n' "$ROOT"
         printf 'out=%q\n' "$rw"

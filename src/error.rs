@@ -105,7 +105,7 @@ pub enum Error {
 
     /// A state file could not be read back (it does not parse as a
     /// record).
-    #[error("state file {path} is corrupt: {reason}; move it aside and run recovery")]
+    #[error("state file {path} is corrupt: {reason}; recovery (`underlay recover`, Host::recover) moves it aside and keeps the rest working")]
     CorruptState {
         /// The file.
         path: PathBuf,

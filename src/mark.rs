@@ -128,9 +128,7 @@ pub(crate) fn delete_if_ours(
     };
     let ours = mark.is_on(&link) || (unmarked == Unmarked::Take && link.alias.is_none());
     if !ours {
-        log::warn!(
-            "not deleting {name}: it is not the link underlay made (it does not carry the mark {mark})"
-        );
+        log::debug!("not deleting {name}: it does not carry the mark {mark}");
         return Ok(false);
     }
     match nl.delete_link(link.index) {

@@ -309,6 +309,11 @@ pub(crate) fn remove(
     };
     if mark::delete_if_ours(nl, &parent.name, mark, unmarked)? {
         log::debug!("deleted parent link {}", parent.name);
+    } else if nl.link_by_name(&parent.name).is_ok() {
+        log::warn!(
+            "not deleting {}: it is not the link underlay created (it does not carry the mark {mark})",
+            parent.name
+        );
     }
     Ok(())
 }

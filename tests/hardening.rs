@@ -464,3 +464,84 @@ fn a_duplicate_mac_address_is_explained() {
     assert_eq!(link_names(&b), ["lo"]);
     host.force_remove_network("n").unwrap();
 }
+
+#[test]
+fn a_corrupt_journal_is_quarantined_and_rebuilt_from_the_kernel_without_touching_live_containers() {
+    let (sb, dir, host) = common::fixture();
+    sb.nl
+        .create_link(&underlay::link::NewLink::veth("eth1", "uplink1").up())
+        .unwrap();
+    let other = host
+        .create_network(
+            Network::builder("other")
+                .macvlan()
+                .parent("eth1")
+                .subnet("10.7.12.0/24"),
+        )
+        .unwrap();
+    let net = host.create_network(macvlan("n", "10.7.13.0/24")).unwrap();
+    let a = sb.container();
+    let b = sb.container();
+    net.attach(&a, &AttachOptions::new().name("a")).unwrap();
+    net.attach(&b, &AttachOptions::new().name("b")).unwrap();
+    let journal = dir.0.join("run").join(net.id()).join("endpoints.log");
+    let mut bytes = std::fs::read(&journal).unwrap();
+    bytes.extend_from_slice(b"{garbage\n");
+    std::fs::write(&journal, bytes).unwrap();
+    // The damaged network says so, and what to do; the others keep working.
+    let fresh = open_host(&sb, &dir);
+    let err = fresh.network("n").unwrap().endpoints().unwrap_err();
+    assert!(matches!(err, Error::CorruptState { .. }), "{err}");
+    assert!(err.to_string().contains("recover"), "{err}");
+    let c = sb.container();
+    other.attach(&c, &AttachOptions::new()).unwrap();
+    // Recovery moves the journal aside and rebuilds the endpoints from their
+    // links: the live containers keep their links and their addresses.
+    let report = fresh.recover().unwrap();
+    assert_eq!(report.quarantined.len(), 1, "{report:?}");
+    assert_eq!(report.rebuilt_endpoints.len(), 2, "{report:?}");
+    assert!(report.removed_links.is_empty(), "{report:?}");
+    assert_eq!(link_names(&a), ["eth0", "lo"]);
+    assert_eq!(link_names(&b), ["eth0", "lo"]);
+    let net = fresh.network("n").unwrap();
+    assert_eq!(net.endpoints().unwrap().len(), 2);
+    let d = sb.container();
+    let ep = net.attach(&d, &AttachOptions::new()).unwrap();
+    assert_eq!(ep.addresses()[0].to_string(), "10.7.13.4/24");
+    fresh.force_remove_network("n").unwrap();
+    fresh.force_remove_network("other").unwrap();
+    for ns in [&a, &b, &c, &d] {
+        assert_eq!(link_names(ns), ["lo"]);
+    }
+}
+
+#[test]
+fn a_link_renamed_in_the_container_is_still_deleted_on_detach() {
+    let (sb, _dir, host) = common::fixture();
+    let net = host.create_network(macvlan("n", "10.7.14.0/24")).unwrap();
+    let a = sb.container();
+    net.attach(&a, &AttachOptions::new()).unwrap();
+    let out = common::run_in(&a, "ip", &["link", "set", "eth0", "name", "renamed0"]);
+    assert!(out.status.success());
+    assert!(net.detach(&a).unwrap());
+    assert_eq!(link_names(&a), ["lo"], "the address would stay on the link");
+    host.remove_network("n").unwrap();
+}
+
+#[test]
+fn the_name_of_a_container_that_died_without_a_detach_can_be_used_again() {
+    let (sb, _dir, host) = common::fixture();
+    let net = host.create_network(macvlan("n", "10.7.15.0/24")).unwrap();
+    let a = sb.container();
+    net.attach(&a, &AttachOptions::new().name("web")).unwrap();
+    let b = sb.container();
+    let err = net
+        .attach(&b, &AttachOptions::new().name("web"))
+        .unwrap_err();
+    assert!(matches!(err, Error::NameInUse { .. }), "{err}");
+    drop(a);
+    let ep = net.attach(&b, &AttachOptions::new().name("web")).unwrap();
+    assert_eq!(ep.name(), "web");
+    assert_eq!(net.endpoints().unwrap().len(), 1);
+    host.force_remove_network("n").unwrap();
+}

@@ -64,14 +64,24 @@ impl Engine {
         let id = new_id(session.as_ref())?;
         let name = match &options.name {
             Some(name) => {
-                if session
+                let holder = session
                     .endpoints()
-                    .any(|e| &e.name == name || e.dns_names.contains(name))
-                {
-                    return Err(Error::NameInUse {
-                        network: network.name.clone(),
-                        name: name.clone(),
-                    });
+                    .find(|e| &e.name == name || e.dns_names.contains(name))
+                    .cloned();
+                if let Some(holder) = holder {
+                    if self.is_live(network, &holder) {
+                        return Err(Error::NameInUse {
+                            network: network.name.clone(),
+                            name: name.clone(),
+                        });
+                    }
+                    // A container that died without a detach (its namespace
+                    // or link is gone): its name and addresses are free.
+                    log::info!(
+                        "endpoint {}: its container is gone; releasing it",
+                        holder.name
+                    );
+                    session.forget(holder.id)?;
                 }
                 name.clone()
             }

@@ -8,7 +8,7 @@ use crate::mark::Mark;
 use crate::netlink::Netlink;
 use crate::netns::NetNs;
 use crate::parent;
-use crate::store::{EndpointState, NetworkState};
+use crate::store::{EndpointRecord, EndpointState, NetworkRecord, NetworkState};
 use crate::{Error, Result};
 
 /// What [`Host::recover`](crate::Host::recover) found and did.
@@ -44,9 +44,14 @@ pub struct RecoveryReport {
     /// Endpoints (`network/endpoint`) whose attach a crash interrupted;
     /// their link was deleted and their addresses released.
     pub undone_attaches: Vec<String>,
-    /// Network records that did not read back, moved aside (where they
-    /// went, and what was wrong); the other networks are untouched.
+    /// Network records and endpoint journals that did not read back, moved
+    /// aside (where they went, and what was wrong); the other networks are
+    /// untouched.
     pub quarantined: Vec<(String, String)>,
+    /// Endpoints (`network/endpoint`) of a quarantined journal, rebuilt
+    /// from their links in the kernel (which carry the network's mark), so
+    /// that their addresses stay held; their names are made up.
+    pub rebuilt_endpoints: Vec<String>,
 }
 
 impl RecoveryReport {
@@ -73,7 +78,25 @@ impl Engine {
         let mut explained: Vec<Mark> = Vec::new();
         for network in self.networks()? {
             // Not `session`: its interrupted attaches are reported here.
-            let mut session = self.open_session(&network)?;
+            let mut session = match self.open_session(&network) {
+                Ok(session) => session,
+                Err(error @ (Error::CorruptState { .. } | Error::UnsafeState { .. })) => {
+                    // Moved aside, and rebuilt from the kernel: a live
+                    // container keeps its link and its addresses.
+                    let place = self.endpoints.quarantine_network(&network)?;
+                    log::warn!(
+                        "network {}: moved its endpoint state to {place}: {error}",
+                        network.name
+                    );
+                    report.quarantined.push((place, error.to_string()));
+                    for (label, mark) in self.rebuild_endpoints(&network)? {
+                        report.rebuilt_endpoints.push(label);
+                        explained.push(mark);
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             for endpoint in Engine::endpoint_records(session.as_ref()) {
                 let label = format!("{}/{}", network.name, endpoint.name);
                 let mark = self.endpoint_mark(&network, endpoint.id);
@@ -102,10 +125,96 @@ impl Engine {
                 }
             }
         }
-        report
-            .removed_links
-            .extend(self.remove_unexplained_endpoint_links(&explained));
+        if self.networks.has_quarantined() {
+            log::warn!(
+                "network records are in quarantine: links nothing explains are kept, as they may be theirs"
+            );
+        } else {
+            report
+                .removed_links
+                .extend(self.remove_unexplained_endpoint_links(&explained));
+        }
         Ok(report)
+    }
+
+    /// Makes endpoint records anew from the links in every namespace the
+    /// machine knows that carry this network's mark: the link's name, MAC
+    /// and addresses (those in the network's subnets), under a made-up
+    /// name. Returns each one's label and mark.
+    fn rebuild_endpoints(&self, network: &NetworkRecord) -> Result<Vec<(String, Mark)>> {
+        let host = self.networks.host_id();
+        let subnets: Vec<ipnet::IpNet> = network.ipam.prefixes().collect();
+        let mut found = Vec::new();
+        let mut seen = vec![self.netns.id()];
+        for path in namespace_paths() {
+            let Ok(netns) = NetNs::open(&path) else {
+                continue;
+            };
+            if seen.contains(&netns.id()) {
+                continue;
+            }
+            seen.push(netns.id());
+            let links = netns.run(|| {
+                let nl = Netlink::open()?;
+                let mut out = Vec::new();
+                for link in nl.links()? {
+                    let Some(mark) = Mark::of(&link) else {
+                        continue;
+                    };
+                    if mark.host != host || mark.network != network.id || mark.endpoint.is_none() {
+                        continue;
+                    }
+                    let addresses: Vec<ipnet::IpNet> = nl
+                        .addresses(Some(link.index))?
+                        .into_iter()
+                        .map(|a| a.address)
+                        .filter(|a| subnets.iter().any(|s| s.contains(&a.addr())))
+                        .collect();
+                    out.push((link, mark, addresses));
+                }
+                Ok(out)
+            });
+            match links {
+                Ok(links) => {
+                    for (link, mark, addresses) in links {
+                        found.push((path.clone(), netns.id(), link, mark, addresses));
+                    }
+                }
+                Err(e) => log::debug!("skipping namespace {}: {e}", path.display()),
+            }
+        }
+        let mut session = self.open_session(network)?;
+        let mut out = Vec::new();
+        for (path, netns_id, link, mark, addresses) in found {
+            let Some(id) = mark.endpoint else { continue };
+            let record = EndpointRecord {
+                version: EndpointRecord::VERSION,
+                id,
+                name: format!("ep-{:012x}", id >> 16),
+                dns_names: Vec::new(),
+                netns_path: path,
+                netns_id,
+                ifname: link.name.clone(),
+                mac: match network.driver.kind() {
+                    crate::driver::DriverKind::Macvlan => link.mac,
+                    _ => None,
+                },
+                addresses,
+                state: EndpointState::Ready,
+                created: super::now(),
+            };
+            session.save(&record)?;
+            session.mark_ready(id)?;
+            log::info!(
+                "network {}: rebuilt endpoint {} from link {} ({:?})",
+                network.name,
+                record.name,
+                link.name,
+                record.addresses
+            );
+            out.push((format!("{}/{}", network.name, record.name), mark));
+        }
+        Ok(out)
     }
 
     /// Deletes endpoint links with this host's mark, in every namespace the
@@ -190,11 +299,14 @@ impl Engine {
             }
         }
         let host = self.networks.host_id();
+        // A quarantined record's owned parent must not go: its containers'
+        // links would go with it.
+        let keep_unexplained = self.networks.has_quarantined();
         for link in self.nl.links()? {
             let Some(mark) = Mark::of(&link) else {
                 continue;
             };
-            if mark.host == host && !explained.contains(&mark) {
+            if mark.host == host && !explained.contains(&mark) && !keep_unexplained {
                 match self.nl.delete_link(link.index) {
                     Ok(()) | Err(Error::LinkNotFound { .. }) => {
                         report.removed_links.push(link.name)
@@ -209,7 +321,9 @@ impl Engine {
     }
 }
 
-/// The namespace files a machine knows: named ones and every process's.
+/// The namespace files a machine knows: named ones, every process's, and
+/// every namespace a process holds open (a runtime may keep a container's
+/// namespace by a file descriptor alone).
 fn namespace_paths() -> Vec<PathBuf> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir("/run/netns")
         .into_iter()
@@ -217,18 +331,33 @@ fn namespace_paths() -> Vec<PathBuf> {
         .flatten()
         .map(|e| e.path())
         .collect();
-    paths.extend(
-        std::fs::read_dir("/proc")
+    let processes: Vec<PathBuf> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .map(|e| e.path())
+        .collect();
+    for process in &processes {
+        paths.push(process.join("ns/net"));
+    }
+    for process in &processes {
+        for fd in std::fs::read_dir(process.join("fd"))
             .into_iter()
             .flatten()
             .flatten()
-            .filter(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .bytes()
-                    .all(|b| b.is_ascii_digit())
-            })
-            .map(|e| e.path().join("ns/net")),
-    );
+        {
+            let is_netns = std::fs::read_link(fd.path())
+                .is_ok_and(|target| target.to_string_lossy().starts_with("net:["));
+            if is_netns {
+                paths.push(fd.path());
+            }
+        }
+    }
     paths
 }

@@ -119,7 +119,8 @@ impl Engine {
     }
 
     /// Deletes an endpoint's link inside its namespace, if the namespace and
-    /// the link (with our mark) are still there. The link of an attach that
+    /// the link (with our mark) are still there, whatever it is called now
+    /// (a container may rename its interfaces). The link of an attach that
     /// did not finish may not carry the mark yet: its name was free when the
     /// attach was recorded, so an unmarked link of that name is taken too.
     pub(super) fn remove_endpoint_link(
@@ -142,7 +143,23 @@ impl Engine {
             Unmarked::Spare
         };
         netns.run(|| {
-            mark::delete_if_ours(&Netlink::open()?, &record.ifname, &mark, unmarked).map(drop)
+            let nl = Netlink::open()?;
+            // Most links keep their name: look there first, then by the mark.
+            if mark::delete_if_ours(&nl, &record.ifname, &mark, unmarked)? {
+                return Ok(());
+            }
+            if let Some(link) = mark::find(&nl, &mark)? {
+                log::info!(
+                    "endpoint {}: its link is called {} now; deleting it",
+                    record.name,
+                    link.name
+                );
+                match nl.delete_link(link.index) {
+                    Ok(()) | Err(Error::LinkNotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
         })
     }
 }

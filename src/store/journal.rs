@@ -160,6 +160,22 @@ impl EndpointStore for FileEndpointStore {
         )?))
     }
 
+    fn quarantine_network(&self, network: &NetworkRecord) -> Result<String> {
+        check_id(network)?;
+        self.journals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&network.id);
+        let dir = self.dir.join(&network.id);
+        let quarantine = self.dir.join("quarantine");
+        files::create_dir(&quarantine)?;
+        let target = quarantine.join(format!("{}.{}", network.id, crate::random::hex(4)?));
+        std::fs::rename(&dir, &target)
+            .map_err(|e| Error::io(format!("move {} to {}", dir.display(), target.display()), e))?;
+        self.add_network(network)?;
+        Ok(target.display().to_string())
+    }
+
     fn remove_network(&self, network: &NetworkRecord) -> Result<()> {
         check_id(network)?;
         self.journals

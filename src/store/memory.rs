@@ -185,6 +185,11 @@ impl EndpointStore for MemoryStore {
         }))
     }
 
+    fn quarantine_network(&self, network: &NetworkRecord) -> Result<String> {
+        lock(&self.shared.tables).insert(network.id.clone(), Some(EndpointTable::new(network)));
+        Ok(format!("(memory) network {}", network.name))
+    }
+
     fn remove_network(&self, network: &NetworkRecord) -> Result<()> {
         lock(&self.shared.tables).remove(&network.id);
         Ok(())

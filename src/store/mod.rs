@@ -121,6 +121,13 @@ pub trait NetworkStore: Send + Sync + fmt::Debug {
         Ok(Vec::new())
     }
 
+    /// Whether records moved aside by [`quarantine`](Self::quarantine) are
+    /// still kept: while they are, recovery deletes no link it cannot
+    /// explain, since it may be one of theirs. The default says no.
+    fn has_quarantined(&self) -> bool {
+        false
+    }
+
     /// Notes that recovery has run and settled every interrupted operation.
     ///
     /// # Errors
@@ -147,6 +154,14 @@ pub trait EndpointStore: Send + Sync + fmt::Debug {
     /// while this call waited for the lock); otherwise when the state
     /// cannot be locked or read, or is corrupt.
     fn session<'a>(&'a self, network: &NetworkRecord) -> Result<Box<dyn EndpointSession + 'a>>;
+
+    /// Moves a network's endpoint state aside (it does not read back) and
+    /// starts it anew, empty; returns where the old state went. Recovery
+    /// then rebuilds the records from the links in the kernel.
+    ///
+    /// # Errors
+    /// When the state cannot be moved or made anew.
+    fn quarantine_network(&self, network: &NetworkRecord) -> Result<String>;
 
     /// Forgets everything kept for a removed network. It may be called
     /// while a session on the network is open; sessions that were waiting

@@ -236,6 +236,12 @@ impl NetworkStore for FileNetworkStore {
         }
     }
 
+    fn has_quarantined(&self) -> bool {
+        std::fs::read_dir(self.dir.join("quarantine"))
+            .map(|mut entries| entries.next().is_some())
+            .unwrap_or(false)
+    }
+
     fn quarantine(&self) -> Result<Vec<(String, String)>> {
         let corrupt = self.corrupt_records()?;
         if corrupt.is_empty() {
