@@ -211,6 +211,18 @@ pub enum Error {
         ifname: String,
     },
 
+    /// An attach or detach of this endpoint is under way in another process
+    /// (or thread).
+    #[error("endpoint {endpoint:?} of network {network:?} is being attached or detached{}: try again once that is done", pid.map(|p| format!(" by process {p}")).unwrap_or_default())]
+    EndpointBusy {
+        /// The network.
+        network: String,
+        /// The endpoint.
+        endpoint: String,
+        /// The process doing it, if known.
+        pid: Option<u32>,
+    },
+
     /// A requested address is held by another endpoint.
     #[error("address {address} is already in use on network {network:?} by endpoint {endpoint:?}")]
     AddressInUse {
@@ -302,6 +314,7 @@ impl Error {
                 | Error::ParentInUse { .. }
                 | Error::NetworkHasEndpoints { .. }
                 | Error::AlreadyAttached { .. }
+                | Error::EndpointBusy { .. }
                 | Error::NameInUse { .. }
                 | Error::InterfaceExists { .. }
                 | Error::AddressInUse { .. }
@@ -357,7 +370,9 @@ impl From<Error> for io::Error {
                 K::AddrInUse
             }
             // `ResourceBusy` would fit, but is newer than the MSRV.
-            Error::ParentInUse { .. } | Error::NetworkHasEndpoints { .. } => K::AlreadyExists,
+            Error::ParentInUse { .. }
+            | Error::NetworkHasEndpoints { .. }
+            | Error::EndpointBusy { .. } => K::AlreadyExists,
             Error::InvalidArgument { .. } | Error::NotANetworkNamespace { .. } | Error::Ipam(_) => {
                 K::InvalidInput
             }

@@ -761,6 +761,71 @@ fn an_attach_killed_half_way_is_undone_by_the_next_ordinary_operation() {
     }
 }
 
+/// The network's lock is held only for the decision and the records, never
+/// during kernel work: with one process stopped in the middle of its
+/// attach's kernel work (after "recorded as attaching"), another process's
+/// attach and detach on the same network go through at once.
+#[test]
+fn the_network_lock_is_not_held_during_kernel_work() {
+    let (sb, dir, host) = common::fixture();
+    let net = create(&host, "-d macvlan --subnet=10.62.0.0/24 -o parent=eth0 n");
+    let container = sb.container();
+    let paused = dir.0.join("paused");
+    let resume = dir.0.join("resume");
+    let env = vec![
+        ("UNDERLAY_PAUSE_AT", "recorded as attaching".to_owned()),
+        ("UNDERLAY_PAUSED", paused.display().to_string()),
+        ("UNDERLAY_RESUME", resume.display().to_string()),
+        ("UNDERLAY_STATE", dir.0.display().to_string()),
+        ("UNDERLAY_NETNS", common::netns_path_for_child(&sb.host)),
+        (
+            "UNDERLAY_CONTAINER",
+            common::netns_path_for_child(&container),
+        ),
+    ];
+    std::thread::scope(|s| {
+        let child = s.spawn(|| common::run_child("pause_attach_child", &env));
+        let start = std::time::Instant::now();
+        while !paused.exists() {
+            assert!(start.elapsed().as_secs() < 20, "the child never paused");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // The child is stopped inside its attach. Ours must not wait for it.
+        let other = sb.container();
+        let start = std::time::Instant::now();
+        let ep = net.attach(&other, &AttachOptions::new()).unwrap();
+        assert!(net.detach(&other).unwrap());
+        let took = start.elapsed();
+        std::fs::write(&resume, b"").unwrap();
+        let out = child.join().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(took < std::time::Duration::from_secs(2), "waited {took:?}");
+        // The child's attach took the first address before ours.
+        assert_eq!(ep.addresses()[0].to_string(), "10.62.0.3/24");
+    });
+    let names = endpoint_names(&net);
+    assert_eq!(names, ["c"]);
+    assert_eq!(link_names(&container), ["eth0", "lo"]);
+}
+
+#[test]
+#[ignore = "helper: run by other tests in a child process"]
+fn pause_attach_child() {
+    if !common::install_pause_switch() {
+        return;
+    }
+    let host = common::open_child_host();
+    let container = NetNs::open(std::env::var("UNDERLAY_CONTAINER").unwrap()).unwrap();
+    host.network("n")
+        .unwrap()
+        .attach(&container, &AttachOptions::new().name("c"))
+        .unwrap();
+}
+
 #[test]
 #[ignore = "helper: run by other tests in a child process"]
 fn crash_attach_child() {

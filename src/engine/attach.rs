@@ -22,6 +22,13 @@ use crate::{Error, Result};
 impl Engine {
     /// Attaches the container whose namespace is `netns`. On error nothing
     /// is left behind: no link, no address taken, no record.
+    ///
+    /// The network's lock is held only to decide (addresses, name) and to
+    /// record: the intent before the kernel is touched, the outcome after.
+    /// The kernel work runs without it, so attaches from several processes
+    /// (or threads) proceed side by side; the record names its process, so
+    /// that an unfinished one is taken for a crash's only once that process
+    /// is gone.
     pub fn attach(
         &self,
         network: &NetworkRecord,
@@ -29,6 +36,47 @@ impl Engine {
         options: &AttachOptions,
     ) -> Result<EndpointRecord> {
         check(network, options)?;
+        let (mut record, allocations) = self.record_attach(network, netns, options)?;
+        // Logged once the lock is released: what follows runs without it.
+        log::debug!("endpoint {}: recorded as attaching", record.name);
+        let addresses: Vec<IpAddr> = allocations.iter().map(Allocation::ip).collect();
+        let id = record.id;
+        let configured = self.configure(network, netns, &mut record, &allocations, options);
+        let mut session = match self.session(network) {
+            Ok(session) => session,
+            Err(e) => {
+                // The network went away meanwhile (a forced removal): take
+                // the link back; the record went with the network.
+                let _ = self.remove_endpoint_link(network, Some(netns), &record);
+                return Err(e);
+            }
+        };
+        if let Err(e) = configured {
+            session.abandon(id, &addresses)?;
+            return Err(e);
+        }
+        session.mark_ready(id)?;
+        record.state = EndpointState::Ready;
+        record.owner = None;
+        log::info!(
+            "attached {} to network {} as {} with {:?}",
+            record.name,
+            network.name,
+            record.ifname,
+            record.addresses
+        );
+        Ok(record)
+    }
+
+    /// The decision and the intent of an attach, under the network's lock:
+    /// the checks against the other endpoints, the addresses, the record
+    /// saved as `attaching`.
+    fn record_attach(
+        &self,
+        network: &NetworkRecord,
+        netns: &NetNs,
+        options: &AttachOptions,
+    ) -> Result<(EndpointRecord, Vec<Allocation>)> {
         let mut session = self.session(network)?;
         let previous = session
             .endpoints()
@@ -96,7 +144,14 @@ impl Engine {
                 return Err(e);
             }
         };
-        let mut record = EndpointRecord {
+        let owner = match self.owner() {
+            Ok(owner) => owner,
+            Err(e) => {
+                session.abandon(id, &addresses)?;
+                return Err(e);
+            }
+        };
+        let record = EndpointRecord {
             version: EndpointRecord::VERSION,
             id,
             name,
@@ -109,44 +164,27 @@ impl Engine {
             mac,
             addresses: allocations.iter().map(Allocation::address).collect(),
             state: EndpointState::Attaching,
+            owner: Some(owner),
             created: now(),
         };
         // Recorded before the kernel is touched: a crash from here on leaves
-        // a record that recovery uses to undo the attach.
+        // a record that the next session (or recovery) uses to undo it.
         if let Err(e) = session.save(&record) {
             session.abandon(id, &addresses)?;
             return Err(e);
         }
-        log::debug!("endpoint {}: recorded as attaching", record.name);
-        let configured = self.configure(
-            network,
-            netns,
-            session.as_mut(),
-            &mut record,
-            &allocations,
-            options,
-        );
-        if let Err(e) = configured {
-            session.abandon(id, &addresses)?;
-            return Err(e);
-        }
-        session.mark_ready(id)?;
-        record.state = EndpointState::Ready;
-        log::info!(
-            "attached {} to network {} as {} with {:?}",
-            record.name,
-            network.name,
-            record.ifname,
-            record.addresses
-        );
-        Ok(record)
+        Ok((record, allocations))
     }
 
     /// Whether an endpoint still exists: its recorded path names a namespace
     /// with the recorded identity, holding a link with the endpoint's mark.
     /// (The kernel reuses a dead namespace's inode number, and a path can be
     /// reused for a new namespace, so the identity alone does not tell.)
+    /// An attach or detach under way in a live process counts as live.
     pub(super) fn is_live(&self, network: &NetworkRecord, record: &EndpointRecord) -> bool {
+        if record.state != EndpointState::Ready && !record.is_abandoned() {
+            return true;
+        }
         let Some(netns) = record.netns() else {
             return false;
         };
@@ -161,7 +199,6 @@ impl Engine {
         &self,
         network: &NetworkRecord,
         netns: &NetNs,
-        session: &mut dyn EndpointSession,
         record: &mut EndpointRecord,
         allocations: &[Allocation],
         options: &AttachOptions,
@@ -203,7 +240,8 @@ impl Engine {
             record.ifname = netns
                 .run(|| free_ifname(&Netlink::open()?))
                 .map_err(|e| failed("list the container's links", e))?;
-            session.save(record)?;
+            // The new name, recorded before the link is made under it.
+            self.session(network)?.save(record)?;
             created = self.create_link(network, netns, parent, record, options);
         }
         created.map_err(|e| {

@@ -35,6 +35,7 @@ use crate::netlink::Netlink;
 use crate::netns::NetNs;
 use crate::store::{
     EndpointRecord, EndpointSession, EndpointStore, NetworkRecord, NetworkState, NetworkStore,
+    Owner,
 };
 use crate::{Error, Result};
 
@@ -64,6 +65,9 @@ pub(crate) struct Engine {
     /// (the kernel allocates them cyclically), so a stale one fails with
     /// `ENODEV`, never points elsewhere.
     parent_indexes: Mutex<HashMap<String, u32>>,
+    /// This process, as unfinished records name it (looked up again after
+    /// a fork).
+    owner: Mutex<Option<Owner>>,
 }
 
 impl Engine {
@@ -80,6 +84,7 @@ impl Engine {
             reserved_prefixes: parts.reserved_prefixes,
             capabilities: OnceLock::new(),
             parent_indexes: Mutex::new(HashMap::new()),
+            owner: Mutex::new(None),
         };
         // Recovery costs a look at every network and the host's links: do it
         // once per boot, and again only when an operation was interrupted.
@@ -160,6 +165,9 @@ impl Engine {
     fn session(&self, network: &NetworkRecord) -> Result<Box<dyn EndpointSession + '_>> {
         let mut session = self.open_session(network)?;
         for endpoint in session.unfinished() {
+            if !endpoint.is_abandoned() {
+                continue; // under way in a live process
+            }
             log::info!(
                 "network {}: finishing what a crash interrupted: {} was {:?}",
                 network.name,
@@ -200,6 +208,22 @@ impl Engine {
             .filter(|e| e.state == crate::store::EndpointState::Ready)
             .cloned()
             .collect())
+    }
+
+    /// This process, to name in the records of its attaches and detaches.
+    fn owner(&self) -> Result<Owner> {
+        let pid = std::process::id();
+        let mut cached = self.owner.lock().unwrap_or_else(|p| p.into_inner());
+        match *cached {
+            Some(owner) if owner.pid == pid => Ok(owner),
+            _ => {
+                let owner = Owner::of(pid).ok_or_else(|| {
+                    Error::Internal(format!("cannot read /proc/{pid}/stat for this process"))
+                })?;
+                *cached = Some(owner);
+                Ok(owner)
+            }
+        }
     }
 
     /// The mark of a network's owned parent.

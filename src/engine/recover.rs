@@ -100,6 +100,11 @@ impl Engine {
             for endpoint in Engine::endpoint_records(session.as_ref()) {
                 let label = format!("{}/{}", network.name, endpoint.name);
                 let mark = self.endpoint_mark(&network, endpoint.id);
+                if endpoint.state != EndpointState::Ready && !endpoint.is_abandoned() {
+                    // Under way in a live process: its link is its own.
+                    explained.push(mark);
+                    continue;
+                }
                 let Some(netns) = endpoint.netns() else {
                     session.forget(endpoint.id)?;
                     report.released_endpoints.push(label);
@@ -201,6 +206,7 @@ impl Engine {
                 },
                 addresses,
                 state: EndpointState::Ready,
+                owner: None,
                 created: super::now(),
             };
             session.save(&record)?;

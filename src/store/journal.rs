@@ -55,8 +55,13 @@ enum Entry {
     Attaching(EndpointRecord),
     /// The attach with this id is done.
     Ready(u64),
-    /// The endpoint with this id is being detached.
-    Detaching(u64),
+    /// The endpoint with this id is being detached by this process.
+    Detaching {
+        /// The endpoint.
+        id: u64,
+        /// The process detaching it.
+        owner: super::Owner,
+    },
     /// The endpoint with this id is gone.
     Forget(u64),
     /// A record as it stands, written by compaction.
@@ -210,6 +215,18 @@ struct State {
     lock_file: Option<File>,
     /// The records and allocator, as of the last catch-up.
     cache: Option<Cache>,
+    /// For each attach of this process under way: where the journal stood
+    /// before its first entry and after its last (with the journal's
+    /// inode), to cut it back to if the attach fails and nothing else was
+    /// appended since.
+    attach_marks: HashMap<u64, AttachMark>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct AttachMark {
+    inode: u64,
+    start: u64,
+    end: u64,
 }
 
 #[derive(Debug)]
@@ -316,8 +333,11 @@ impl Cache {
         match entry {
             Entry::Attaching(record) => self.table.insert(record, EndpointState::Attaching),
             Entry::Record(record) => self.table.insert(record, EndpointState::Ready),
-            Entry::Ready(id) => self.table.set_state(id, EndpointState::Ready),
-            Entry::Detaching(id) => self.table.set_state(id, EndpointState::Detaching),
+            Entry::Ready(id) => self.table.set_state(id, EndpointState::Ready, None),
+            Entry::Detaching { id, owner } => {
+                self.table
+                    .set_state(id, EndpointState::Detaching, Some(owner))
+            }
             Entry::Forget(id) => {
                 self.table.remove(id);
             }
@@ -331,9 +351,6 @@ impl Cache {
 /// them.
 struct JournalSession {
     state: State,
-    /// Where the journal stood before this session's attach, to cut back
-    /// to if it fails: (endpoint id, length).
-    attach_mark: Option<(u64, u64)>,
     journal: Arc<Journal>,
 }
 
@@ -367,11 +384,7 @@ impl JournalSession {
             state.cache = Some(journal.catch_up(cache)?);
             Ok(())
         })();
-        let session = JournalSession {
-            state,
-            attach_mark: None,
-            journal,
-        };
+        let session = JournalSession { state, journal };
         // On error, dropping the session unlocks and gives the state back.
         result.map(|()| session)
     }
@@ -418,8 +431,11 @@ impl JournalSession {
                 EndpointState::Attaching => Entry::Attaching(record.clone()),
                 _ => Entry::Record(record.clone()),
             }];
-            if record.state == EndpointState::Detaching {
-                entries.push(Entry::Detaching(record.id));
+            if let (EndpointState::Detaching, Some(owner)) = (record.state, record.owner) {
+                entries.push(Entry::Detaching {
+                    id: record.id,
+                    owner,
+                });
             }
             for entry in entries {
                 serde_json::to_writer(&mut bytes, &entry).map_err(|e| Error::StateEncoding {
@@ -436,6 +452,7 @@ impl JournalSession {
         cache.inode = fresh.inode;
         cache.read = bytes.len() as u64;
         cache.entries = live;
+        self.state.attach_marks.clear();
         log::debug!("network {network}: journal compacted to {live} records");
         Ok(())
     }
@@ -476,23 +493,32 @@ impl EndpointSession for JournalSession {
     }
 
     fn save(&mut self, record: &EndpointRecord) -> Result<()> {
-        if self.attach_mark.map(|(id, _)| id) != Some(record.id) {
-            let mark = self.cache().read;
-            self.attach_mark = Some((record.id, mark));
-        }
+        let (inode, before) = {
+            let cache = self.cache();
+            (cache.inode, cache.read)
+        };
         let mut record = record.clone();
         record.state = EndpointState::Attaching;
-        self.append(Entry::Attaching(record))
+        let id = record.id;
+        self.append(Entry::Attaching(record))?;
+        let end = self.cache().read;
+        let mark = self.state.attach_marks.entry(id).or_insert(AttachMark {
+            inode,
+            start: before,
+            end,
+        });
+        mark.end = end;
+        Ok(())
     }
 
     fn mark_ready(&mut self, id: u64) -> Result<()> {
         self.append(Entry::Ready(id))?;
-        self.attach_mark = None;
+        self.state.attach_marks.remove(&id);
         self.compact_if_worth_it()
     }
 
-    fn mark_detaching(&mut self, id: u64) -> Result<()> {
-        self.append(Entry::Detaching(id))
+    fn mark_detaching(&mut self, id: u64, owner: super::Owner) -> Result<()> {
+        self.append(Entry::Detaching { id, owner })
     }
 
     fn forget(&mut self, id: u64) -> Result<Option<EndpointRecord>> {
@@ -505,19 +531,28 @@ impl EndpointSession for JournalSession {
     }
 
     fn abandon(&mut self, id: u64, addresses: &[IpAddr]) -> Result<()> {
-        if let Some((marked, mark)) = self.attach_mark.take() {
-            if marked == id {
-                // Cut the journal back: it reads exactly as before the attach.
+        let mark = self.state.attach_marks.remove(&id);
+        let cache = self.cache();
+        match mark {
+            // Nothing appended since: cut the journal back, so that it reads
+            // exactly as before the attach.
+            Some(mark) if mark.inode == cache.inode && mark.end == cache.read => {
                 let path = self.journal.path();
                 let cache = self.cache();
                 cache
                     .journal
-                    .set_len(mark)
+                    .set_len(mark.start)
                     .map_err(|e| Error::io(format!("truncate {}", path.display()), e))?;
-                cache.read = mark;
+                cache.read = mark.start;
+                cache.table.abandon(id, addresses);
             }
+            // Others appended meanwhile: say it is gone.
+            _ if cache.table.endpoints.contains_key(&id) => {
+                self.append(Entry::Forget(id))?;
+                self.cache().table.abandon(id, addresses);
+            }
+            _ => self.cache().table.abandon(id, addresses),
         }
-        self.cache().table.abandon(id, addresses);
         Ok(())
     }
 }

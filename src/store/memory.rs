@@ -247,12 +247,14 @@ impl EndpointSession for MemorySession<'_> {
     }
 
     fn mark_ready(&mut self, id: u64) -> Result<()> {
-        self.table().set_state(id, super::EndpointState::Ready);
+        self.table()
+            .set_state(id, super::EndpointState::Ready, None);
         Ok(())
     }
 
-    fn mark_detaching(&mut self, id: u64) -> Result<()> {
-        self.table().set_state(id, super::EndpointState::Detaching);
+    fn mark_detaching(&mut self, id: u64, owner: super::Owner) -> Result<()> {
+        self.table()
+            .set_state(id, super::EndpointState::Detaching, Some(owner));
         Ok(())
     }
 

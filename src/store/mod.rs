@@ -42,7 +42,7 @@ pub use files::DEFAULT_LOCK_TIMEOUT;
 pub use journal::FileEndpointStore;
 pub use memory::MemoryStore;
 pub use network_dir::{FileNetworkStore, DEFAULT_RUNTIME_DIR, DEFAULT_STATE_DIR};
-pub use records::{EndpointRecord, EndpointState, NetworkRecord, NetworkState};
+pub use records::{EndpointRecord, EndpointState, NetworkRecord, NetworkState, Owner};
 pub(crate) use table::EndpointTable;
 
 use crate::ipam::Ipam;
@@ -207,12 +207,13 @@ pub trait EndpointSession {
     /// When that cannot be written.
     fn mark_ready(&mut self, id: u64) -> Result<()>;
 
-    /// Records that endpoint `id` is being detached (before its link is
-    /// deleted): it is [`EndpointState::Detaching`] until forgotten.
+    /// Records that endpoint `id` is being detached by process `owner`
+    /// (before its link is deleted): it is [`EndpointState::Detaching`]
+    /// until forgotten.
     ///
     /// # Errors
     /// When that cannot be written.
-    fn mark_detaching(&mut self, id: u64) -> Result<()>;
+    fn mark_detaching(&mut self, id: u64, owner: Owner) -> Result<()>;
 
     /// Removes an endpoint's record and releases its addresses; returns the
     /// record it removed.
@@ -221,9 +222,10 @@ pub trait EndpointSession {
     /// When that cannot be written.
     fn forget(&mut self, id: u64) -> Result<Option<EndpointRecord>>;
 
-    /// Undoes an attach that failed in this session: the store reads as if
-    /// endpoint `id` had never been saved, and `addresses` (taken for it
-    /// from the allocator) are released.
+    /// Undoes an attach that failed: endpoint `id` is forgotten and
+    /// `addresses` (taken for it from the allocator) are released. When
+    /// nothing else was stored since the attach was saved, the store reads
+    /// exactly as before it.
     ///
     /// # Errors
     /// When the store cannot be put back.

@@ -110,6 +110,11 @@ pub struct EndpointRecord {
     /// record.
     #[serde(skip, default = "ready")]
     pub state: EndpointState,
+    /// The process attaching or detaching it, while it is `attaching` or
+    /// `detaching`: its kernel work runs without the network's lock, so an
+    /// unfinished record is a crash's only when this process is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
     /// Attach time, seconds since the Unix epoch.
     pub created: u64,
 }
@@ -118,9 +123,42 @@ fn ready() -> EndpointState {
     EndpointState::Ready
 }
 
+/// A process, told apart from a later one with the same pid by its start
+/// time (in clock ticks after boot, `/proc/PID/stat` field 22).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    /// The process id.
+    pub pid: u32,
+    /// When it started, in clock ticks after boot.
+    pub start: u64,
+}
+
+impl Owner {
+    /// The process `pid`, if it runs.
+    pub fn of(pid: u32) -> Option<Owner> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // "PID (COMM) STATE ...": the command may hold spaces and parentheses.
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let start = rest.split_whitespace().nth(19)?.parse().ok()?;
+        Some(Owner { pid, start })
+    }
+
+    /// Whether this process still runs (the same one, not a later process
+    /// given its pid).
+    pub fn is_alive(&self) -> bool {
+        Owner::of(self.pid).is_some_and(|now| now == *self)
+    }
+}
+
 impl EndpointRecord {
     /// The current record format.
     pub const VERSION: u32 = 1;
+
+    /// Whether this record is an attach or detach whose process is gone
+    /// (or a record of an older version, which held the lock throughout).
+    pub fn is_abandoned(&self) -> bool {
+        self.state != EndpointState::Ready && !self.owner.is_some_and(|o| o.is_alive())
+    }
 
     /// The addresses without their prefix lengths.
     pub fn ips(&self) -> impl Iterator<Item = IpAddr> + '_ {

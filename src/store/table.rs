@@ -70,10 +70,12 @@ impl EndpointTable {
         self.endpoints.insert(record.id, record);
     }
 
-    /// Moves a record to `state` (an attach done, a detach begun).
-    pub fn set_state(&mut self, id: u64, state: EndpointState) {
+    /// Moves a record to `state` (an attach done, a detach begun by
+    /// `owner`).
+    pub fn set_state(&mut self, id: u64, state: EndpointState, owner: Option<super::Owner>) {
         if let Some(record) = self.endpoints.get_mut(&id) {
             record.state = state;
+            record.owner = owner;
             if state == EndpointState::Ready {
                 self.unfinished.remove(&id);
             } else {

@@ -304,6 +304,40 @@ pub fn install_kill_switch() -> bool {
     true
 }
 
+/// In a child: when `UNDERLAY_PAUSE_AT` is set, installs a logger that,
+/// the moment the library logs a message containing that text, creates the
+/// file `UNDERLAY_PAUSED` and waits (at most 20 s) until the file
+/// `UNDERLAY_RESUME` exists: the library is stopped at that step, with
+/// whatever it holds. Returns whether it did.
+pub fn install_pause_switch() -> bool {
+    let Ok(point) = std::env::var("UNDERLAY_PAUSE_AT") else {
+        return false;
+    };
+    struct PauseAt(String, PathBuf, PathBuf);
+    impl log::Log for PauseAt {
+        fn enabled(&self, _: &log::Metadata) -> bool {
+            true
+        }
+        fn log(&self, record: &log::Record) {
+            if record.args().to_string().contains(&self.0) {
+                std::fs::write(&self.1, b"").unwrap();
+                for _ in 0..2000 {
+                    if self.2.exists() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
+        }
+        fn flush(&self) {}
+    }
+    let paused = PathBuf::from(std::env::var("UNDERLAY_PAUSED").unwrap());
+    let resume = PathBuf::from(std::env::var("UNDERLAY_RESUME").unwrap());
+    log::set_boxed_logger(Box::new(PauseAt(point, paused, resume))).unwrap();
+    log::set_max_level(log::LevelFilter::Debug);
+    true
+}
+
 /// The path under which a child process can open `ns` of this process.
 pub fn netns_path_for_child(ns: &NetNs) -> String {
     format!("/proc/{}/fd/{}", std::process::id(), fd_of(ns))
