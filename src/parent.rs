@@ -181,6 +181,13 @@ pub(crate) fn plan(
     }
     match nl.link_by_name(name) {
         Ok(link) => {
+            if Mark::of(&link).is_some_and(|m| m.endpoint.is_some()) {
+                return Err(Error::invalid(
+                    "parent interface",
+                    name,
+                    "it is a container's endpoint of another network (it carries underlay's endpoint mark); name the host's own interface",
+                ));
+            }
             if !link.up {
                 log::warn!("parent interface {name} is down: containers on it will have no carrier until it is brought up");
             }

@@ -521,8 +521,19 @@ fn a_link_renamed_in_the_container_is_still_deleted_on_detach() {
     let net = host.create_network(macvlan("n", "10.7.14.0/24")).unwrap();
     let a = sb.container();
     net.attach(&a, &AttachOptions::new()).unwrap();
-    let out = common::run_in(&a, "ip", &["link", "set", "eth0", "name", "renamed0"]);
-    assert!(out.status.success());
+    // Kernels before 6.2 rename only links that are down.
+    for args in [
+        &["link", "set", "eth0", "down"][..],
+        &["link", "set", "eth0", "name", "renamed0"],
+        &["link", "set", "renamed0", "up"],
+    ] {
+        let out = common::run_in(&a, "ip", args);
+        assert!(
+            out.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     assert!(net.detach(&a).unwrap());
     assert_eq!(link_names(&a), ["lo"], "the address would stay on the link");
     host.remove_network("n").unwrap();
@@ -543,5 +554,48 @@ fn the_name_of_a_container_that_died_without_a_detach_can_be_used_again() {
     let ep = net.attach(&b, &AttachOptions::new().name("web")).unwrap();
     assert_eq!(ep.name(), "web");
     assert_eq!(net.endpoints().unwrap().len(), 1);
+    host.force_remove_network("n").unwrap();
+}
+
+#[test]
+fn a_lost_runtime_directory_is_rebuilt_from_the_kernel_and_no_address_is_handed_out_twice() {
+    let (sb, dir, host) = common::fixture();
+    let net = host.create_network(macvlan("n", "10.7.16.0/24")).unwrap();
+    let a = sb.container();
+    let ea = net.attach(&a, &AttachOptions::new()).unwrap();
+    assert_eq!(ea.addresses()[0].to_string(), "10.7.16.2/24");
+    // The network's runtime state removed by hand, the container alive.
+    std::fs::remove_dir_all(dir.0.join("run").join(net.id())).unwrap();
+    let fresh = open_host(&sb, &dir);
+    let net = fresh.network("n").unwrap();
+    let b = sb.container();
+    let eb = net.attach(&b, &AttachOptions::new()).unwrap();
+    assert_eq!(eb.addresses()[0].to_string(), "10.7.16.3/24");
+    assert_eq!(net.endpoints().unwrap().len(), 2);
+    assert_eq!(link_names(&a), ["eth0", "lo"]);
+    fresh.force_remove_network("n").unwrap();
+    assert_eq!(link_names(&a), ["lo"]);
+}
+
+#[test]
+fn a_containers_endpoint_is_refused_as_a_parent() {
+    let (sb, _dir, host) = common::fixture();
+    let net = host.create_network(macvlan("n", "10.7.17.0/24")).unwrap();
+    let c = sb.container();
+    net.attach(&c, &AttachOptions::new()).unwrap();
+    // A second host whose namespace is that container: its eth0 is an
+    // endpoint, not a parent.
+    let inner_dir = StateDir::new();
+    let inner = Host::options()
+        .state_dir(&inner_dir.0)
+        .runtime_dir(inner_dir.0.join("run"))
+        .netns(NetNs::open(format!("/proc/self/fd/{}", common::fd_of(&c))).unwrap())
+        .open()
+        .unwrap();
+    let err = inner
+        .create_network(macvlan("nested", "10.7.18.0/24"))
+        .unwrap_err();
+    assert!(err.to_string().contains("endpoint"), "{err}");
+    assert!(inner.networks().unwrap().is_empty());
     host.force_remove_network("n").unwrap();
 }

@@ -157,11 +157,11 @@ impl Engine {
     /// life. A ready network whose endpoint state is gone (a reboot emptied
     /// the runtime directory) gets it made again.
     ///
-    /// Every change to a network's endpoints holds its session from the
-    /// record of its intent to its end, so an endpoint still `attaching` or
-    /// `detaching` when a session begins is an attach or detach whose
-    /// process died: it is undone or finished here, before the caller's own
-    /// work.
+    /// Every change to a network's endpoints records its intent with its
+    /// process before its kernel work, so an endpoint still `attaching` or
+    /// `detaching` whose process is gone when a session begins is an attach
+    /// or detach a crash interrupted: it is undone or finished here, before
+    /// the caller's own work. (Those of live processes are under way.)
     fn session(&self, network: &NetworkRecord) -> Result<Box<dyn EndpointSession + '_>> {
         let mut session = self.open_session(network)?;
         for endpoint in session.unfinished() {
@@ -188,7 +188,20 @@ impl Engine {
                     Some(record)
                         if record.id == network.id && record.state == NetworkState::Ready =>
                     {
+                        // The runtime state is gone while the network is not
+                        // (a reboot, or a runtime directory removed by
+                        // hand): made anew, and filled from the links that
+                        // carry the network's mark, so that no live
+                        // container's address is handed out again.
                         self.endpoints.add_network(&record)?;
+                        let rebuilt = self.rebuild_endpoints(&record)?;
+                        if !rebuilt.is_empty() {
+                            log::warn!(
+                                "network {}: its endpoint state was lost; rebuilt {} endpoint(s) from their links",
+                                record.name,
+                                rebuilt.len()
+                            );
+                        }
                         self.endpoints.session(&record)
                     }
                     _ => Err(Error::NetworkNotFound {

@@ -146,7 +146,7 @@ impl Engine {
     /// machine knows that carry this network's mark: the link's name, MAC
     /// and addresses (those in the network's subnets), under a made-up
     /// name. Returns each one's label and mark.
-    fn rebuild_endpoints(&self, network: &NetworkRecord) -> Result<Vec<(String, Mark)>> {
+    pub(super) fn rebuild_endpoints(&self, network: &NetworkRecord) -> Result<Vec<(String, Mark)>> {
         let host = self.networks.host_id();
         let subnets: Vec<ipnet::IpNet> = network.ipam.prefixes().collect();
         let mut found = Vec::new();
