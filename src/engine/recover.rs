@@ -150,15 +150,7 @@ impl Engine {
         let host = self.networks.host_id();
         let subnets: Vec<ipnet::IpNet> = network.ipam.prefixes().collect();
         let mut found = Vec::new();
-        let mut seen = vec![self.netns.id()];
-        for path in namespace_paths() {
-            let Ok(netns) = NetNs::open(&path) else {
-                continue;
-            };
-            if seen.contains(&netns.id()) {
-                continue;
-            }
-            seen.push(netns.id());
+        for (path, netns) in self.other_namespaces() {
             let links = netns.run(|| {
                 let nl = Netlink::open()?;
                 let mut out = Vec::new();
@@ -223,20 +215,29 @@ impl Engine {
         Ok(out)
     }
 
+    /// Every network namespace the machine knows but the host's, once each,
+    /// with the path it was found by.
+    fn other_namespaces(&self) -> Vec<(PathBuf, NetNs)> {
+        let mut seen = vec![self.netns.id()];
+        let mut out = Vec::new();
+        for path in namespace_paths() {
+            let Ok(netns) = NetNs::open(&path) else {
+                continue;
+            };
+            if !seen.contains(&netns.id()) {
+                seen.push(netns.id());
+                out.push((path, netns));
+            }
+        }
+        out
+    }
+
     /// Deletes endpoint links with this host's mark, in every namespace the
     /// machine knows, that no endpoint record explains.
     fn remove_unexplained_endpoint_links(&self, explained: &[Mark]) -> Vec<String> {
         let host = self.networks.host_id();
         let mut removed = Vec::new();
-        let mut seen = vec![self.netns.id()];
-        for path in namespace_paths() {
-            let Ok(netns) = NetNs::open(&path) else {
-                continue;
-            };
-            if seen.contains(&netns.id()) {
-                continue;
-            }
-            seen.push(netns.id());
+        for (path, netns) in self.other_namespaces() {
             let found = netns.run(|| {
                 let nl = Netlink::open()?;
                 let mut deleted = Vec::new();
