@@ -597,13 +597,8 @@ impl NetworkBuilder {
                     "the network has an IPv4 subnet; drop it or turn IPv4 on",
                 ))
             }
-            Some(false) if !ipv6 => {
-                return Err(Error::invalid(
-                    "ipv4",
-                    "false",
-                    "a network needs at least one address family; turn IPv6 on",
-                ))
-            }
+            // IPv4 off and no IPv6: a network with no address family, whose
+            // containers get the link alone (their own DHCP client, say).
             Some(on) => on,
             None => true,
         };
@@ -907,10 +902,6 @@ mod tests {
                     .subnet("fd00::/64")
                     .ipv6(false),
                 "IPv6 subnet",
-            ),
-            (
-                Network::builder("n").macvlan().ipv4(false),
-                "at least one address family",
             ),
             (
                 Network::builder("n")

@@ -425,20 +425,14 @@ fn bad_parents_and_options_are_refused_and_leave_no_trace() {
         "already used by network \"bad\"",
     );
     assert!(matches!(err, Error::ParentInUse { .. }));
-    refused(
-        &sb,
-        &dir,
-        &host,
-        other().parent("eth1").subnet("10.9.0.128/25"),
-        "bad",
-    );
-    // The same subnet on another network is named too.
-    let err = host
-        .create_network(other().parent("eth1").subnet("10.9.0.0/24"))
-        .unwrap_err();
-    assert!(matches!(err, Error::Ipam(_)), "{err:?}");
+    // Overlapping or equal subnets on another parent are another L2
+    // segment: accepted, as in today's Docker.
+    let overlapping = host
+        .create_network(other().parent("eth1").subnet("10.9.0.128/25"))
+        .unwrap();
+    host.remove_network(overlapping.name()).unwrap();
     assert!(host
-        .create_network(other().parent("eth1").subnet("10.3.0.0/24"))
+        .create_network(other().parent("eth1").subnet("10.9.0.0/24"))
         .is_ok());
     assert!(matches!(
         host.remove_network("nope"),
@@ -482,7 +476,8 @@ fn concurrent_creators_on_one_state_directory_never_both_win() {
             .create_link(&NewLink::veth(&format!("p{i}"), &format!("q{i}")).up())
             .unwrap();
     }
-    // Six handles (as six processes would have), racing for one subnet.
+    // Six handles (as six processes would have), racing for one name
+    // (subnets may overlap across parents; names may not).
     let hosts: Vec<Host> = (0..6).map(|_| open_host(&sb, &dir)).collect();
     let results: Vec<Result<Network, Error>> = std::thread::scope(|s| {
         let handles: Vec<_> = hosts
@@ -491,7 +486,7 @@ fn concurrent_creators_on_one_state_directory_never_both_win() {
             .map(|(i, host)| {
                 s.spawn(move || {
                     host.create_network(
-                        Network::builder(&format!("n{i}"))
+                        Network::builder("contested")
                             .macvlan()
                             .parent(&format!("p{i}"))
                             .subnet("10.77.0.0/24"),
@@ -504,7 +499,7 @@ fn concurrent_creators_on_one_state_directory_never_both_win() {
     let winners = results.iter().filter(|r| r.is_ok()).count();
     assert_eq!(winners, 1, "{results:?}");
     for err in results.iter().filter_map(|r| r.as_ref().err()) {
-        assert!(err.to_string().contains("10.77.0.0/24"), "{err}");
+        assert!(matches!(err, Error::NetworkExists { .. }), "{err}");
     }
     assert_eq!(hosts[0].networks().unwrap().len(), 1);
 }

@@ -415,6 +415,14 @@ fn allocate(
     ];
     for (family, enabled, requested) in families {
         let result = match (enabled, requested) {
+            (false, Some(address)) if !network.ipv4 && !network.ipv6 => Err(Error::invalid(
+                "address",
+                address.to_string(),
+                format!(
+                    "network {:?} has no address family: its containers get the link alone, and configure addresses themselves",
+                    network.name
+                ),
+            )),
             (false, Some(address)) => Err(Error::invalid(
                 "address",
                 address.to_string(),
@@ -473,15 +481,19 @@ fn configure_inside(
     // IPv6 endpoints announce their addresses with unsolicited neighbour
     // advertisements; endpoints of IPv4-only networks get no IPv6 at all
     // (no link-local address, router solicitations or MLD), as Docker's.
-    let ipv6 = allocations.iter().any(|a| a.ip().is_ipv6());
-    let (key, value) = if ipv6 {
-        ("ndisc_notify", "1")
-    } else {
-        ("disable_ipv6", "1")
-    };
-    let path = format!("/proc/sys/net/ipv6/conf/{ifname}/{key}");
-    if let Err(e) = std::fs::write(&path, value) {
-        log::debug!("cannot set {path}: {e}");
+    // A network with no address family leaves the link to the container
+    // (its own DHCP or SLAAC), IPv6 included.
+    if network.ipv4 || network.ipv6 {
+        let ipv6 = allocations.iter().any(|a| a.ip().is_ipv6());
+        let (key, value) = if ipv6 {
+            ("ndisc_notify", "1")
+        } else {
+            ("disable_ipv6", "1")
+        };
+        let path = format!("/proc/sys/net/ipv6/conf/{ifname}/{key}");
+        if let Err(e) = std::fs::write(&path, value) {
+            log::debug!("cannot set {path}: {e}");
+        }
     }
     let index = nl
         .link_by_name(ifname)

@@ -3,7 +3,7 @@
 use ipnet::IpNet;
 
 use super::Engine;
-use crate::ipam::{check_overlap, NetworkIpamConfig, SubnetConfig};
+use crate::ipam::{NetworkIpamConfig, SubnetConfig};
 use crate::parent;
 use crate::route::IpFamily;
 use crate::spec::NetworkSpec;
@@ -89,9 +89,10 @@ impl Engine {
         Ok(record)
     }
 
-    /// The network's subnets: the given ones, which must not overlap other
-    /// networks'; missing families from the default pools; gateways
-    /// inferred.
+    /// The network's subnets: the given ones (they may overlap other
+    /// networks': each network is its own parent's L2 segment, as in
+    /// today's Docker); missing families from the default pools, which
+    /// avoid every subnet in use; gateways inferred.
     fn complete_ipam(
         &self,
         spec: &NetworkSpec,
@@ -101,10 +102,6 @@ impl Engine {
             .iter()
             .map(|r| (r.name.clone(), r.ipam.prefixes().collect()))
             .collect();
-        check_overlap(
-            spec.ipam().prefixes(),
-            existing.iter().map(|(n, p)| (n, p.iter().copied())),
-        )?;
         let mut ipam = spec.ipam().clone();
         let (ipv4, ipv6) = spec.families();
         let has =

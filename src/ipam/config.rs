@@ -630,7 +630,10 @@ impl NetworkIpamConfig {
     /// ```
     pub fn infer_gateways(&mut self) {
         for subnet in &mut self.subnets {
-            if subnet.gateway.is_none() {
+            // Point-to-point subnets (/31, /32, /127, /128) get none: every
+            // address goes to a container (RFC 3021), as in today's Docker.
+            let point_to_point = subnet.subnet.prefix_len() + 1 >= subnet.subnet.max_prefix_len();
+            if subnet.gateway.is_none() && !point_to_point {
                 subnet.gateway = first_usable_address(&subnet.subnet);
             }
         }
@@ -832,7 +835,8 @@ mod tests {
                 Some(ip("10.1.100.1")),
                 Some(ip("10.1.101.129")),
                 Some(ip("fd11::1")),
-                Some(ip("10.9.0.0")),
+                // Point-to-point: no inferred gateway (RFC 3021).
+                None,
                 None,
                 Some(ip("192.168.1.254")),
             ]

@@ -564,13 +564,17 @@ fn point_to_point_and_host_subnets_use_every_address() {
         &[],
         &[],
     );
-    // /31 gets .0 as inferred gateway, leaving .1; the /32 gets no gateway.
-    assert_eq!(ipam.allocate(Ipv4, 1).unwrap().ip(), ip("10.0.0.1"));
-    let host = ipam.allocate(Ipv4, 2).unwrap();
+    // Point-to-point subnets get no inferred gateway (RFC 3021, as
+    // today's Docker): both addresses of the /31, the /32's one, both of
+    // the /127.
+    assert_eq!(ipam.allocate(Ipv4, 1).unwrap().ip(), ip("10.0.0.0"));
+    assert_eq!(ipam.allocate(Ipv4, 2).unwrap().ip(), ip("10.0.0.1"));
+    let host = ipam.allocate(Ipv4, 3).unwrap();
     assert_eq!(host.address(), net("10.0.0.8/32"));
     assert_eq!(host.gateway(), None);
-    assert!(ipam.allocate(Ipv4, 3).is_err());
-    assert_eq!(ipam.allocate(Ipv6, 1).unwrap().ip(), ip("fd11::1"));
+    assert!(ipam.allocate(Ipv4, 4).is_err());
+    assert_eq!(ipam.allocate(Ipv6, 1).unwrap().ip(), ip("fd11::"));
+    assert_eq!(ipam.allocate(Ipv6, 2).unwrap().ip(), ip("fd11::1"));
 
     let config = NetworkIpamConfig::from_docker_lists(&["10.0.0.0/31"], &[], &[], &[]).unwrap();
     let mut ipam = Ipam::new("p2p", &config, AllocationPolicy::LowestFree);
