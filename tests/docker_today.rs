@@ -156,20 +156,23 @@ mod needs_ipvlan {
     use super::*;
 
     #[test]
-    #[ignore = "needs ipvlan: runs in the real-kernel tier"]
-    fn point_to_point_ipvlan_l2_and_l3_containers_ping_each_other() {
+    #[ignore = "needs ipvlan and dummy: runs in the real-kernel tier"]
+    fn point_to_point_ipvlan_l2_l3_and_internal_containers_ping_each_other() {
         common::require(KernelFeature::Ipvlan);
-        for mode in ["l2", "l3"] {
+        common::require(KernelFeature::Dummy);
+        for (mode, internal) in [("l2", false), ("l3", false), ("l2", true), ("l3", true)] {
             let (sb, _dir, host) = common::fixture();
             let net = host
                 .create_network(
                     Network::builder("p2p")
                         .ipvlan()
                         .parent("eth0")
+                        .internal(internal)
                         .option("ipvlan_mode", mode)
                         .subnet("10.30.4.0/31"),
                 )
                 .unwrap();
+            let mode = format!("{mode}, internal: {internal}");
             let (a, b) = (sb.container(), sb.container());
             net.attach(&a, &AttachOptions::new()).unwrap();
             net.attach(&b, &AttachOptions::new()).unwrap();
