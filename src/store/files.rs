@@ -346,6 +346,24 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) ->
     Ok(())
 }
 
+/// Moves `path` (a file or a directory) into the directory `aside`, made if
+/// needed, under its name and a random suffix; returns where it went.
+pub(crate) fn move_aside(path: &Path, aside: &Path) -> Result<PathBuf> {
+    create_dir(aside)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let target = aside.join(format!("{name}.{}", crate::random::hex(4)?));
+    fs::rename(path, &target).map_err(|e| {
+        Error::io(
+            format!("move {} to {}", path.display(), target.display()),
+            e,
+        )
+    })?;
+    Ok(target)
+}
+
 /// Removes the record at `path`; a missing record is not an error.
 pub(crate) fn remove_record(path: &Path, durability: Durability) -> Result<()> {
     match fs::remove_file(path) {

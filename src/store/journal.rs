@@ -121,6 +121,17 @@ impl FileEndpointStore {
         &self.dir
     }
 
+    /// Drops this process's view of a network's journal (it is about to be
+    /// moved or removed) and returns the network's directory.
+    fn let_go(&self, network: &NetworkRecord) -> Result<PathBuf> {
+        check_id(network)?;
+        self.journals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&network.id);
+        Ok(self.dir.join(&network.id))
+    }
+
     fn journal(&self, network: &NetworkRecord) -> Arc<Journal> {
         let mut journals = self.journals.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(journals.entry(network.id.clone()).or_insert_with(|| {
@@ -166,28 +177,14 @@ impl EndpointStore for FileEndpointStore {
     }
 
     fn quarantine_network(&self, network: &NetworkRecord) -> Result<String> {
-        check_id(network)?;
-        self.journals
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&network.id);
-        let dir = self.dir.join(&network.id);
-        let quarantine = self.dir.join("quarantine");
-        files::create_dir(&quarantine)?;
-        let target = quarantine.join(format!("{}.{}", network.id, crate::random::hex(4)?));
-        std::fs::rename(&dir, &target)
-            .map_err(|e| Error::io(format!("move {} to {}", dir.display(), target.display()), e))?;
+        let dir = self.let_go(network)?;
+        let target = files::move_aside(&dir, &self.dir.join("quarantine"))?;
         self.add_network(network)?;
         Ok(target.display().to_string())
     }
 
     fn remove_network(&self, network: &NetworkRecord) -> Result<()> {
-        check_id(network)?;
-        self.journals
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&network.id);
-        let dir = self.dir.join(&network.id);
+        let dir = self.let_go(network)?;
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -198,10 +198,11 @@ impl NetworkStore for FileNetworkStore {
     }
 
     fn network(&self, name: &str) -> Result<Option<NetworkRecord>> {
-        if validate_network_name(name).is_err() {
-            return Ok(None);
+        // A name that cannot be a network's names none.
+        match self.record_path(name) {
+            Ok(path) => self.read(&path),
+            Err(_) => Ok(None),
         }
-        self.read(&self.record_path(name)?)
     }
 
     fn save(&self, record: &NetworkRecord) -> Result<()> {
@@ -247,21 +248,9 @@ impl NetworkStore for FileNetworkStore {
         if corrupt.is_empty() {
             return Ok(Vec::new());
         }
-        let dir = self.dir.join("quarantine");
-        files::create_dir(&dir)?;
         let mut out = Vec::new();
         for (path, error) in corrupt {
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let target = dir.join(format!("{name}.{}", crate::random::hex(4)?));
-            std::fs::rename(&path, &target).map_err(|e| {
-                Error::io(
-                    format!("move {} to {}", path.display(), target.display()),
-                    e,
-                )
-            })?;
+            let target = files::move_aside(&path, &self.dir.join("quarantine"))?;
             log::warn!("moved {} to {}: {error}", path.display(), target.display());
             out.push((target.display().to_string(), error.to_string()));
         }
