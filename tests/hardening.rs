@@ -6,6 +6,7 @@
 mod common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -203,13 +204,13 @@ fn unsafe_umask(mask: u32) -> u32 {
 fn a_lock_held_too_long_fails_in_bounded_time_naming_its_holder() {
     let (sb, dir, _host) = common::fixture();
     let lock = dir.0.join("lock");
-    // One process that takes the lock and keeps it until killed.
-    let mut holder = Command::new("sh")
-        .args([
-            "-c",
-            "exec 9>>\"$0\" && flock 9 && exec sleep 30",
-            lock.to_str().unwrap(),
-        ])
+    // One process that takes the lock and keeps it, alive, until killed:
+    // flock(1) holds it while its command runs (`-o`: the command does not
+    // inherit it), so the holder the kernel names is that live process. It
+    // leads its own process group, so the test kills the command too.
+    let mut holder = Command::new("flock")
+        .args(["-o", lock.to_str().unwrap(), "sleep", "600"])
+        .process_group(0)
         .spawn()
         .unwrap();
     // Wait until the holder has it.
@@ -242,12 +243,17 @@ fn a_lock_held_too_long_fails_in_bounded_time_naming_its_holder() {
             ..
         } => {
             assert_eq!(path, &lock);
-            assert!(pid.is_some(), "{err}");
+            assert_eq!(*pid, Some(holder.id()), "{err}");
         }
         other => panic!("{other}"),
     }
-    assert!(err.to_string().contains("held by process"), "{err}");
-    holder.kill().unwrap();
+    assert!(
+        err.to_string()
+            .contains(&format!("held by process {}", holder.id())),
+        "{err}"
+    );
+    // SAFETY: kill has no memory preconditions; the group is the holder's.
+    unsafe { libc::kill(-(holder.id() as libc::pid_t), libc::SIGKILL) };
     holder.wait().unwrap();
     // Once it is free, the same call works.
     host.create_network(macvlan("n", "10.7.4.0/24")).unwrap();
