@@ -103,6 +103,10 @@ Options (both --flag=value and --flag value work):
                                ipvlan_mode=MODE   l2 (default), l3, l3s
                                ipvlan_flag=FLAG   bridge (default), private, vepa
                                mtu=BYTES
+                               host_shim=IP|auto  give the host a link on the network
+                                                  with this address (auto: one of
+                                                  each family, reserved), so host
+                                                  and containers reach each other
       --label KEY=VALUE      a label (repeatable)
   -h, --help                 show this help
 
@@ -676,8 +680,9 @@ fn recover(ctx: &Context, args: &[String]) -> CliResult {
         println!("{text}");
         return Ok(());
     }
-    let lines: [(&str, &Vec<String>); 6] = [
+    let lines: [(&str, &Vec<String>); 7] = [
         ("recreated parent", &report.recreated_parents),
+        ("recreated host shim", &report.recreated_shims),
         ("undid the creation of network", &report.undone_creations),
         ("finished removing network", &report.finished_removals),
         ("deleted unexplained link", &report.removed_links),

@@ -22,7 +22,7 @@ LAYERS = [
     ["netlink"],
     ["link", "address", "route", "netns", "capability"],
     ["ipam"],
-    ["driver", "mark", "parent"],
+    ["driver", "mark", "parent", "shim"],
     ["store"],
     ["spec", "endpoint"],
     ["engine"],

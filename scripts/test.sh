@@ -187,11 +187,11 @@ tiers=()
 # What the tests could leave on the machine, and only that (other processes may
 # make links and namespaces of their own meanwhile): links in the machine's
 # namespace with the names underlay gives (temporary "ul..." names, "dm-"/"di-"
-# dummy parents, capability "probe" links), named namespaces starting with
+# dummy parents, "hs-" host shims, capability "probe" links), named namespaces starting with
 # "underlay" or "ul-", underlay's default runtime directory, and the tests'
 # state directories.
 machine_state() {
-    ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | grep -E '^(ul|dm-|di-|probe)' | sort || true
+    ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | grep -E '^(ul|dm-|di-|hs-|probe)' | sort || true
     echo "-- netns"
     ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^(underlay|ul-)' | sort || true
     echo "-- runtime"

@@ -66,6 +66,7 @@ pub mod network;
 pub mod parent;
 mod random;
 pub mod route;
+pub mod shim;
 mod spec;
 pub mod store;
 

@@ -8,6 +8,7 @@
 //!
 //! ```text
 //! underlay:STATE_ID:NETWORK_ID               an owned parent (VLAN or dummy)
+//! underlay:STATE_ID:NETWORK_ID:shim          the network's host shim
 //! underlay:STATE_ID:NETWORK_ID:ENDPOINT_ID   an endpoint link
 //! ```
 //!
@@ -28,6 +29,20 @@ use crate::{Error, Result};
 /// What every mark starts with.
 const PREFIX: &str = "underlay:";
 
+/// The last part of a host shim's mark.
+const SHIM: &str = "shim";
+
+/// What a marked link is to its network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Role {
+    /// Its owned parent (a VLAN or a dummy), in the host namespace.
+    Parent,
+    /// Its host shim, in the host namespace.
+    Shim,
+    /// An endpoint's link, in a container's namespace.
+    Endpoint(u64),
+}
+
 /// A parsed ownership mark.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Mark {
@@ -35,26 +50,39 @@ pub(crate) struct Mark {
     pub host: String,
     /// The network it belongs to.
     pub network: String,
-    /// The endpoint, for an endpoint link; `None` for an owned parent.
-    pub endpoint: Option<u64>,
+    /// What the link is to the network.
+    pub role: Role,
 }
 
 impl Mark {
     /// The mark of a network's owned parent.
     pub fn parent(host: &str, network: &str) -> Self {
-        Mark {
-            host: host.to_owned(),
-            network: network.to_owned(),
-            endpoint: None,
-        }
+        Mark::new(host, network, Role::Parent)
+    }
+
+    /// The mark of a network's host shim.
+    pub fn shim(host: &str, network: &str) -> Self {
+        Mark::new(host, network, Role::Shim)
     }
 
     /// The mark of an endpoint's link.
     pub fn endpoint(host: &str, network: &str, endpoint: u64) -> Self {
+        Mark::new(host, network, Role::Endpoint(endpoint))
+    }
+
+    fn new(host: &str, network: &str, role: Role) -> Self {
         Mark {
             host: host.to_owned(),
             network: network.to_owned(),
-            endpoint: Some(endpoint),
+            role,
+        }
+    }
+
+    /// The endpoint, for an endpoint link's mark.
+    pub fn endpoint_id(&self) -> Option<u64> {
+        match self.role {
+            Role::Endpoint(id) => Some(id),
+            Role::Parent | Role::Shim => None,
         }
     }
 
@@ -64,19 +92,18 @@ impl Mark {
         let mut parts = rest.split(':');
         let host = parts.next().filter(|p| !p.is_empty())?;
         let network = parts.next().filter(|p| !p.is_empty())?;
-        let endpoint = match parts.next() {
-            None => None,
-            Some(id) if id.len() == 16 => Some(u64::from_str_radix(id, 16).ok()?),
+        let role = match parts.next() {
+            None => Role::Parent,
+            Some(SHIM) => Role::Shim,
+            Some(id) if id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Role::Endpoint(u64::from_str_radix(id, 16).ok()?)
+            }
             Some(_) => return None,
         };
         if parts.next().is_some() {
             return None;
         }
-        Some(Mark {
-            host: host.to_owned(),
-            network: network.to_owned(),
-            endpoint,
-        })
+        Some(Mark::new(host, network, role))
     }
 
     /// The mark a link carries, if it carries one.
@@ -93,10 +120,11 @@ impl Mark {
 impl fmt::Display for Mark {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{PREFIX}{}:{}", self.host, self.network)?;
-        if let Some(endpoint) = self.endpoint {
-            write!(f, ":{endpoint:016x}")?;
+        match self.role {
+            Role::Parent => Ok(()),
+            Role::Shim => write!(f, ":{SHIM}"),
+            Role::Endpoint(endpoint) => write!(f, ":{endpoint:016x}"),
         }
-        Ok(())
     }
 }
 
@@ -158,7 +186,13 @@ mod tests {
             "underlay:3f2a9c61d0b4e857:ab12:0000000000001234"
         );
         assert_eq!(Mark::parse(&endpoint.to_string()), Some(endpoint));
+        let shim = Mark::shim("3f2a9c61d0b4e857", "ab12");
+        assert_eq!(shim.to_string(), "underlay:3f2a9c61d0b4e857:ab12:shim");
+        assert_eq!(Mark::parse(&shim.to_string()), Some(shim));
         for other in [
+            "underlay:host:net:shims",
+            "underlay:host:net:shim:1",
+            "underlay:host:net:+000000000001234",
             "",
             "underlay:",
             "underlay::ab12",

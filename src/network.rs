@@ -30,6 +30,7 @@ use crate::engine::Engine;
 use crate::ipam::NetworkIpamConfig;
 use crate::netns::NetNs;
 use crate::parent::{ParentKind, ParentLink};
+use crate::shim::HostShim;
 use crate::store::NetworkRecord;
 use crate::Result;
 
@@ -181,6 +182,21 @@ impl Network {
         self.record.internal
     }
 
+    /// The network's host shim (`-o host_shim=`), if it has one: the link
+    /// in the host namespace through which the host and the containers
+    /// reach each other, and its addresses.
+    ///
+    /// ```no_run
+    /// # let net = underlay::Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// if let Some(shim) = net.host_shim() {
+    ///     println!("the host is {:?} on {} through {}", shim.addresses, net.name(), shim.link);
+    /// }
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
+    pub fn host_shim(&self) -> Option<&HostShim> {
+        self.record.host_shim.as_ref()
+    }
+
     /// The endpoints' MTU, if set.
     ///
     /// ```no_run
@@ -223,6 +239,10 @@ impl Network {
         options.insert("parent".into(), self.record.parent.name.clone());
         if let Some(mtu) = self.record.mtu {
             options.insert("mtu".into(), mtu.to_string());
+        }
+        if let Some(shim) = &self.record.host_shim {
+            let addresses: Vec<String> = shim.addresses.iter().map(|a| a.to_string()).collect();
+            options.insert("host_shim".into(), addresses.join(","));
         }
         options
     }
@@ -383,7 +403,7 @@ impl Serialize for Network {
     ) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let r = &self.record;
-        let mut s = serializer.serialize_struct("Network", 11)?;
+        let mut s = serializer.serialize_struct("Network", 12)?;
         s.serialize_field("name", &r.name)?;
         s.serialize_field("id", &r.id)?;
         s.serialize_field("driver", r.driver.name())?;
@@ -400,6 +420,11 @@ impl Serialize for Network {
         s.serialize_field("ipv4", &r.ipv4)?;
         s.serialize_field("ipv6", &r.ipv6)?;
         s.serialize_field("internal", &r.internal)?;
+        if let Some(shim) = &r.host_shim {
+            s.serialize_field("host_shim", shim)?;
+        } else {
+            s.skip_field("host_shim")?;
+        }
         s.serialize_field("labels", &r.labels)?;
         s.serialize_field("created", &r.created)?;
         s.end()

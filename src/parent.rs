@@ -32,7 +32,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::link::{validate_name, NewLink};
-use crate::mark::{self, Mark, Unmarked};
+use crate::mark::{self, Mark, Role, Unmarked};
 use crate::netlink::Netlink;
 use crate::{Error, Result};
 
@@ -181,12 +181,18 @@ pub(crate) fn plan(
     }
     match nl.link_by_name(name) {
         Ok(link) => {
-            if Mark::of(&link).is_some_and(|m| m.endpoint.is_some()) {
-                return Err(Error::invalid(
+            match Mark::of(&link).map(|m| m.role) {
+                Some(Role::Endpoint(_)) => return Err(Error::invalid(
                     "parent interface",
                     name,
                     "it is a container's endpoint of another network (it carries underlay's endpoint mark); name the host's own interface",
-                ));
+                )),
+                Some(Role::Shim) => return Err(Error::invalid(
+                    "parent interface",
+                    name,
+                    "it is the host shim of another network (it carries underlay's shim mark); name that network's parent instead",
+                )),
+                Some(Role::Parent) | None => {}
             }
             if !link.up {
                 log::warn!("parent interface {name} is down: containers on it will have no carrier until it is brought up");

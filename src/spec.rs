@@ -24,6 +24,7 @@ use crate::driver::{Driver, DriverKind, DriverSettings, IpvlanFlag, IpvlanMode, 
 use crate::ipam::{AllocationPolicy, NetworkIpamConfig};
 use crate::link::validate_name;
 use crate::parent::ParentLink;
+use crate::shim::HostShimRequest;
 use crate::store::{NetworkRecord, NetworkState};
 use crate::{Error, Result};
 
@@ -102,6 +103,9 @@ pub struct NetworkBuilder {
     labels: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "is_default")]
     allocation_policy: AllocationPolicy,
+    /// `-o host_shim=`: `auto`, or addresses (see [`crate::shim`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host_shim: Option<HostShimRequest>,
     /// The first bad value a setter saw, reported by `build`.
     #[serde(skip)]
     error: Option<Deferred>,
@@ -466,6 +470,33 @@ impl NetworkBuilder {
         self
     }
 
+    /// Gives the host a link of the network's own, so that the host and its
+    /// containers reach each other (the kernel keeps a macvlan or ipvlan
+    /// link and its parent apart): `auto` takes an address of each subnet
+    /// family from the network and reserves it; an address (or one per
+    /// family, comma-separated, with `auto` for the rest) takes that one.
+    /// See [`crate::shim`]. The Docker option is `-o host_shim=VALUE`.
+    ///
+    /// ```
+    /// use underlay::Network;
+    ///
+    /// let builder = Network::builder("pub_net").macvlan().parent("eth0");
+    /// let spec = builder.clone().host_shim("192.168.1.250").build()?;
+    /// assert_eq!(spec, builder.clone().option("host_shim", "192.168.1.250").build()?);
+    /// assert!(builder.clone().host_shim("yes").build().is_err());
+    /// // The mode decides whether a shim can reach the containers.
+    /// let private = builder.option("macvlan_mode", "private").host_shim("auto").build();
+    /// assert!(private.unwrap_err().to_string().contains("private"));
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
+    pub fn host_shim(mut self, value: &str) -> Self {
+        match value.parse() {
+            Ok(request) => self.host_shim = Some(request),
+            Err(e) => self.fail(e),
+        }
+        self
+    }
+
     /// Applies one of Docker's driver options (`-o KEY=VALUE`, or a compose
     /// file's `driver_opts`): `parent`, `macvlan_mode`, `ipvlan_mode`,
     /// `ipvlan_flag`, and `mtu`. An unknown option is an error naming it and
@@ -506,6 +537,10 @@ impl NetworkBuilder {
                     "expected true or false",
                 )),
             },
+            "host_shim" => {
+                self = self.host_shim(value);
+                Ok(())
+            }
             "mtu" | "com.docker.network.driver.mtu" => {
                 value.parse().map(|m| self.mtu = Some(m)).map_err(|_| {
                     Error::invalid("mtu", value, "expected a number of bytes, such as 1500")
@@ -629,6 +664,16 @@ impl NetworkBuilder {
                 "source mode admits only frames from a list of source MAC addresses, which underlay does not take yet; use bridge, private, vepa or passthru",
             ));
         }
+        if let Some(request) = &self.host_shim {
+            driver.check_host_shim(&request.to_string())?;
+            if !ipv4 && !ipv6 {
+                return Err(Error::invalid(
+                    "host_shim",
+                    request.to_string(),
+                    "the network has no address family, so the shim would have no address: give the network a subnet",
+                ));
+            }
+        }
         // Docker: no parent means an isolated network on a dummy parent.
         let internal = self.internal || self.parent.is_none();
         if let Some(parent) = &self.parent {
@@ -656,6 +701,7 @@ impl NetworkBuilder {
             mtu: self.mtu,
             labels: self.labels.clone(),
             policy: self.allocation_policy,
+            host_shim: self.host_shim.clone(),
         })
     }
 
@@ -696,9 +742,16 @@ pub struct NetworkSpec {
     mtu: Option<u32>,
     labels: BTreeMap<String, String>,
     policy: AllocationPolicy,
+    host_shim: Option<HostShimRequest>,
 }
 
 impl NetworkSpec {
+    /// The host shim asked for, if any (see
+    /// [`NetworkBuilder::host_shim`]).
+    pub fn host_shim(&self) -> Option<&HostShimRequest> {
+        self.host_shim.as_ref()
+    }
+
     /// Whether gateways are left uninferred (see
     /// [`NetworkBuilder::no_gateway`]).
     pub fn no_gateway(&self) -> bool {
@@ -818,6 +871,7 @@ impl NetworkSpec {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             state: NetworkState::Creating,
+            host_shim: None,
         }
     }
 }

@@ -927,3 +927,58 @@ fn cli_help_for_every_command() {
         );
     }
 }
+
+#[test]
+fn cli_host_shim_create_inspect_connect_ping_rm() {
+    let s = CliSandbox::new();
+    s.ok(&[
+        "network",
+        "create",
+        "-d",
+        "macvlan",
+        "--subnet=10.7.70.0/24",
+        "--ip-range=10.7.70.0/25",
+        "-o",
+        "parent=eth0",
+        "-o",
+        "host_shim=auto",
+        "lan",
+    ]);
+    let json = s.inspect("lan");
+    let link = json["host_shim"]["link"].as_str().unwrap().to_owned();
+    assert_eq!(json["host_shim"]["addresses"][0], "10.7.70.254", "{json}");
+    assert_eq!(json["options"]["host_shim"], "10.7.70.254", "{json}");
+    assert!(link_names(&s.sb.host).contains(&link));
+    let c = s.sb.container();
+    let netns = format!("/proc/{}/fd/{}", std::process::id(), common::fd_of(&c));
+    let out = s.ok(&["network", "connect", "lan", &netns]);
+    let address = out
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(common::ping(&s.sb.host, &address), "{out}");
+    assert!(common::ping(&c, "10.7.70.254"));
+    // The shim's address is never a container's.
+    let c2 = s.sb.container();
+    let netns2 = format!("/proc/{}/fd/{}", std::process::id(), common::fd_of(&c2));
+    let err = s.fails(&["network", "connect", "--ip", "10.7.70.254", "lan", &netns2]);
+    assert!(err.contains("host_shim"), "{err}");
+    let err = s.fails(&[
+        "network",
+        "create",
+        "-d",
+        "macvlan",
+        "-o",
+        "parent=eth0",
+        "-o",
+        "host_shim=nope",
+        "bad",
+    ]);
+    assert!(err.contains("invalid host_shim \"nope\""), "{err}");
+    s.ok(&["network", "rm", "-f", "lan"]);
+    assert_eq!(link_names(&s.sb.host), ["eth0", "lo", "uplink0"]);
+}

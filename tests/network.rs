@@ -565,13 +565,19 @@ fn crash_points(sb: &Sandbox, args: &str, owned_link: Option<&str>) {
     let steps = [
         "recorded as creating",
         "created parent link",
+        "created host shim",
         "created network crashy",
     ];
+    let shim = args.contains("host_shim=");
     for step in steps {
         let dir = StateDir::new();
         let killed = crash_at(sb, &dir, args, step, false);
-        if owned_link.is_none() && step == "created parent link" {
-            assert!(!killed, "no parent link to create, yet killed at {step}");
+        let skipped = (owned_link.is_none() && step == "created parent link")
+            || (!shim && step == "created host shim");
+        if skipped {
+            assert!(!killed, "nothing to do at {step}, yet killed there");
+            // The creation ran to the end: undo it.
+            open_host(sb, &dir).remove_network("crashy").unwrap();
             continue;
         }
         assert!(killed, "never reached {step:?}");
@@ -579,8 +585,9 @@ fn crash_points(sb: &Sandbox, args: &str, owned_link: Option<&str>) {
         let networks = host.networks().unwrap();
         match step {
             // Killed before the record said ready: undone.
-            "recorded as creating" | "created parent link" => {
+            "recorded as creating" | "created parent link" | "created host shim" => {
                 assert!(networks.is_empty(), "{step}: {networks:?}");
+                assert!(!has_link(sb, "hs-"), "{step}: the host shim leaked");
                 if let Some(link) = owned_link {
                     assert!(!has_link(sb, link), "{step}: {link} leaked");
                 }
@@ -588,6 +595,7 @@ fn crash_points(sb: &Sandbox, args: &str, owned_link: Option<&str>) {
             // Killed after: the network is complete.
             _ => {
                 assert_eq!(networks.len(), 1, "{step}");
+                assert_eq!(has_link(sb, "hs-"), shim, "{step}: host shim");
                 if let Some(link) = owned_link {
                     assert!(has_link(sb, link), "{step}: {link} missing");
                 }
@@ -595,6 +603,7 @@ fn crash_points(sb: &Sandbox, args: &str, owned_link: Option<&str>) {
                 assert!(crash_at(sb, &dir, args, "recorded as removing", true));
                 let host = open_host(sb, &dir);
                 assert!(host.networks().unwrap().is_empty());
+                assert!(!has_link(sb, "hs-"), "the host shim leaked after removal");
                 if let Some(link) = owned_link {
                     assert!(!has_link(sb, link), "{link} leaked after removal");
                 }
@@ -613,6 +622,17 @@ fn a_crash_while_creating_or_removing_leaves_consistent_state() {
     crash_points(
         &sb,
         "-d macvlan --subnet=10.88.0.0/24 -o parent=eth0 crashy",
+        None,
+    );
+    assert_eq!(link_names(&sb.host), ["eth0", "lo", "uplink0"]);
+}
+
+#[test]
+fn a_crash_while_creating_or_removing_leaks_no_host_shim() {
+    let sb = Sandbox::new();
+    crash_points(
+        &sb,
+        "-d macvlan --subnet=10.88.1.0/24 -o parent=eth0 -o host_shim=auto crashy",
         None,
     );
     assert_eq!(link_names(&sb.host), ["eth0", "lo", "uplink0"]);

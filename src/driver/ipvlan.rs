@@ -5,7 +5,7 @@ use crate::link::{IpvlanFlag, IpvlanMode, MacAddress, NewLink};
 use crate::{Error, Result};
 
 /// The Docker driver options ipvlan networks take.
-pub(super) const OPTIONS: &[&str] = &["parent", "ipvlan_mode", "ipvlan_flag", "mtu"];
+pub(super) const OPTIONS: &[&str] = &["parent", "ipvlan_mode", "ipvlan_flag", "mtu", "host_shim"];
 
 /// The prefix of an ipvlan network's dummy parent (Docker's).
 pub(super) const DUMMY_PREFIX: &str = "di-";
@@ -18,6 +18,16 @@ pub(super) fn endpoint_link(
     flag: IpvlanFlag,
 ) -> NewLink<'static> {
     NewLink::ipvlan(ifname, parent, mode, flag)
+}
+
+/// Why a network with this flag cannot have a host shim, if it cannot.
+pub(super) fn host_shim_refusal(flag: IpvlanFlag) -> Option<&'static str> {
+    match flag {
+        IpvlanFlag::Bridge | IpvlanFlag::Vepa => None,
+        IpvlanFlag::Private => Some(
+            "with ipvlan_flag=private the endpoints reach nothing on their parent, a shim included: use ipvlan_flag=bridge",
+        ),
+    }
 }
 
 /// An endpoint's MAC address: none of its own (the parent's), and a

@@ -5,7 +5,7 @@ use crate::link::{MacAddress, MacvlanMode, NewLink};
 use crate::{Error, Result};
 
 /// The Docker driver options macvlan networks take.
-pub(super) const OPTIONS: &[&str] = &["parent", "macvlan_mode", "mtu"];
+pub(super) const OPTIONS: &[&str] = &["parent", "macvlan_mode", "mtu", "host_shim"];
 
 /// The prefix of a macvlan network's dummy parent (Docker's).
 pub(super) const DUMMY_PREFIX: &str = "dm-";
@@ -13,6 +13,20 @@ pub(super) const DUMMY_PREFIX: &str = "dm-";
 /// An endpoint's link.
 pub(super) fn endpoint_link(ifname: &str, parent: u32, mode: MacvlanMode) -> NewLink<'static> {
     NewLink::macvlan(ifname, parent, mode)
+}
+
+/// Why a network in this mode cannot have a host shim, if it cannot.
+pub(super) fn host_shim_refusal(mode: MacvlanMode) -> Option<&'static str> {
+    match mode {
+        MacvlanMode::Bridge | MacvlanMode::Vepa => None,
+        MacvlanMode::Private => Some(
+            "in macvlan private mode the endpoints reach nothing on their parent, a shim included: use macvlan_mode=bridge",
+        ),
+        MacvlanMode::Passthru => Some(
+            "in macvlan passthru mode one endpoint has the parent to itself, leaving no room for a shim: use macvlan_mode=bridge",
+        ),
+        MacvlanMode::Source => Some("source mode is not supported"),
+    }
 }
 
 /// An endpoint's MAC address: the requested one, or a random locally

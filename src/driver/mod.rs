@@ -165,7 +165,7 @@ pub struct DriverSettings {
 
 /// Every driver option underlay knows, for messages when no driver is
 /// chosen yet.
-const ALL_OPTIONS: &str = "parent, macvlan_mode, ipvlan_mode, ipvlan_flag, mtu";
+const ALL_OPTIONS: &str = "parent, macvlan_mode, ipvlan_mode, ipvlan_flag, mtu, host_shim";
 
 impl DriverSettings {
     /// Applies a driver-specific Docker option; `Ok(false)` for a key that
@@ -311,6 +311,30 @@ impl Driver {
         match *self {
             Driver::Macvlan { mode } => macvlan::endpoint_link(ifname, parent, mode),
             Driver::Ipvlan { mode, flag } => ipvlan::endpoint_link(ifname, parent, mode, flag),
+        }
+    }
+
+    /// The link of the network's host shim (see [`crate::shim`]), on the
+    /// parent with index `parent`: a link of the endpoints' kind, so that it
+    /// reaches them: macvlan in the network's mode, ipvlan in its mode and
+    /// flag. The modes where endpoints reach nothing beside them (macvlan
+    /// `private`, ipvlan `private`) or have the parent to themselves
+    /// (macvlan `passthru`) are refused.
+    pub(crate) fn host_shim_link(&self, name: &str, parent: u32) -> Result<NewLink<'static>> {
+        self.check_host_shim("")?;
+        Ok(self.endpoint_link(name, parent))
+    }
+
+    /// Whether a network of this driver can have a host shim; why not, if
+    /// it cannot (`request`, the `host_shim` value, is named in the error).
+    pub(crate) fn check_host_shim(&self, request: &str) -> Result<()> {
+        let why = match *self {
+            Driver::Macvlan { mode } => macvlan::host_shim_refusal(mode),
+            Driver::Ipvlan { flag, .. } => ipvlan::host_shim_refusal(flag),
+        };
+        match why {
+            None => Ok(()),
+            Some(reason) => Err(Error::invalid("host_shim", request, reason)),
         }
     }
 

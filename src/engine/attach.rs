@@ -41,7 +41,19 @@ impl Engine {
         log::debug!("endpoint {}: recorded as attaching", record.name);
         let addresses: Vec<IpAddr> = allocations.iter().map(Allocation::ip).collect();
         let id = record.id;
-        let configured = self.configure(network, netns, &mut record, &allocations, options);
+        let mut configured = self.configure(network, netns, &mut record, &allocations, options);
+        if configured.is_ok() {
+            // The host reaches the container through the network's shim.
+            if let Err(e) = self.add_shim_routes(network, &record) {
+                self.delete_shim_routes(network, &record);
+                let _ = self.remove_endpoint_link(network, Some(netns), &record);
+                configured = Err(Error::AttachFailed {
+                    network: network.name.clone(),
+                    step: "route to it through the host shim".into(),
+                    source: Box::new(e),
+                });
+            }
+        }
         let mut session = match self.session(network) {
             Ok(session) => session,
             Err(e) => {

@@ -25,9 +25,13 @@ impl Engine {
                 name: spec.name().to_owned(),
             });
         }
-        let ipam = self.complete_ipam(&spec, &records)?;
+        let mut ipam = self.complete_ipam(&spec, &records)?;
 
         let id = crate::random::hex(32)?;
+        let shim = match spec.host_shim() {
+            Some(request) => Some(self.plan_shim(request, &id, spec.families(), &mut ipam)?),
+            None => None,
+        };
         let dummy = spec
             .parent()
             .is_none()
@@ -55,6 +59,7 @@ impl Engine {
             });
         }
         let mut record = spec.into_record(id, plan.parent.clone(), ipam);
+        record.host_shim = shim;
         let mark = self.parent_mark(&record);
         // Record the intent first: if we die after creating the parent,
         // recovery finds the record and undoes the creation.
@@ -69,8 +74,20 @@ impl Engine {
             self.networks.end(&record.name);
             return Err(e);
         }
+        if let Some(shim) = &record.host_shim {
+            if let Err(e) = self.create_shim(&record, shim) {
+                let _ = parent::remove(&self.nl, &record.parent, &mark, true);
+                self.networks.remove(&record.name)?;
+                self.networks.end(&record.name);
+                return Err(e);
+            }
+            log::debug!("network {}: created host shim {}", record.name, shim.link);
+        }
         record.state = NetworkState::Ready;
         if let Err(e) = self.networks.save(&record) {
+            if let Some(shim) = &record.host_shim {
+                let _ = crate::shim::remove(&self.nl, shim, &self.shim_mark(&record), true);
+            }
             let _ = parent::remove(&self.nl, &record.parent, &mark, false);
             let _ = self.networks.remove(&record.name);
             self.networks.end(&record.name);

@@ -53,6 +53,7 @@ impl Engine {
             return Err(e);
         }
         log::debug!("endpoint {}: link deleted", record.name);
+        self.delete_shim_routes(network, &record);
         session.forget(record.id)?;
         log::info!("detached {} from network {}", record.name, network.name);
         Ok(true)

@@ -19,6 +19,7 @@ mod create;
 mod detach;
 mod recover;
 mod remove;
+mod shim;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};

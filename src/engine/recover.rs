@@ -28,6 +28,9 @@ pub struct RecoveryReport {
     /// Owned parent links that were missing (after a reboot) and were
     /// created again.
     pub recreated_parents: Vec<String>,
+    /// Host shims that were missing (after a reboot) and were created
+    /// again.
+    pub recreated_shims: Vec<String>,
     /// Networks whose creation a crash interrupted, undone.
     pub undone_creations: Vec<String>,
     /// Networks whose removal a crash interrupted, finished.
@@ -129,6 +132,10 @@ impl Engine {
                     report.released_endpoints.push(label);
                 }
             }
+            // The host's routes through the shim: those of the endpoints
+            // that hold addresses now, and no others.
+            let holding = Engine::endpoint_records(session.as_ref());
+            self.sync_shim_routes(&network, &holding)?;
         }
         if self.networks.has_quarantined() {
             log::warn!(
@@ -158,7 +165,10 @@ impl Engine {
                     let Some(mark) = Mark::of(&link) else {
                         continue;
                     };
-                    if mark.host != host || mark.network != network.id || mark.endpoint.is_none() {
+                    if mark.host != host
+                        || mark.network != network.id
+                        || mark.endpoint_id().is_none()
+                    {
                         continue;
                     }
                     let addresses: Vec<ipnet::IpNet> = nl
@@ -183,7 +193,9 @@ impl Engine {
         let mut session = self.open_session(network)?;
         let mut out = Vec::new();
         for (path, netns_id, link, mark, addresses) in found {
-            let Some(id) = mark.endpoint else { continue };
+            let Some(id) = mark.endpoint_id() else {
+                continue;
+            };
             let record = EndpointRecord {
                 version: EndpointRecord::VERSION,
                 id,
@@ -246,7 +258,7 @@ impl Engine {
                         continue;
                     };
                     if mark.host == host
-                        && mark.endpoint.is_some()
+                        && mark.endpoint_id().is_some()
                         && !explained.contains(&mark)
                         && nl.delete_link(link.index).is_ok()
                     {
@@ -302,6 +314,23 @@ impl Engine {
                         }
                     }
                     explained.push(mark);
+                    if let Some(shim) = &record.host_shim {
+                        match self.ensure_shim(&record, shim) {
+                            Ok(true) => report.recreated_shims.push(shim.link.clone()),
+                            Ok(false) => {}
+                            Err(e) => {
+                                log::warn!(
+                                    "network {}: cannot restore host shim {}: {e}",
+                                    record.name,
+                                    shim.link
+                                );
+                                report
+                                    .broken_networks
+                                    .push((record.name.clone(), e.to_string()));
+                            }
+                        }
+                        explained.push(self.shim_mark(&record));
+                    }
                 }
             }
         }

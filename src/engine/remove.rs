@@ -60,6 +60,14 @@ impl Engine {
             log::debug!("network {}: endpoint links deleted", record.name);
         }
         let unfinished = record.state == NetworkState::Creating;
+        if let Some(shim) = &record.host_shim {
+            // Before the parent: an existing parent is not deleted, and
+            // would keep it.
+            if let Err(e) = crate::shim::remove(&self.nl, shim, &self.shim_mark(record), unfinished)
+            {
+                errors.push(e);
+            }
+        }
         if let Err(e) = parent::remove(
             &self.nl,
             &record.parent,

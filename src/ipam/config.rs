@@ -8,8 +8,8 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use super::prefix::{
-    address_to_u128, check_no_host_bits, first_usable_address, overlaps, parse_address,
-    parse_prefix, special_offsets,
+    address_to_u128, check_no_host_bits, first_usable_address, host_count_minus_one, overlaps,
+    parse_address, parse_prefix, special_offsets, u128_to_address,
 };
 use super::{IpFamily, IpamError, Reservation};
 
@@ -337,6 +337,36 @@ impl SubnetConfig {
         }
         self.aux_addresses.insert(name, address);
         Ok(())
+    }
+
+    /// An address for a host shim: the highest of the subnet that is not
+    /// reserved (network, broadcast, anycast), the gateway, an aux address
+    /// or `taken`, outside the ip-range when there is room (away from the
+    /// containers' addresses, as the blog posts' shims are), else inside it.
+    /// `None` when the subnet has no such address among its top 65536.
+    pub(crate) fn shim_candidate(&self, taken: impl Fn(IpAddr) -> bool) -> Option<IpAddr> {
+        let base = address_to_u128(self.subnet.network());
+        let last = host_count_minus_one(&self.subnet);
+        let family = IpFamily::of_prefix(&self.subnet);
+        let special: Vec<u128> = special_offsets(&self.subnet)
+            .into_iter()
+            .map(|(offset, _)| offset)
+            .collect();
+        let usable = |offset: u128| {
+            let address = u128_to_address(base + offset, family);
+            (!special.contains(&offset)
+                && self.gateway != Some(address)
+                && !self.aux_addresses.values().any(|a| *a == address)
+                && !taken(address))
+            .then_some(address)
+        };
+        let in_range = |address: IpAddr| self.ip_range.is_some_and(|r| r.contains(&address));
+        let top = (0..=last).rev().take(1 << 16);
+        let outside = top
+            .clone()
+            .filter_map(usable)
+            .find(|a| self.ip_range.is_some() && !in_range(*a));
+        outside.or_else(|| top.filter_map(usable).next())
     }
 
     /// Checks that the ip-range (or the subnet) has an address to hand out
@@ -704,6 +734,32 @@ impl NetworkIpamConfig {
         self.subnets.iter().map(|s| s.subnet)
     }
 
+    /// Reserves `address` under `name` as an aux address of the subnet
+    /// that holds it (the way a network keeps its host shim's address from
+    /// its containers).
+    ///
+    /// # Errors
+    /// [`IpamError::AuxAddressOutsideSubnet`] when no subnet holds it,
+    /// [`IpamError::DuplicateAuxName`] when the name is taken, and
+    /// [`IpamError::AuxAddressNotUsable`] for a gateway, network, broadcast
+    /// or subnet-router anycast address.
+    pub(crate) fn reserve(&mut self, name: &str, address: IpAddr) -> Result<(), IpamError> {
+        if self.aux_name_taken(name) {
+            return Err(IpamError::DuplicateAuxName {
+                name: name.to_owned(),
+            });
+        }
+        let subnets: Vec<IpNet> = self.prefixes().collect();
+        match self.subnet_containing_mut(address) {
+            Some(subnet) => subnet.add_aux_address(name.to_owned(), address),
+            None => Err(IpamError::AuxAddressOutsideSubnet {
+                name: name.to_owned(),
+                address,
+                subnets,
+            }),
+        }
+    }
+
     fn subnet_containing_mut(&mut self, address: IpAddr) -> Option<&mut SubnetConfig> {
         self.subnets
             .iter_mut()
@@ -724,6 +780,65 @@ mod tests {
 
     fn net(s: &str) -> IpNet {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn shim_candidates_sit_outside_the_range_and_skip_what_is_reserved() {
+        let subnet = SubnetConfig::new(net("10.0.0.0/24"))
+            .unwrap()
+            .with_gateway(ip("10.0.0.1"))
+            .unwrap()
+            .with_ip_range(net("10.0.0.0/25"))
+            .unwrap();
+        assert_eq!(subnet.shim_candidate(|_| false), Some(ip("10.0.0.254")));
+        let on_host = |a: IpAddr| a == ip("10.0.0.254");
+        assert_eq!(subnet.shim_candidate(on_host), Some(ip("10.0.0.253")));
+        // The range at the top: the first address below it.
+        let top = SubnetConfig::new(net("10.0.0.0/24"))
+            .unwrap()
+            .with_ip_range(net("10.0.0.128/25"))
+            .unwrap();
+        assert_eq!(top.shim_candidate(|_| false), Some(ip("10.0.0.127")));
+        // No range: the subnet's highest usable address, aux addresses skipped.
+        let plain = SubnetConfig::new(net("fd00::/64"))
+            .unwrap()
+            .with_aux_address("x", ip("fd00::ffff:ffff:ffff:ffff"))
+            .unwrap();
+        assert_eq!(
+            plain.shim_candidate(|_| false),
+            Some(ip("fd00::ffff:ffff:ffff:fffe"))
+        );
+        // The range is the subnet: inside it.
+        let whole = SubnetConfig::new(net("10.0.0.0/30"))
+            .unwrap()
+            .with_gateway(ip("10.0.0.1"))
+            .unwrap()
+            .with_ip_range(net("10.0.0.0/30"))
+            .unwrap();
+        assert_eq!(whole.shim_candidate(|_| false), Some(ip("10.0.0.2")));
+        assert_eq!(whole.shim_candidate(|a| a == ip("10.0.0.2")), None);
+    }
+
+    #[test]
+    fn reserving_checks_the_subnet_the_name_and_the_gateway() {
+        let mut config =
+            NetworkIpamConfig::from_docker_lists(&["10.0.0.0/24"], &["10.0.0.1"], &[], &[])
+                .unwrap();
+        config.reserve("host_shim", ip("10.0.0.9")).unwrap();
+        assert!(matches!(
+            config.reserve("host_shim", ip("10.0.0.8")),
+            Err(IpamError::DuplicateAuxName { .. })
+        ));
+        assert!(matches!(
+            config.reserve("b", ip("10.0.1.8")),
+            Err(IpamError::AuxAddressOutsideSubnet { .. })
+        ));
+        assert!(matches!(
+            config.reserve("c", ip("10.0.0.1")),
+            Err(IpamError::AuxAddressNotUsable { .. })
+        ));
+        let aux: Vec<_> = config.subnets()[0].aux_addresses().collect();
+        assert_eq!(aux, [("host_shim", ip("10.0.0.9"))]);
     }
 
     fn ip(s: &str) -> IpAddr {

@@ -12,6 +12,7 @@ use crate::ipam::{AllocationPolicy, NetworkIpamConfig};
 use crate::link::MacAddress;
 use crate::netns::{NetNs, NetNsId};
 use crate::parent::ParentLink;
+use crate::shim::HostShim;
 
 /// Where a network is in its life; anything but `Ready` is a step that a
 /// crash interrupted, which recovery finishes or undoes.
@@ -60,6 +61,9 @@ pub struct NetworkRecord {
     pub created: u64,
     /// Where the network is in its life.
     pub state: NetworkState,
+    /// Its host shim, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_shim: Option<HostShim>,
 }
 
 impl NetworkRecord {
