@@ -549,3 +549,50 @@ mod needs_dummy {
         assert_eq!(link_names(&segment.sb.host), ["eth0", "lo"]);
     }
 }
+
+mod needs_vlan {
+    use super::*;
+    use underlay::capability::KernelFeature;
+
+    /// On an owned VLAN parent: after a reboot the parent comes back first,
+    /// then the shim on it; `network rm` deletes both and nothing else.
+    #[test]
+    #[ignore = "needs 802.1q VLAN: runs in the real-kernel tier"]
+    fn the_shim_comes_back_with_its_owned_vlan_parent() {
+        common::require(KernelFeature::Vlan);
+        let segment = Segment::new("10.7.69", "fd07:69:0:0");
+        let dir = StateDir::new();
+        let host = segment.host(&dir);
+        let net = host
+            .create_network(
+                Network::builder("tagged")
+                    .macvlan()
+                    .parent("eth0.69")
+                    .subnet("10.7.169.0/24")
+                    .host_shim("auto"),
+            )
+            .unwrap();
+        let shim = net.host_shim().unwrap().clone();
+        assert_eq!(shim.addresses, ["10.7.169.254".parse::<IpAddr>().unwrap()]);
+        drop((net, host));
+        // "Reboot": the VLAN goes, and the shim on it with it.
+        let vlan = segment.sb.nl.link_by_name("eth0.69").unwrap();
+        segment.sb.nl.delete_link(vlan.index).unwrap();
+        assert!(segment.sb.nl.link_by_name(&shim.link).is_err());
+        std::fs::remove_dir_all(dir.0.join("run")).unwrap();
+        let host = segment.host(&dir);
+        let vlan = segment.sb.nl.link_by_name("eth0.69").unwrap();
+        let link = segment.sb.nl.link_by_name(&shim.link).unwrap();
+        assert!(link.up);
+        let detail = common::ip_link(&segment.sb.host, &shim.link);
+        assert_eq!(detail["link"], "eth0.69", "{detail}");
+        assert_eq!(vlan.index, link.parent_index.unwrap_or(vlan.index));
+        let net = host.network("tagged").unwrap();
+        let c = segment.sb.container();
+        let ep = attach(&net, &c);
+        assert!(ping(&segment.sb.host, &address(&ep, true)));
+        assert!(ping(&c, "10.7.169.254"));
+        host.force_remove_network("tagged").unwrap();
+        assert_eq!(link_names(&segment.sb.host), ["eth0", "lo"]);
+    }
+}
