@@ -53,6 +53,7 @@ Commands:
   network disconnect   Disconnect a container's network namespace from a network
   recover              Finish or undo what crashes left, free dead containers'
                        addresses, delete links nothing explains
+  dns                  Serve names at 127.0.0.11 in every container (feature dns)
 
 Every command first finishes or undoes a network operation a crash
 interrupted; `recover` also checks every endpoint.
@@ -297,6 +298,7 @@ fn run(args: &[String]) -> CliResult {
         }
         Some("network") => network(&ctx, &args[i + 1..]),
         Some("recover") => recover(&ctx, &args[i + 1..]),
+        Some("dns") => dns(&ctx, &args[i + 1..]),
         Some(other) => Err(format!("unknown command {other:?} (see underlay --help)").into()),
     }
 }
@@ -656,6 +658,96 @@ fn disconnect(ctx: &Context, args: &[String]) -> CliResult {
     .into())
 }
 
+const DNS_USAGE: &str = "\
+Usage: underlay dns [--upstream IP[:PORT]]... [--domain DOMAIN]
+
+Serve names in the foreground, as a service would, until SIGTERM or SIGINT:
+a DNS server at 127.0.0.11:53 (UDP and TCP) inside every connected
+container's network namespace, which answers the names of the containers on
+the same networks (`--name`, `--alias`, alone or under DOMAIN) and their
+addresses (PTR), and relays every other query to the host's resolvers.
+Containers use it with `nameserver 127.0.0.11` in their resolv.conf. It
+follows connects and disconnects as they happen. Logs go to stderr
+(UNDERLAY_LOG=debug for each query path).
+
+Options:
+      --upstream IP[:PORT]  relay to this resolver (repeatable; default: the
+                            nameserver lines of /etc/resolv.conf)
+      --domain DOMAIN       the search domain (default underlay.internal)
+";
+
+#[cfg(feature = "dns")]
+fn dns(ctx: &Context, args: &[String]) -> CliResult {
+    use underlay::resolver::{Resolver, ResolverOptions};
+    let mut options = ResolverOptions::new();
+    let mut i = 0;
+    while i < args.len() {
+        let (flag, inline) = split_flag(&args[i]);
+        i += 1;
+        match flag {
+            "-h" | "--help" => {
+                print!("{DNS_USAGE}");
+                return Ok(());
+            }
+            "--upstream" => {
+                let value = flag_value(flag, inline, args, &mut i)?;
+                let address = value
+                    .parse::<std::net::SocketAddr>()
+                    .or_else(|_| {
+                        value
+                            .parse::<std::net::IpAddr>()
+                            .map(|ip| std::net::SocketAddr::new(ip, 53))
+                    })
+                    .map_err(|_| {
+                        format!("dns: invalid --upstream {value:?}: expected IP or IP:PORT")
+                    })?;
+                options = options.upstream(address);
+            }
+            "--domain" => {
+                let value = flag_value(flag, inline, args, &mut i)?;
+                options = options.domain(&value)?;
+            }
+            other => {
+                return Err(format!("dns: unknown argument {other} (see underlay dns --help)").into())
+            }
+        }
+    }
+    // SIGTERM and SIGINT are taken from every thread (the resolver's
+    // inherit the mask) and waited for here.
+    // SAFETY: plain signal-mask calls on a zeroed set.
+    let mask = unsafe {
+        let mut mask: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut mask);
+        libc::sigaddset(&mut mask, libc::SIGTERM);
+        libc::sigaddset(&mut mask, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &mask, std::ptr::null_mut());
+        mask
+    };
+    let host = ctx.host()?;
+    let resolver = Resolver::start(&host, options)?;
+    log::info!(
+        "serving names at 127.0.0.11 in {} namespace(s); SIGTERM or SIGINT stops",
+        resolver.served()
+    );
+    let mut signal = 0;
+    // SAFETY: sigwait on the mask built above.
+    unsafe { libc::sigwait(&mask, &mut signal) };
+    log::info!("signal {signal}: stopping");
+    resolver.stop();
+    Ok(())
+}
+
+#[cfg(not(feature = "dns"))]
+fn dns(_: &Context, args: &[String]) -> CliResult {
+    if args.iter().any(|a| is_help(a)) {
+        print!("{DNS_USAGE}");
+        return Ok(());
+    }
+    Err("dns: this build has no resolver: build with --features dns"
+        .to_owned()
+        .into())
+}
+
 fn recover(ctx: &Context, args: &[String]) -> CliResult {
     let mut json = false;
     for arg in args {
@@ -747,6 +839,8 @@ fn init_logger() {
         "info" => log::LevelFilter::Info,
         "debug" => log::LevelFilter::Debug,
         "trace" => log::LevelFilter::Trace,
+        // `underlay dns` runs as a service: it says what it does.
+        _ if std::env::args().skip(1).any(|a| a == "dns") => log::LevelFilter::Info,
         _ => log::LevelFilter::Off,
     };
     // For crash tests: UNDERLAY_CRASH_AT=TEXT.

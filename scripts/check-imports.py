@@ -27,6 +27,7 @@ LAYERS = [
     ["spec", "endpoint"],
     ["engine"],
     ["network", "host", "docker"],
+    ["resolver"],
 ]
 LAYER = {m: i for i, layer in enumerate(LAYERS) for m in layer}
 SHARED = {"error"}

@@ -31,6 +31,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::link::MacAddress;
+use crate::netns::NetNs;
 use crate::store::EndpointRecord;
 
 /// How to attach a container. Everything is optional.
@@ -245,6 +246,23 @@ impl Endpoint {
     /// ```
     pub fn id(&self) -> String {
         format!("{:016x}", self.record.id)
+    }
+
+    /// The container's namespace, if it is still the one the endpoint was
+    /// attached in (its recorded path may now name another, or nothing).
+    ///
+    /// ```no_run
+    /// # use underlay::Host;
+    /// # let net = Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// for ep in net.endpoints()? {
+    ///     if ep.netns().is_none() {
+    ///         println!("{}: its container is gone", ep.name());
+    ///     }
+    /// }
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
+    pub fn netns(&self) -> Option<NetNs> {
+        self.record.netns()
     }
 
     /// The endpoint's name.

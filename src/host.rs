@@ -329,6 +329,24 @@ impl Host {
         self.state_dir.as_deref()
     }
 
+    /// Directories whose changes may mean that networks or endpoints
+    /// changed, in this process or another (with the default stores: the
+    /// state directory's `networks/`, the runtime directory and each
+    /// network's directory in it). A follower of endpoints (such as the
+    /// resolver) watches them with file notifications, and reads again on
+    /// a change; with stores that name none, it polls.
+    ///
+    /// ```no_run
+    /// use underlay::Host;
+    ///
+    /// let host = Host::open("/var/lib/underlay")?;
+    /// assert!(host.watch_paths().iter().any(|p| p.ends_with("networks")));
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
+    pub fn watch_paths(&self) -> Vec<std::path::PathBuf> {
+        self.engine.watch_paths()
+    }
+
     /// The host namespace.
     ///
     /// ```no_run

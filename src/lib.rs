@@ -65,6 +65,8 @@ pub mod netns;
 pub mod network;
 pub mod parent;
 mod random;
+#[cfg(feature = "dns")]
+pub mod resolver;
 pub mod route;
 pub mod shim;
 mod spec;

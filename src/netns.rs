@@ -200,17 +200,11 @@ impl NetNs {
                 "it is {what}, not a namespace file (expected /run/netns/NAME or /proc/PID/ns/net)"
             )));
         }
-        // The kernel names a namespace file's kind in its link text, as
-        // `ls -l /proc/self/ns` shows: `net:[4026531840]`, `uts:[...]`.
-        let link = format!("/proc/self/fd/{}", file.as_raw_fd());
-        let target = std::fs::read_link(&link)
-            .map_err(|e| Error::io(format!("query the namespace type of {}", path.display()), e))?;
-        let target = target.to_string_lossy();
-        let kind = target.split(':').next().unwrap_or_default();
+        let kind = namespace_type(&file, &path)?;
         if kind != "net" {
             return Err(not_netns(format!(
                 "it is a {} namespace, not a network namespace",
-                namespace_kind(kind)
+                namespace_kind(&kind)
             )));
         }
         Ok(NetNs {
@@ -338,6 +332,36 @@ impl NetNs {
             work()
         })
     }
+}
+
+/// The kind of the namespace `file` is (`net`, `uts`, ...). The kernel
+/// says it through `NS_GET_NSTYPE` (Linux 4.11); older kernels name it in
+/// the descriptor's link text (`net:[4026531840]`), which for a
+/// bind-mounted namespace file is the mount's path on newer ones.
+fn namespace_type(file: &File, path: &Path) -> Result<String> {
+    /// `_IO(0xb7, 0x3)`.
+    const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+    // SAFETY: NS_GET_NSTYPE takes no argument and only reads the
+    // descriptor, which `file` keeps open for the call.
+    let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE as _) };
+    if kind >= 0 {
+        return Ok(match kind {
+            libc::CLONE_NEWNET => "net",
+            libc::CLONE_NEWUTS => "uts",
+            libc::CLONE_NEWIPC => "ipc",
+            libc::CLONE_NEWPID => "pid",
+            libc::CLONE_NEWNS => "mnt",
+            libc::CLONE_NEWUSER => "user",
+            libc::CLONE_NEWCGROUP => "cgroup",
+            _ => "other",
+        }
+        .to_owned());
+    }
+    let link = format!("/proc/self/fd/{}", file.as_raw_fd());
+    let target = std::fs::read_link(&link)
+        .map_err(|e| Error::io(format!("query the namespace type of {}", path.display()), e))?;
+    let target = target.to_string_lossy();
+    Ok(target.split(':').next().unwrap_or_default().to_owned())
 }
 
 impl AsFd for NetNs {

@@ -103,6 +103,13 @@ impl Engine {
         &self.netns
     }
 
+    /// Where the stores' changes show (see `Host::watch_paths`).
+    pub fn watch_paths(&self) -> Vec<std::path::PathBuf> {
+        let mut paths = self.networks.watch_paths();
+        paths.extend(self.endpoints.watch_paths());
+        paths
+    }
+
     /// What the kernel can make, probed once.
     pub fn capabilities(&self) -> Result<KernelCapabilities> {
         if let Some(caps) = self.capabilities.get() {

@@ -159,6 +159,19 @@ fn check_id(network: &NetworkRecord) -> Result<()> {
 }
 
 impl EndpointStore for FileEndpointStore {
+    /// The runtime directory (a network's directory appears and goes in
+    /// it) and each network's directory (its journal grows there).
+    fn watch_paths(&self) -> Vec<PathBuf> {
+        let mut paths = vec![self.dir.clone()];
+        let networks = std::fs::read_dir(&self.dir).into_iter().flatten().flatten();
+        paths.extend(
+            networks
+                .filter(|e| crate::names::is_network_id(&e.file_name().to_string_lossy()))
+                .map(|e| e.path()),
+        );
+        paths
+    }
+
     fn add_network(&self, network: &NetworkRecord) -> Result<()> {
         check_id(network)?;
         let dir = self.dir.join(&network.id);

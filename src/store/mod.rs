@@ -37,6 +37,7 @@ mod table;
 
 use std::fmt;
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 pub use files::DEFAULT_LOCK_TIMEOUT;
 pub use journal::FileEndpointStore;
@@ -133,6 +134,13 @@ pub trait NetworkStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// When the note cannot be written.
     fn recovered(&self) -> Result<()>;
+
+    /// Directories whose changes may mean a network was created or removed
+    /// (by this process or another), for those who follow them with file
+    /// notifications (the resolver). The default: none, and followers poll.
+    fn watch_paths(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
 }
 
 /// Each network's endpoints.
@@ -170,6 +178,13 @@ pub trait EndpointStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// When that state cannot be removed.
     fn remove_network(&self, network: &NetworkRecord) -> Result<()>;
+
+    /// Directories whose changes may mean an endpoint was attached or
+    /// detached, by this process or another (see
+    /// [`NetworkStore::watch_paths`]). The default: none.
+    fn watch_paths(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
 }
 
 /// Exclusive access to one network's endpoints; ends when dropped.

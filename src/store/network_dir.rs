@@ -169,6 +169,10 @@ impl FileNetworkStore {
 }
 
 impl NetworkStore for FileNetworkStore {
+    fn watch_paths(&self) -> Vec<PathBuf> {
+        vec![self.dir.join("networks")]
+    }
+
     fn host_id(&self) -> &str {
         &self.id
     }
