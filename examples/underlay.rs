@@ -708,7 +708,9 @@ fn dns(ctx: &Context, args: &[String]) -> CliResult {
                 options = options.domain(&value)?;
             }
             other => {
-                return Err(format!("dns: unknown argument {other} (see underlay dns --help)").into())
+                return Err(
+                    format!("dns: unknown argument {other} (see underlay dns --help)").into(),
+                )
             }
         }
     }

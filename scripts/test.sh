@@ -16,7 +16,8 @@
 # one test of each kind passed in it.
 #
 # Installs what is missing (apt: qemu-system-x86 linux-image-amd64 linux-image-6.12-amd64 busybox-static
-# iputils-ping iproute2 jq; pip: virtme-ng), idempotently.
+# iputils-ping iproute2 jq dnsmasq-base; pip: virtme-ng), idempotently. Builds with every
+# feature (`--all-features`: the resolver's tests need `dns`).
 #
 # Environment knobs:
 #   UNDERLAY_VM_KERNEL        kernel images, space-separated (default: the newest
@@ -120,10 +121,11 @@ ensure_vng() {
 }
 
 pkgs=(jq)
-((run_host)) && pkgs+=(iproute2 iputils-ping)
+# dnsmasq-base: the upstream resolver of the resolver's tests (a binary, no service).
+((run_host)) && pkgs+=(iproute2 iputils-ping dnsmasq-base)
 # virtme-ng needs a static busybox for the guest's initramfs (the 9p modules).
 # Both of Debian's kernel lines: 6.1 (linux-image-amd64) and 6.12.
-((run_vm)) && pkgs+=(iproute2 iputils-ping qemu-system-x86 linux-image-amd64 linux-image-6.12-amd64 busybox-static)
+((run_vm)) && pkgs+=(iproute2 iputils-ping dnsmasq-base qemu-system-x86 linux-image-amd64 linux-image-6.12-amd64 busybox-static)
 apt_ensure "${pkgs[@]}"
 ((run_vm)) && ensure_vng
 
@@ -132,9 +134,9 @@ LOGS=$TARGET/test-logs
 mkdir -p "$LOGS"
 
 # ---------------------------------------------------------------- build once
-log "building test binaries (cargo test --no-run)"
+log "building test binaries (cargo test --all-features --no-run)"
 t0=$(now)
-if ! cargo test --no-run --message-format=json >"$LOGS/build.json" 2>"$LOGS/build.log"; then
+if ! cargo test --all-features --no-run --message-format=json >"$LOGS/build.json" 2>"$LOGS/build.log"; then
     jq -rs '[.[] | select(.reason == "compiler-message" and .message.level == "error")
         | .message.rendered] | unique | .[]' "$LOGS/build.json" | tail -n 60
     show_tail "$LOGS/build.log"
@@ -203,12 +205,12 @@ machine_state() {
 host_tier() {
     local t0 rc=0 hlog=$LOGS/host.log
     t0=$(now)
-    log "host tier: cargo test --no-fail-fast (log: $hlog)"
+    log "host tier: cargo test --all-features --no-fail-fast (log: $hlog)"
     # The tests must leave the machine as they found it: no link in its own
     # namespace, no named namespace, no runtime state.
     local before after
     before=$(machine_state)
-    cargo test --no-fail-fast >"$hlog" 2>&1 || rc=$?
+    cargo test --all-features --no-fail-fast >"$hlog" 2>&1 || rc=$?
     after=$(machine_state)
     read -r "P[host]" "F[host]" "S[host]" < <(sum_results "$hlog")
     if [[ $before != "$after" ]]; then

@@ -48,6 +48,10 @@ fn build_examples() {
         let profile = profile_dir();
         let mut command = Command::new(cargo);
         command.args(["build", "--examples", "--quiet"]);
+        // The examples get the features these tests were built with.
+        if cfg!(feature = "dns") {
+            command.args(["--features", "dns"]);
+        }
         match profile.file_name().and_then(|n| n.to_str()) {
             Some("debug") | None => {}
             Some(other) => {
@@ -981,4 +985,110 @@ fn cli_host_shim_create_inspect_connect_ping_rm() {
     assert!(err.contains("invalid host_shim \"nope\""), "{err}");
     s.ok(&["network", "rm", "-f", "lan"]);
     assert_eq!(link_names(&s.sb.host), ["eth0", "lo", "uplink0"]);
+}
+
+/// `underlay dns`: runs in the foreground, answers in the containers, and
+/// exits 0 on SIGTERM.
+#[cfg(feature = "dns")]
+#[test]
+fn cli_dns_serves_names_and_stops_on_sigterm() {
+    let s = CliSandbox::new();
+    s.ok(&[
+        "network",
+        "create",
+        "-d",
+        "macvlan",
+        "--subnet=10.7.71.0/24",
+        "-o",
+        "parent=eth0",
+        "lan",
+    ]);
+    let (c1, c2) = (s.sb.container(), s.sb.container());
+    let path = |c: &underlay::netns::NetNs| {
+        format!("/proc/{}/fd/{}", std::process::id(), common::fd_of(c))
+    };
+    s.ok(&[
+        "network",
+        "connect",
+        "--name",
+        "ipv1",
+        "--alias",
+        "db",
+        "lan",
+        &path(&c1),
+    ]);
+    s.ok(&["network", "connect", "--name", "ipv2", "lan", &path(&c2)]);
+    let empty = s.dir.0.join("empty.conf");
+    std::fs::write(&empty, "").unwrap();
+    let fd = common::fd_of(&s.sb.host);
+    let mut command = Command::new(example("underlay"));
+    command
+        .arg("--state-dir")
+        .arg(&s.dir.0)
+        .arg(format!("--runtime-dir={}", s.dir.0.join("run").display()))
+        .args([
+            "dns",
+            "--upstream",
+            "10.7.71.250",
+            "--domain",
+            "lan.example",
+        ])
+        .env_remove("UNDERLAY_LOG")
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: setns is async-signal-safe and only affects the child.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = command.spawn().unwrap();
+    // Asked from inside c2, by a plain UDP query.
+    let ask = |name: &str| -> Option<Vec<u8>> {
+        let name = name.to_owned();
+        c2.run(move || {
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket
+                .set_read_timeout(Some(std::time::Duration::from_millis(200)))
+                .unwrap();
+            socket.connect("127.0.0.11:53").unwrap();
+            let mut query = vec![0x42, 0x42, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+            for label in name.split('.') {
+                query.push(label.len() as u8);
+                query.extend(label.as_bytes());
+            }
+            query.extend([0, 0, 1, 0, 1]);
+            if socket.send(&query).is_err() {
+                return Ok(None);
+            }
+            let mut buf = [0u8; 512];
+            Ok(socket.recv(&mut buf).ok().map(|n| buf[..n].to_vec()))
+        })
+        .unwrap()
+    };
+    let start = std::time::Instant::now();
+    let reply = loop {
+        if let Some(reply) = ask("db.lan.example") {
+            break reply;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "never answered"
+        );
+    };
+    // NOERROR, one answer: ipv1's address (10.7.71.2) at the end.
+    assert_eq!(reply[3] & 0x0f, 0, "{reply:?}");
+    assert_eq!(&reply[6..8], &[0, 1], "{reply:?}");
+    assert_eq!(&reply[reply.len() - 4..], &[10, 7, 71, 2], "{reply:?}");
+    // SIGTERM: a clean exit.
+    // SAFETY: kill on the child's pid.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}: {stderr}", out.status);
+    assert!(stderr.contains("serving names at 127.0.0.11"), "{stderr}");
+    assert!(stderr.contains("stopping"), "{stderr}");
+    s.ok(&["network", "rm", "-f", "lan"]);
 }

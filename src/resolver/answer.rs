@@ -59,10 +59,10 @@ pub(crate) struct Rules {
     pub ttl: u32,
 }
 
-/// Answers `query` for a container that sees the networks in `view`.
-/// `max_len` is the largest reply the transport takes (512 for UDP
-/// without EDNS; the client's EDNS size; 65535 for TCP): a larger one is
-/// sent truncated (`TC`), so that the client asks again over TCP.
+/// Answers `query` for a container that sees the networks in `view`. A
+/// reply larger than the transport takes (over UDP: 512 bytes, or the
+/// client's EDNS size; over TCP, `tcp`: 65535) is sent truncated (`TC`),
+/// so that the client asks again over TCP.
 pub(crate) fn answer(query: &[u8], view: &[&Names], rules: &Rules, tcp: bool) -> Outcome {
     if query.len() < 12 {
         return Outcome::Drop;

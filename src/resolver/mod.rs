@@ -127,6 +127,14 @@ impl ResolverOptions {
         Ok(self)
     }
 
+    /// How often the endpoints are read again with no file notification
+    /// (every second by default): the safety net for stores that name no
+    /// paths to watch, and for containers that die without a detach.
+    pub fn refresh_interval(mut self, interval: Duration) -> Self {
+        self.refresh = interval.max(Duration::from_millis(10));
+        self
+    }
+
     /// How long answers may be cached, in seconds (5 by default).
     pub fn ttl(mut self, seconds: u32) -> Self {
         self.ttl = seconds;
