@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/bench.sh: underlay's end-to-end benchmark against its peers (issue 7).
 #
-# Usage: scripts/bench.sh [--micro] [--section all|e2e|scale|inproc] [-n N]
+# Usage: scripts/bench.sh [--micro] [--section all|e2e|scale|inproc|dns] [-n N]
 #   (no option)   install what is missing, build release (library, CLI example,
 #                 benches), run benches/e2e.rs: per-endpoint attach/detach of
 #                 macvlan IPv4 and dual-stack for underlay in-process, the underlay
@@ -12,7 +12,10 @@
 #                 Prints the tables and the targets, met or MISSED.
 #   --micro       also run the CPU micro-benchmarks (cargo bench --bench netlink)
 #   --section S   only one section of the e2e bench: e2e, scale, or inproc (the
-#                 in-process attach broken down against the kernel floor)
+#                 in-process attach broken down against the kernel floor); or dns:
+#                 only the resolver bench (benches/dns.rs: 1000 endpoints served,
+#                 queries/s and p99 at 127.0.0.11 against dnsmasq, memory per
+#                 endpoint, how soon a new name resolves), which "all" runs last
 #   -n N          containers per tool in the e2e section (default 100)
 #
 # Must run as root (network namespaces, macvlan links). Nothing outside the
@@ -45,8 +48,8 @@ while (($#)); do
     shift
 done
 case "$section" in
-    all | e2e | scale | inproc) ;;
-    *) echo "bench.sh: unknown section $section (all, e2e, scale, inproc)" >&2; exit 2 ;;
+    all | e2e | scale | inproc | dns) ;;
+    *) echo "bench.sh: unknown section $section (all, e2e, scale, inproc, dns)" >&2; exit 2 ;;
 esac
 export UNDERLAY_BENCH=$section
 
@@ -74,7 +77,7 @@ apt_ensure() {
     apt-get "${opts[@]}" install -y "${missing[@]}" >/tmp/underlay-bench-apt.log 2>&1 ||
         { tail -n 40 /tmp/underlay-bench-apt.log >&2; die "apt-get install ${missing[*]} failed"; }
 }
-apt_ensure netavark containernetworking-plugins iproute2 iputils-ping jq
+apt_ensure netavark containernetworking-plugins iproute2 iputils-ping jq dnsmasq-base
 [[ -x ${NETAVARK:-/usr/lib/podman/netavark} ]] || die "no netavark at ${NETAVARK:-/usr/lib/podman/netavark}"
 [[ -x ${CNI_PATH:-/usr/lib/cni}/macvlan ]] || die "no CNI macvlan plugin in ${CNI_PATH:-/usr/lib/cni}"
 log "peers: $("${NETAVARK:-/usr/lib/podman/netavark}" --version), CNI plugins $(dpkg-query -W -f='${Version}' containernetworking-plugins 2>/dev/null || echo '?')"
@@ -86,13 +89,20 @@ cargo build --release --example underlay ||
     die "the CLI example does not build (cargo build --release --example underlay); set UNDERLAY_BENCH_SKIP=cli to run without it"
 export UNDERLAY_CLI=${UNDERLAY_CLI:-$TARGET/release/examples/underlay}
 cargo bench --no-run --bench e2e
+cargo bench --no-run --features dns --bench dns
 ((micro)) && cargo bench --no-run --bench netlink
 
 # ---------------------------------------------------------------- run
 export UNDERLAY_BENCH_REPORT=$TARGET/bench-report.txt
 status=0
-log "e2e bench (section $section, N=${UNDERLAY_BENCH_N:-100}); report: $UNDERLAY_BENCH_REPORT"
-cargo bench --bench e2e || status=$?
+if [[ $section != dns ]]; then
+    log "e2e bench (section $section, N=${UNDERLAY_BENCH_N:-100}); report: $UNDERLAY_BENCH_REPORT"
+    cargo bench --bench e2e || status=$?
+fi
+if [[ $section == all || $section == dns ]]; then
+    log "resolver bench: cargo bench --features dns --bench dns"
+    cargo bench --features dns --bench dns 2>/dev/null | tee -a "$UNDERLAY_BENCH_REPORT" || status=1
+fi
 if ((micro)); then
     log "micro-benchmarks: cargo bench --bench netlink"
     cargo bench --bench netlink -- --noplot 2>&1 | grep -E '^[a-z_]+/|time:' || status=1
