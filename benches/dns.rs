@@ -175,7 +175,10 @@ fn bench(tmp: &std::path::Path, n: usize, clients: usize, per_client: usize) -> 
     let host = Host::options()
         .state_dir(tmp.join("state"))
         .runtime_dir(tmp.join("run"))
-        .netns(NetNs::open(format!("/proc/self/fd/{}", host_ns.as_fd().as_raw_fd())).map_err(e("reopen"))?)
+        .netns(
+            NetNs::open(format!("/proc/self/fd/{}", host_ns.as_fd().as_raw_fd()))
+                .map_err(e("reopen"))?,
+        )
         .open()
         .map_err(e("open the host"))?;
     let net = host

@@ -13,9 +13,11 @@
 //!   ipvlan link in the network's mode and flag;
 //! - its addresses are host addresses (`/32`, `/128`): no subnet route is
 //!   added, so the host's routes to the rest of the segment are unchanged;
-//! - routes on the host send to the containers through it: a subnet's
-//!   ip-range when it is narrower than the subnet, otherwise each
-//!   container's address, added on attach and removed on detach;
+//! - routes on the host send to the containers through it: one per
+//!   container address (`/32`, `/128`), in the families the shim has an
+//!   address in, added on attach and removed on detach. Never a range: a
+//!   range would also take the host's way to whatever else sits in it (the
+//!   gateway, other machines);
 //! - it answers ARP only for its own addresses (`arp_ignore=1`,
 //!   `arp_announce=2`) and takes no router advertisements, so the host's
 //!   neighbours keep seeing the host where they saw it.
@@ -184,20 +186,19 @@ pub(crate) fn host_route(address: IpAddr) -> IpNet {
     IpNet::new(address, if address.is_ipv4() { 32 } else { 128 }).expect("a host prefix")
 }
 
-/// Makes the shim on the parent with index `parent` from `spec` (the
-/// driver's link), marks it, gives it its addresses, brings it up and
-/// adds `routes` through it. `netns` is the host namespace `nl` talks to
-/// (for the link's settings). On failure the link is deleted.
+/// Makes the shim from `spec` (the driver's link on the parent), marks
+/// it, gives it its addresses and brings it up. `netns` is the host
+/// namespace `nl` talks to (for the link's settings). On failure the link
+/// is deleted.
 pub(crate) fn create(
     nl: &Netlink,
     netns: &NetNs,
     spec: NewLink<'_>,
     shim: &HostShim,
     mark: &Mark,
-    routes: &[IpNet],
 ) -> Result<()> {
     nl.create_link(&spec)?;
-    let result = configure(nl, netns, shim, mark, routes);
+    let result = configure(nl, netns, shim, mark);
     if result.is_err() {
         if let Err(e) = mark::delete_if_ours(nl, &shim.link, mark, Unmarked::Take) {
             log::warn!("could not remove {} after a failed step: {e}", shim.link);
@@ -206,13 +207,7 @@ pub(crate) fn create(
     result
 }
 
-fn configure(
-    nl: &Netlink,
-    netns: &NetNs,
-    shim: &HostShim,
-    mark: &Mark,
-    routes: &[IpNet],
-) -> Result<()> {
+fn configure(nl: &Netlink, netns: &NetNs, shim: &HostShim, mark: &Mark) -> Result<()> {
     let index = nl.link_by_name(&shim.link)?.index;
     nl.set_alias(index, &mark.to_string())?;
     settings(netns, shim)?;
@@ -222,9 +217,6 @@ fn configure(
         nl.add_address_nodad(index, address)?;
     }
     nl.set_link_up_by_index(index, true)?;
-    for route in routes {
-        add_route(nl, index, *route)?;
-    }
     log::debug!("created host shim {} with {:?}", shim.link, shim.addresses);
     Ok(())
 }
@@ -242,6 +234,7 @@ fn settings(netns: &NetNs, shim: &HostShim) -> Result<()> {
             (format!("ipv4/conf/{link}/arp_announce"), "2"),
         ];
         if ipv6 {
+            values.push((format!("ipv6/conf/{link}/disable_ipv6"), "0"));
             values.push((format!("ipv6/conf/{link}/accept_ra"), "0"));
             values.push((format!("ipv6/conf/{link}/autoconf"), "0"));
         } else {
@@ -262,8 +255,9 @@ fn settings(netns: &NetNs, shim: &HostShim) -> Result<()> {
     })
 }
 
-/// Makes sure the shim exists, is up and has its addresses and `routes`
-/// (after a reboot, or a deletion by hand). `spec` makes it when missing.
+/// Makes sure the shim exists, is up, has its addresses and its settings
+/// (after a reboot, or a change by hand). `spec` makes it when missing; a
+/// shim renamed by hand (found by its mark) is deleted and made anew.
 /// Returns whether it had to be made again.
 pub(crate) fn ensure(
     nl: &Netlink,
@@ -271,12 +265,22 @@ pub(crate) fn ensure(
     spec: impl FnOnce() -> Result<NewLink<'static>>,
     shim: &HostShim,
     mark: &Mark,
-    routes: &[IpNet],
 ) -> Result<bool> {
     let link = match nl.link_by_name(&shim.link) {
         Ok(link) => link,
         Err(Error::LinkNotFound { .. }) => {
-            create(nl, netns, spec()?, shim, mark, routes)?;
+            if let Some(renamed) = mark::find(nl, mark)? {
+                log::warn!(
+                    "host shim {} was renamed {}: making it anew",
+                    shim.link,
+                    renamed.name
+                );
+                match nl.delete_link(renamed.index) {
+                    Ok(()) | Err(Error::LinkNotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            create(nl, netns, spec()?, shim, mark)?;
             log::info!("recreated host shim {}", shim.link);
             return Ok(true);
         }
@@ -289,6 +293,7 @@ pub(crate) fn ensure(
             format!("a link of that name exists that underlay did not make (it does not carry the mark {mark}): rename or delete it, then run recover"),
         ));
     }
+    settings(netns, shim)?;
     let present: Vec<IpNet> = nl
         .addresses(Some(link.index))?
         .into_iter()
@@ -301,9 +306,6 @@ pub(crate) fn ensure(
     }
     if !link.up {
         nl.set_link_up_by_index(link.index, true)?;
-    }
-    for route in routes {
-        add_route(nl, link.index, *route)?;
     }
     Ok(false)
 }
@@ -318,6 +320,15 @@ pub(crate) fn remove(nl: &Netlink, shim: &HostShim, mark: &Mark, unfinished: boo
     };
     if mark::delete_if_ours(nl, &shim.link, mark, unmarked)? {
         log::debug!("deleted host shim {}", shim.link);
+    }
+    // Renamed by hand: found by its mark.
+    if let Some(renamed) = mark::find(nl, mark)? {
+        match nl.delete_link(renamed.index) {
+            Ok(()) | Err(Error::LinkNotFound { .. }) => {
+                log::debug!("deleted host shim {} (renamed {})", shim.link, renamed.name)
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }
@@ -353,8 +364,15 @@ pub(crate) fn delete_route(nl: &Netlink, index: u32, destination: IpNet) -> Resu
 
 /// Makes the host routes (`/32`, `/128`) through the shim exactly
 /// `wanted`: adds the missing ones, deletes the others. Routes of other
-/// prefix lengths (the ip-ranges) are left as they are.
-pub(crate) fn sync_host_routes(nl: &Netlink, index: u32, wanted: &[IpNet]) -> Result<()> {
+/// prefix lengths (made by hand) are left as they are.
+pub(crate) fn sync_host_routes(
+    nl: &Netlink,
+    index: u32,
+    shim: &HostShim,
+    wanted: &[IpNet],
+) -> Result<()> {
+    // The kernel's own route to an IPv6 shim address stays.
+    let own: Vec<IpNet> = shim.host_addresses().collect();
     let mut present = Vec::new();
     for family in [IpFamily::V4, IpFamily::V6] {
         for route in nl.routes(family)? {
@@ -370,7 +388,7 @@ pub(crate) fn sync_host_routes(nl: &Netlink, index: u32, wanted: &[IpNet]) -> Re
         }
     }
     for destination in &present {
-        if !wanted.contains(destination) {
+        if !wanted.contains(destination) && !own.contains(destination) {
             delete_route(nl, index, *destination)?;
         }
     }

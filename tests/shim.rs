@@ -146,7 +146,7 @@ fn without_a_shim_host_and_container_are_apart_and_with_one_they_meet() {
 
     // Before: the kernel keeps them apart, as the seeds warn.
     let plain = host
-        .create_network(segment.network("plain", Some(".0/25")))
+        .create_network(segment.network("plain", Some(".128/25")))
         .unwrap();
     let c1 = segment.sb.container();
     let ep1 = attach(&plain, &c1);
@@ -155,16 +155,20 @@ fn without_a_shim_host_and_container_are_apart_and_with_one_they_meet() {
 
     // With a shim.
     let net = host
-        .create_network(segment.network("shimmed", Some(".0/25")).host_shim("auto"))
+        .create_network(
+            segment
+                .network("shimmed", Some(".128/25"))
+                .host_shim("auto"),
+        )
         .unwrap();
     let shim = net.host_shim().unwrap().clone();
     assert!(shim.link.starts_with("hs-"), "{shim:?}");
-    // auto: the highest free address outside the range, and IPv6's highest
-    // (IPv6 has no broadcast address).
+    // auto: the highest free address outside the range (just below it),
+    // and IPv6's highest (IPv6 has no broadcast address).
     assert_eq!(
         shim.addresses,
         [
-            "10.7.60.254".parse::<IpAddr>().unwrap(),
+            "10.7.60.127".parse::<IpAddr>().unwrap(),
             "fd07:60::ffff:ffff:ffff:ffff".parse().unwrap()
         ]
     );
@@ -172,19 +176,20 @@ fn without_a_shim_host_and_container_are_apart_and_with_one_they_meet() {
     let ep = attach(&net, &c2);
     assert_eq!(pings(&segment, &net, &c2, &ep), [true; 4]);
 
-    // The host's other neighbours are where they were, through eth0.
+    // The host's other neighbours are where they were, through eth0, even
+    // one whose address is in the containers' ip-range (.128/25).
     assert!(segment.neighbour_reachable());
     assert_eq!(segment.route_dev("10.7.60.200"), "eth0");
     assert_eq!(segment.route_dev("fd07:60::200"), "eth0");
     assert_eq!(segment.route_dev(&address(&ep, true)), shim.link);
     assert_eq!(segment.route_dev(&address(&ep, false)), shim.link);
-    // The range goes through the shim as a whole; IPv6 (no range) by
-    // container.
+    // Each container address goes through the shim, never a range.
     let routes = common::ip_routes(&segment.sb.host, false);
     assert!(
-        routes.contains(&format!("10.7.60.0/25 dev {}", shim.link)),
+        routes.contains(&format!("{} dev {}", address(&ep, true), shim.link)),
         "{routes}"
     );
+    assert!(!routes.contains("10.7.60.128/25"), "{routes}");
     let routes6 = common::ip_routes(&segment.sb.host, true);
     assert!(
         routes6.contains(&format!("{} dev {}", address(&ep, false), shim.link)),
@@ -196,7 +201,7 @@ fn without_a_shim_host_and_container_are_apart_and_with_one_they_meet() {
     assert_eq!(json["host_shim"]["link"], shim.link.as_str());
     assert_eq!(
         json["options"]["host_shim"],
-        "10.7.60.254,fd07:60::ffff:ffff:ffff:ffff"
+        "10.7.60.127,fd07:60::ffff:ffff:ffff:ffff"
     );
     let aux: Vec<(String, IpAddr)> = net
         .ipam()
@@ -220,10 +225,12 @@ fn without_a_shim_host_and_container_are_apart_and_with_one_they_meet() {
         .unwrap_err();
     assert!(err.to_string().contains("host_shim"), "{err}");
 
-    // Detach: the container's IPv6 host route goes; the range stays.
+    // Detach: the container's host routes go.
     assert!(net.detach_endpoint(ep.name()).unwrap());
     let routes6 = common::ip_routes(&segment.sb.host, true);
     assert!(!routes6.contains(&address(&ep, false)), "{routes6}");
+    let routes = common::ip_routes(&segment.sb.host, false);
+    assert!(!routes.contains(&address(&ep, true)), "{routes}");
 
     // network rm deletes the shim and nothing else.
     host.remove_network("shimmed").unwrap();
@@ -344,6 +351,75 @@ fn the_shim_comes_back_after_a_reboot_and_goes_with_its_network_alone() {
 }
 
 #[test]
+fn a_one_family_shim_routes_that_family_and_overlapping_shims_are_refused() {
+    let segment = Segment::new("10.7.64", "fd07:64:0:0");
+    let dir = StateDir::new();
+    let host = segment.host(&dir);
+    // IPv4 only, on a dual-stack network: IPv4 goes through the shim, IPv6
+    // is left alone (and attaching works).
+    let net = host
+        .create_network(segment.network("four", None).host_shim("10.7.64.9"))
+        .unwrap();
+    let c = segment.sb.container();
+    let ep = attach(&net, &c);
+    assert!(ping(&segment.sb.host, &address(&ep, true)));
+    assert!(ping(&c, "10.7.64.9"));
+    let routes6 = common::ip_routes(&segment.sb.host, true);
+    assert!(
+        !routes6.contains(&net.host_shim().unwrap().link),
+        "{routes6}"
+    );
+    // Another network with a shim on an overlapping subnet (on another
+    // parent) would fight over the same routes: refused, nothing made.
+    segment
+        .sb
+        .nl
+        .create_link(&NewLink::veth("eth1", "uplink1").up())
+        .unwrap();
+    let before = dir.snapshot();
+    let err = host
+        .create_network(
+            Network::builder("again")
+                .macvlan()
+                .parent("eth1")
+                .subnet("10.7.64.0/25")
+                .host_shim("auto"),
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("overlaps 10.7.64.0/24 of network \"four\""),
+        "{err}"
+    );
+    assert_eq!(dir.snapshot(), before);
+    // Without a shim it is the usual overlap on another parent: allowed.
+    host.create_network(
+        Network::builder("again")
+            .macvlan()
+            .parent("eth1")
+            .subnet("10.7.64.0/25"),
+    )
+    .unwrap();
+
+    // A shim renamed by hand: recover makes it anew and deletes the other
+    // (one link per mark); its sysctls and routes come back too.
+    let shim = net.host_shim().unwrap().link.clone();
+    let index = segment.sb.nl.link_by_name(&shim).unwrap().index;
+    segment.sb.nl.set_link_up_by_index(index, false).unwrap();
+    segment.sb.nl.rename_link(index, "renamed0").unwrap();
+    let report = host.recover().unwrap();
+    assert_eq!(report.recreated_shims, std::slice::from_ref(&shim));
+    assert!(!link_names(&segment.sb.host).contains(&"renamed0".to_owned()));
+    assert!(ping(&segment.sb.host, &address(&ep, true)));
+    host.force_remove_network("four").unwrap();
+    host.force_remove_network("again").unwrap();
+    assert_eq!(
+        link_names(&segment.sb.host),
+        ["eth0", "eth1", "lo", "uplink1"]
+    );
+}
+
+#[test]
 fn bad_host_shims_are_refused_by_name_and_leave_nothing() {
     let segment = Segment::new("10.7.63", "fd07:63:0:0");
     let dir = StateDir::new();
@@ -375,6 +451,20 @@ fn bad_host_shims_are_refused_by_name_and_leave_nothing() {
         (builder().host_shim("10.7.63.0"), "network address"),
         (builder().host_shim("10.7.63.255"), "broadcast"),
         (builder().host_shim("yes"), "neither an address nor auto"),
+        (
+            builder()
+                .aux_address("printer", "10.7.63.9")
+                .host_shim("10.7.63.9"),
+            "the aux address \"printer\"",
+        ),
+        (
+            Network::builder("bad")
+                .macvlan()
+                .parent("eth0")
+                .subnet("10.7.163.0/32")
+                .host_shim("auto"),
+            "last address of its subnet",
+        ),
         (builder().host_shim("10.7.63.9,10.7.63.8"), "two IPv4"),
         (
             builder()
@@ -409,7 +499,7 @@ fn bad_host_shims_are_refused_by_name_and_leave_nothing() {
                 .subnet("10.7.63.0/30")
                 .ip_range("10.7.63.0/30")
                 .host_shim("10.7.63.2"),
-            "holds no address to hand out",
+            "last address of its subnet",
         ),
     ];
     for (builder, needle) in cases {

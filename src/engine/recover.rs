@@ -135,7 +135,15 @@ impl Engine {
             // The host's routes through the shim: those of the endpoints
             // that hold addresses now, and no others.
             let holding = Engine::endpoint_records(session.as_ref());
-            self.sync_shim_routes(&network, &holding)?;
+            if let Err(e) = self.sync_shim_routes(&network, &holding) {
+                log::warn!(
+                    "network {}: cannot put its routes through the host shim right: {e}",
+                    network.name
+                );
+                report
+                    .broken_networks
+                    .push((network.name.clone(), e.to_string()));
+            }
         }
         if self.networks.has_quarantined() {
             log::warn!(

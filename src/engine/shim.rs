@@ -39,6 +39,30 @@ impl Engine {
             .map(|a| (a.address.addr(), a.link_index))
             .collect();
         let value = request.to_string();
+        // The host routes each container address through one shim: two
+        // shimmed networks with overlapping subnets (on different parents)
+        // would fight over the same routes.
+        for other in self.networks.networks()? {
+            if other.host_shim.is_none() {
+                continue;
+            }
+            for mine in ipam.prefixes() {
+                if let Some(theirs) = other
+                    .ipam
+                    .prefixes()
+                    .find(|p| p.contains(&mine.network()) || mine.contains(&p.network()))
+                {
+                    return Err(Error::invalid(
+                        "host_shim",
+                        &value,
+                        format!(
+                            "subnet {mine} overlaps {theirs} of network {:?}, which has a host shim already: the host cannot route the same addresses to both; use another subnet, or no shim",
+                            other.name
+                        ),
+                    ));
+                }
+            }
+        }
         let mut addresses: Vec<IpAddr> = Vec::new();
         for address in request.addresses() {
             let enabled = if address.is_ipv4() {
@@ -55,6 +79,18 @@ impl Engine {
                         "{address} is in none of the network's subnets ({}): choose an address in one, or auto",
                         if subnets.is_empty() { "none".to_owned() } else { subnets.join(", ") }
                     ),
+                ));
+            }
+            let aux = ipam
+                .subnets()
+                .iter()
+                .flat_map(|s| s.aux_addresses())
+                .find(|(_, a)| *a == address);
+            if let Some((name, _)) = aux {
+                return Err(Error::invalid(
+                    "host_shim",
+                    &value,
+                    format!("{address} is the aux address {name:?}, reserved for another device: choose another address (underlay reserves the shim's itself), or auto"),
                 ));
             }
             if let Some((_, index)) = on_host.iter().find(|(a, _)| *a == address) {
@@ -114,6 +150,20 @@ impl Engine {
                 Error::invalid("host_shim", &value, reason)
             })?;
         }
+        for address in &addresses {
+            let left = ipam
+                .subnets()
+                .iter()
+                .find(|s| s.subnet().contains(address))
+                .and_then(|s| s.shim_candidate(|_| false));
+            if left.is_none() {
+                return Err(Error::invalid(
+                    "host_shim",
+                    &value,
+                    format!("{address} is the last address of its subnet that a container could have: widen the subnet"),
+                ));
+            }
+        }
         if let Err(e) = ipam.check_allocatable() {
             return Err(Error::invalid(
                 "host_shim",
@@ -127,14 +177,7 @@ impl Engine {
     /// Makes the shim of a network whose parent exists.
     pub(super) fn create_shim(&self, network: &NetworkRecord, shim: &HostShim) -> Result<()> {
         let spec = self.shim_link(network, shim)?;
-        shim::create(
-            &self.nl,
-            &self.netns,
-            spec,
-            shim,
-            &self.shim_mark(network),
-            &shim_range_routes(network),
-        )
+        shim::create(&self.nl, &self.netns, spec, shim, &self.shim_mark(network))
     }
 
     /// Makes sure a ready network's shim is there (after a reboot it is
@@ -146,7 +189,6 @@ impl Engine {
             || self.shim_link(network, shim),
             shim,
             &self.shim_mark(network),
-            &shim_range_routes(network),
         )
     }
 
@@ -164,7 +206,7 @@ impl Engine {
     }
 
     /// Adds the host routes an endpoint needs through the network's shim
-    /// (none when the network has no shim, or its ip-ranges are routed).
+    /// (none when the network has no shim).
     pub(super) fn add_shim_routes(
         &self,
         network: &NetworkRecord,
@@ -229,29 +271,27 @@ impl Engine {
         let Some(index) = shim::index(&self.nl, shim, &self.shim_mark(network))? else {
             return Ok(());
         };
-        shim::sync_host_routes(&self.nl, index, &endpoint_host_routes(network, endpoints))
+        shim::sync_host_routes(
+            &self.nl,
+            index,
+            shim,
+            &endpoint_host_routes(network, endpoints),
+        )
     }
 }
 
-/// The routes through the shim that do not depend on the endpoints: each
-/// ip-range narrower than its subnet.
-fn shim_range_routes(network: &NetworkRecord) -> Vec<IpNet> {
-    network
-        .ipam
-        .subnets()
-        .iter()
-        .filter_map(|s| s.ip_range().filter(|r| *r != s.subnet()))
-        .collect()
-}
-
 /// The host routes (`/32`, `/128`) through the shim for `endpoints`: their
-/// addresses in subnets whose ip-range is not routed as a whole.
+/// addresses, in the families the shim has an address in. Each container
+/// gets its own route, never a range: a range would also take the host's
+/// way to whatever else sits in it (the gateway, other machines).
 fn endpoint_host_routes(network: &NetworkRecord, endpoints: &[EndpointRecord]) -> Vec<IpNet> {
-    let routed = shim_range_routes(network);
+    let Some(shim) = &network.host_shim else {
+        return Vec::new();
+    };
     endpoints
         .iter()
         .flat_map(|e| e.addresses.iter().map(IpNet::addr))
-        .filter(|a| !routed.iter().any(|r| r.contains(a)))
+        .filter(|a| shim.addresses.iter().any(|s| s.is_ipv4() == a.is_ipv4()))
         .map(shim::host_route)
         .collect()
 }
