@@ -189,15 +189,19 @@ joined by dots.
 ";
 
 const DISCONNECT_USAGE: &str = "\
-Usage: underlay network disconnect NETWORK NETNS|ENDPOINT
+Usage: underlay network disconnect [--wait] NETWORK NETNS|ENDPOINT
 
 Disconnect the container whose network namespace is NETNS (a path, or a name
-under /run/netns) from NETWORK: delete its link and release its addresses.
-Works when the namespace is gone too: the endpoint is found by the path it was
-connected with, or by its name (ENDPOINT, as `inspect` shows it), which frees
-a dead container's addresses.
+under /run/netns) from NETWORK: take its addresses off its link and release
+them, at once. The link itself, marked detached and with no address, is
+deleted by the next command that sweeps (connect, recover, rm -f) or with the
+namespace: deleting a link makes the kernel wait about 20 ms. Works when the
+namespace is gone too: the endpoint is found by the path it was connected
+with, or by its name (ENDPOINT, as `inspect` shows it), which frees a dead
+container's addresses.
 
 Options:
+      --wait   delete the link before returning
   -h, --help   show this help
 ";
 
@@ -614,10 +618,15 @@ fn connect(ctx: &Context, args: &[String]) -> CliResult {
 
 fn disconnect(ctx: &Context, args: &[String]) -> CliResult {
     let mut positional = Vec::new();
+    let mut options = underlay::endpoint::DetachOptions::new();
     for arg in args {
         if is_help(arg) {
             print!("{DISCONNECT_USAGE}");
             return Ok(());
+        }
+        if arg == "--wait" {
+            options = options.delete_link(true);
+            continue;
         }
         if arg.starts_with('-') && arg != "-" {
             return Err(format!(
@@ -633,7 +642,7 @@ fn disconnect(ctx: &Context, args: &[String]) -> CliResult {
     let net = host.network(name)?;
     // The namespace is still there: detach by its identity.
     if let Ok(container) = NetNs::open(&path) {
-        if net.detach(&container)? {
+        if net.detach_with(&container, &options)? {
             return Ok(());
         }
     }

@@ -210,6 +210,41 @@ impl AttachOptions {
     }
 }
 
+/// How to detach (see [`Network::detach_with`](crate::Network::detach_with)).
+///
+/// By default a detach returns as soon as the container is off the network:
+/// the addresses are off its link (and released), the link is taken down
+/// as far as the kernel allows without waiting (`protodown` for macvlan)
+/// and marked detached; deleting the link, which makes the kernel wait for
+/// an RCU grace period (about 20 ms), happens after, in a batch, or with
+/// the container's namespace.
+///
+/// ```
+/// use underlay::endpoint::DetachOptions;
+///
+/// // The link deleted before detach returns.
+/// let options = DetachOptions::new().delete_link(true);
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DetachOptions {
+    pub(crate) delete_link: bool,
+}
+
+impl DetachOptions {
+    /// The default: off the network at once, the link deleted after.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Deletes the link before returning (about 20 ms more).
+    pub fn delete_link(mut self, delete: bool) -> Self {
+        self.delete_link = delete;
+        self
+    }
+}
+
 /// A container's attachment to a network.
 ///
 /// ```no_run

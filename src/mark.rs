@@ -10,6 +10,9 @@
 //! underlay:STATE_ID:NETWORK_ID               an owned parent (VLAN or dummy)
 //! underlay:STATE_ID:NETWORK_ID:shim          the network's host shim
 //! underlay:STATE_ID:NETWORK_ID:ENDPOINT_ID   an endpoint link
+//! underlay:STATE_ID:NETWORK_ID:ENDPOINT_ID:detached
+//!                                            an endpoint link taken off the
+//!                                            network, waiting for deletion
 //! ```
 //!
 //! The kernel keeps the alias with the link, across namespaces, so the mark
@@ -32,6 +35,9 @@ const PREFIX: &str = "underlay:";
 /// The last part of a host shim's mark.
 const SHIM: &str = "shim";
 
+/// The last part of a detached endpoint link's mark.
+const DETACHED: &str = "detached";
+
 /// What a marked link is to its network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Role {
@@ -41,6 +47,8 @@ pub(crate) enum Role {
     Shim,
     /// An endpoint's link, in a container's namespace.
     Endpoint(u64),
+    /// A detached endpoint's link: no addresses, waiting for deletion.
+    Detached(u64),
 }
 
 /// A parsed ownership mark.
@@ -70,6 +78,14 @@ impl Mark {
         Mark::new(host, network, Role::Endpoint(endpoint))
     }
 
+    /// The mark the same endpoint's link carries once detached.
+    pub fn detached(&self) -> Self {
+        match self.role {
+            Role::Endpoint(id) => Mark::new(&self.host, &self.network, Role::Detached(id)),
+            _ => self.clone(),
+        }
+    }
+
     fn new(host: &str, network: &str, role: Role) -> Self {
         Mark {
             host: host.to_owned(),
@@ -82,7 +98,7 @@ impl Mark {
     pub fn endpoint_id(&self) -> Option<u64> {
         match self.role {
             Role::Endpoint(id) => Some(id),
-            Role::Parent | Role::Shim => None,
+            Role::Parent | Role::Shim | Role::Detached(_) => None,
         }
     }
 
@@ -96,7 +112,12 @@ impl Mark {
             None => Role::Parent,
             Some(SHIM) => Role::Shim,
             Some(id) if id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                Role::Endpoint(u64::from_str_radix(id, 16).ok()?)
+                let id = u64::from_str_radix(id, 16).ok()?;
+                match parts.next() {
+                    None => Role::Endpoint(id),
+                    Some(DETACHED) => Role::Detached(id),
+                    Some(_) => return None,
+                }
             }
             Some(_) => return None,
         };
@@ -124,6 +145,7 @@ impl fmt::Display for Mark {
             Role::Parent => Ok(()),
             Role::Shim => write!(f, ":{SHIM}"),
             Role::Endpoint(endpoint) => write!(f, ":{endpoint:016x}"),
+            Role::Detached(endpoint) => write!(f, ":{endpoint:016x}:{DETACHED}"),
         }
     }
 }
@@ -186,6 +208,12 @@ mod tests {
             "underlay:3f2a9c61d0b4e857:ab12:0000000000001234"
         );
         assert_eq!(Mark::parse(&endpoint.to_string()), Some(endpoint));
+        let detached = Mark::endpoint("3f2a9c61d0b4e857", "ab12", 0x1234).detached();
+        assert_eq!(
+            detached.to_string(),
+            "underlay:3f2a9c61d0b4e857:ab12:0000000000001234:detached"
+        );
+        assert_eq!(Mark::parse(&detached.to_string()), Some(detached));
         let shim = Mark::shim("3f2a9c61d0b4e857", "ab12");
         assert_eq!(shim.to_string(), "underlay:3f2a9c61d0b4e857:ab12:shim");
         assert_eq!(Mark::parse(&shim.to_string()), Some(shim));
@@ -200,6 +228,7 @@ mod tests {
             "underlay:host:net:12",
             "underlay:host:net:000000000000zzzz",
             "underlay:host:net:0000000000001234:x",
+            "underlay:host:net:0000000000001234:detached:x",
             "docker:host:net",
             "my uplink",
         ] {

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::driver::Driver;
-use crate::endpoint::{AttachOptions, Endpoint};
+use crate::endpoint::{AttachOptions, DetachOptions, Endpoint};
 use crate::engine::Engine;
 use crate::ipam::NetworkIpamConfig;
 use crate::netns::NetNs;
@@ -281,13 +281,20 @@ impl Network {
     /// option; an [`Error::AttachFailed`](crate::Error::AttachFailed) naming the step the kernel
     /// refused.
     pub fn attach(&self, netns: &NetNs, options: &AttachOptions) -> Result<Endpoint> {
-        let record = self.engine.attach(&self.record, netns, options)?;
+        let (record, detached) = self.engine.attach(&self.record, netns, options)?;
+        if detached {
+            // Links earlier detaches left: deleted in a batch, meanwhile.
+            Engine::sweep_later(&self.engine, &self.record);
+        }
         Ok(Endpoint::new(&self.record.name, record))
     }
 
-    /// Detaches the container whose namespace is `netns`: deletes its link
-    /// and releases its addresses. Returns whether it was attached; a second
-    /// detach does nothing.
+    /// Detaches the container whose namespace is `netns`: takes it off the
+    /// network (its addresses off its link, and released) and returns;
+    /// deleting the link, which makes the kernel wait about 20 ms, happens
+    /// after, on a thread of the library's own, in a batch with others (see
+    /// [`DetachOptions`]; [`detach_with`](Self::detach_with) can wait for
+    /// it). Returns whether it was attached; a second detach does nothing.
     ///
     /// ```no_run
     /// use underlay::{netns::NetNs, Host};
@@ -304,7 +311,29 @@ impl Network {
     /// When the endpoint state cannot be read or written, or the kernel
     /// refuses to delete the link.
     pub fn detach(&self, netns: &NetNs) -> Result<bool> {
-        self.engine.detach(&self.record, netns)
+        self.detach_with(netns, &DetachOptions::new())
+    }
+
+    /// [`detach`](Self::detach), with options: with
+    /// [`DetachOptions::delete_link`] the link is gone when it returns.
+    ///
+    /// ```no_run
+    /// use underlay::{endpoint::DetachOptions, netns::NetNs, Host};
+    ///
+    /// let net = Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// let web1 = NetNs::open("/run/netns/web1")?;
+    /// net.detach_with(&web1, &DetachOptions::new().delete_link(true))?;
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`detach`](Self::detach).
+    pub fn detach_with(&self, netns: &NetNs, options: &DetachOptions) -> Result<bool> {
+        let detached = self.engine.detach(&self.record, netns, options)?;
+        if detached && !options.delete_link {
+            Engine::sweep_later(&self.engine, &self.record);
+        }
+        Ok(detached)
     }
 
     /// Detaches an endpoint by name, also when its namespace is gone (the
@@ -324,7 +353,12 @@ impl Network {
     /// # Errors
     /// As [`detach`](Self::detach).
     pub fn detach_endpoint(&self, name: &str) -> Result<bool> {
-        self.engine.detach_endpoint(&self.record, name)
+        let options = DetachOptions::new();
+        let detached = self.engine.detach_endpoint(&self.record, name, &options)?;
+        if detached {
+            Engine::sweep_later(&self.engine, &self.record);
+        }
+        Ok(detached)
     }
 
     /// The network's endpoints.

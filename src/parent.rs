@@ -182,7 +182,7 @@ pub(crate) fn plan(
     match nl.link_by_name(name) {
         Ok(link) => {
             match Mark::of(&link).map(|m| m.role) {
-                Some(Role::Endpoint(_)) => return Err(Error::invalid(
+                Some(Role::Endpoint(_) | Role::Detached(_)) => return Err(Error::invalid(
                     "parent interface",
                     name,
                     "it is a container's endpoint of another network (it carries underlay's endpoint mark); name the host's own interface",

@@ -80,7 +80,7 @@ fn create_attach_detach_and_remove_run_through_the_engine_over_a_memory_store() 
     assert!(matches!(err, Error::AddressInUse { .. }), "{err}");
 
     assert!(net.detach(&a).unwrap());
-    assert_eq!(link_names(&a), ["lo"]);
+    common::wait_for_links(&a, &["lo"]);
     assert_eq!(net.endpoints().unwrap().len(), 1);
     // The released address is handed out again.
     let ec = net.attach(&sb.container(), &AttachOptions::new()).unwrap();

@@ -554,3 +554,21 @@ pub fn has_subnet(net: &Network, prefix: &str) -> bool {
         .iter()
         .any(|s| s.subnet().to_string() == prefix)
 }
+
+/// Waits (up to 10 s) until `ns` holds only `lo`: a detach takes a
+/// container off the network at once and deletes its link just after, in
+/// a sweep.
+#[allow(dead_code)]
+pub fn wait_for_no_links(ns: &NetNs) -> Result<(), String> {
+    let start = std::time::Instant::now();
+    loop {
+        let names = link_names(ns)?;
+        if names == ["lo"] {
+            return Ok(());
+        }
+        if start.elapsed() > std::time::Duration::from_secs(10) {
+            return Err(format!("links {names:?} still there after 10 s"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}

@@ -21,7 +21,8 @@ use crate::{Error, Result};
 
 impl Engine {
     /// Attaches the container whose namespace is `netns`. On error nothing
-    /// is left behind: no link, no address taken, no record.
+    /// is left behind: no link, no address taken, no record. Also says
+    /// whether the network has detached links waiting for a sweep.
     ///
     /// The network's lock is held only to decide (addresses, name) and to
     /// record: the intent before the kernel is touched, the outcome after.
@@ -34,11 +35,28 @@ impl Engine {
         network: &NetworkRecord,
         netns: &NetNs,
         options: &AttachOptions,
-    ) -> Result<EndpointRecord> {
+    ) -> Result<(EndpointRecord, bool)> {
         check(network, options)?;
-        let (mut record, allocations) = self.record_attach(network, netns, options)?;
+        let (mut record, allocations, stale, detached) =
+            self.record_attach(network, netns, options)?;
         // Logged once the lock is released: what follows runs without it.
         log::debug!("endpoint {}: recorded as attaching", record.name);
+        if let Some(stale) = stale {
+            // A link an earlier detach left in this namespace (it may hold
+            // the interface name): deleted first.
+            if self
+                .remove_endpoint_link(network, Some(netns), &stale)
+                .is_ok()
+            {
+                let mut session = self.session(network)?;
+                if session
+                    .endpoints()
+                    .any(|e| e.id == stale.id && e.state == EndpointState::Detached)
+                {
+                    session.forget(stale.id)?;
+                }
+            }
+        }
         let addresses: Vec<IpAddr> = allocations.iter().map(Allocation::ip).collect();
         let id = record.id;
         let mut configured = self.configure(network, netns, &mut record, &allocations, options);
@@ -77,22 +95,37 @@ impl Engine {
             record.ifname,
             record.addresses
         );
-        Ok(record)
+        Ok((record, detached))
     }
 
     /// The decision and the intent of an attach, under the network's lock:
     /// the checks against the other endpoints, the addresses, the record
-    /// saved as `attaching`.
+    /// saved as `attaching`. Also returns a detached endpoint of this
+    /// namespace, whose link is to go first, and whether the network has
+    /// detached endpoints.
+    #[allow(clippy::type_complexity)]
     fn record_attach(
         &self,
         network: &NetworkRecord,
         netns: &NetNs,
         options: &AttachOptions,
-    ) -> Result<(EndpointRecord, Vec<Allocation>)> {
+    ) -> Result<(
+        EndpointRecord,
+        Vec<Allocation>,
+        Option<EndpointRecord>,
+        bool,
+    )> {
         let mut session = self.session(network)?;
+        let detached = session
+            .endpoints()
+            .any(|e| e.state == EndpointState::Detached);
+        let stale = session
+            .endpoints()
+            .find(|e| e.netns_id == netns.id() && e.state == EndpointState::Detached)
+            .cloned();
         let previous = session
             .endpoints()
-            .find(|e| e.netns_id == netns.id())
+            .find(|e| e.netns_id == netns.id() && e.state != EndpointState::Detached)
             .cloned();
         if let Some(other) = previous {
             if self.is_live(network, &other) {
@@ -110,7 +143,11 @@ impl Engine {
             session.forget(other.id)?;
         }
         if let Some(limit) = network.driver.endpoint_limit() {
-            if let Some(holder) = session.endpoints().nth(limit - 1) {
+            let holder = session
+                .endpoints()
+                .filter(|e| e.state != EndpointState::Detached)
+                .nth(limit - 1);
+            if let Some(holder) = holder {
                 return Err(Error::invalid(
                     "endpoint",
                     options.name.clone().unwrap_or_default(),
@@ -126,6 +163,7 @@ impl Engine {
             Some(name) => {
                 let holder = session
                     .endpoints()
+                    .filter(|e| e.state != EndpointState::Detached)
                     .find(|e| &e.name == name || e.dns_names.contains(name))
                     .cloned();
                 if let Some(holder) = holder {
@@ -185,7 +223,7 @@ impl Engine {
             session.abandon(id, &addresses)?;
             return Err(e);
         }
-        Ok((record, allocations))
+        Ok((record, allocations, stale, detached))
     }
 
     /// Whether an endpoint still exists: its recorded path names a namespace

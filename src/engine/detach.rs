@@ -1,11 +1,31 @@
-//! Detaching a container.
+//! Detaching a container, and sweeping the links detaches leave.
 //!
 //! As with attaching, the network's lock is held only to decide and to
-//! record: the intent (`detaching`, naming this process) before the link
-//! is deleted, the outcome after. A crash in between leaves a record the
+//! record: the intent (`detaching`, naming this process) before the kernel
+//! is touched, the outcome after. A crash in between leaves a record the
 //! next session on the network finishes once this process is gone.
+//!
+//! A detach takes the container off the network without waiting for the
+//! kernel: in one round trip inside the container's namespace, the link is
+//! marked detached, its addresses are deleted, and (macvlan) it is set
+//! protocol-down; its IPv6 is turned off. Then the addresses are released
+//! and the record says `detached`. Deleting the link waits for an RCU grace
+//! period (about 20 ms), so it is left to a sweep, where many deletions in
+//! flight share their waits, or to the namespace's own end. Sweeps run
+//! after detaches and attaches (on a thread of the library's own), in
+//! `recover`, and in forced removals; an attach into a namespace that
+//! holds a detached link of the network deletes that link first.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use netlink_packet_route::RouteNetlinkMessage;
 
 use super::Engine;
+use crate::address::address_message;
+use crate::endpoint::DetachOptions;
+use crate::mark;
+use crate::netlink::{Netlink, Request};
 use crate::netns::NetNs;
 use crate::store::{EndpointRecord, EndpointState, NetworkRecord};
 use crate::{Error, Result};
@@ -19,33 +39,66 @@ enum Which<'a> {
 }
 
 impl Engine {
-    /// Detaches the container whose namespace is `netns`: deletes its link
-    /// and releases its addresses. Returns whether it was attached.
-    pub fn detach(&self, network: &NetworkRecord, netns: &NetNs) -> Result<bool> {
-        self.detach_one(network, Which::Netns(netns))
+    /// Detaches the container whose namespace is `netns`. Returns whether
+    /// it was attached.
+    pub fn detach(
+        &self,
+        network: &NetworkRecord,
+        netns: &NetNs,
+        options: &DetachOptions,
+    ) -> Result<bool> {
+        self.detach_one(network, Which::Netns(netns), options)
     }
 
     /// Detaches an endpoint by name, also when its namespace is gone (the
     /// addresses are released all the same). Returns whether it existed.
-    pub fn detach_endpoint(&self, network: &NetworkRecord, name: &str) -> Result<bool> {
-        self.detach_one(network, Which::Name(name))
+    pub fn detach_endpoint(
+        &self,
+        network: &NetworkRecord,
+        name: &str,
+        options: &DetachOptions,
+    ) -> Result<bool> {
+        self.detach_one(network, Which::Name(name), options)
     }
 
-    fn detach_one(&self, network: &NetworkRecord, which: Which<'_>) -> Result<bool> {
+    fn detach_one(
+        &self,
+        network: &NetworkRecord,
+        which: Which<'_>,
+        options: &DetachOptions,
+    ) -> Result<bool> {
         let Some(record) = self.record_detach(network, &which)? else {
             return Ok(false);
         };
         // Logged once the lock is released: what follows runs without it.
         log::debug!("endpoint {}: recorded as detaching", record.name);
+        let found;
         let netns = match which {
             Which::Netns(netns) => Some(netns),
-            Which::Name(_) => None,
+            Which::Name(_) => {
+                found = record.netns();
+                found.as_ref()
+            }
         };
-        let found = match netns {
-            Some(_) => None,
-            None => record.netns(),
-        };
-        let removed = self.remove_endpoint_link(network, netns.or(found.as_ref()), &record);
+        if let (Some(netns), false) = (netns, options.delete_link) {
+            match self.take_off(network, netns, &record) {
+                Ok(()) => {
+                    log::debug!("endpoint {}: off the network", record.name);
+                    self.delete_shim_routes(network, &record);
+                    self.session(network)?.mark_detached(record.id)?;
+                    log::info!(
+                        "detached {} from network {} (its link is deleted later)",
+                        record.name,
+                        network.name
+                    );
+                    return Ok(true);
+                }
+                // The link is not where it should be, or refused: delete it
+                // instead, the slow and sure way.
+                Err(e) => log::debug!("endpoint {}: {e}; deleting its link", record.name),
+            }
+        }
+        let removed = self.remove_endpoint_link(network, netns, &record);
         let mut session = self.session(network)?;
         if let Err(e) = removed {
             // The link is still there: the endpoint stays, as it was.
@@ -70,6 +123,7 @@ impl Engine {
         let mut session = self.session(network)?;
         let found = session
             .endpoints()
+            .filter(|e| e.state != EndpointState::Detached)
             .find(|e| match which {
                 Which::Netns(netns) => e.netns_id == netns.id(),
                 Which::Name(name) => e.name == *name,
@@ -95,4 +149,140 @@ impl Engine {
         session.mark_detaching(record.id, self.owner()?)?;
         Ok(Some(record))
     }
+
+    /// Takes an endpoint's link off the network in one round trip inside
+    /// its namespace: the detached mark, its addresses deleted, protocol
+    /// down where the driver has it; then no IPv6 on it (no link-local
+    /// address either).
+    fn take_off(
+        &self,
+        network: &NetworkRecord,
+        netns: &NetNs,
+        record: &EndpointRecord,
+    ) -> Result<()> {
+        let mark = self.endpoint_mark(network, record.id);
+        let macvlan = network.driver.kind() == crate::driver::DriverKind::Macvlan;
+        netns.run(|| {
+            let nl = Netlink::open()?;
+            let link = match nl.link_by_name(&record.ifname) {
+                Ok(link) if mark.is_on(&link) => link,
+                Ok(_) | Err(Error::LinkNotFound { .. }) => {
+                    mark::find(&nl, &mark)?.ok_or_else(|| Error::LinkNotFound {
+                        link: record.ifname.clone(),
+                    })?
+                }
+                Err(e) => return Err(e),
+            };
+            let index = link.index;
+            let mut requests = vec![crate::link::alias_request(
+                index,
+                &mark.detached().to_string(),
+            )];
+            for address in &record.addresses {
+                requests.push(Request {
+                    message: RouteNetlinkMessage::DelAddress(address_message(
+                        index, *address, false,
+                    )),
+                    flags: 0,
+                    operation: format!("delete address {address}"),
+                });
+            }
+            if macvlan {
+                requests.push(crate::link::protodown_request(index));
+            }
+            let results = nl.batch(requests)?;
+            for (i, result) in results.into_iter().enumerate() {
+                match result {
+                    Ok(()) => {}
+                    // Gone already (the container took it off).
+                    Err(e) if i > 0 && e.errno() == Some(libc::EADDRNOTAVAIL) => {}
+                    Err(e) if i == 0 => return Err(e),
+                    Err(e) => {
+                        log::debug!("endpoint {}: {e}", record.name);
+                    }
+                }
+            }
+            let path = format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", link.name);
+            if let Err(e) = std::fs::write(&path, "1") {
+                log::debug!("cannot set {path}: {e}");
+            }
+            Ok(())
+        })
+    }
+
+    /// Deletes the links of the network's detached endpoints, many at once
+    /// (their waits overlap), and forgets them. Returns how many went.
+    pub(crate) fn sweep(&self, network: &NetworkRecord) -> Result<usize> {
+        let detached: Vec<EndpointRecord> = self
+            .session(network)?
+            .endpoints()
+            .filter(|e| e.state == EndpointState::Detached)
+            .cloned()
+            .collect();
+        if detached.is_empty() {
+            return Ok(0);
+        }
+        let errors = self.remove_endpoint_links(network, &detached);
+        let failed: Vec<u64> = errors.iter().map(|(id, _)| *id).collect();
+        for (id, e) in &errors {
+            log::warn!(
+                "network {}: cannot delete the link of detached endpoint {id:016x}: {e}",
+                network.name
+            );
+        }
+        let mut session = self.session(network)?;
+        let mut swept = 0;
+        for record in &detached {
+            if failed.contains(&record.id) {
+                continue;
+            }
+            let still = session
+                .endpoints()
+                .any(|e| e.id == record.id && e.state == EndpointState::Detached);
+            if still {
+                session.forget(record.id)?;
+                swept += 1;
+            }
+        }
+        log::debug!("network {}: swept {swept} detached link(s)", network.name);
+        Ok(swept)
+    }
+
+    /// Sweeps `network` on a thread of its own, soon: one sweep at a time
+    /// per network, and one more if more were asked for meanwhile (they
+    /// find everything detached by then).
+    pub(crate) fn sweep_later(engine: &Arc<Engine>, network: &NetworkRecord) {
+        {
+            let mut sweeps = engine.sweeps.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(again) = sweeps.get_mut(&network.id) {
+                *again = true;
+                return;
+            }
+            sweeps.insert(network.id.clone(), false);
+        }
+        let (owned, record) = (engine.clone(), network.clone());
+        let spawned = std::thread::Builder::new()
+            .name("underlay-sweep".into())
+            .spawn(move || loop {
+                if let Err(e) = owned.sweep(&record) {
+                    log::debug!("network {}: sweep: {e}", record.name);
+                }
+                let mut sweeps = owned.sweeps.lock().unwrap_or_else(|p| p.into_inner());
+                match sweeps.get_mut(&record.id) {
+                    Some(again) if *again => *again = false,
+                    _ => {
+                        sweeps.remove(&record.id);
+                        break;
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            log::debug!("cannot start a sweep: {e}");
+            let mut sweeps = engine.sweeps.lock().unwrap_or_else(|p| p.into_inner());
+            sweeps.remove(&network.id);
+        }
+    }
 }
+
+/// Sweeps in progress, by network id, and whether another is asked for.
+pub(crate) type Sweeps = std::sync::Mutex<HashMap<String, bool>>;

@@ -69,6 +69,8 @@ pub(crate) struct Engine {
     /// This process, as unfinished records name it (looked up again after
     /// a fork).
     owner: Mutex<Option<Owner>>,
+    /// Sweeps of detached links under way (see `detach.rs`).
+    sweeps: detach::Sweeps,
 }
 
 impl Engine {
@@ -86,6 +88,7 @@ impl Engine {
             capabilities: OnceLock::new(),
             parent_indexes: Mutex::new(HashMap::new()),
             owner: Mutex::new(None),
+            sweeps: Default::default(),
         };
         // Recovery costs a look at every network and the host's links: do it
         // once per boot, and again only when an operation was interrupted.

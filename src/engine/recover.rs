@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::{link_present, Engine};
-use crate::mark::Mark;
+use crate::mark::{Mark, Role};
 use crate::netlink::Netlink;
 use crate::netns::NetNs;
 use crate::parent;
@@ -100,7 +100,13 @@ impl Engine {
                 }
                 Err(e) => return Err(e),
             };
+            let mut detached = Vec::new();
             for endpoint in Engine::endpoint_records(session.as_ref()) {
+                if endpoint.state == EndpointState::Detached {
+                    // Off the network already; its link waits for a sweep.
+                    detached.push(endpoint);
+                    continue;
+                }
                 let label = format!("{}/{}", network.name, endpoint.name);
                 let mark = self.endpoint_mark(&network, endpoint.id);
                 if endpoint.state != EndpointState::Ready && !endpoint.is_abandoned() {
@@ -130,6 +136,15 @@ impl Engine {
                 } else {
                     session.forget(endpoint.id)?;
                     report.released_endpoints.push(label);
+                }
+            }
+            // The links detaches left: deleted now, many at once.
+            if !detached.is_empty() {
+                let failed = self.remove_endpoint_links(&network, &detached);
+                for record in &detached {
+                    if !failed.iter().any(|(id, _)| *id == record.id) {
+                        session.forget(record.id)?;
+                    }
                 }
             }
             // The host's routes through the shim: those of the endpoints
@@ -265,8 +280,9 @@ impl Engine {
                     let Some(mark) = Mark::of(&link) else {
                         continue;
                     };
+                    let endpoint_link = matches!(mark.role, Role::Endpoint(_) | Role::Detached(_));
                     if mark.host == host
-                        && mark.endpoint_id().is_some()
+                        && endpoint_link
                         && !explained.contains(&mark)
                         && nl.delete_link(link.index).is_ok()
                     {

@@ -18,7 +18,11 @@ impl Engine {
     pub fn remove_network(&self, name: &str, force: bool) -> Result<()> {
         let _lock = self.networks.lock()?;
         let mut record = self.network(name)?;
-        let count = self.session(&record)?.endpoints().count();
+        let count = self
+            .session(&record)?
+            .endpoints()
+            .filter(|e| e.state != EndpointState::Detached)
+            .count();
         if count > 0 && !force {
             return Err(Error::NetworkHasEndpoints {
                 network: record.name,
@@ -56,7 +60,11 @@ impl Engine {
         // concurrent deletions share their waits.
         let mut errors = Vec::new();
         if !record.parent.owned() {
-            errors.extend(self.remove_endpoint_links(record, &endpoints));
+            errors.extend(
+                self.remove_endpoint_links(record, &endpoints)
+                    .into_iter()
+                    .map(|(_, e)| e),
+            );
             log::debug!("network {}: endpoint links deleted", record.name);
         }
         let unfinished = record.state == NetworkState::Creating;
@@ -96,12 +104,12 @@ impl Engine {
     }
 
     /// Deletes the links of `endpoints`, many at a time; returns every
-    /// failure.
-    fn remove_endpoint_links(
+    /// failure, with its endpoint's id.
+    pub(super) fn remove_endpoint_links(
         &self,
         network: &NetworkRecord,
         endpoints: &[EndpointRecord],
-    ) -> Vec<Error> {
+    ) -> Vec<(u64, Error)> {
         let mut errors = Vec::new();
         for chunk in endpoints.chunks(PARALLEL_DELETIONS) {
             std::thread::scope(|scope| {
@@ -109,16 +117,24 @@ impl Engine {
                     .iter()
                     .map(|endpoint| {
                         scope.spawn(move || {
-                            self.remove_endpoint_link(network, endpoint.netns().as_ref(), endpoint)
+                            let removed = self.remove_endpoint_link(
+                                network,
+                                endpoint.netns().as_ref(),
+                                endpoint,
+                            );
+                            (endpoint.id, removed)
                         })
                     })
                     .collect();
                 for handle in handles {
-                    let result = handle.join().unwrap_or_else(|_| {
-                        Err(Error::Internal("a link deletion thread panicked".into()))
+                    let (id, result) = handle.join().unwrap_or_else(|_| {
+                        (
+                            0,
+                            Err(Error::Internal("a link deletion thread panicked".into())),
+                        )
                     });
                     if let Err(e) = result {
-                        errors.push(e);
+                        errors.push((id, e));
                     }
                 }
             });
@@ -150,13 +166,21 @@ impl Engine {
         } else {
             Unmarked::Spare
         };
+        let detached = mark.detached();
         netns.run(|| {
             let nl = Netlink::open()?;
-            // Most links keep their name: look there first, then by the mark.
-            if mark::delete_if_ours(&nl, &record.ifname, &mark, unmarked)? {
+            // Most links keep their name: look there first, then by the mark
+            // (the endpoint's, or the one a detach left).
+            if mark::delete_if_ours(&nl, &record.ifname, &mark, unmarked)?
+                || mark::delete_if_ours(&nl, &record.ifname, &detached, Unmarked::Spare)?
+            {
                 return Ok(());
             }
-            if let Some(link) = mark::find(&nl, &mark)? {
+            let found = match mark::find(&nl, &mark)? {
+                Some(link) => Some(link),
+                None => mark::find(&nl, &detached)?,
+            };
+            if let Some(link) = found {
                 log::info!(
                     "endpoint {}: its link is called {} now; deleting it",
                     record.name,

@@ -1120,6 +1120,21 @@ pub(crate) fn up_request(index: u32) -> Request {
     }
 }
 
+/// A request that sets a link "protocol down" (`ip link set protodown
+/// on`): its carrier goes and it sends and receives nothing, with no wait
+/// for the kernel (bringing a link down waits for an RCU grace period).
+/// macvlan takes it; links that do not refuse it with `EOPNOTSUPP`.
+pub(crate) fn protodown_request(index: u32) -> Request {
+    let mut message = LinkMessage::default();
+    message.header.index = index;
+    message.attributes.push(LinkAttribute::ProtoDown(1));
+    Request {
+        message: RouteNetlinkMessage::SetLink(message),
+        flags: 0,
+        operation: format!("set link #{index} protodown"),
+    }
+}
+
 /// A request that turns `arp_notify` on for a link.
 pub(crate) fn arp_notify_request(index: u32) -> Request {
     let mut message = LinkMessage::default();

@@ -62,6 +62,9 @@ enum Entry {
         /// The process detaching it.
         owner: super::Owner,
     },
+    /// The endpoint with this id is off the network: its addresses are
+    /// released; its link waits for deletion.
+    Detached(u64),
     /// The endpoint with this id is gone.
     Forget(u64),
     /// A record as it stands, written by compaction.
@@ -348,6 +351,7 @@ impl Cache {
                 self.table
                     .set_state(id, EndpointState::Detaching, Some(owner))
             }
+            Entry::Detached(id) => self.table.detach(id),
             Entry::Forget(id) => {
                 self.table.remove(id);
             }
@@ -447,6 +451,9 @@ impl JournalSession {
                     owner,
                 });
             }
+            if record.state == EndpointState::Detached {
+                entries.push(Entry::Detached(record.id));
+            }
             for entry in entries {
                 serde_json::to_writer(&mut bytes, &entry).map_err(|e| Error::StateEncoding {
                     what: format!("a journal entry of network {network:?}"),
@@ -529,6 +536,10 @@ impl EndpointSession for JournalSession {
 
     fn mark_detaching(&mut self, id: u64, owner: super::Owner) -> Result<()> {
         self.append(Entry::Detaching { id, owner })
+    }
+
+    fn mark_detached(&mut self, id: u64) -> Result<()> {
+        self.append(Entry::Detached(id))
     }
 
     fn forget(&mut self, id: u64) -> Result<Option<EndpointRecord>> {

@@ -258,6 +258,11 @@ impl EndpointSession for MemorySession<'_> {
         Ok(())
     }
 
+    fn mark_detached(&mut self, id: u64) -> Result<()> {
+        self.table().detach(id);
+        Ok(())
+    }
+
     fn forget(&mut self, id: u64) -> Result<Option<EndpointRecord>> {
         Ok(self.table().remove(id))
     }

@@ -200,7 +200,7 @@ pub trait EndpointSession {
     /// store that knows cheaper says so.
     fn unfinished(&self) -> Vec<EndpointRecord> {
         self.endpoints()
-            .filter(|e| e.state != EndpointState::Ready)
+            .filter(|e| matches!(e.state, EndpointState::Attaching | EndpointState::Detaching))
             .cloned()
             .collect()
     }
@@ -229,6 +229,15 @@ pub trait EndpointSession {
     /// # Errors
     /// When that cannot be written.
     fn mark_detaching(&mut self, id: u64, owner: Owner) -> Result<()>;
+
+    /// Records that endpoint `id` is off the network (its addresses are off
+    /// its link): its addresses are released and dropped from the record,
+    /// which is [`EndpointState::Detached`] until forgotten, once its link is
+    /// deleted.
+    ///
+    /// # Errors
+    /// When that cannot be written.
+    fn mark_detached(&mut self, id: u64) -> Result<()>;
 
     /// Removes an endpoint's record and releases its addresses; returns the
     /// record it removed.

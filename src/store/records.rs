@@ -85,6 +85,10 @@ pub enum EndpointState {
     Ready,
     /// Being detached: recorded before its link is deleted; not finished.
     Detaching,
+    /// Off the network: its addresses are off its link and released (the
+    /// record has none), its link, marked detached, waits to be deleted in
+    /// a batch (or with its namespace). Not an endpoint any more.
+    Detached,
 }
 
 /// What is stored for an endpoint.
@@ -161,7 +165,10 @@ impl EndpointRecord {
     /// Whether this record is an attach or detach whose process is gone
     /// (or a record of an older version, which held the lock throughout).
     pub fn is_abandoned(&self) -> bool {
-        self.state != EndpointState::Ready && !self.owner.is_some_and(|o| o.is_alive())
+        matches!(
+            self.state,
+            EndpointState::Attaching | EndpointState::Detaching
+        ) && !self.owner.is_some_and(|o| o.is_alive())
     }
 
     /// The addresses without their prefix lengths.

@@ -43,7 +43,7 @@ impl EndpointTable {
     /// Adds or replaces a record in `state`; the allocator follows.
     pub fn insert(&mut self, mut record: EndpointRecord, state: EndpointState) {
         record.state = state;
-        if state == EndpointState::Ready {
+        if matches!(state, EndpointState::Ready | EndpointState::Detached) {
             self.unfinished.remove(&record.id);
         } else {
             self.unfinished.insert(record.id);
@@ -76,11 +76,27 @@ impl EndpointTable {
         if let Some(record) = self.endpoints.get_mut(&id) {
             record.state = state;
             record.owner = owner;
-            if state == EndpointState::Ready {
+            if matches!(state, EndpointState::Ready | EndpointState::Detached) {
                 self.unfinished.remove(&id);
             } else {
                 self.unfinished.insert(id);
             }
+        }
+    }
+
+    /// Marks a record detached: its addresses are released and dropped
+    /// from it; it stays only until its link is deleted.
+    pub fn detach(&mut self, id: u64) {
+        self.unfinished.remove(&id);
+        if let Some(record) = self.endpoints.get_mut(&id) {
+            for address in record.ips() {
+                if self.ipam.holder(address) == Some(id) {
+                    self.ipam.release(address);
+                }
+            }
+            record.addresses.clear();
+            record.state = EndpointState::Detached;
+            record.owner = None;
         }
     }
 

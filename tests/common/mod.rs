@@ -342,3 +342,32 @@ pub fn install_pause_switch() -> bool {
 pub fn netns_path_for_child(ns: &NetNs) -> String {
     format!("/proc/{}/fd/{}", std::process::id(), fd_of(ns))
 }
+
+/// Waits (up to 10 s) until the links in `ns` are `expected`: a detach
+/// takes the container off the network at once and deletes the link in a
+/// sweep just after.
+pub fn wait_for_links(ns: &NetNs, expected: &[&str]) {
+    let start = std::time::Instant::now();
+    loop {
+        let names = link_names(ns);
+        if names == expected {
+            return;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(10) {
+            panic!("links {names:?}, expected {expected:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// The global (IPv4 and IPv6) addresses in `ns`, on every link.
+pub fn global_addresses(ns: &NetNs) -> Vec<String> {
+    ip_json(ns, &["addr"])
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|link| link["addr_info"].as_array().cloned().unwrap_or_default())
+        .filter(|a| a["scope"] == "global")
+        .filter_map(|a| a["local"].as_str().map(str::to_owned))
+        .collect()
+}

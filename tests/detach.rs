@@ -1,0 +1,237 @@
+//! Fast detach: the container is off the network when `detach` returns
+//! (its addresses off its link, and released); the link, marked detached,
+//! is deleted just after in a batch, with its namespace, or by the next
+//! attach, `recover` or forced removal.
+
+mod common;
+
+use std::net::IpAddr;
+
+use common::{link_names, open_host, ping, Sandbox, StateDir};
+use underlay::endpoint::{AttachOptions, DetachOptions};
+use underlay::netns::NetNs;
+use underlay::{Host, Network};
+
+fn dual(host: &Host, name: &str, v4: &str, v6: &str) -> Network {
+    host.create_network(
+        Network::builder(name)
+            .macvlan()
+            .parent("eth0")
+            .subnet(v4)
+            .subnet(v6),
+    )
+    .unwrap()
+}
+
+fn ipv4(ep: &underlay::endpoint::Endpoint) -> IpAddr {
+    ep.addresses()
+        .iter()
+        .map(|a| a.addr())
+        .find(IpAddr::is_ipv4)
+        .unwrap()
+}
+
+/// `eth0` in `ns`: whether it is there, and whether it can carry traffic
+/// (its operational state is up).
+fn eth0_state(ns: &NetNs) -> Option<String> {
+    let links = common::ip_json(ns, &["link", "show"]);
+    links
+        .as_array()?
+        .iter()
+        .find(|l| l["ifname"] == "eth0")
+        .map(|l| l["operstate"].as_str().unwrap_or("?").to_owned())
+}
+
+#[test]
+fn a_detach_takes_the_container_off_at_once_and_frees_its_address() {
+    let (sb, _dir, host) = common::fixture();
+    let net = dual(&host, "n", "10.81.0.0/24", "fd00:81::/64");
+    let (a, b, c) = (sb.container(), sb.container(), sb.container());
+    let ea = net.attach(&a, &AttachOptions::new()).unwrap();
+    net.attach(&b, &AttachOptions::new()).unwrap();
+    assert!(ping(&b, &ipv4(&ea).to_string()));
+
+    assert!(net.detach(&a).unwrap());
+    // At once: no address (IPv6 link-local included), no carrier.
+    assert!(common::global_addresses(&a).is_empty());
+    let links = common::ip_json(&a, &["addr"]);
+    for link in links.as_array().unwrap() {
+        if link["ifname"] != "lo" {
+            assert!(
+                link["addr_info"].as_array().is_none_or(|a| a.is_empty()),
+                "{link}"
+            );
+        }
+    }
+    if let Some(state) = eth0_state(&a) {
+        assert_ne!(state, "UP", "a detached link still carries traffic");
+    }
+    assert!(!ping(&b, &ipv4(&ea).to_string()));
+    assert!(net
+        .endpoints()
+        .unwrap()
+        .iter()
+        .all(|e| e.name() != ea.name()));
+
+    // Its address is free at once, and works elsewhere.
+    let ec = net.attach(&c, &AttachOptions::new().ip(ipv4(&ea))).unwrap();
+    assert_eq!(ipv4(&ec), ipv4(&ea));
+    assert!(ping(&b, &ipv4(&ec).to_string()));
+    // The link goes just after.
+    common::wait_for_links(&a, &["lo"]);
+    assert!(!net.detach(&a).unwrap(), "detach twice");
+    // Nothing is left to sweep or release.
+    assert!(host.recover().unwrap().is_clean());
+}
+
+#[test]
+fn detach_can_wait_for_the_link_and_a_reattach_gets_eth0_again() {
+    let (sb, _dir, host) = common::fixture();
+    let net = dual(&host, "n", "10.82.0.0/24", "fd00:82::/64");
+    let a = sb.container();
+    net.attach(&a, &AttachOptions::new()).unwrap();
+    assert!(net
+        .detach_with(&a, &DetachOptions::new().delete_link(true))
+        .unwrap());
+    assert_eq!(link_names(&a), ["lo"]);
+
+    // Detached and attached again at once: the detached link goes first,
+    // so the container gets eth0 again, with a working address.
+    let b = sb.container();
+    let eb = net.attach(&b, &AttachOptions::new()).unwrap();
+    for _ in 0..5 {
+        net.attach(&a, &AttachOptions::new()).unwrap();
+        assert!(net.detach(&a).unwrap());
+        let again = net.attach(&a, &AttachOptions::new()).unwrap();
+        assert_eq!(again.ifname(), "eth0");
+        assert!(ping(&a, &ipv4(&eb).to_string()));
+        assert!(net.detach(&a).unwrap());
+    }
+    common::wait_for_links(&a, &["lo"]);
+}
+
+#[test]
+fn a_detached_link_whose_namespace_goes_leaves_nothing() {
+    let (sb, dir, host) = common::fixture();
+    let net = dual(&host, "n", "10.83.0.0/24", "fd00:83::/64");
+    let containers: Vec<NetNs> = (0..20).map(|_| sb.container()).collect();
+    for c in &containers {
+        net.attach(c, &AttachOptions::new()).unwrap();
+    }
+    for c in &containers {
+        assert!(net.detach(c).unwrap());
+    }
+    // The runtime deletes the namespaces right away, sweep or not.
+    drop(containers);
+    // Every detached record is forgotten (by the sweep, or by recover).
+    host.recover().unwrap();
+    let journal = std::fs::read_dir(dir.0.join("run"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("endpoints.log"))
+        .find(|p| p.exists())
+        .unwrap();
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let detached = text.matches("\"detached\":").count();
+    let forgotten = text.matches("\"forget\":").count();
+    assert_eq!(detached, 20, "{text}");
+    assert_eq!(forgotten, 20, "{text}");
+    assert!(host.recover().unwrap().is_clean());
+    host.remove_network("n").unwrap();
+}
+
+#[test]
+fn a_forced_removal_deletes_detached_links_with_the_rest() {
+    let (sb, _dir, host) = common::fixture();
+    let net = dual(&host, "n", "10.84.0.0/24", "fd00:84::/64");
+    let containers: Vec<NetNs> = (0..10).map(|_| sb.container()).collect();
+    for c in &containers {
+        net.attach(c, &AttachOptions::new()).unwrap();
+    }
+    for c in &containers[..5] {
+        assert!(net.detach(c).unwrap());
+    }
+    host.force_remove_network("n").unwrap();
+    for c in &containers {
+        assert_eq!(link_names(c), ["lo"]);
+    }
+    assert!(host.recover().unwrap().is_clean());
+}
+
+/// In a child: opens the host, detaches the container in
+/// `UNDERLAY_CONTAINER` from network `n`, waits for the sweep; killed at
+/// `UNDERLAY_CRASH_AT`.
+#[test]
+#[ignore = "helper: run by the crash tests in a child process"]
+fn crash_detach_child() {
+    if !common::install_kill_switch() {
+        return;
+    }
+    let host = common::open_child_host();
+    let net = host.network("n").unwrap();
+    let container = NetNs::open(std::env::var("UNDERLAY_CONTAINER").unwrap()).unwrap();
+    net.detach(&container).unwrap();
+    // Let the sweep run (and be killed in it).
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    std::process::exit(3);
+}
+
+#[test]
+fn kill_9_at_every_step_of_a_detach_then_recovery_leaves_no_link_and_no_address_twice() {
+    let sb = Sandbox::new();
+    for step in [
+        "recorded as detaching",
+        "off the network",
+        "its link is deleted later",
+        "swept",
+    ] {
+        let dir = StateDir::new();
+        let host = open_host(&sb, &dir);
+        let net = dual(&host, "n", "10.85.0.0/24", "fd00:85::/64");
+        let (a, b) = (sb.container(), sb.container());
+        let ea = net.attach(&a, &AttachOptions::new()).unwrap();
+        let eb = net.attach(&b, &AttachOptions::new()).unwrap();
+        let output = common::run_child(
+            "crash_detach_child",
+            &[
+                ("UNDERLAY_CRASH_AT", step.to_owned()),
+                ("UNDERLAY_STATE", dir.0.display().to_string()),
+                ("UNDERLAY_NETNS", common::netns_path_for_child(&sb.host)),
+                ("UNDERLAY_CONTAINER", common::netns_path_for_child(&a)),
+            ],
+        );
+        assert!(
+            common::killed(&output),
+            "{step}: not killed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let host = open_host(&sb, &dir);
+        host.recover().unwrap();
+        let net = host.network("n").unwrap();
+        // The killed detach is finished or undone: a's link is gone, or a
+        // is still attached, whole (never half).
+        let endpoints = net.endpoints().unwrap();
+        let a_attached = endpoints.iter().any(|e| e.name() == ea.name());
+        if a_attached {
+            assert_eq!(step, "recorded as detaching", "{endpoints:?}");
+            assert_eq!(common::global_addresses(&a).len(), 2, "{step}");
+        } else {
+            assert_eq!(link_names(&a), ["lo"], "{step}: a link left");
+        }
+        // No address held twice: a new container takes the lowest free one,
+        // never b's (or a's while a holds it).
+        let c = sb.container();
+        let ec = net.attach(&c, &AttachOptions::new()).unwrap();
+        assert_ne!(ipv4(&ec), ipv4(&eb), "{step}");
+        if a_attached {
+            assert_ne!(ipv4(&ec), ipv4(&ea), "{step}");
+        } else {
+            assert_eq!(ipv4(&ec), ipv4(&ea), "{step}: a's address not freed");
+        }
+        assert!(ping(&b, &ipv4(&ec).to_string()), "{step}");
+        host.force_remove_network("n").unwrap();
+        for ns in [&a, &b, &c] {
+            assert_eq!(link_names(ns), ["lo"], "{step}");
+        }
+    }
+}
