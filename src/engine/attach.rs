@@ -546,9 +546,8 @@ fn configure_inside(
         }
     }
     let index = nl
-        .link_by_name(ifname)
-        .map_err(|e| ("find the new link".to_owned(), e))?
-        .index;
+        .index_of(ifname)
+        .map_err(|e| ("find the new link".to_owned(), e))?;
     let mut requests = vec![
         crate::link::alias_request(index, &mark.to_string()),
         crate::link::arp_notify_request(index),

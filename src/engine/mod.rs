@@ -175,9 +175,12 @@ impl Engine {
     /// the caller's own work. (Those of live processes are under way.)
     fn session(&self, network: &NetworkRecord) -> Result<Box<dyn EndpointSession + '_>> {
         let mut session = self.open_session(network)?;
+        let me = self.owner().ok();
         for endpoint in session.unfinished() {
-            if !endpoint.is_abandoned() {
-                continue; // under way in a live process
+            // Under way in a live process (this one's, known without a
+            // look at /proc).
+            if (me.is_some() && endpoint.owner == me) || !endpoint.is_abandoned() {
+                continue;
             }
             log::info!(
                 "network {}: finishing what a crash interrupted: {} was {:?}",

@@ -771,6 +771,21 @@ impl Netlink {
         self.get_link(message, name.to_owned())
     }
 
+    /// The index of the link called `name` in this socket's namespace, by
+    /// `SIOCGIFINDEX` (no netlink round trip, no message to parse).
+    ///
+    /// # Errors
+    /// [`Error::LinkNotFound`] when no link has that name.
+    pub(crate) fn index_of(&self, name: &str) -> Result<u32> {
+        validate_name(name)?;
+        rustix::net::netdevice::name_to_index(self.fd(), name).map_err(|e| match e {
+            rustix::io::Errno::NODEV => Error::LinkNotFound {
+                link: name.to_owned(),
+            },
+            e => Error::io(format!("look up link {name}"), e.into()),
+        })
+    }
+
     /// Looks a link up by index; [`Error::LinkNotFound`] when there is none.
     ///
     /// # Errors

@@ -132,6 +132,12 @@ impl Netlink {
         })
     }
 
+    /// The socket's descriptor (for the ioctls a socket of its namespace
+    /// answers).
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.socket)
+    }
+
     /// Sends one request that changes state and waits for its ACK.
     pub(crate) fn request(
         &self,
@@ -184,7 +190,7 @@ impl Netlink {
         let mut results: Vec<Option<Result<()>>> = (0..operations.len()).map(|_| None).collect();
         let mut pending = operations.len();
         while pending > 0 {
-            let received = self.receive(&mut inner)?;
+            let received = self.receive_acks(&mut inner)?;
             for frame in frames(&inner.recv_buffer[..received]) {
                 let frame = frame?;
                 let index = frame.sequence.wrapping_sub(first) as usize;
@@ -342,7 +348,7 @@ impl Netlink {
 
     fn receive_ack(&self, inner: &mut Inner, seq: u32) -> Result<KernelReply> {
         loop {
-            let received = self.receive(inner)?;
+            let received = self.receive_acks(inner)?;
             for frame in frames(&inner.recv_buffer[..received]) {
                 let frame = frame?;
                 if frame.port != self.port || frame.sequence != seq {
@@ -352,6 +358,27 @@ impl Netlink {
                 if frame.message_type == NLMSG_ERROR {
                     return ext_ack::parse_error(frame.bytes, frame.flags);
                 }
+            }
+        }
+    }
+
+    /// Receives one datagram of ACKs (small: capped, with at most an
+    /// extended-ACK message) in one call, without peeking at its size
+    /// first. One larger than the buffer (never seen) is an error, not a
+    /// truncated read.
+    fn receive_acks(&self, inner: &mut Inner) -> Result<usize> {
+        loop {
+            let capacity = inner.recv_buffer.len();
+            let mut buf = &mut inner.recv_buffer[..];
+            match self.socket.recv(&mut buf, libc::MSG_TRUNC) {
+                Ok(n) if n > capacity => {
+                    return Err(Error::Protocol(format!(
+                        "a netlink ACK of {n} bytes, more than the {capacity} expected"
+                    )))
+                }
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("receive a netlink reply", e)),
             }
         }
     }
