@@ -23,6 +23,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Mutex};
 
 use crate::netlink::Netlink;
 use crate::{Error, Result};
@@ -367,6 +368,104 @@ fn namespace_type(file: &File, path: &Path) -> Result<String> {
 impl AsFd for NetNs {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+/// A thread of the library's own that does short jobs inside namespaces:
+/// it enters the namespace, runs the job, and comes back to where it
+/// started (so that it never keeps a container's namespace alive). One
+/// job at a time; a caller waits for its job. Cheaper than a thread per
+/// job ([`NetNs::run`]): a wake-up instead of a spawn. Jobs own what they
+/// use (`'static`); the namespace is borrowed for the job's length only,
+/// which the waiting caller guarantees.
+#[derive(Debug, Default)]
+pub(crate) struct Worker {
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+}
+
+type Job = Box<dyn FnOnce(&OwnedFd) -> bool + Send>;
+
+impl Worker {
+    /// Runs `work` inside `netns` on the worker thread (started at the first
+    /// job, and again if it ever had to stop) and returns its result.
+    pub(crate) fn run<T: Send + 'static>(
+        &self,
+        netns: &NetNs,
+        work: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (reply, answer) = mpsc::sync_channel::<Result<T>>(1);
+        let target = netns.fd.as_raw_fd();
+        let path = netns.path.clone();
+        let job: Job = Box::new(move |home: &OwnedFd| {
+            // SAFETY: the caller waits for this job (`answer.recv` below)
+            // while holding `netns`, so the descriptor is open throughout.
+            let target = unsafe { BorrowedFd::borrow_raw(target) };
+            let entered = rustix::thread::move_into_link_name_space(
+                target,
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )
+            .map_err(|e| {
+                Error::io(
+                    format!("enter network namespace {}", path.display()),
+                    e.into(),
+                )
+            });
+            let result = entered.and_then(|()| work());
+            let back = rustix::thread::move_into_link_name_space(
+                home.as_fd(),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )
+            .is_ok();
+            let _ = reply.send(result);
+            back
+        });
+        let sender = {
+            let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+            match jobs.as_ref() {
+                Some(sender) => sender.clone(),
+                None => {
+                    let sender = Worker::start()?;
+                    *jobs = Some(sender.clone());
+                    sender
+                }
+            }
+        };
+        if let Err(mpsc::SendError(job)) = sender.send(job) {
+            // The thread stopped (it could not come back home): a new one.
+            let sender = Worker::start()?;
+            *self.jobs.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
+            sender
+                .send(job)
+                .map_err(|_| Error::Internal("the namespace worker stopped".into()))?;
+        }
+        answer
+            .recv()
+            .map_err(|_| Error::Internal("the namespace worker stopped".into()))?
+    }
+
+    fn start() -> Result<mpsc::Sender<Job>> {
+        let home: OwnedFd = File::open(format!(
+            "/proc/{}/task/{}/ns/net",
+            std::process::id(),
+            rustix::thread::gettid().as_raw_nonzero()
+        ))
+        .map_err(|e| Error::io("open this thread's network namespace", e))?
+        .into();
+        let (sender, receiver) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("underlay-netns-worker".into())
+            .spawn(move || {
+                for job in receiver {
+                    if !job(&home) {
+                        // Stuck in another namespace: stop, rather than
+                        // keep it alive or run the next job there.
+                        log::warn!("the namespace worker could not come back; stopping it");
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| Error::io("spawn the namespace worker", e))?;
+        Ok(sender)
     }
 }
 

@@ -538,7 +538,10 @@ fn cli_session_create_ls_inspect_connect_disconnect_rm() {
     let eth0 = common::ip_link(&a, "eth0");
     assert_ne!(eth0["operstate"], "UP", "{eth0}");
     assert_eq!(eth0["proto_down"], true, "{eth0}");
-    assert!(eth0["ifalias"].as_str().unwrap().ends_with(":detached"), "{eth0}");
+    assert!(
+        eth0["ifalias"].as_str().unwrap().ends_with(":detached"),
+        "{eth0}"
+    );
     s.ok(&["recover"]);
     assert_eq!(link_names(&a), ["lo"]);
     // ...and after it is gone: found by the path it was connected with.

@@ -304,27 +304,40 @@ impl Engine {
 
         let mark = self.endpoint_mark(network, record.id);
         let record = &*record;
-        netns.run(|| {
-            let nl = Netlink::open()?;
-            let result = configure_inside(network, &nl, record, &mark, allocations, options);
-            if result.is_err() {
-                // Undo: the link takes its addresses and routes with it. It
-                // may not carry the mark yet (that step may have failed).
-                let undone = crate::mark::delete_if_ours(
-                    &nl,
-                    &record.ifname,
-                    &mark,
-                    crate::mark::Unmarked::Take,
-                );
-                if let Err(e) = undone {
-                    log::warn!(
-                        "could not remove {} after a failed attach: {e}",
-                        record.ifname
-                    );
+        // A socket inside the container, and the link's IPv6 setting, from
+        // the library's namespace thread; the rest from this thread, on that
+        // socket.
+        let sysctl = ipv6_setting(network, &record.ifname, allocations);
+        let nl = self
+            .worker
+            .run(netns, move || {
+                let nl = Netlink::open()?;
+                if let Some((path, value)) = sysctl {
+                    if let Err(e) = std::fs::write(&path, value) {
+                        log::debug!("cannot set {path}: {e}");
+                    }
                 }
+                Ok(nl)
+            })
+            .map_err(|e| failed("open a socket in the container", e))?;
+        let result = configure_inside(network, &nl, record, &mark, allocations, options);
+        if result.is_err() {
+            // Undo: the link takes its addresses and routes with it. It may
+            // not carry the mark yet (that step may have failed).
+            let undone = crate::mark::delete_if_ours(
+                &nl,
+                &record.ifname,
+                &mark,
+                crate::mark::Unmarked::Take,
+            );
+            if let Err(e) = undone {
+                log::warn!(
+                    "could not remove {} after a failed attach: {e}",
+                    record.ifname
+                );
             }
-            result.map_err(|(step, e)| failed(&step, explain_mac(e, record, network)))
-        })
+        }
+        result.map_err(|(step, e)| failed(&step, explain_mac(e, record, network)))
     }
 
     fn cached_parent_index(&self, network: &NetworkRecord) -> u32 {
@@ -515,8 +528,31 @@ fn in_use(network: &NetworkRecord, session: &dyn EndpointSession, error: IpamErr
     error.into()
 }
 
-/// Configures a new link from a socket inside its namespace (on a thread
-/// in that namespace): the per-link IPv6 settings, then in one round
+/// The per-link IPv6 setting of a new endpoint link: IPv6 endpoints
+/// announce their addresses with unsolicited neighbour advertisements;
+/// endpoints of IPv4-only networks get no IPv6 at all (no link-local
+/// address, router solicitations or MLD), as Docker's. A network with no
+/// address family leaves the link to the container (its own DHCP or
+/// SLAAC), IPv6 included. The sysctl file and its value, written inside
+/// the container's namespace.
+fn ipv6_setting(
+    network: &NetworkRecord,
+    ifname: &str,
+    allocations: &[Allocation],
+) -> Option<(String, &'static str)> {
+    if !(network.ipv4 || network.ipv6) {
+        return None;
+    }
+    let ipv6 = allocations.iter().any(|a| a.ip().is_ipv6());
+    let (key, value) = if ipv6 {
+        ("ndisc_notify", "1")
+    } else {
+        ("disable_ipv6", "1")
+    };
+    Some((format!("/proc/sys/net/ipv6/conf/{ifname}/{key}"), value))
+}
+
+/// Configures a new link from a socket inside its namespace, in one round
 /// trip, in order: the ownership mark, `arp_notify`, the addresses, up,
 /// the routes.
 fn configure_inside(
@@ -528,23 +564,6 @@ fn configure_inside(
     options: &AttachOptions,
 ) -> std::result::Result<(), (String, Error)> {
     let ifname = &record.ifname;
-    // IPv6 endpoints announce their addresses with unsolicited neighbour
-    // advertisements; endpoints of IPv4-only networks get no IPv6 at all
-    // (no link-local address, router solicitations or MLD), as Docker's.
-    // A network with no address family leaves the link to the container
-    // (its own DHCP or SLAAC), IPv6 included.
-    if network.ipv4 || network.ipv6 {
-        let ipv6 = allocations.iter().any(|a| a.ip().is_ipv6());
-        let (key, value) = if ipv6 {
-            ("ndisc_notify", "1")
-        } else {
-            ("disable_ipv6", "1")
-        };
-        let path = format!("/proc/sys/net/ipv6/conf/{ifname}/{key}");
-        if let Err(e) = std::fs::write(&path, value) {
-            log::debug!("cannot set {path}: {e}");
-        }
-    }
     let index = nl
         .index_of(ifname)
         .map_err(|e| ("find the new link".to_owned(), e))?;

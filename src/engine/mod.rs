@@ -71,6 +71,8 @@ pub(crate) struct Engine {
     owner: Mutex<Option<Owner>>,
     /// Sweeps of detached links under way (see `detach.rs`).
     sweeps: detach::Sweeps,
+    /// The thread that opens sockets inside containers for attaches.
+    worker: crate::netns::Worker,
 }
 
 impl Engine {
@@ -89,6 +91,7 @@ impl Engine {
             parent_indexes: Mutex::new(HashMap::new()),
             owner: Mutex::new(None),
             sweeps: Default::default(),
+            worker: Default::default(),
         };
         // Recovery costs a look at every network and the host's links: do it
         // once per boot, and again only when an operation was interrupted.
