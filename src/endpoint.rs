@@ -270,6 +270,11 @@ impl Endpoint {
         }
     }
 
+    /// The record behind the handle.
+    pub(crate) fn record(&self) -> &EndpointRecord {
+        &self.record
+    }
+
     /// The endpoint's id: 16 hexadecimal characters.
     ///
     /// ```no_run

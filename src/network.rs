@@ -361,6 +361,26 @@ impl Network {
         Ok(detached)
     }
 
+    /// Whether `endpoint` is still attached for real: its recorded
+    /// namespace is the one it was attached in and holds its link. (The
+    /// kernel gives a dead namespace's identity to new ones, so a path and
+    /// an inode number alone do not tell.)
+    ///
+    /// ```no_run
+    /// use underlay::Host;
+    ///
+    /// let net = Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// for ep in net.endpoints()? {
+    ///     if !net.is_attached(&ep) {
+    ///         println!("{}: its container is gone", ep.name());
+    ///     }
+    /// }
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
+    pub fn is_attached(&self, endpoint: &Endpoint) -> bool {
+        self.engine.is_live(&self.record, endpoint.record())
+    }
+
     /// The network's endpoints.
     ///
     /// ```no_run

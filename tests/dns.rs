@@ -341,6 +341,9 @@ fn other_names_go_upstream_and_come_back_unchanged() {
             "--no-hosts",
             "--address=/example.test/192.0.2.9",
             "--address=/nx.test/",
+            &format!("--txt-record=big.example.test,{}", "x".repeat(250)),
+            &format!("--txt-record=big.example.test,{}", "y".repeat(250)),
+            &format!("--txt-record=big.example.test,{}", "z".repeat(250)),
             &format!("--pid-file={}", dir.0.join("dnsmasq.pid").display()),
         ]),
     )
@@ -382,6 +385,13 @@ fn other_names_go_upstream_and_come_back_unchanged() {
     assert_eq!(reply.id(), 0x5151);
     // The container's own names still come from the resolver.
     assert_eq!(addresses(&query(&c, "c.", RecordType::A).unwrap()).len(), 1);
+    // An answer too large for UDP: truncated over UDP, whole over TCP
+    // (relayed to the upstream over TCP).
+    let udp = query(&c, "big.example.test.", RecordType::TXT).unwrap();
+    assert!(udp.truncated() || udp.answers().len() == 3, "{udp:?}");
+    let tcp = tcp_query(&c, "big.example.test.", RecordType::TXT);
+    assert_eq!(tcp.answers().len(), 3, "{tcp:?}");
+    assert!(!tcp.truncated());
     drop(resolver);
     let _ = dnsmasq.kill();
     let _ = dnsmasq.wait();
@@ -462,6 +472,92 @@ fn tcp_queries_and_hostile_packets() {
     for m in answers {
         assert_eq!(addresses(&m), own);
     }
+    drop(resolver);
+}
+
+/// One query over TCP to 127.0.0.11 from inside `container`.
+fn tcp_query(container: &NetNs, name: &str, qtype: RecordType) -> Message {
+    let name = name.to_owned();
+    container
+        .run(move || {
+            use std::io::{Read, Write};
+            let mut stream = std::net::TcpStream::connect("127.0.0.11:53").unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut m = Message::new();
+            m.set_id(9)
+                .set_recursion_desired(true)
+                .add_query(Query::query(Name::from_ascii(&name).unwrap(), qtype));
+            let bytes = m.to_vec().unwrap();
+            stream
+                .write_all(&(bytes.len() as u16).to_be_bytes())
+                .unwrap();
+            stream.write_all(&bytes).unwrap();
+            let mut len = [0u8; 2];
+            stream.read_exact(&mut len).unwrap();
+            let mut reply = vec![0u8; u16::from_be_bytes(len) as usize];
+            stream.read_exact(&mut reply).unwrap();
+            Ok(Message::from_vec(&reply).unwrap())
+        })
+        .unwrap()
+}
+
+#[test]
+fn one_container_cannot_take_the_resolver_from_the_others() {
+    let (sb, dir, host) = common::fixture();
+    let net = host
+        .create_network(
+            Network::builder("lan")
+                .macvlan()
+                .parent("eth0")
+                .subnet("10.70.0.0/24"),
+        )
+        .unwrap();
+    let (bad, good) = (sb.container(), sb.container());
+    attach(&net, &bad, "bad", &[]);
+    let own = attach(&net, &good, "good", &[]);
+    let resolver = start_resolver(&host, &dir);
+    // The bad container opens 40 TCP connections and sends each a length
+    // and then nothing (a slow client holds its slot as long as it can).
+    let held: Vec<std::net::TcpStream> = bad
+        .run(|| {
+            use std::io::Write;
+            let mut held = Vec::new();
+            for _ in 0..40 {
+                if let Ok(mut s) = std::net::TcpStream::connect("127.0.0.11:53") {
+                    let _ = s.write_all(&[0xff]);
+                    held.push(s);
+                }
+            }
+            Ok(held)
+        })
+        .unwrap();
+    assert!(!held.is_empty());
+    std::thread::sleep(Duration::from_millis(200));
+    // The other container is answered over TCP and UDP all the same.
+    let start = Instant::now();
+    assert_eq!(addresses(&tcp_query(&good, "good.", RecordType::A)), own);
+    assert_eq!(
+        addresses(&query(&good, "bad.", RecordType::A).unwrap()).len(),
+        1
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    // And the slow connections are closed within the per-message limit
+    // (2 s), however slowly they trickle.
+    let closed = until(Duration::from_secs(6), || {
+        held.iter().all(|s| {
+            let mut buf = [0u8; 1];
+            s.set_nonblocking(true).unwrap();
+            matches!(std::io::Read::read(&mut &*s, &mut buf), Ok(0))
+                || matches!(std::io::Read::read(&mut &*s, &mut buf), Err(ref e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+        })
+    });
+    assert!(closed.is_some(), "slow connections were kept");
     drop(resolver);
 }
 

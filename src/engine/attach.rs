@@ -231,7 +231,7 @@ impl Engine {
     /// (The kernel reuses a dead namespace's inode number, and a path can be
     /// reused for a new namespace, so the identity alone does not tell.)
     /// An attach or detach under way in a live process counts as live.
-    pub(super) fn is_live(&self, network: &NetworkRecord, record: &EndpointRecord) -> bool {
+    pub(crate) fn is_live(&self, network: &NetworkRecord, record: &EndpointRecord) -> bool {
         if record.state != EndpointState::Ready && !record.is_abandoned() {
             return true;
         }

@@ -111,12 +111,18 @@ pub(crate) fn answer(query: &[u8], view: &[&Names], rules: &Rules, tcp: bool) ->
         Some(rest) if rest.ends_with('.') => (&rest[..rest.len() - 1], true),
         _ => (text, false),
     };
-    let found: Vec<IpAddr> = view
-        .iter()
-        .filter_map(|n| n.addresses.get(label))
-        .flatten()
-        .copied()
-        .collect();
+    let lookup = |name: &str| -> Vec<IpAddr> {
+        view.iter()
+            .filter_map(|n| n.addresses.get(name))
+            .flatten()
+            .copied()
+            .collect()
+    };
+    // A name given whole (an alias that holds the domain) first.
+    let mut found = lookup(text);
+    if found.is_empty() && in_domain {
+        found = lookup(label);
+    }
     if found.is_empty() {
         return if in_domain {
             reply(&message, ResponseCode::NXDomain, Vec::new(), tcp)
@@ -184,6 +190,20 @@ fn error(id: u16, op: OpCode, code: ResponseCode) -> Outcome {
     Message::error_msg(id, op, code)
         .to_vec()
         .map_or(Outcome::Drop, Outcome::Reply)
+}
+
+/// The question section of a DNS message (the bytes after the header, up
+/// to the end of the first question), to match an upstream's answer with
+/// the query it answers. `None` for a message that does not parse.
+pub(crate) fn question_of(message: &[u8]) -> Option<Vec<u8>> {
+    let parsed = Message::from_vec(message).ok()?;
+    let mut out = Vec::new();
+    for query in parsed.queries() {
+        out.extend(query.name().to_lowercase().to_ascii().into_bytes());
+        out.extend(u16::from(query.query_type()).to_be_bytes());
+        out.extend(u16::from(query.query_class()).to_be_bytes());
+    }
+    Some(out)
 }
 
 /// A SERVFAIL for `query` (the upstreams did not answer), if it has an id.
@@ -287,6 +307,35 @@ mod tests {
         ));
         assert_eq!(m.response_code(), ResponseCode::NoError);
         assert!(m.answers().is_empty());
+    }
+
+    #[test]
+    fn an_alias_that_holds_the_domain_resolves_as_given() {
+        let mut names = Names::default();
+        names.add(
+            "c",
+            &["api.underlay.internal".into()],
+            &["10.0.0.5".parse().unwrap()],
+        );
+        let m = parse(answer(
+            &ask("api.underlay.internal.", RecordType::A),
+            &[&names],
+            &rules(),
+            false,
+        ));
+        assert_eq!(m.answers().len(), 1);
+    }
+
+    #[test]
+    fn questions_match_case_blind_and_type_wise() {
+        let a = question_of(&ask("Example.ORG.", RecordType::A)).unwrap();
+        assert_eq!(a, question_of(&ask("example.org.", RecordType::A)).unwrap());
+        assert_ne!(
+            a,
+            question_of(&ask("example.org.", RecordType::AAAA)).unwrap()
+        );
+        assert_ne!(a, question_of(&ask("evil.com.", RecordType::A)).unwrap());
+        assert_eq!(question_of(&[1, 2, 3]), None);
     }
 
     #[test]

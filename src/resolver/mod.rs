@@ -54,9 +54,13 @@ use crate::{Error, Host, Result};
 /// Where a container asks: `127.0.0.11:53`, as Docker's.
 pub const LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 11)), 53);
 
-/// At most this many forwarded queries and TCP connections at once; more
-/// get `SERVFAIL` (or are closed).
+/// At most this many forwarded queries and TCP connections at once, in
+/// all; more get `SERVFAIL` (or are closed).
 const MAX_IN_FLIGHT: usize = 256;
+
+/// At most this many per container namespace, so that one container
+/// cannot take every slot from the others.
+const MAX_IN_FLIGHT_PER_NAMESPACE: usize = 16;
 
 /// How long an upstream resolver has to answer.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
@@ -144,11 +148,23 @@ impl ResolverOptions {
     /// The upstream resolvers: the given ones, or those of the resolv.conf
     /// file (never `127.0.0.11`, which would be this resolver).
     fn resolved_upstreams(&self) -> Vec<SocketAddr> {
-        if !self.upstreams.is_empty() {
-            return self.upstreams.clone();
-        }
-        let text = std::fs::read_to_string(&self.resolv_conf).unwrap_or_default();
-        parse_resolv_conf(&text)
+        let upstreams = if self.upstreams.is_empty() {
+            let text = std::fs::read_to_string(&self.resolv_conf).unwrap_or_default();
+            parse_resolv_conf(&text)
+        } else {
+            self.upstreams.clone()
+        };
+        // The resolver itself would be a loop.
+        upstreams
+            .into_iter()
+            .filter(|u| {
+                let own = u.ip() == LISTEN.ip();
+                if own {
+                    log::warn!("resolver: upstream {u} is this resolver's own address: ignored");
+                }
+                !own
+            })
+            .collect()
     }
 }
 
@@ -252,6 +268,8 @@ impl Drop for Resolver {
 struct Served {
     udp: Arc<UdpSocket>,
     tcp: TcpListener,
+    /// Its forwarded queries and TCP connections under way.
+    in_flight: Arc<AtomicUsize>,
     /// The networks it has endpoints on.
     networks: Vec<String>,
 }
@@ -277,6 +295,10 @@ struct Server {
     /// Namespaces whose listeners could not be made, and when to try
     /// again.
     failed: HashMap<NetNsId, Instant>,
+    /// Endpoints (network, endpoint id) checked once for their link in
+    /// their namespace: a dead namespace's path and inode number can name
+    /// a new namespace, which must not be served as the container's.
+    checked: HashMap<(String, String), bool>,
 }
 
 impl Server {
@@ -325,6 +347,7 @@ impl Server {
             tokens: HashMap::new(),
             next_token: 0,
             failed: HashMap::new(),
+            checked: HashMap::new(),
         })
     }
 
@@ -400,6 +423,7 @@ impl Server {
         };
         let mut names = HashMap::new();
         let mut wanted: HashMap<NetNsId, (NetNs, Vec<String>)> = HashMap::new();
+        let mut seen = std::collections::HashSet::new();
         for network in networks {
             let endpoints = match network.endpoints() {
                 Ok(endpoints) => endpoints,
@@ -416,6 +440,15 @@ impl Server {
                 let Some(netns) = endpoint.netns() else {
                     continue; // its container is gone
                 };
+                let key = (network.name().to_owned(), endpoint.id());
+                let live = *self
+                    .checked
+                    .entry(key.clone())
+                    .or_insert_with(|| network.is_attached(&endpoint));
+                seen.insert(key);
+                if !live {
+                    continue; // a new namespace with a dead one's identity
+                }
                 let addresses: Vec<IpAddr> =
                     endpoint.addresses().iter().map(|a| a.addr()).collect();
                 table.add(endpoint.name(), endpoint.dns_names(), &addresses);
@@ -433,6 +466,7 @@ impl Server {
             names.insert(network.name().to_owned(), Arc::new(table));
         }
         self.names = names;
+        self.checked.retain(|key, _| seen.contains(key));
         // Gone: their listeners close.
         let gone: Vec<NetNsId> = self
             .served
@@ -497,6 +531,7 @@ impl Server {
                         Served {
                             udp: Arc::new(udp),
                             tcp,
+                            in_flight: Arc::new(AtomicUsize::new(0)),
                             networks,
                         },
                     );
@@ -535,7 +570,7 @@ impl Server {
         let view = self.view(served);
         if tcp {
             while let Ok((stream, _)) = served.tcp.accept() {
-                let Some(guard) = InFlight::take(&self.shared) else {
+                let Some(guard) = InFlight::take(&self.shared, &served.in_flight) else {
                     continue; // closed at once
                 };
                 let (view, rules, upstreams, netns) = (
@@ -573,7 +608,7 @@ impl Server {
                 }
                 Outcome::Drop => {}
                 Outcome::Forward => {
-                    let Some(guard) = InFlight::take(&self.shared) else {
+                    let Some(guard) = InFlight::take(&self.shared, &served.in_flight) else {
                         if let Some(bytes) = servfail(query) {
                             let _ = served.udp.send_to(&bytes, from);
                         }
@@ -591,7 +626,7 @@ impl Server {
                             let _guard = guard;
                             let reply = netns
                                 .ok()
-                                .and_then(|netns| forward(&query, &upstreams, &netns))
+                                .and_then(|netns| forward(&query, &upstreams, &netns, false))
                                 .or_else(|| servfail(&query));
                             if let Some(reply) = reply {
                                 let _ = udp.send_to(&reply, from);
@@ -606,23 +641,31 @@ impl Server {
     }
 }
 
-/// One forwarded query or TCP connection under way; counted while alive.
-struct InFlight(Arc<Shared>);
+/// One forwarded query or TCP connection under way; counted, in all and
+/// for its namespace, while alive.
+struct InFlight(Arc<Shared>, Arc<AtomicUsize>);
 
 impl InFlight {
-    fn take(shared: &Arc<Shared>) -> Option<InFlight> {
+    fn take(shared: &Arc<Shared>, namespace: &Arc<AtomicUsize>) -> Option<InFlight> {
+        let mine = namespace.fetch_add(1, Ordering::SeqCst);
+        if mine >= MAX_IN_FLIGHT_PER_NAMESPACE {
+            namespace.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
         let before = shared.in_flight.fetch_add(1, Ordering::SeqCst);
         if before >= MAX_IN_FLIGHT {
             shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+            namespace.fetch_sub(1, Ordering::SeqCst);
             return None;
         }
-        Some(InFlight(shared.clone()))
+        Some(InFlight(shared.clone(), namespace.clone()))
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.1.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -644,15 +687,46 @@ fn listen(netns: &NetNs) -> Result<(UdpSocket, TcpListener)> {
     })
 }
 
-/// Relays `query` to the upstreams in turn (from a socket in the host
-/// namespace); the first answer with the query's id, unchanged.
-fn forward(query: &[u8], upstreams: &[SocketAddr], netns: &NetNs) -> Option<Vec<u8>> {
+/// Relays `query` to the upstreams in turn, over UDP (or TCP, `tcp`),
+/// from a socket in the host namespace: the first answer to this very
+/// question (same id, same question section), unchanged. An upstream
+/// that answers SERVFAIL or REFUSED is passed over for the next one; its
+/// answer is relayed only if none does better.
+fn forward(query: &[u8], upstreams: &[SocketAddr], netns: &NetNs, tcp: bool) -> Option<Vec<u8>> {
     if query.len() < 12 {
         return None;
     }
+    let question = answer::question_of(query)?;
+    let mut fallback = None;
     for upstream in upstreams {
-        let upstream = *upstream;
-        let socket = netns.run(move || {
+        let reply = if tcp {
+            ask_tcp(query, *upstream, netns)
+        } else {
+            ask_udp(query, *upstream, netns, &question)
+        };
+        let Some(reply) = reply else {
+            log::debug!("resolver: upstream {upstream} did not answer");
+            continue;
+        };
+        if answer::question_of(&reply).as_ref() != Some(&question) || reply[..2] != query[..2] {
+            log::debug!("resolver: upstream {upstream} answered another question");
+            continue;
+        }
+        let code = reply[3] & 0x0f;
+        // SERVFAIL (2), REFUSED (5): perhaps another knows better.
+        if code == 2 || code == 5 {
+            fallback = Some(reply);
+            continue;
+        }
+        return Some(reply);
+    }
+    fallback
+}
+
+/// One UDP exchange with `upstream`.
+fn ask_udp(query: &[u8], upstream: SocketAddr, netns: &NetNs, question: &[u8]) -> Option<Vec<u8>> {
+    let socket = netns
+        .run(move || {
             let local: SocketAddr = if upstream.is_ipv4() {
                 (Ipv4Addr::UNSPECIFIED, 0).into()
             } else {
@@ -664,34 +738,73 @@ fn forward(query: &[u8], upstreams: &[SocketAddr], netns: &NetNs) -> Option<Vec<
                 .connect(upstream)
                 .map_err(|e| Error::io(format!("connect to {upstream}"), e))?;
             Ok(socket)
-        });
-        let Ok(socket) = socket else { continue };
-        let deadline = Instant::now() + UPSTREAM_TIMEOUT;
-        if socket.send(query).is_err() {
-            continue;
+        })
+        .ok()?;
+    let deadline = Instant::now() + UPSTREAM_TIMEOUT;
+    socket.send(query).ok()?;
+    let mut buf = vec![0u8; 65535];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || socket.set_read_timeout(Some(left)).is_err() {
+            return None;
         }
-        let mut buf = vec![0u8; 65535];
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || socket.set_read_timeout(Some(left)).is_err() {
-                break;
+        match socket.recv(&mut buf) {
+            Ok(len)
+                if len >= 12
+                    && buf[..2] == query[..2]
+                    && answer::question_of(&buf[..len]).as_deref() == Some(question) =>
+            {
+                buf.truncate(len);
+                return Some(buf);
             }
-            match socket.recv(&mut buf) {
-                Ok(len) if len >= 12 && buf[..2] == query[..2] => {
-                    buf.truncate(len);
-                    return Some(buf);
-                }
-                Ok(_) => continue, // not the answer to this query
-                Err(_) => break,
-            }
+            Ok(_) => continue, // not the answer to this query
+            Err(_) => return None,
         }
-        log::debug!("resolver: upstream {upstream} did not answer");
     }
-    None
 }
 
-/// Serves one TCP connection: queries framed by a two-byte length, until
-/// the client closes it or is idle for two seconds.
+/// One TCP exchange with `upstream` (for answers too large for UDP).
+fn ask_tcp(query: &[u8], upstream: SocketAddr, netns: &NetNs) -> Option<Vec<u8>> {
+    let stream = netns
+        .run(move || {
+            TcpStream::connect_timeout(&upstream, UPSTREAM_TIMEOUT)
+                .map_err(|e| Error::io(format!("connect to {upstream}"), e))
+        })
+        .ok()?;
+    let deadline = Instant::now() + UPSTREAM_TIMEOUT;
+    let mut stream = stream;
+    let _ = stream.set_write_timeout(Some(UPSTREAM_TIMEOUT));
+    let len = u16::try_from(query.len()).ok()?;
+    stream.write_all(&len.to_be_bytes()).ok()?;
+    stream.write_all(query).ok()?;
+    let mut len = [0u8; 2];
+    read_until(&mut stream, &mut len, deadline)?;
+    let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    read_until(&mut stream, &mut reply, deadline)?;
+    Some(reply)
+}
+
+/// Fills `buf` from `stream` before `deadline` (the whole message, not
+/// each read: a client that sends a byte a second gets nowhere).
+fn read_until(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> Option<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return None;
+        }
+        match stream.read(&mut buf[filled..]) {
+            Ok(0) => return None,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    Some(())
+}
+
+/// Serves one TCP connection: queries framed by a two-byte length, each
+/// read whole within two seconds, until the client closes it or is idle.
 fn serve_tcp(
     mut stream: TcpStream,
     view: &[Arc<Names>],
@@ -700,22 +813,24 @@ fn serve_tcp(
     netns: &NetNs,
 ) {
     let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(UPSTREAM_TIMEOUT));
     let _ = stream.set_write_timeout(Some(UPSTREAM_TIMEOUT));
     let refs: Vec<&Names> = view.iter().map(|n| &**n).collect();
-    for _ in 0..64 {
+    for _ in 0..16 {
+        let deadline = Instant::now() + UPSTREAM_TIMEOUT;
         let mut len = [0u8; 2];
-        if stream.read_exact(&mut len).is_err() {
+        if read_until(&mut stream, &mut len, deadline).is_none() {
             return;
         }
         let mut query = vec![0u8; usize::from(u16::from_be_bytes(len))];
-        if stream.read_exact(&mut query).is_err() {
+        if read_until(&mut stream, &mut query, deadline).is_none() {
             return;
         }
         let reply = match answer(&query, &refs, rules, true) {
             Outcome::Reply(bytes) => Some(bytes),
             Outcome::Drop => None,
-            Outcome::Forward => forward(&query, upstreams, netns).or_else(|| servfail(&query)),
+            Outcome::Forward => {
+                forward(&query, upstreams, netns, true).or_else(|| servfail(&query))
+            }
         };
         if let Some(reply) = reply {
             let Ok(len) = u16::try_from(reply.len()) else {
