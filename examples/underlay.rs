@@ -194,8 +194,11 @@ Usage: underlay network disconnect [--wait] NETWORK NETNS|ENDPOINT
 Disconnect the container whose network namespace is NETNS (a path, or a name
 under /run/netns) from NETWORK: take its addresses off its link and release
 them, at once. The link itself, marked detached and with no address, is
-deleted by the next command that sweeps (connect, recover, rm -f) or with the
-namespace: deleting a link makes the kernel wait about 20 ms. Works when the
+deleted by the next connect to NETWORK, recover or rm -f, or with the
+namespace: deleting a link makes the kernel wait about 20 ms. Until then the
+addresses stay reserved (the container could put them back on the link),
+except for a connect that asks for one of them with --ip, which deletes
+that link first. Works when the
 namespace is gone too: the endpoint is found by the path it was connected
 with, or by its name (ENDPOINT, as `inspect` shows it), which frees a dead
 container's addresses.
@@ -613,6 +616,11 @@ fn connect(ctx: &Context, args: &[String]) -> CliResult {
     let endpoint = net.attach(&container, &options)?;
     let addresses: Vec<String> = endpoint.addresses().iter().map(|a| a.to_string()).collect();
     println!("{} {}", endpoint.ifname(), addresses.join(" "));
+    // The links earlier disconnects left: this process has no time for a
+    // sweep in the background, so it sweeps before it exits.
+    if let Err(e) = net.sweep() {
+        log::warn!("network {}: sweep: {e}", net.name());
+    }
     Ok(())
 }
 

@@ -381,6 +381,25 @@ impl Network {
         self.engine.is_live(&self.record, endpoint.record())
     }
 
+    /// Deletes the links detaches left on this network now, many at once,
+    /// and returns how many went. A long-lived process need not call it
+    /// (a sweep follows detaches on a thread of the library's own); a
+    /// process about to exit may.
+    ///
+    /// ```no_run
+    /// use underlay::Host;
+    ///
+    /// let net = Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// println!("deleted {} detached link(s)", net.sweep()?);
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// When the endpoint state cannot be read or written.
+    pub fn sweep(&self) -> Result<usize> {
+        self.engine.sweep(&self.record)
+    }
+
     /// The network's endpoints.
     ///
     /// ```no_run

@@ -716,8 +716,11 @@ fn a_crash_during_attach_leaks_nothing_after_recovery() {
         }
         assert!(net.endpoints().unwrap().is_empty(), "{step}");
         common::wait_for_links(&container, &["lo"]);
-        // The address is free again.
-        let ep = net.attach(&sb.container(), &AttachOptions::new()).unwrap();
+        // The address is free again (asked for: a detached link still
+        // holding it would give way).
+        let ep = net
+            .attach(&sb.container(), &AttachOptions::new().ip(ip("10.60.0.2")))
+            .unwrap();
         assert_eq!(ep.addresses()[0].to_string(), "10.60.0.2/24", "{step}");
     }
 }

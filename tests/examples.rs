@@ -1105,3 +1105,88 @@ fn cli_dns_serves_names_and_stops_on_sigterm() {
     assert!(stderr.contains("stopping"), "{stderr}");
     s.ok(&["network", "rm", "-f", "lan"]);
 }
+
+/// What a detach leaves (a link marked detached, until the next connect,
+/// recover or rm -f deletes it) never lets two containers hold one address,
+/// and never stands in a later connect's way.
+#[test]
+fn cli_a_detached_link_holds_its_address_and_gives_way() {
+    let s = CliSandbox::new();
+    s.sb.nl
+        .create_link(&underlay::link::NewLink::veth("eth1", "uplink1").up())
+        .unwrap();
+    let uplink = s.sb.nl.link_by_name("uplink1").unwrap();
+    s.sb.nl.set_link_up_by_index(uplink.index, true).unwrap();
+    for (name, subnet, parent) in [
+        ("n1", "10.7.72.0/24", "eth0"),
+        ("n2", "10.7.73.0/24", "eth1"),
+    ] {
+        s.ok(&[
+            "network",
+            "create",
+            "-d",
+            "macvlan",
+            "--subnet",
+            subnet,
+            "-o",
+            &format!("parent={parent}"),
+            name,
+        ]);
+    }
+    let (c1, c2, c3) = (s.sb.container(), s.sb.container(), s.sb.container());
+    let path = |c: &underlay::netns::NetNs| common::netns_path_for_child(c);
+    s.ok(&[
+        "network",
+        "connect",
+        "--mac-address",
+        "02:42:0a:07:48:63",
+        "n1",
+        &path(&c1),
+    ]);
+    s.ok(&["network", "disconnect", "n1", &path(&c1)]);
+    // The container, root in its namespace, takes its detached link back
+    // and puts its old address on it...
+    for args in [
+        &["link", "set", "eth0", "protodown", "off"][..],
+        &["addr", "add", "10.7.72.2/24", "dev", "eth0"],
+    ] {
+        assert!(common::run_in(&c1, "ip", args).status.success(), "{args:?}");
+    }
+    // ...but the address is still held for it: nobody else gets it until
+    // the link is gone.
+    let out = s.ok(&["network", "connect", "n1", &path(&c2)]);
+    assert!(out.contains("10.7.72.3/24"), "{out}");
+    // That connect swept the detached link (a CLI process sweeps before it
+    // exits), so the address is free now, and so is the MAC.
+    assert_eq!(link_names(&c1), ["lo"]);
+    let out = s.ok(&[
+        "network",
+        "connect",
+        "--ip",
+        "10.7.72.2",
+        "--mac-address",
+        "02:42:0a:07:48:63",
+        "n1",
+        &path(&c3),
+    ]);
+    assert!(out.contains("10.7.72.2/24"), "{out}");
+    // A detached link of another network does not keep eth0 from a
+    // container connected again.
+    s.ok(&["network", "connect", "n2", &path(&c1)]);
+    s.ok(&["network", "disconnect", "n2", &path(&c1)]);
+    assert_eq!(link_names(&c1), ["eth0", "lo"]);
+    let out = s.ok(&["network", "connect", "n1", &path(&c1)]);
+    assert!(out.starts_with("eth0 "), "{out}");
+    // A detached link with a requested address gives way at once.
+    s.ok(&["network", "disconnect", "n1", &path(&c3)]);
+    assert_eq!(link_names(&c3), ["eth0", "lo"]);
+    let c4 = s.sb.container();
+    let out = s.ok(&["network", "connect", "--ip", "10.7.72.2", "n1", &path(&c4)]);
+    assert!(out.contains("10.7.72.2/24"), "{out}");
+    assert_eq!(link_names(&c3), ["lo"]);
+    s.ok(&["network", "rm", "-f", "n1"]);
+    s.ok(&["network", "rm", "-f", "n2"]);
+    for c in [&c1, &c2, &c3, &c4] {
+        assert_eq!(link_names(c), ["lo"]);
+    }
+}

@@ -522,34 +522,22 @@ mod needs_ipvlan {
     use underlay::capability::KernelFeature;
 
     fn ipvlan(segment: &Segment, host: &Host, name: &str, mode: &str) {
-        let net = host
-            .create_network(
-                Network::builder(name)
-                    .ipvlan()
-                    .option("ipvlan_mode", mode)
-                    .parent("eth0")
-                    .subnet(&format!("{}.0/24", segment.v4))
-                    .ip_range(&format!("{}.0/25", segment.v4))
-                    .subnet(&format!("{}::/64", segment.v6)),
-            )
-            .unwrap();
+        let builder = || {
+            Network::builder(name)
+                .ipvlan()
+                .option("ipvlan_mode", mode)
+                .parent("eth0")
+                .subnet(&format!("{}.0/24", segment.v4))
+                .ip_range(&format!("{}.0/25", segment.v4))
+                .subnet(&format!("{}::/64", segment.v6))
+        };
+        let net = host.create_network(builder()).unwrap();
         let c = segment.sb.container();
         let ep = attach(&net, &c);
         assert_eq!(pings(segment, &net, &c, &ep), [false; 4], "{mode} without");
         host.force_remove_network(name).unwrap();
 
-        let net = host
-            .create_network(
-                Network::builder(name)
-                    .ipvlan()
-                    .option("ipvlan_mode", mode)
-                    .parent("eth0")
-                    .subnet(&format!("{}.0/24", segment.v4))
-                    .ip_range(&format!("{}.0/25", segment.v4))
-                    .subnet(&format!("{}::/64", segment.v6))
-                    .host_shim("auto"),
-            )
-            .unwrap();
+        let net = host.create_network(builder().host_shim("auto")).unwrap();
         let shim = net.host_shim().unwrap().link.clone();
         let kind = common::ip_link(&segment.sb.host, &shim);
         assert_eq!(kind["linkinfo"]["info_kind"], "ipvlan", "{kind}");

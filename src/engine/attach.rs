@@ -37,26 +37,13 @@ impl Engine {
         options: &AttachOptions,
     ) -> Result<(EndpointRecord, bool)> {
         check(network, options)?;
-        let (mut record, allocations, stale, detached) =
-            self.record_attach(network, netns, options)?;
+        // Links earlier detaches left that stand in this attach's way (in
+        // this namespace, holding the address or MAC asked for, or using the
+        // parent passthru allows once): deleted first.
+        self.clear_detached_in_the_way(network, netns, options)?;
+        let (mut record, allocations, detached) = self.record_attach(network, netns, options)?;
         // Logged once the lock is released: what follows runs without it.
         log::debug!("endpoint {}: recorded as attaching", record.name);
-        if let Some(stale) = stale {
-            // A link an earlier detach left in this namespace (it may hold
-            // the interface name): deleted first.
-            if self
-                .remove_endpoint_link(network, Some(netns), &stale)
-                .is_ok()
-            {
-                let mut session = self.session(network)?;
-                if session
-                    .endpoints()
-                    .any(|e| e.id == stale.id && e.state == EndpointState::Detached)
-                {
-                    session.forget(stale.id)?;
-                }
-            }
-        }
         let addresses: Vec<IpAddr> = allocations.iter().map(Allocation::ip).collect();
         let id = record.id;
         let mut configured = self.configure(network, netns, &mut record, &allocations, options);
@@ -100,29 +87,18 @@ impl Engine {
 
     /// The decision and the intent of an attach, under the network's lock:
     /// the checks against the other endpoints, the addresses, the record
-    /// saved as `attaching`. Also returns a detached endpoint of this
-    /// namespace, whose link is to go first, and whether the network has
-    /// detached endpoints.
-    #[allow(clippy::type_complexity)]
+    /// saved as `attaching`. Also says whether the network has detached
+    /// endpoints (links for a sweep).
     fn record_attach(
         &self,
         network: &NetworkRecord,
         netns: &NetNs,
         options: &AttachOptions,
-    ) -> Result<(
-        EndpointRecord,
-        Vec<Allocation>,
-        Option<EndpointRecord>,
-        bool,
-    )> {
+    ) -> Result<(EndpointRecord, Vec<Allocation>, bool)> {
         let mut session = self.session(network)?;
         let detached = session
             .endpoints()
             .any(|e| e.state == EndpointState::Detached);
-        let stale = session
-            .endpoints()
-            .find(|e| e.netns_id == netns.id() && e.state == EndpointState::Detached)
-            .cloned();
         let previous = session
             .endpoints()
             .find(|e| e.netns_id == netns.id() && e.state != EndpointState::Detached)
@@ -223,7 +199,7 @@ impl Engine {
             session.abandon(id, &addresses)?;
             return Err(e);
         }
-        Ok((record, allocations, stale, detached))
+        Ok((record, allocations, detached))
     }
 
     /// Whether an endpoint still exists: its recorded path names a namespace
@@ -278,6 +254,14 @@ impl Engine {
             created = self.create_link(network, netns, parent, record, options);
         }
         self.cache_parent_index(network, parent);
+        if created
+            .as_ref()
+            .is_err_and(|e| e.errno() == Some(libc::EEXIST))
+            && self.delete_detached_named(netns, &record.ifname)
+        {
+            // The name was a detached link's (another network's): gone now.
+            created = self.create_link(network, netns, parent, record, options);
+        }
         if created
             .as_ref()
             .is_err_and(|e| e.errno() == Some(libc::EEXIST))

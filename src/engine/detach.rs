@@ -191,15 +191,17 @@ impl Engine {
                 requests.push(crate::link::protodown_request(index));
             }
             let results = nl.batch(requests)?;
+            let addresses = 1..=record.addresses.len();
             for (i, result) in results.into_iter().enumerate() {
                 match result {
                     Ok(()) => {}
                     // Gone already (the container took it off).
-                    Err(e) if i > 0 && e.errno() == Some(libc::EADDRNOTAVAIL) => {}
-                    Err(e) if i == 0 => return Err(e),
-                    Err(e) => {
-                        log::debug!("endpoint {}: {e}", record.name);
-                    }
+                    Err(e) if addresses.contains(&i) && e.errno() == Some(libc::EADDRNOTAVAIL) => {}
+                    // The mark, or an address that would stay: not off the
+                    // network; the caller deletes the link instead.
+                    Err(e) if i <= record.addresses.len() => return Err(e),
+                    // Protocol-down refused: the addresses are off anyway.
+                    Err(e) => log::debug!("endpoint {}: {e}", record.name),
                 }
             }
             let path = format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", link.name);
@@ -208,6 +210,67 @@ impl Engine {
             }
             Ok(())
         })
+    }
+
+    /// Deletes, before an attach, the detached links of the network that
+    /// stand in its way: one in the same namespace (it may hold the
+    /// interface name), one holding a requested address or MAC, and on a
+    /// network whose driver allows few endpoints (passthru) all of them.
+    pub(super) fn clear_detached_in_the_way(
+        &self,
+        network: &NetworkRecord,
+        netns: &NetNs,
+        options: &crate::endpoint::AttachOptions,
+    ) -> Result<()> {
+        let limited = network.driver.endpoint_limit().is_some();
+        let in_the_way: Vec<EndpointRecord> = self
+            .session(network)?
+            .endpoints()
+            .filter(|e| e.state == EndpointState::Detached)
+            .filter(|e| {
+                limited
+                    || e.netns_id == netns.id()
+                    || [options.ipv4, options.ipv6]
+                        .into_iter()
+                        .flatten()
+                        .any(|ip| e.ips().any(|a| a == ip))
+                    || (options.mac.is_some() && e.mac == options.mac)
+            })
+            .cloned()
+            .collect();
+        if in_the_way.is_empty() {
+            return Ok(());
+        }
+        let failed = self.remove_endpoint_links(network, &in_the_way);
+        let mut session = self.session(network)?;
+        for record in &in_the_way {
+            let still = session
+                .endpoints()
+                .any(|e| e.id == record.id && e.state == EndpointState::Detached);
+            if still && !failed.iter().any(|(id, _)| *id == record.id) {
+                session.forget(record.id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the link called `ifname` in `netns` if it is a detached link
+    /// of this host's (of any network); says whether it did.
+    pub(super) fn delete_detached_named(&self, netns: &NetNs, ifname: &str) -> bool {
+        let host = self.networks.host_id().to_owned();
+        let ifname = ifname.to_owned();
+        netns
+            .run(move || {
+                let nl = Netlink::open()?;
+                let link = match nl.link_by_name(&ifname) {
+                    Ok(link) => link,
+                    Err(_) => return Ok(false),
+                };
+                let ours = mark::Mark::of(&link)
+                    .is_some_and(|m| m.host == host && matches!(m.role, mark::Role::Detached(_)));
+                Ok(ours && nl.delete_link(link.index).is_ok())
+            })
+            .unwrap_or(false)
     }
 
     /// Deletes the links of the network's detached endpoints, many at once

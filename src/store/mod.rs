@@ -231,9 +231,8 @@ pub trait EndpointSession {
     fn mark_detaching(&mut self, id: u64, owner: Owner) -> Result<()>;
 
     /// Records that endpoint `id` is off the network (its addresses are off
-    /// its link): its addresses are released and dropped from the record,
-    /// which is [`EndpointState::Detached`] until forgotten, once its link is
-    /// deleted.
+    /// its link): it is [`EndpointState::Detached`], holding its addresses,
+    /// until forgotten once its link is deleted.
     ///
     /// # Errors
     /// When that cannot be written.

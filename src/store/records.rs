@@ -85,9 +85,11 @@ pub enum EndpointState {
     Ready,
     /// Being detached: recorded before its link is deleted; not finished.
     Detaching,
-    /// Off the network: its addresses are off its link and released (the
-    /// record has none), its link, marked detached, waits to be deleted in
-    /// a batch (or with its namespace). Not an endpoint any more.
+    /// Off the network: its addresses are off its link, its link, marked
+    /// detached, waits to be deleted in a batch (or with its namespace).
+    /// Not an endpoint any more; its addresses and MAC stay held until its
+    /// link is gone (the container could put them back on it meanwhile),
+    /// and an attach that asks for them deletes that link first.
     Detached,
 }
 

@@ -84,17 +84,13 @@ impl EndpointTable {
         }
     }
 
-    /// Marks a record detached: its addresses are released and dropped
-    /// from it; it stays only until its link is deleted.
+    /// Marks a record detached: off the network, its link waiting for
+    /// deletion. It keeps its addresses until then (the container, root in
+    /// its namespace, could put them back on the link while it exists); an
+    /// attach that asks for one of them deletes that link first.
     pub fn detach(&mut self, id: u64) {
         self.unfinished.remove(&id);
         if let Some(record) = self.endpoints.get_mut(&id) {
-            for address in record.ips() {
-                if self.ipam.holder(address) == Some(id) {
-                    self.ipam.release(address);
-                }
-            }
-            record.addresses.clear();
             record.state = EndpointState::Detached;
             record.owner = None;
         }
