@@ -376,8 +376,7 @@ impl AsFd for NetNs {
 /// started (so that it never keeps a container's namespace alive). One
 /// job at a time; a caller waits for its job. Cheaper than a thread per
 /// job ([`NetNs::run`]): a wake-up instead of a spawn. Jobs own what they
-/// use (`'static`); the namespace is borrowed for the job's length only,
-/// which the waiting caller guarantees.
+/// use (`'static`), the namespace's descriptor included (a duplicate).
 #[derive(Debug, Default)]
 pub(crate) struct Worker {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
@@ -394,14 +393,16 @@ impl Worker {
         work: impl FnOnce() -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let (reply, answer) = mpsc::sync_channel::<Result<T>>(1);
-        let target = netns.fd.as_raw_fd();
+        // The job owns a duplicate of the descriptor: no borrow crosses
+        // threads.
+        let target = netns
+            .fd
+            .try_clone()
+            .map_err(|e| Error::io("duplicate a namespace descriptor", e))?;
         let path = netns.path.clone();
         let job: Job = Box::new(move |home: &OwnedFd| {
-            // SAFETY: the caller waits for this job (`answer.recv` below)
-            // while holding `netns`, so the descriptor is open throughout.
-            let target = unsafe { BorrowedFd::borrow_raw(target) };
             let entered = rustix::thread::move_into_link_name_space(
-                target,
+                target.as_fd(),
                 Some(rustix::thread::LinkNameSpaceType::Network),
             )
             .map_err(|e| {
