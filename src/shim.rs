@@ -175,9 +175,7 @@ impl HostShim {
     /// Its addresses as the link carries them: host addresses, with no
     /// subnet route.
     fn host_addresses(&self) -> impl Iterator<Item = IpNet> + '_ {
-        self.addresses
-            .iter()
-            .map(|a| IpNet::new(*a, if a.is_ipv4() { 32 } else { 128 }).expect("a host prefix"))
+        self.addresses.iter().copied().map(host_route)
     }
 }
 

@@ -37,11 +37,25 @@ impl Engine {
         options: &AttachOptions,
     ) -> Result<(EndpointRecord, bool)> {
         check(network, options)?;
-        // Links earlier detaches left that stand in this attach's way (in
-        // this namespace, holding the address or MAC asked for, or using the
-        // parent passthru allows once): deleted first.
-        self.clear_detached_in_the_way(network, netns, options)?;
-        let (mut record, allocations, detached) = self.record_attach(network, netns, options)?;
+        let (mut record, allocations, detached) = match self
+            .record_attach(network, netns, options, true)?
+        {
+            Recorded::Attaching(record, allocations, detached) => (record, allocations, detached),
+            // Links earlier detaches left that stand in this attach's
+            // way: deleted first (off the lock), then the attach is
+            // decided again. Rare: the usual attach takes the lock once.
+            Recorded::InTheWay(in_the_way) => {
+                self.clear_detached(network, &in_the_way)?;
+                match self.record_attach(network, netns, options, false)? {
+                    Recorded::Attaching(record, allocations, detached) => {
+                        (record, allocations, detached)
+                    }
+                    Recorded::InTheWay(_) => {
+                        return Err(Error::Internal("detached links still in the way".into()))
+                    }
+                }
+            }
+        };
         // Logged once the lock is released: what follows runs without it.
         log::debug!("endpoint {}: recorded as attaching", record.name);
         let addresses: Vec<IpAddr> = allocations.iter().map(Allocation::ip).collect();
@@ -87,15 +101,23 @@ impl Engine {
 
     /// The decision and the intent of an attach, under the network's lock:
     /// the checks against the other endpoints, the addresses, the record
-    /// saved as `attaching`. Also says whether the network has detached
-    /// endpoints (links for a sweep).
+    /// saved as `attaching`. Or, when `in_the_way` is asked for and there
+    /// are any, the detached endpoints whose links must go first (see
+    /// `Engine::detached_in_the_way`), with nothing recorded.
     fn record_attach(
         &self,
         network: &NetworkRecord,
         netns: &NetNs,
         options: &AttachOptions,
-    ) -> Result<(EndpointRecord, Vec<Allocation>, bool)> {
+        in_the_way: bool,
+    ) -> Result<Recorded> {
         let mut session = self.session(network)?;
+        if in_the_way {
+            let found = Engine::detached_in_the_way(session.as_ref(), network, netns, options);
+            if !found.is_empty() {
+                return Ok(Recorded::InTheWay(found));
+            }
+        }
         let detached = session
             .endpoints()
             .any(|e| e.state == EndpointState::Detached);
@@ -199,7 +221,7 @@ impl Engine {
             session.abandon(id, &addresses)?;
             return Err(e);
         }
-        Ok((record, allocations, detached))
+        Ok(Recorded::Attaching(record, allocations, detached))
     }
 
     /// Whether an endpoint still exists: its recorded path names a namespace
@@ -374,6 +396,15 @@ impl Engine {
         }
         self.nl.create_link(&spec)
     }
+}
+
+/// What an attach's decision under the lock came to.
+enum Recorded {
+    /// Recorded as attaching, with its addresses; and whether the network
+    /// has detached endpoints (links for a sweep).
+    Attaching(EndpointRecord, Vec<Allocation>, bool),
+    /// Nothing recorded: these detached endpoints' links must go first.
+    InTheWay(Vec<EndpointRecord>),
 }
 
 /// Says what to do when the kernel refuses a MAC address another link on

@@ -27,7 +27,7 @@ use crate::endpoint::DetachOptions;
 use crate::mark;
 use crate::netlink::{Netlink, Request};
 use crate::netns::NetNs;
-use crate::store::{EndpointRecord, EndpointState, NetworkRecord};
+use crate::store::{EndpointRecord, EndpointSession, EndpointState, NetworkRecord};
 use crate::{Error, Result};
 
 /// Which endpoint to detach.
@@ -212,19 +212,18 @@ impl Engine {
         })
     }
 
-    /// Deletes, before an attach, the detached links of the network that
-    /// stand in its way: one in the same namespace (it may hold the
-    /// interface name), one holding a requested address or MAC, and on a
-    /// network whose driver allows few endpoints (passthru) all of them.
-    pub(super) fn clear_detached_in_the_way(
-        &self,
+    /// The detached endpoints of the network that stand in an attach's
+    /// way: one in the same namespace (its link may hold the interface
+    /// name), one holding a requested address or MAC, and on a network
+    /// whose driver allows few endpoints (passthru) all of them.
+    pub(super) fn detached_in_the_way(
+        session: &dyn EndpointSession,
         network: &NetworkRecord,
         netns: &NetNs,
         options: &crate::endpoint::AttachOptions,
-    ) -> Result<()> {
+    ) -> Vec<EndpointRecord> {
         let limited = network.driver.endpoint_limit().is_some();
-        let in_the_way: Vec<EndpointRecord> = self
-            .session(network)?
+        session
             .endpoints()
             .filter(|e| e.state == EndpointState::Detached)
             .filter(|e| {
@@ -237,21 +236,35 @@ impl Engine {
                     || (options.mac.is_some() && e.mac == options.mac)
             })
             .cloned()
-            .collect();
-        if in_the_way.is_empty() {
-            return Ok(());
+            .collect()
+    }
+
+    /// Deletes the links of these detached endpoints, many at once, and
+    /// forgets those that went (and are still detached).
+    pub(super) fn clear_detached(
+        &self,
+        network: &NetworkRecord,
+        detached: &[EndpointRecord],
+    ) -> Result<usize> {
+        let failed = self.remove_endpoint_links(network, detached);
+        for (id, e) in &failed {
+            log::warn!(
+                "network {}: cannot delete the link of detached endpoint {id:016x}: {e}",
+                network.name
+            );
         }
-        let failed = self.remove_endpoint_links(network, &in_the_way);
         let mut session = self.session(network)?;
-        for record in &in_the_way {
+        let mut cleared = 0;
+        for record in detached {
             let still = session
                 .endpoints()
                 .any(|e| e.id == record.id && e.state == EndpointState::Detached);
             if still && !failed.iter().any(|(id, _)| *id == record.id) {
                 session.forget(record.id)?;
+                cleared += 1;
             }
         }
-        Ok(())
+        Ok(cleared)
     }
 
     /// Deletes the link called `ifname` in `netns` if it is a detached link
@@ -285,28 +298,7 @@ impl Engine {
         if detached.is_empty() {
             return Ok(0);
         }
-        let errors = self.remove_endpoint_links(network, &detached);
-        let failed: Vec<u64> = errors.iter().map(|(id, _)| *id).collect();
-        for (id, e) in &errors {
-            log::warn!(
-                "network {}: cannot delete the link of detached endpoint {id:016x}: {e}",
-                network.name
-            );
-        }
-        let mut session = self.session(network)?;
-        let mut swept = 0;
-        for record in &detached {
-            if failed.contains(&record.id) {
-                continue;
-            }
-            let still = session
-                .endpoints()
-                .any(|e| e.id == record.id && e.state == EndpointState::Detached);
-            if still {
-                session.forget(record.id)?;
-                swept += 1;
-            }
-        }
+        let swept = self.clear_detached(network, &detached)?;
         log::debug!("network {}: swept {swept} detached link(s)", network.name);
         Ok(swept)
     }

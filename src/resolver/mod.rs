@@ -699,19 +699,16 @@ fn forward(query: &[u8], upstreams: &[SocketAddr], netns: &NetNs, tcp: bool) -> 
     let question = answer::question_of(query)?;
     let mut fallback = None;
     for upstream in upstreams {
+        // Each exchange keeps only an answer to this very question.
         let reply = if tcp {
-            ask_tcp(query, *upstream, netns)
+            ask_tcp(query, *upstream, netns, &question)
         } else {
             ask_udp(query, *upstream, netns, &question)
         };
         let Some(reply) = reply else {
-            log::debug!("resolver: upstream {upstream} did not answer");
+            log::debug!("resolver: upstream {upstream} gave no answer to the question");
             continue;
         };
-        if answer::question_of(&reply).as_ref() != Some(&question) || reply[..2] != query[..2] {
-            log::debug!("resolver: upstream {upstream} answered another question");
-            continue;
-        }
         let code = reply[3] & 0x0f;
         // SERVFAIL (2), REFUSED (5): perhaps another knows better.
         if code == 2 || code == 5 {
@@ -764,7 +761,7 @@ fn ask_udp(query: &[u8], upstream: SocketAddr, netns: &NetNs, question: &[u8]) -
 }
 
 /// One TCP exchange with `upstream` (for answers too large for UDP).
-fn ask_tcp(query: &[u8], upstream: SocketAddr, netns: &NetNs) -> Option<Vec<u8>> {
+fn ask_tcp(query: &[u8], upstream: SocketAddr, netns: &NetNs, question: &[u8]) -> Option<Vec<u8>> {
     let stream = netns
         .run(move || {
             TcpStream::connect_timeout(&upstream, UPSTREAM_TIMEOUT)
@@ -781,7 +778,10 @@ fn ask_tcp(query: &[u8], upstream: SocketAddr, netns: &NetNs) -> Option<Vec<u8>>
     read_until(&mut stream, &mut len, deadline)?;
     let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
     read_until(&mut stream, &mut reply, deadline)?;
-    Some(reply)
+    (reply.len() >= 12
+        && reply[..2] == query[..2]
+        && answer::question_of(&reply).as_deref() == Some(question))
+    .then_some(reply)
 }
 
 /// Fills `buf` from `stream` before `deadline` (the whole message, not
