@@ -181,8 +181,17 @@ fn the_seed_flow_ping_by_name_and_alias() {
     let (c1, c2) = (sb.container(), sb.container());
     let ipv1 = attach(&net, &c1, "ipv1", &["db"]);
     attach(&net, &c2, "ipv2", &[]);
+    // A container whose loopback is down: the resolver brings it up.
+    assert!(common::run_in(&c2, "ip", &["link", "set", "lo", "down"])
+        .status
+        .success());
     let resolver = start_resolver(&host, &dir);
     assert_eq!(resolver.served(), 2);
+    assert!(common::ip_link(&c2, "lo")["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f == "UP"));
 
     // docker run --net=db_net --name=ipv2 ... ping -c 4 ipv1
     assert!(ping_name(&c2, &conf, "ipv1", false));
@@ -201,7 +210,6 @@ fn the_seed_flow_ping_by_name_and_alias() {
     assert!(start.elapsed() < Duration::from_secs(3));
     let reply = query(&c2, "nosuch.underlay.internal.", RecordType::A).unwrap();
     assert_eq!(reply.response_code(), ResponseCode::NXDomain);
-    // The loopback of a container whose lo was down is up now.
     drop(resolver);
     // Stopped: nothing answers.
     assert!(query(&c2, "ipv1.", RecordType::A).is_none());
