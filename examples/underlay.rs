@@ -626,7 +626,9 @@ fn connect(ctx: &Context, args: &[String]) -> CliResult {
 
 fn disconnect(ctx: &Context, args: &[String]) -> CliResult {
     let mut positional = Vec::new();
-    let mut options = underlay::endpoint::DetachOptions::new();
+    // No sweep in the background: this process exits at once, and would
+    // cut it short. The next connect to the network sweeps.
+    let mut options = underlay::endpoint::DetachOptions::new().sweep(false);
     for arg in args {
         if is_help(arg) {
             print!("{DISCONNECT_USAGE}");

@@ -226,16 +226,35 @@ impl AttachOptions {
 /// let options = DetachOptions::new().delete_link(true);
 /// # let _ = options;
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DetachOptions {
     pub(crate) delete_link: bool,
+    pub(crate) sweep: bool,
+}
+
+impl Default for DetachOptions {
+    fn default() -> Self {
+        DetachOptions {
+            delete_link: false,
+            sweep: true,
+        }
+    }
 }
 
 impl DetachOptions {
     /// The default: off the network at once, the link deleted after.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Whether a sweep starts right after the detach, on a thread of the
+    /// library's own (the default). A process about to exit has no time
+    /// for it (it would be cut short); the link then waits for the next
+    /// attach on the network, `recover`, or the namespace's end.
+    pub fn sweep(mut self, sweep: bool) -> Self {
+        self.sweep = sweep;
+        self
     }
 
     /// Deletes the link before returning (about 20 ms more).

@@ -330,7 +330,7 @@ impl Network {
     /// As [`detach`](Self::detach).
     pub fn detach_with(&self, netns: &NetNs, options: &DetachOptions) -> Result<bool> {
         let detached = self.engine.detach(&self.record, netns, options)?;
-        if detached && !options.delete_link {
+        if detached && !options.delete_link && options.sweep {
             Engine::sweep_later(&self.engine, &self.record);
         }
         Ok(detached)
