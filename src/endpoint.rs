@@ -73,6 +73,10 @@ pub struct AttachOptions {
     pub(crate) no_default_route: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) metric: Option<u32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) assigned: Vec<IpNet>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) gateways: Vec<IpAddr>,
 }
 
 impl AttachOptions {
@@ -108,6 +112,42 @@ impl AttachOptions {
             IpAddr::V4(_) => self.ipv4 = Some(address),
             IpAddr::V6(_) => self.ipv6 = Some(address),
         }
+        self
+    }
+
+    /// Gives the endpoint an address chosen by the caller's own address
+    /// management (a CNI IPAM plugin, DHCP), with its prefix length: only
+    /// on a network with no address family of its own
+    /// ([`NetworkBuilder::ipv4(false)`](crate::network::NetworkBuilder::ipv4)
+    /// and no IPv6), which then records the address but does not manage it.
+    /// One per family; an address another endpoint of the network holds is
+    /// refused.
+    ///
+    /// ```
+    /// use underlay::endpoint::AttachOptions;
+    ///
+    /// let options = AttachOptions::new()
+    ///     .assigned("10.1.2.7/24".parse().unwrap())
+    ///     .gateway("10.1.2.1".parse().unwrap());
+    /// assert!(format!("{options:?}").contains("assigned: [10.1.2.7/24]"));
+    /// ```
+    pub fn assigned(mut self, address: IpNet) -> Self {
+        self.assigned.push(address);
+        self
+    }
+
+    /// The gateway of an [`assigned`](Self::assigned) address of the same
+    /// family: the endpoint's default route goes through it (unless the
+    /// network is internal or [`no_default_route`](Self::no_default_route)).
+    ///
+    /// ```
+    /// use underlay::endpoint::AttachOptions;
+    ///
+    /// let options = AttachOptions::new().gateway("10.1.2.1".parse().unwrap());
+    /// assert!(format!("{options:?}").contains("gateways: [10.1.2.1]"));
+    /// ```
+    pub fn gateway(mut self, gateway: IpAddr) -> Self {
+        self.gateways.push(gateway);
         self
     }
 

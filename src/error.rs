@@ -151,6 +151,21 @@ pub enum Error {
         name: String,
     },
 
+    /// A network with this name exists, but its definition differs from
+    /// the one given (see [`Network::check_definition`](crate::Network::check_definition)).
+    #[error("network {network:?} exists with a different {field}: it has {stored}, the request says {requested}; use the stored definition, or another network name")]
+    DefinitionDiffers {
+        /// The network's name.
+        network: String,
+        /// The first field that differs, in Docker's words (`driver`,
+        /// `parent`, `subnet`, `gateway`, `ip_range`, `aux_address`, `mtu`, ...).
+        field: &'static str,
+        /// The stored value.
+        stored: String,
+        /// The requested value.
+        requested: String,
+    },
+
     /// No network with this name exists.
     #[error("network {name:?} not found")]
     NetworkNotFound {
@@ -311,6 +326,7 @@ impl Error {
         matches!(
             self,
             Error::NetworkExists { .. }
+                | Error::DefinitionDiffers { .. }
                 | Error::ParentInUse { .. }
                 | Error::NetworkHasEndpoints { .. }
                 | Error::AlreadyAttached { .. }
@@ -363,6 +379,7 @@ impl From<Error> for io::Error {
             | Error::NetworkNotFound { .. }
             | Error::ParentNotFound { .. } => K::NotFound,
             Error::NetworkExists { .. }
+            | Error::DefinitionDiffers { .. }
             | Error::AlreadyAttached { .. }
             | Error::NameInUse { .. }
             | Error::InterfaceExists { .. } => K::AlreadyExists,

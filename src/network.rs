@@ -78,6 +78,42 @@ impl Network {
         Network { engine, record }
     }
 
+    /// Checks that this network is what `builder` describes: the same
+    /// driver and mode, parent, families, MTU, subnets, ranges and aux
+    /// addresses. What the description leaves open (no subnet, no gateway)
+    /// matches what the network has. A front end that creates a network on
+    /// first use (the CNI plugin) calls this when the network exists.
+    ///
+    /// ```no_run
+    /// use underlay::{Error, Network};
+    ///
+    /// # let host = underlay::Host::open("/var/lib/underlay")?;
+    /// let net = host.network("pub_net")?; // 172.16.86.0/24 on eth0
+    /// let other = Network::builder("pub_net").macvlan().parent("eth0").subnet("10.9.0.0/24");
+    /// match net.check_definition(&other) {
+    ///     Err(Error::DefinitionDiffers { field, .. }) => assert_eq!(field, "subnet"),
+    ///     _ => unreachable!(),
+    /// }
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The builder's own errors (see [`NetworkBuilder::build`]), and
+    /// [`Error::DefinitionDiffers`](crate::Error::DefinitionDiffers)
+    /// naming the first field that differs.
+    pub fn check_definition(&self, builder: &NetworkBuilder) -> Result<()> {
+        let spec = builder.build()?;
+        match spec.difference(&self.record) {
+            None => Ok(()),
+            Some((field, stored, requested)) => Err(crate::Error::DefinitionDiffers {
+                network: self.record.name.clone(),
+                field,
+                stored,
+                requested,
+            }),
+        }
+    }
+
     /// The network's id: 64 hexadecimal characters, as Docker's.
     ///
     /// ```no_run
@@ -353,9 +389,26 @@ impl Network {
     /// # Errors
     /// As [`detach`](Self::detach).
     pub fn detach_endpoint(&self, name: &str) -> Result<bool> {
-        let options = DetachOptions::new();
-        let detached = self.engine.detach_endpoint(&self.record, name, &options)?;
-        if detached {
+        self.detach_endpoint_with(name, &DetachOptions::new())
+    }
+
+    /// [`detach_endpoint`](Self::detach_endpoint), with options: with
+    /// [`DetachOptions::delete_link`] the link is gone when it returns (a
+    /// short-lived process, such as a CNI plugin, wants that).
+    ///
+    /// ```no_run
+    /// use underlay::{endpoint::DetachOptions, Host};
+    ///
+    /// let net = Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// net.detach_endpoint_with("web1", &DetachOptions::new().delete_link(true))?;
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`detach`](Self::detach).
+    pub fn detach_endpoint_with(&self, name: &str, options: &DetachOptions) -> Result<bool> {
+        let detached = self.engine.detach_endpoint(&self.record, name, options)?;
+        if detached && !options.delete_link && options.sweep {
             Engine::sweep_later(&self.engine, &self.record);
         }
         Ok(detached)

@@ -17,6 +17,7 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
@@ -844,6 +845,120 @@ impl NetworkSpec {
     /// ```
     pub fn families(&self) -> (bool, bool) {
         (self.ipv4, self.ipv6)
+    }
+
+    /// The first field in which the stored network `record` differs from
+    /// this description, as `(field, stored, requested)`; `None` when the
+    /// record is what this description would create. What the description
+    /// leaves open (no subnet, so a default pool; no gateway, so an
+    /// inferred one) matches whatever the record has. Labels are not
+    /// compared.
+    pub(crate) fn difference(
+        &self,
+        record: &NetworkRecord,
+    ) -> Option<(&'static str, String, String)> {
+        fn differs<T: PartialEq + fmt::Display>(
+            field: &'static str,
+            stored: T,
+            requested: T,
+        ) -> Option<(&'static str, String, String)> {
+            (stored != requested).then(|| (field, stored.to_string(), requested.to_string()))
+        }
+        fn shown<T: fmt::Display>(value: Option<T>) -> String {
+            value.map_or_else(|| "none".to_string(), |v| v.to_string())
+        }
+        if self.driver.kind() != record.driver.kind() {
+            return differs("driver", record.driver.kind(), self.driver.kind());
+        }
+        let (stored_options, requested_options) =
+            (record.driver.docker_options(), self.driver.docker_options());
+        for (key, requested) in &requested_options {
+            let stored = stored_options.get(key).map_or("", String::as_str);
+            if stored != requested {
+                let field = if key == "ipvlan_flag" {
+                    "ipvlan_flag"
+                } else if key == "ipvlan_mode" {
+                    "ipvlan_mode"
+                } else {
+                    "macvlan_mode"
+                };
+                return differs(field, stored, requested.as_str());
+            }
+        }
+        match &self.parent {
+            Some(parent) if &record.parent.name != parent => {
+                return differs("parent", record.parent.name.as_str(), parent.as_str());
+            }
+            Some(_) => {}
+            None if record.parent.kind != crate::parent::ParentKind::Dummy => {
+                return differs(
+                    "parent",
+                    record.parent.name.as_str(),
+                    "none (a dummy parent)",
+                );
+            }
+            None => {}
+        }
+        if let Some(found) = differs("internal", record.internal, self.internal)
+            .or_else(|| differs("ipv6", record.ipv6, self.ipv6))
+            .or_else(|| differs("ipv4", record.ipv4, self.ipv4))
+            .or_else(|| differs("mtu", shown(record.mtu), shown(self.mtu)))
+            .or_else(|| {
+                differs(
+                    "host_shim",
+                    record.host_shim.is_some(),
+                    self.host_shim.is_some(),
+                )
+            })
+        {
+            return Some(found);
+        }
+        let requested = self.ipam.subnets();
+        if requested.is_empty() {
+            return None;
+        }
+        let list = |subnets: &[crate::ipam::SubnetConfig]| {
+            let names: Vec<String> = subnets.iter().map(|s| s.subnet().to_string()).collect();
+            names.join(",")
+        };
+        let stored = record.ipam.subnets();
+        if list(stored) != list(requested) {
+            return differs("subnet", list(stored), list(requested));
+        }
+        for (stored, requested) in stored.iter().zip(requested) {
+            if requested.gateway().is_some() {
+                if let Some(found) = differs(
+                    "gateway",
+                    shown(stored.gateway()),
+                    shown(requested.gateway()),
+                ) {
+                    return Some(found);
+                }
+            }
+            if let Some(found) = differs(
+                "ip_range",
+                shown(stored.ip_range()),
+                shown(requested.ip_range()),
+            ) {
+                return Some(found);
+            }
+            let aux = |subnet: &crate::ipam::SubnetConfig| {
+                let pairs: Vec<String> = subnet
+                    .aux_addresses()
+                    .filter(|(name, _)| !name.starts_with("host_shim"))
+                    .map(|(name, address)| format!("{name}={address}"))
+                    .collect();
+                if pairs.is_empty() {
+                    "none".to_string()
+                } else {
+                    pairs.join(",")
+                }
+            };
+            if let Some(found) = differs("aux_address", aux(stored), aux(requested)) {
+                return Some(found);
+            }
+        }
+        None
     }
 
     /// The record of a network made from this description, as it is

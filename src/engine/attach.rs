@@ -486,6 +486,19 @@ fn allocate(
     id: u64,
     options: &AttachOptions,
 ) -> Result<Vec<Allocation>> {
+    if !network.ipv4 && !network.ipv6 {
+        return assigned(network, session, id, options);
+    }
+    if let Some(address) = options.assigned.first() {
+        return Err(Error::invalid(
+            "address",
+            address.to_string(),
+            format!(
+                "network {:?} manages its addresses itself: ask for one with ip(), without a prefix length",
+                network.name
+            ),
+        ));
+    }
     let mut out: Vec<Allocation> = Vec::new();
     let families = [
         (IpFamily::V4, network.ipv4, options.ipv4),
@@ -526,6 +539,64 @@ fn allocate(
     Ok(out)
 }
 
+/// The addresses the caller assigned, on a network with no address family:
+/// at most one per family, none held by another endpoint of the network.
+fn assigned(
+    network: &NetworkRecord,
+    session: &mut dyn EndpointSession,
+    id: u64,
+    options: &AttachOptions,
+) -> Result<Vec<Allocation>> {
+    if let Some(address) = options.ipv4.or(options.ipv6) {
+        return Err(Error::invalid(
+            "address",
+            address.to_string(),
+            format!(
+                "network {:?} has no address family: its containers get the link alone and configure addresses themselves, or get addresses assigned by the caller (with their prefix length)",
+                network.name
+            ),
+        ));
+    }
+    let mut out: Vec<Allocation> = Vec::new();
+    for address in &options.assigned {
+        let family = IpFamily::of(address.addr());
+        if out.iter().any(|a| IpFamily::of(a.ip()) == family) {
+            return Err(Error::invalid(
+                "address",
+                address.to_string(),
+                format!("an endpoint gets one {family} address"),
+            ));
+        }
+        if let Some(holder) = session
+            .endpoints()
+            .find(|e| e.id != id && e.ips().any(|ip| ip == address.addr()))
+        {
+            return Err(Error::AddressInUse {
+                address: address.addr(),
+                network: network.name.clone(),
+                endpoint: holder.name.clone(),
+            });
+        }
+        let gateway = options
+            .gateways
+            .iter()
+            .copied()
+            .find(|g| IpFamily::of(*g) == family);
+        out.push(Allocation::assigned(*address, gateway, id));
+    }
+    if let Some(gateway) = options.gateways.iter().find(|g| {
+        !out.iter()
+            .any(|a| IpFamily::of(a.ip()) == IpFamily::of(**g))
+    }) {
+        return Err(Error::invalid(
+            "gateway",
+            gateway.to_string(),
+            "no assigned address of its family",
+        ));
+    }
+    Ok(out)
+}
+
 /// Names the endpoint holding an address in an "in use" error.
 fn in_use(network: &NetworkRecord, session: &dyn EndpointSession, error: IpamError) -> Error {
     if let IpamError::AddressInUse {
@@ -555,7 +626,7 @@ fn ipv6_setting(
     ifname: &str,
     allocations: &[Allocation],
 ) -> Option<(String, &'static str)> {
-    if !(network.ipv4 || network.ipv6) {
+    if !(network.ipv4 || network.ipv6 || !allocations.is_empty()) {
         return None;
     }
     let ipv6 = allocations.iter().any(|a| a.ip().is_ipv6());

@@ -56,6 +56,16 @@ pub struct Allocation {
 }
 
 impl Allocation {
+    /// An address the network's caller assigned (a CNI IPAM plugin's), on a
+    /// network with no address management of its own.
+    pub(crate) fn assigned(address: IpNet, gateway: Option<IpAddr>, holder: u64) -> Self {
+        Allocation {
+            address,
+            gateway,
+            holder,
+        }
+    }
+
     /// The address with the prefix length of its subnet, as it is added to
     /// the interface (`192.168.136.3/24`).
     ///

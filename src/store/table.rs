@@ -18,6 +18,9 @@ pub(crate) struct EndpointTable {
     pub endpoints: BTreeMap<u64, EndpointRecord>,
     /// The ids of the records still `attaching` or `detaching`.
     unfinished: BTreeSet<u64>,
+    /// A network with no address family: its endpoints' addresses, if
+    /// any, were assigned by the caller, and the allocator has no part.
+    assigned: bool,
 }
 
 impl EndpointTable {
@@ -28,6 +31,7 @@ impl EndpointTable {
             ipam: Ipam::new(&network.name, &network.ipam, network.policy),
             endpoints: BTreeMap::new(),
             unfinished: BTreeSet::new(),
+            assigned: !network.ipv4 && !network.ipv6,
         }
     }
 
@@ -56,6 +60,9 @@ impl EndpointTable {
             }
         }
         for address in record.ips() {
+            if self.assigned {
+                break; // the caller's addresses: nothing to allocate
+            }
             if self.ipam.holder(address) == Some(record.id) {
                 continue; // allocated by this very attach
             }

@@ -1,0 +1,456 @@
+//! The commands: `ADD`, `DEL`, `CHECK`, `STATUS`, `GC`, on the library's
+//! public API.
+
+use std::collections::BTreeSet;
+
+use ipnet::IpNet;
+use serde_json::{json, Value};
+use underlay::endpoint::{AttachOptions, DetachOptions, Endpoint};
+use underlay::netns::NetNs;
+use underlay::parent::{parse_vlan_name, ParentKind};
+use underlay::{Error, Host, IpFamily, Network};
+
+use crate::config::{Env, NetConf};
+use crate::delegate;
+use crate::reply::{CniError, Code, Interface, IpConfig, RouteConfig};
+
+/// The name of the endpoint of attachment `(container_id, ifname)`: `cni-`
+/// and 16 hex digits of a hash of both. Attachments are found by it, never
+/// by namespace path (containerd's `DEL` has none).
+pub fn endpoint_name(container_id: &str, ifname: &str) -> String {
+    // FNV-1a, 64 bits: stable across builds and Rust versions.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in container_id
+        .bytes()
+        .chain(std::iter::once(0))
+        .chain(ifname.bytes())
+    {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{ENDPOINT_PREFIX}{hash:016x}")
+}
+
+/// What every endpoint this plugin makes is named with.
+const ENDPOINT_PREFIX: &str = "cni-";
+
+/// The host of the configuration's state and runtime directories.
+fn open_host(conf: &NetConf) -> Result<Host, CniError> {
+    let mut options = Host::options();
+    if let Some(dir) = &conf.state_dir {
+        options = options.state_dir(dir);
+    }
+    if let Some(dir) = &conf.runtime_dir {
+        options = options.runtime_dir(dir);
+    }
+    options.open().map_err(CniError::from)
+}
+
+/// The configuration's network: made on first use, checked against the
+/// stored definition after. Creation takes the state lock, so parallel
+/// `ADD`s make it once.
+fn network(host: &Host, conf: &NetConf) -> Result<Network, CniError> {
+    let builder = conf.builder()?;
+    let existing = match host.network(&conf.name) {
+        Ok(network) => network,
+        Err(Error::NetworkNotFound { .. }) => match host.create_network(builder.clone()) {
+            Ok(network) => return Ok(network),
+            Err(Error::NetworkExists { .. }) => host.network(&conf.name)?,
+            Err(e @ (Error::InvalidArgument { .. } | Error::Ipam(_))) => {
+                return Err(CniError::new(
+                    Code::InvalidConfig,
+                    format!("invalid network configuration: {e}"),
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        },
+        Err(e) => return Err(e.into()),
+    };
+    existing.check_definition(&builder)?;
+    Ok(existing)
+}
+
+/// The network, if it exists (`DEL`, `CHECK`, `GC` never create one).
+fn existing_network(host: &Host, name: &str) -> Result<Option<Network>, CniError> {
+    match host.network(name) {
+        Ok(network) => Ok(Some(network)),
+        Err(Error::NetworkNotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn find_endpoint(network: &Network, name: &str) -> Result<Option<Endpoint>, CniError> {
+    Ok(network.endpoints()?.into_iter().find(|e| e.name() == name))
+}
+
+/// `ADD`.
+pub fn add(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Value, CniError> {
+    let prev = conf.prev_result()?;
+    let ipam = conf.ipam_type()?;
+    let requested_ips = conf.requested_ips(env)?;
+    let mac = conf
+        .requested_mac(env)
+        .map(|m| {
+            m.parse().map_err(|_| {
+                CniError::new(
+                    Code::InvalidEnvironment,
+                    format!("MAC {m:?} is not a MAC address (such as 02:42:ac:10:56:0a)"),
+                )
+            })
+        })
+        .transpose()?;
+    let netns = NetNs::open(&env.netns).map_err(|e| {
+        CniError::new(
+            Code::InvalidEnvironment,
+            format!("CNI_NETNS={:?}: {e}", env.netns),
+        )
+    })?;
+    let host = open_host(conf)?;
+    let network = network(&host, conf)?;
+    let name = endpoint_name(&env.container_id, &env.ifname);
+
+    let mut options = AttachOptions::new().name(&name).ifname(&env.ifname);
+    if let Some(mac) = mac {
+        options = options.mac(mac);
+    }
+    // Delegated IPAM: the plugin decides, underlay records what it is given.
+    let delegated = match &ipam {
+        Some(plugin) => {
+            if !requested_ips.is_empty() {
+                // The IPAM plugin receives CNI_ARGS and runtimeConfig too,
+                // and is the one to honour them.
+                log::debug!("requested addresses are the IPAM plugin {plugin}'s to give");
+            }
+            let result = delegate::add(plugin, env, stdin)?;
+            for ip in &result.ips {
+                options = options.assigned(ip.address);
+                if let Some(gateway) = ip.gateway {
+                    options = options.gateway(gateway);
+                }
+            }
+            Some((plugin.clone(), result))
+        }
+        None => {
+            for ip in &requested_ips {
+                options = options.ip(*ip);
+            }
+            None
+        }
+    };
+    let attached = attach(&network, &netns, &name, &options);
+    let endpoint = match attached {
+        Ok(endpoint) => endpoint,
+        Err(e) => {
+            if let Some((plugin, _)) = &delegated {
+                // Nothing may be left: give the plugin's addresses back.
+                if let Err(undo) = delegate::run(plugin, "DEL", env, stdin) {
+                    log::warn!("releasing the IPAM plugin's addresses failed: {}", undo.msg);
+                }
+            }
+            return Err(e);
+        }
+    };
+    let mut result = prev.unwrap_or_default();
+    let index = result.interfaces.len();
+    result.interfaces.push(Interface {
+        name: endpoint.ifname().to_owned(),
+        mac: mac_of(&endpoint, &netns)?,
+        sandbox: env.netns.clone(),
+    });
+    let gateways = network.gateways();
+    let internal = network.internal();
+    let mut families = BTreeSet::new();
+    for address in endpoint.addresses() {
+        let gateway = match &delegated {
+            Some((_, r)) => r
+                .ips
+                .iter()
+                .find(|ip| ip.address == *address)
+                .and_then(|ip| ip.gateway),
+            None => gateways
+                .iter()
+                .copied()
+                .find(|g| address.trunc().contains(g)),
+        };
+        result.ips.push(IpConfig {
+            address: *address,
+            gateway,
+            interface: Some(index),
+        });
+        let family = IpFamily::of(address.addr());
+        if let (Some(gw), false, true) = (gateway, internal, families.insert(family)) {
+            result.routes.push(RouteConfig {
+                dst: default_route(family),
+                gw: Some(gw),
+            });
+        }
+    }
+    if let Some((_, r)) = &delegated {
+        // The default routes through the plugin's gateways are installed
+        // and reported above; the plugin's DNS settings are passed on.
+        if result.dns.is_none() {
+            result.dns = r.dns.clone();
+        }
+    }
+    Ok(result.to_json(&conf.cni_version))
+}
+
+/// Attaches, and after a crash of an earlier `ADD` for the same attachment
+/// (its endpoint left with its namespace gone) detaches that first.
+fn attach(
+    network: &Network,
+    netns: &NetNs,
+    name: &str,
+    options: &AttachOptions,
+) -> Result<Endpoint, CniError> {
+    match network.attach(netns, options) {
+        Err(Error::NameInUse { .. }) => {
+            if let Some(old) = find_endpoint(network, name)? {
+                if network.is_attached(&old) {
+                    return Err(CniError::new(
+                        Code::Conflict,
+                        format!(
+                            "this container already has interface {} on network {:?} (endpoint {name}): DEL it first",
+                            old.ifname(),
+                            network.name()
+                        ),
+                    ));
+                }
+                network.detach_endpoint_with(name, &DetachOptions::new().delete_link(true))?;
+            }
+            network.attach(netns, options).map_err(CniError::from)
+        }
+        other => other.map_err(CniError::from),
+    }
+}
+
+fn default_route(family: IpFamily) -> IpNet {
+    match family {
+        IpFamily::V4 => "0.0.0.0/0".parse().expect("a prefix"),
+        IpFamily::V6 => "::/0".parse().expect("a prefix"),
+    }
+}
+
+/// The interface's MAC address: the endpoint's (macvlan), or read from the
+/// link (ipvlan shares its parent's). Runtimes refuse an empty one.
+fn mac_of(endpoint: &Endpoint, netns: &NetNs) -> Result<String, CniError> {
+    if let Some(mac) = endpoint.mac() {
+        return Ok(mac.to_string());
+    }
+    let link = netns.netlink()?.link_by_name(endpoint.ifname())?;
+    Ok(link.mac.map(|m| m.to_string()).unwrap_or_default())
+}
+
+/// `DEL`: idempotent. A missing network or attachment, an empty
+/// `CNI_NETNS` or a namespace that is gone all end in success, with the
+/// addresses released.
+pub fn del(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<(), CniError> {
+    let ipam = conf.ipam_type()?;
+    let host = open_host(conf)?;
+    if let Some(network) = existing_network(&host, &conf.name)? {
+        let name = endpoint_name(&env.container_id, &env.ifname);
+        network.detach_endpoint_with(&name, &DetachOptions::new().delete_link(true))?;
+    }
+    if let Some(plugin) = ipam {
+        delegate::run(&plugin, "DEL", env, stdin)?;
+    }
+    Ok(())
+}
+
+/// `CHECK`: the interface in the namespace is what `prevResult` says.
+pub fn check(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<(), CniError> {
+    let prev = conf.prev_result()?.ok_or_else(|| {
+        CniError::new(
+            Code::InvalidConfig,
+            "CHECK needs prevResult: the result of the ADD to check",
+        )
+    })?;
+    let differs = |what: String| CniError::new(Code::CheckFailed, what);
+    let host = open_host(conf)?;
+    let network = existing_network(&host, &conf.name)?
+        .ok_or_else(|| differs(format!("network {:?} does not exist", conf.name)))?;
+    network.check_definition(&conf.builder()?)?;
+    let name = endpoint_name(&env.container_id, &env.ifname);
+    let endpoint = find_endpoint(&network, &name)?.ok_or_else(|| {
+        CniError::new(
+            Code::UnknownContainer,
+            format!(
+                "container {} has no interface {} on network {:?}",
+                env.container_id, env.ifname, conf.name
+            ),
+        )
+    })?;
+    if !network.is_attached(&endpoint) {
+        return Err(differs(format!(
+            "the container's link {} is gone from its namespace",
+            env.ifname
+        )));
+    }
+    if let Some(plugin) = conf.ipam_type()? {
+        delegate::run(&plugin, "CHECK", env, stdin)?;
+    }
+    let netns = NetNs::open(&env.netns).map_err(|e| {
+        CniError::new(
+            Code::InvalidEnvironment,
+            format!("CNI_NETNS={:?}: {e}", env.netns),
+        )
+    })?;
+    let nl = netns.netlink()?;
+    let link = nl
+        .link_by_name(&env.ifname)
+        .map_err(|_| differs(format!("interface {} is missing", env.ifname)))?;
+    let Some(index) = prev.interfaces.iter().position(|i| i.name == env.ifname) else {
+        return Err(differs(format!(
+            "prevResult has no interface {}",
+            env.ifname
+        )));
+    };
+    let expected_mac = &prev.interfaces[index].mac;
+    let mac = link.mac.map(|m| m.to_string()).unwrap_or_default();
+    if !expected_mac.is_empty() && !expected_mac.eq_ignore_ascii_case(&mac) {
+        return Err(differs(format!(
+            "interface {} has MAC {mac}, prevResult says {expected_mac}",
+            env.ifname
+        )));
+    }
+    if !link.up {
+        return Err(differs(format!("interface {} is down", env.ifname)));
+    }
+    let present: Vec<IpNet> = nl
+        .addresses(Some(link.index))?
+        .into_iter()
+        .map(|a| a.address)
+        .collect();
+    for ip in prev.ips.iter().filter(|ip| ip.interface == Some(index)) {
+        if !present.contains(&ip.address) {
+            return Err(differs(format!(
+                "interface {} lacks address {}",
+                env.ifname, ip.address
+            )));
+        }
+    }
+    for family in [IpFamily::V4, IpFamily::V6] {
+        let routes = nl.routes(family)?;
+        for expected in prev
+            .routes
+            .iter()
+            .filter(|r| IpFamily::of(r.dst.addr()) == family)
+        {
+            let found = routes.iter().any(|r| {
+                let dst = r.destination.unwrap_or_else(|| default_route(family));
+                dst == expected.dst && (expected.gw.is_none() || r.gateway == expected.gw)
+            });
+            if !found {
+                let via = expected.gw.map(|g| format!(" via {g}")).unwrap_or_default();
+                return Err(differs(format!(
+                    "the route to {}{via} is missing",
+                    expected.dst
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `GC`: every attachment of this network not in
+/// `cni.dev/valid-attachments` is detached (addresses, record, and the link
+/// if its namespace still exists). Endpoints other front ends made on the
+/// same network are left alone.
+pub fn gc(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<(), CniError> {
+    let valid: BTreeSet<String> = conf
+        .valid_attachments
+        .iter()
+        .flatten()
+        .map(|a| endpoint_name(&a.container_id, &a.ifname))
+        .collect();
+    let host = open_host(conf)?;
+    if let Some(network) = existing_network(&host, &conf.name)? {
+        let mut failures = Vec::new();
+        for endpoint in network.endpoints()? {
+            let name = endpoint.name();
+            if !name.starts_with(ENDPOINT_PREFIX) || valid.contains(name) {
+                continue;
+            }
+            log::info!("GC: detaching {name} from {}", conf.name);
+            if let Err(e) =
+                network.detach_endpoint_with(name, &DetachOptions::new().delete_link(true))
+            {
+                failures.push(format!("{name}: {e}"));
+            }
+        }
+        if !failures.is_empty() {
+            return Err(CniError::new(
+                Code::Failed,
+                format!("GC could not release {}", failures.join("; ")),
+            ));
+        }
+    }
+    if let Some(plugin) = conf.ipam_type()? {
+        delegate::run(&plugin, "GC", env, stdin)?;
+    }
+    Ok(())
+}
+
+/// `STATUS`: can an `ADD` succeed? The state directory must be usable and
+/// the parent present (or one underlay makes: a dummy, or `NAME.VLAN` on a
+/// present `NAME`).
+pub fn status(conf: &NetConf) -> Result<(), CniError> {
+    let unavailable = |msg: String| CniError::new(Code::NotAvailable, msg);
+    let host = open_host(conf)
+        .map_err(|e| unavailable(format!("the state directory is unusable: {}", e.msg)))?;
+    let builder = conf.builder()?;
+    // The link that must exist: the parent, or the interface underlay tags
+    // a VLAN sub-interface on (it makes the sub-interface, and a dummy
+    // parent, itself).
+    let parent = match existing_network(&host, &conf.name).map_err(|e| unavailable(e.msg))? {
+        Some(network) => match &network.parent().kind {
+            ParentKind::Dummy => None,
+            ParentKind::Vlan { master, .. } => Some(master.clone()),
+            _ => Some(network.parent().name.clone()),
+        },
+        None => match builder.build()?.parent() {
+            None => None,
+            Some(name) => match parse_vlan_name(name)? {
+                Some((master, _)) => Some(master),
+                None => Some(name.to_owned()),
+            },
+        },
+    };
+    if let Some(parent) = parent {
+        host.netns()
+            .netlink()
+            .and_then(|nl| nl.link_by_name(&parent))
+            .map_err(|e| {
+                unavailable(format!(
+                    "parent interface {parent} is missing ({e}): ADD would fail"
+                ))
+            })?;
+    }
+    Ok(())
+}
+
+/// The answer to `VERSION`.
+pub fn version(requested: &str) -> Value {
+    json!({
+        "cniVersion": requested,
+        "supportedVersions": crate::reply::SUPPORTED_VERSIONS,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attachment_names_are_stable_distinct_and_valid() {
+        let a = endpoint_name("abc", "eth0");
+        assert_eq!(a, endpoint_name("abc", "eth0"));
+        assert_ne!(a, endpoint_name("abc", "eth1"));
+        assert_ne!(a, endpoint_name("abce", "th0"));
+        assert!(
+            underlay::names::validate_dns_name("endpoint name", &a).is_ok(),
+            "{a}"
+        );
+        assert_eq!(a.len(), 20);
+    }
+}
