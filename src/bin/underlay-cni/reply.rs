@@ -270,7 +270,11 @@ impl AddResult {
             };
             result.routes.push(RouteConfig { dst, gw });
         }
-        result.dns = object.get("dns").cloned();
+        // An empty `dns` ({}) is what "none" looks like on the wire.
+        result.dns = object
+            .get("dns")
+            .filter(|v| !v.as_object().is_some_and(|o| o.is_empty()) && !v.is_null())
+            .cloned();
         Ok(result)
     }
 }
