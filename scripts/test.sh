@@ -4,19 +4,27 @@
 # Usage: scripts/test.sh [--host-only | --vm-only]
 #   (no option)   run both tiers (what CI does)
 #   --host-only   host tier only: `cargo test --no-fail-fast` (unit, integration and
-#                 doc tests) on this machine's kernel; needs_* tests show as skipped
+#                 doc tests) on this machine's kernel; needs_* tests show as skipped;
+#                 with UNDERLAY_REQUIRE_RUNTIMES=1, so tests/cni_runtimes.rs (podman,
+#                 containerd) fails rather than skips when a runtime is missing
 #   --vm-only     real-kernel tier only: Debian's kernel booted under QEMU (TCG) with
 #                 virtme-ng, the host's root filesystem read-only over 9p, running the
 #                 already-built tests/*.rs binaries with --include-ignored, and the
 #                 lib unit-test binary with --include-ignored (--vm-only) or, when the
-#                 host tier runs them anyway, --ignored (only its needs_* tests)
+#                 host tier runs them anyway, --ignored (only its needs_* tests);
+#                 never cni_runtimes (it needs podman, containerd and the machine's
+#                 writable /var and /run: host tier only)
 #
 # Tests that need ipvlan / 802.1q VLAN / dummy are #[ignore]d and have a path segment
 # needs_ipvlan / needs_vlan / needs_dummy; the real-kernel tier fails unless at least
 # one test of each kind passed in it.
 #
 # Installs what is missing (apt: qemu-system-x86 linux-image-amd64 linux-image-6.12-amd64 busybox-static
-# iputils-ping iproute2 jq dnsmasq-base; pip: virtme-ng), idempotently. Builds with every
+# iputils-ping iproute2 jq dnsmasq-base; for the host tier, without recommends: podman
+# containernetworking-plugins runc conmon uidmap slirp4netns catatonit busybox-static;
+# pip: virtme-ng), idempotently. containerd is downloaded, never installed (its package
+# would start a service): `apt-get download` + `dpkg-deb -x` into <target>/containerd,
+# whose usr/bin the host tier gets as UNDERLAY_CONTAINERD_BIN. Builds with every
 # feature (`--all-features`: the resolver's tests need `dns`).
 #
 # Environment knobs:
@@ -66,8 +74,9 @@ show_tail() { # file [lines]
 }
 
 # ---------------------------------------------------------------- installs
-apt_ensure() {
-    local missing=() p
+apt_ensure() { # [--no-install-recommends] package...
+    local missing=() extra=() p
+    [[ ${1:-} == --no-install-recommends ]] && { extra+=("$1"); shift; }
     for p in "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
             missing+=("$p")
@@ -77,7 +86,7 @@ apt_ensure() {
     local opts=(-q -o DPkg::Lock::Timeout=900)
     apt-get "${opts[@]}" update >/dev/null ||
         die "apt-get update failed"
-    apt-get "${opts[@]}" install -y "${missing[@]}" >/tmp/underlay-apt.log 2>&1 ||
+    apt-get "${opts[@]}" install -y "${extra[@]}" "${missing[@]}" >/tmp/underlay-apt.log 2>&1 ||
         { show_tail /tmp/underlay-apt.log; die "apt-get install ${missing[*]} failed"; }
 }
 
@@ -120,18 +129,49 @@ ensure_vng() {
     find_vng || die "virtme-ng installed but no working vng found"
 }
 
-pkgs=(jq)
+# containernetworking-plugins: the stock plugins tests/cni.rs chains and delegates to
+# (tuning, host-local, static), in both tiers.
+pkgs=(jq containernetworking-plugins)
 # dnsmasq-base: the upstream resolver of the resolver's tests (a binary, no service).
 ((run_host)) && pkgs+=(iproute2 iputils-ping dnsmasq-base)
 # virtme-ng needs a static busybox for the guest's initramfs (the 9p modules).
 # Both of Debian's kernel lines: 6.1 (linux-image-amd64) and 6.12.
 ((run_vm)) && pkgs+=(iproute2 iputils-ping dnsmasq-base qemu-system-x86 linux-image-amd64 linux-image-6.12-amd64 busybox-static)
 apt_ensure "${pkgs[@]}"
+# podman with its CNI backend, for tests/cni_runtimes.rs (recommends would bring
+# netavark, fuse-overlayfs, ...: not needed).
+((run_host)) && apt_ensure --no-install-recommends podman containernetworking-plugins runc conmon \
+    uidmap slirp4netns catatonit busybox-static
 ((run_vm)) && ensure_vng
 
 TARGET=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
 LOGS=$TARGET/test-logs
 mkdir -p "$LOGS"
+
+# containerd for tests/cni_runtimes.rs: Debian's package unpacked into
+# <target>/containerd (kept between runs), never installed.
+ensure_containerd() {
+    local dir=$TARGET/containerd bin deb
+    bin=$dir/usr/bin
+    if [[ ! -x $bin/containerd || ! -x $bin/ctr || ! -x $bin/containerd-shim-runc-v2 ]]; then
+        log "apt-get download containerd (unpacked into $dir, not installed)"
+        local dl=$dir.download opts=(-q -o DPkg::Lock::Timeout=900)
+        rm -rf "$dl" "$dir" && mkdir -p "$dl"
+        # An old or missing package list: update once and try again.
+        (cd "$dl" && apt-get "${opts[@]}" download containerd) >/tmp/underlay-apt.log 2>&1 ||
+            { apt-get "${opts[@]}" update >/dev/null &&
+                (cd "$dl" && apt-get "${opts[@]}" download containerd) >/tmp/underlay-apt.log 2>&1; } ||
+            { show_tail /tmp/underlay-apt.log; die "apt-get download containerd failed"; }
+        deb=$(ls "$dl"/containerd_*.deb 2>/dev/null | head -n 1)
+        [[ -n $deb ]] || die "apt-get download containerd left no containerd_*.deb"
+        rm -rf "$dir.tmp"
+        dpkg-deb -x "$deb" "$dir.tmp" && mv "$dir.tmp" "$dir" ||
+            die "dpkg-deb -x $deb failed"
+        rm -rf "$dl"
+    fi
+    export UNDERLAY_CONTAINERD_BIN=$bin
+}
+((run_host)) && ensure_containerd
 
 # ---------------------------------------------------------------- build once
 log "building test binaries (cargo test --all-features --no-run)"
@@ -148,6 +188,15 @@ mapfile -t BINS < <(jq -r 'select(.reason=="compiler-artifact" and .profile.test
     | "\(.target.name)-\(.target.kind | map(select(. == "test")) | if length > 0 then "test" else "unit" end)\t\(.executable)"' \
     "$LOGS/build.json" | sort -u)
 log "built ${#BINS[@]} test binaries in $(($(now) - t0))s"
+# Host tier only: tests that drive podman and containerd (they need the
+# machine's userland and writable /var and /run, which the guest lacks).
+HOST_ONLY_BINS="cni_runtimes"
+keep=()
+for entry in "${BINS[@]}"; do
+    name=${entry%%$'\t'*}
+    [[ " $HOST_ONLY_BINS " == *" ${name%-*} "* ]] || keep+=("$entry")
+done
+BINS=("${keep[@]}")
 if [[ -n ${UNDERLAY_VM_BINS:-} ]]; then # developer knob: only these targets in the VM
     keep=()
     for entry in "${BINS[@]}"; do
@@ -210,7 +259,9 @@ host_tier() {
     # namespace, no named namespace, no runtime state.
     local before after
     before=$(machine_state)
-    cargo test --all-features --no-fail-fast >"$hlog" 2>&1 || rc=$?
+    # UNDERLAY_REQUIRE_RUNTIMES: tests/cni_runtimes.rs fails, rather than skips,
+    # when podman or containerd is missing.
+    UNDERLAY_REQUIRE_RUNTIMES=1 cargo test --all-features --no-fail-fast >"$hlog" 2>&1 || rc=$?
     after=$(machine_state)
     read -r "P[host]" "F[host]" "S[host]" < <(sum_results "$hlog")
     # Only what appeared counts: something another process removed meanwhile

@@ -2,6 +2,7 @@
 //! public API.
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 
 use ipnet::IpNet;
 use serde_json::{json, Value};
@@ -137,7 +138,11 @@ pub fn add(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Value, CniError> {
             None
         }
     };
-    let attached = attach(&network, &netns, &name, &options);
+    let wanted: Vec<IpAddr> = match &delegated {
+        Some((_, r)) => r.ips.iter().map(|ip| ip.address.addr()).collect(),
+        None => requested_ips.clone(),
+    };
+    let attached = attach(&network, &netns, &name, &options, &wanted);
     let endpoint = match attached {
         Ok(endpoint) => endpoint,
         Err(e) => {
@@ -195,32 +200,56 @@ pub fn add(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Value, CniError> {
     Ok(result.to_json(&conf.cni_version))
 }
 
-/// Attaches, and after a crash of an earlier `ADD` for the same attachment
-/// (its endpoint left with its namespace gone) detaches that first.
+/// Attaches. When the attachment exists already: a retried `ADD` (the
+/// same namespace and interface, the earlier `ADD` cut short after it was
+/// done) gets the existing endpoint; one whose namespace is gone (a crash,
+/// then a new container under the same id) is detached first; anything else
+/// is a conflict.
 fn attach(
     network: &Network,
     netns: &NetNs,
     name: &str,
     options: &AttachOptions,
+    wanted: &[IpAddr],
 ) -> Result<Endpoint, CniError> {
     match network.attach(netns, options) {
-        Err(Error::NameInUse { .. }) => {
-            if let Some(old) = find_endpoint(network, name)? {
-                if network.is_attached(&old) {
-                    return Err(CniError::new(
-                        Code::Conflict,
-                        format!(
-                            "this container already has interface {} on network {:?} (endpoint {name}): DEL it first",
-                            old.ifname(),
-                            network.name()
-                        ),
-                    ));
+        Err(e @ (Error::NameInUse { .. } | Error::AlreadyAttached { .. })) => {
+            let Some(old) = find_endpoint(network, name)? else {
+                return Err(attach_error(e));
+            };
+            if network.is_attached(&old) {
+                let same_netns = old.netns().is_some_and(|ns| ns.id() == netns.id());
+                let same_addresses = wanted
+                    .iter()
+                    .all(|ip| old.addresses().iter().any(|a| a.addr() == *ip));
+                if same_netns && same_addresses {
+                    log::info!("ADD of {name} again: it is attached already");
+                    return Ok(old);
                 }
-                network.detach_endpoint_with(name, &DetachOptions::new().delete_link(true))?;
+                return Err(CniError::new(
+                    Code::Conflict,
+                    format!(
+                        "this container already has interface {} on network {:?} (endpoint {name}): DEL it first",
+                        old.ifname(),
+                        network.name()
+                    ),
+                ));
             }
-            network.attach(netns, options).map_err(CniError::from)
+            network.detach_endpoint_with(name, &DetachOptions::new().delete_link(true))?;
+            network.attach(netns, options).map_err(attach_error)
         }
-        other => other.map_err(CniError::from),
+        other => other.map_err(attach_error),
+    }
+}
+
+/// An attach's refusal of what the runtime asked for (`IP=`, `MAC=`,
+/// `CNI_IFNAME`) is an invalid-environment error; the rest as usual.
+fn attach_error(error: Error) -> CniError {
+    match error {
+        Error::InvalidArgument { .. } | Error::Ipam(_) if !error.is_conflict() => {
+            CniError::new(Code::InvalidEnvironment, error.to_string())
+        }
+        error => error.into(),
     }
 }
 

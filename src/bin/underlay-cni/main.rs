@@ -92,27 +92,46 @@ fn run(input: &[u8], version: &str) -> Result<Option<Value>, CniError> {
 }
 
 /// A minimal stderr logger for the `log` facade, on when `UNDERLAY_LOG`
-/// names a level.
+/// names a level. For crash tests, `UNDERLAY_CRASH_AT=TEXT` kills the
+/// process (SIGKILL) when the library logs a message containing TEXT.
 fn init_log() {
-    struct Stderr(log::LevelFilter);
+    struct Stderr {
+        level: log::LevelFilter,
+        crash_at: Option<String>,
+    }
     impl log::Log for Stderr {
-        fn enabled(&self, metadata: &log::Metadata) -> bool {
-            metadata.level() <= self.0
+        fn enabled(&self, _: &log::Metadata) -> bool {
+            true
         }
         fn log(&self, record: &log::Record) {
-            if self.enabled(record.metadata()) {
+            if record.level() <= self.level {
                 eprintln!("underlay-cni: {}: {}", record.level(), record.args());
+            }
+            if let Some(point) = &self.crash_at {
+                if record.args().to_string().contains(point.as_str()) {
+                    let _ = rustix::process::kill_process(
+                        rustix::process::getpid(),
+                        rustix::process::Signal::KILL,
+                    );
+                    std::process::abort(); // not reached
+                }
             }
         }
         fn flush(&self) {}
     }
-    let Some(level) = std::env::var("UNDERLAY_LOG")
+    let level = std::env::var("UNDERLAY_LOG")
         .ok()
         .and_then(|l| l.parse::<log::LevelFilter>().ok())
-    else {
-        return;
+        .unwrap_or(log::LevelFilter::Off);
+    let crash_at = std::env::var("UNDERLAY_CRASH_AT").ok();
+    let max = if crash_at.is_some() {
+        log::LevelFilter::Trace
+    } else {
+        level
     };
-    if log::set_logger(Box::leak(Box::new(Stderr(level)))).is_ok() {
-        log::set_max_level(level);
+    if max != log::LevelFilter::Off
+        && log::set_logger(Box::leak(Box::new(Stderr { level, crash_at }))).is_ok()
+    {
+        log::set_max_level(max);
     }
 }
