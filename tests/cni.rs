@@ -417,6 +417,10 @@ fn status_fails_when_the_parent_is_missing_or_the_state_unusable() {
     assert_eq!(status(&cni.conf).code(), 50);
 }
 
+/// A bad input: what it is, the variables, stdin, the expected code.
+type Case = (&'static str, Vars, Value, u64);
+type Vars = Vec<(&'static str, String)>;
+
 #[test]
 fn bad_input_gets_the_specs_error_and_leaves_nothing() {
     let cni = Cni::new("1.0.0", "10.98.0.0/24");
@@ -445,7 +449,7 @@ fn bad_input_gets_the_specs_error_and_leaves_nothing() {
         conf[key] = value;
         conf
     };
-    let mut cases: Vec<(&str, Vec<(&'static str, String)>, Value, u64)> = vec![
+    let mut cases: Vec<Case> = vec![
         (
             "malformed JSON",
             Cni::vars("ADD", "c2", &c2p, "eth0"),
@@ -531,7 +535,7 @@ fn bad_input_gets_the_specs_error_and_leaves_nothing() {
             .collect();
         cases.push(("a missing variable", vars, cni.conf.clone(), 7));
     }
-    let mut args = |value: &str| {
+    let args = |value: &str| {
         let mut vars = Cni::vars("ADD", "c2", &c2p, "eth0");
         vars.push(("CNI_ARGS", value.to_owned()));
         vars
