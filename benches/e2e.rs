@@ -15,7 +15,8 @@
 //!   and macvlan dual-stack, attach then detach every container with each
 //!   tool: underlay in-process, the underlay CLI example (one process per
 //!   call), netavark 1.4 (`setup`/`teardown`, the bench supplying the static
-//!   IPs as podman does), the CNI macvlan plugin with host-local IPAM, and
+//!   IPs as podman does), `underlay-cni` (one process per call, its own
+//!   IPAM), the CNI macvlan plugin with host-local IPAM, and
 //!   the kernel floor (the same netlink requests back to back through
 //!   underlay's low-level API). Then bulk teardown: `force_remove_network`
 //!   with N endpoints against N single detaches, and the kernel's own cost
@@ -33,9 +34,10 @@
 //! chunk. Addresses are checked after every attach (not timed).
 //!
 //! Tools that are missing make the bench exit with status 2, unless skipped
-//! explicitly with `UNDERLAY_BENCH_SKIP=cli,netavark,cni` (printed as such).
+//! explicitly with `UNDERLAY_BENCH_SKIP=cli,underlay-cni,netavark,cni` (printed as such).
 //! `UNDERLAY_BENCH_STRICT=1` makes missed targets an error (status 3).
 //! Paths: `UNDERLAY_CLI` (default: `target/release/examples/underlay`),
+//! `UNDERLAY_CNI` (`target/release/underlay-cni`),
 //! `NETAVARK` (`/usr/lib/podman/netavark`), `CNI_PATH` (`/usr/lib/cni`).
 
 use std::fmt::Write as _;
@@ -73,6 +75,7 @@ struct Config {
     chunk: usize,
     skip: Vec<String>,
     cli: PathBuf,
+    underlay_cni: PathBuf,
     netavark: PathBuf,
     cni_dir: PathBuf,
     strict: bool,
@@ -110,6 +113,15 @@ impl Config {
                 .map(|s| s.trim().to_owned())
                 .filter(|s| !s.is_empty())
                 .collect(),
+            underlay_cni: std::env::var_os("UNDERLAY_CNI")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    // target/release/examples/underlay -> target/release/underlay-cni
+                    default_cli.parent().and_then(Path::parent).map_or_else(
+                        || "target/release/underlay-cni".into(),
+                        |d| d.join("underlay-cni"),
+                    )
+                }),
             cli: std::env::var_os("UNDERLAY_CLI")
                 .map(PathBuf::from)
                 .unwrap_or(default_cli),
@@ -839,6 +851,79 @@ impl Tool for Cni<'_> {
     }
 }
 
+/// The `underlay-cni` plugin, one process per call, as a runtime runs it:
+/// its own IPAM, macvlan on `eth0`, the configuration on stdin.
+struct UnderlayCni<'a> {
+    plugin: &'a Path,
+    host: &'a NetNs,
+    dir: PathBuf,
+    subnets: Vec<IpNet>,
+    netconf: String,
+}
+
+impl<'a> UnderlayCni<'a> {
+    fn new(cfg: &'a Config, sb: &'a Sandbox, family: Family) -> Res<UnderlayCni<'a>> {
+        let dir = temp_dir(&format!("underlay-cni-{}", family.name()));
+        let subnets = family.subnets(6);
+        let list: Vec<String> = subnets
+            .iter()
+            .map(|s| format!("{{\"subnet\":\"{s}\"}}"))
+            .collect();
+        let netconf = format!(
+            r#"{{"cniVersion":"1.0.0","name":"ucni_{family}","type":"underlay-cni","driver":"macvlan",
+"options":{{"parent":"eth0"}},"subnets":[{list}],"stateDir":"{state}","runtimeDir":"{run}"}}"#,
+            family = family.name(),
+            list = list.join(","),
+            state = dir.join("state").display(),
+            run = dir.join("run").display(),
+        );
+        if !cfg.underlay_cni.is_file() {
+            return Err(format!(
+                "no underlay-cni at {} (cargo build --release --bin underlay-cni, or set UNDERLAY_CNI; UNDERLAY_BENCH_SKIP=underlay-cni skips it)",
+                cfg.underlay_cni.display()
+            ));
+        }
+        Ok(UnderlayCni {
+            plugin: &cfg.underlay_cni,
+            host: &sb.host,
+            dir,
+            subnets,
+            netconf,
+        })
+    }
+
+    fn call(&self, what: &str, i: usize, c: &NetNs) -> Res<()> {
+        let mut command = command_in(self.host, self.plugin);
+        command
+            .env("CNI_COMMAND", what)
+            .env("CNI_CONTAINERID", format!("bench{i}"))
+            .env("CNI_NETNS", c.path())
+            .env("CNI_IFNAME", "eth0")
+            .env("CNI_PATH", "/usr/lib/cni");
+        run(command, Some(self.netconf.as_bytes())).map(|_| ())
+    }
+}
+
+impl Tool for UnderlayCni<'_> {
+    fn name(&self) -> String {
+        "underlay-cni (process/call)".into()
+    }
+    fn attach(&mut self, i: usize, c: &NetNs) -> Res<()> {
+        self.call("ADD", i, c)
+    }
+    fn check_attached(&self, _i: usize, c: &NetNs) -> Res<()> {
+        expect_in_subnets(c, &self.subnets, "underlay-cni")
+    }
+    fn detach(&mut self, i: usize, c: &NetNs) -> Res<()> {
+        self.call("DEL", i, c)
+    }
+    fn finish(&mut self) -> Res<()> {
+        remove_state(&self.dir.join("state"));
+        let _ = std::fs::remove_dir_all(&self.dir);
+        Ok(())
+    }
+}
+
 /// The kernel floor: the same requests back to back with the low-level API
 /// (`create_link` with `.netns()` on the host socket, then `link_by_name`,
 /// `add_address`, `set_link_up_by_index`, `add_route` inside; `delete_link`),
@@ -1009,6 +1094,9 @@ fn e2e(cfg: &Config, report: &mut Report) -> Res<()> {
         if !cfg.skipped("netavark") {
             tools.push(Box::new(Netavark::new(cfg, &sb, family, cs.len())?));
         }
+        if !cfg.skipped("underlay-cni") {
+            tools.push(Box::new(UnderlayCni::new(cfg, &sb, family)?));
+        }
         if !cfg.skipped("cni") {
             tools.push(Box::new(Cni::new(cfg, &sb, family, true)?));
         }
@@ -1025,7 +1113,7 @@ fn e2e(cfg: &Config, report: &mut Report) -> Res<()> {
         }
     }
     report.table(&rows);
-    for tool in ["cli", "netavark", "cni"] {
+    for tool in ["cli", "underlay-cni", "netavark", "cni"] {
         if cfg.skipped(tool) {
             report.line(format!("  SKIPPED by UNDERLAY_BENCH_SKIP: {tool}"));
         }
@@ -1098,6 +1186,27 @@ fn e2e(cfg: &Config, report: &mut Report) -> Res<()> {
                     );
                 }
             }
+        }
+        if let (Some(ours), Some(stock)) = (
+            find(&rows, family, "underlay-cni"),
+            find(&rows, family, "CNI"),
+        ) {
+            let (a, b) = (median(&ours.attach), median(&stock.attach));
+            report.target(
+                format!(
+                    "{family}: underlay-cni ADD at most 1/3 of {} ADD",
+                    stock.tool
+                ),
+                a.as_secs_f64() * 3.0 <= b.as_secs_f64(),
+                format!(
+                    "{:.3} ms vs {:.3} ms ({:.2} of it); DEL {:.3} ms vs {:.3} ms",
+                    ms(a),
+                    ms(b),
+                    a.as_secs_f64() / b.as_secs_f64(),
+                    ms(median(&ours.detach)),
+                    ms(median(&stock.detach))
+                ),
+            );
         }
         if let (Some(cli), Some(nv)) = (
             find(&rows, family, "underlay CLI"),

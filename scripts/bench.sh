@@ -5,7 +5,8 @@
 #   (no option)   install what is missing, build release (library, CLI example,
 #                 benches), run benches/e2e.rs: per-endpoint attach/detach of
 #                 macvlan IPv4 and dual-stack for underlay in-process, the underlay
-#                 CLI example (one process per call), netavark, the CNI macvlan
+#                 CLI example and the underlay-cni plugin (one process per call),
+#                 netavark, the CNI macvlan
 #                 plugin + host-local, and the kernel floor, on one sandbox; bulk
 #                 teardown; then the scale section (1 vs 200 networks, the attach
 #                 curve to 2000 and 10000 endpoints, opening 10000 records).
@@ -27,10 +28,10 @@
 #   UNDERLAY_BENCH_SCALE_N    the curve's target endpoint (default 2000)
 #   UNDERLAY_BENCH_RECORDS    endpoints (one namespace each) for the open test (10000)
 #   UNDERLAY_BENCH_NETWORKS   networks in the "many networks" case (default 200)
-#   UNDERLAY_BENCH_SKIP       comma list of tools not to run: cli,netavark,cni
+#   UNDERLAY_BENCH_SKIP       comma list of tools not to run: cli,underlay-cni,netavark,cni
 #                             (printed as skipped; a missing tool is an error)
 #   UNDERLAY_BENCH_STRICT=1   exit 3 when a target is missed
-#   UNDERLAY_CLI, NETAVARK, CNI_PATH   where the tools are
+#   UNDERLAY_CLI, UNDERLAY_CNI, NETAVARK, CNI_PATH   where the tools are
 # The report is also written to <target>/bench-report.txt.
 set -euo pipefail
 
@@ -88,6 +89,9 @@ log "building release: the library, the CLI example, the benches"
 cargo build --release --example underlay ||
     die "the CLI example does not build (cargo build --release --example underlay); set UNDERLAY_BENCH_SKIP=cli to run without it"
 export UNDERLAY_CLI=${UNDERLAY_CLI:-$TARGET/release/examples/underlay}
+cargo build --release --bin underlay-cni ||
+    die "underlay-cni does not build (cargo build --release --bin underlay-cni); set UNDERLAY_BENCH_SKIP=underlay-cni to run without it"
+export UNDERLAY_CNI=${UNDERLAY_CNI:-$TARGET/release/underlay-cni}
 cargo bench --no-run --bench e2e
 cargo bench --no-run --features dns --bench dns
 ((micro)) && cargo bench --no-run --bench netlink

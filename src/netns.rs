@@ -317,6 +317,13 @@ impl NetNs {
     /// # Ok::<(), underlay::Error>(())
     /// ```
     pub fn run<T: Send>(&self, work: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+        if self.is_calling_threads() {
+            // Already there (a host opened for the process's own
+            // namespace): no thread, no setns; a panic still comes back as
+            // an error.
+            return std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+                .unwrap_or_else(|_| Err(Error::Internal("namespace work panicked".into())));
+        }
         let fd = self.fd.as_fd();
         on_own_thread(move || {
             // setns moves only this thread, which the library owns.
@@ -331,6 +338,18 @@ impl NetNs {
                 )
             })?;
             work()
+        })
+    }
+}
+
+impl NetNs {
+    /// Whether the calling thread is in this namespace now (checked each
+    /// time: a caller's thread may move between calls).
+    fn is_calling_threads(&self) -> bool {
+        rustix::fs::stat("/proc/thread-self/ns/net").is_ok_and(|st| {
+            #[allow(clippy::unnecessary_cast)] // not u64 on every target
+            let (dev, inode) = (st.st_dev as u64, st.st_ino as u64);
+            dev == self.id.dev && inode == self.id.inode
         })
     }
 }
