@@ -996,6 +996,82 @@ mod tests {
     use super::*;
     use crate::Network;
 
+    /// The record `builder` would create on `parent`, with the gateway the
+    /// engine would infer.
+    fn stored(builder: &NetworkBuilder, parent: ParentLink, gateway: &str) -> NetworkRecord {
+        let spec = builder.build().unwrap();
+        let subnets: Vec<String> = spec
+            .ipam()
+            .subnets()
+            .iter()
+            .map(|s| s.subnet().to_string())
+            .collect();
+        let subnets: Vec<&str> = subnets.iter().map(String::as_str).collect();
+        let ipam = NetworkIpamConfig::from_docker_lists(&subnets, &[gateway], &[], &[]).unwrap();
+        spec.into_record("0".repeat(64), parent, ipam)
+    }
+
+    #[test]
+    fn a_stored_definition_is_compared_field_by_field() {
+        let eth0 = ParentLink {
+            name: "eth0".into(),
+            kind: crate::parent::ParentKind::Existing,
+        };
+        let base = Network::builder("n")
+            .macvlan()
+            .parent("eth0")
+            .subnet("10.1.0.0/24");
+        let record = stored(&base, eth0.clone(), "10.1.0.1");
+        // The same, and the same with the inferred gateway spelt out.
+        assert_eq!(base.build().unwrap().difference(&record), None);
+        let explicit = base.clone().gateway("10.1.0.1");
+        assert_eq!(explicit.build().unwrap().difference(&record), None);
+        // No subnet asked for: whatever the network has matches.
+        let open = Network::builder("n").macvlan().parent("eth0");
+        assert_eq!(open.build().unwrap().difference(&record), None);
+        for (builder, field) in [
+            (base.clone().subnet("10.2.0.0/24"), "subnet"),
+            (
+                Network::builder("n")
+                    .macvlan()
+                    .parent("eth0")
+                    .subnet("10.9.0.0/24"),
+                "subnet",
+            ),
+            (base.clone().gateway("10.1.0.254"), "gateway"),
+            (base.clone().ip_range("10.1.0.128/25"), "ip_range"),
+            (
+                base.clone().aux_address("router", "10.1.0.5"),
+                "aux_address",
+            ),
+            (base.clone().parent("eth1"), "parent"),
+            (base.clone().mtu(1400), "mtu"),
+            (
+                base.clone().option("macvlan_mode", "private"),
+                "macvlan_mode",
+            ),
+            (base.clone().ipv6(true), "ipv6"),
+            (
+                Network::builder("n")
+                    .ipvlan()
+                    .parent("eth0")
+                    .subnet("10.1.0.0/24"),
+                "driver",
+            ),
+        ] {
+            let found = builder.build().unwrap().difference(&record);
+            assert_eq!(found.map(|(f, _, _)| f), Some(field), "{builder:?}");
+        }
+        let (_, stored, requested) = base
+            .clone()
+            .mtu(1400)
+            .build()
+            .unwrap()
+            .difference(&record)
+            .unwrap();
+        assert_eq!((stored.as_str(), requested.as_str()), ("none", "1400"));
+    }
+
     #[test]
     fn options_and_typed_setters_give_the_same_spec() {
         let typed = Network::builder("macvlan60")

@@ -865,6 +865,62 @@ fn an_ipvlan_network_on_a_kernel_without_ipvlan_is_refused_up_front() {
     }
 }
 
+/// A network with no address family records the addresses its caller
+/// assigns (a CNI IPAM plugin's): added with their prefix, the default
+/// route through the given gateway, one holder each; refused on a network
+/// that manages its addresses itself.
+#[test]
+fn assigned_addresses_on_a_network_without_address_management() {
+    let sb = Sandbox::new();
+    let dir = StateDir::new();
+    let host = open_host(&sb, &dir);
+    let net = host
+        .create_network(Network::builder("ext").macvlan().parent("eth0").ipv4(false))
+        .unwrap();
+    let c1 = sb.container();
+    let options = AttachOptions::new()
+        .assigned("10.61.0.7/24".parse().unwrap())
+        .assigned("fd61::7/64".parse().unwrap())
+        .gateway("10.61.0.1".parse().unwrap());
+    let ep = net.attach(&c1, &options).unwrap();
+    let shown: Vec<String> = ep.addresses().iter().map(|a| a.to_string()).collect();
+    assert_eq!(shown, ["10.61.0.7/24", "fd61::7/64"]);
+    assert!(ip_routes(&c1, false).contains("default via 10.61.0.1 dev eth0"));
+    assert!(common::global_addresses(&c1).contains(&"10.61.0.7".to_owned()));
+
+    let c2 = sb.container();
+    let same = AttachOptions::new().assigned("10.61.0.7/24".parse().unwrap());
+    let e = net.attach(&c2, &same).unwrap_err();
+    assert!(matches!(e, Error::AddressInUse { .. }), "{e}");
+    for bad in [
+        AttachOptions::new()
+            .assigned("10.61.0.8/24".parse().unwrap())
+            .assigned("10.61.0.9/24".parse().unwrap()),
+        AttachOptions::new().ip("10.61.0.8".parse().unwrap()),
+        AttachOptions::new()
+            .assigned("10.61.0.8/24".parse().unwrap())
+            .gateway("fd61::1".parse().unwrap()),
+    ] {
+        let e = net.attach(&c2, &bad).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
+    }
+    assert_eq!(link_names(&c2), vec!["lo".to_owned()]);
+    // Detached, the address is free for the next container.
+    net.detach(&c1).unwrap();
+    net.attach(&c2, &same).unwrap();
+
+    // A network with subnets of its own refuses assigned addresses.
+    let sb2 = Sandbox::new();
+    let dir2 = StateDir::new();
+    let host2 = open_host(&sb2, &dir2);
+    let managed = create(&host2, "-d macvlan --subnet=10.62.0.0/24 -o parent=eth0 m");
+    let e = managed.attach(&sb2.container(), &same).unwrap_err();
+    assert!(
+        e.to_string().contains("manages its addresses itself"),
+        "{e}"
+    );
+}
+
 mod needs_ipvlan {
     use super::*;
 

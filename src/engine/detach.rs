@@ -232,6 +232,7 @@ impl Engine {
                     || [options.ipv4, options.ipv6]
                         .into_iter()
                         .flatten()
+                        .chain(options.assigned.iter().map(|a| a.addr()))
                         .any(|ip| e.ips().any(|a| a == ip))
                     || (options.mac.is_some() && e.mac == options.mac)
             })
