@@ -716,3 +716,80 @@ fn with_valid(conf: &Value, valid: &[(&str, &str)]) -> Value {
     conf["cni.dev/valid-attachments"] = Value::Array(list);
     conf
 }
+
+/// ipvlan and dummy parents: the real-kernel tier.
+mod needs_ipvlan {
+    use super::*;
+    use underlay::capability::KernelFeature;
+
+    #[test]
+    #[ignore = "needs ipvlan: run in the real-kernel tier (scripts/test.sh)"]
+    fn ipvlan_results_carry_the_parents_mac_and_l3_routes_through_the_link() {
+        common::require(KernelFeature::Ipvlan);
+        for (mode, subnet) in [("l2", "10.103.0.0/24"), ("l3", "10.104.0.0/24")] {
+            let mut cni = Cni::new("1.0.0", subnet);
+            cni.conf["driver"] = json!("ipvlan");
+            cni.conf["options"]["ipvlan_mode"] = json!(mode);
+            let parent_mac = common::ip_link(&cni.sb.host, "eth0")["address"].clone();
+            let c1 = cni.sb.container();
+            let result = cni.add("c1", &c1).result().clone();
+            // Runtimes refuse an empty MAC; ipvlan links share the parent's.
+            assert_eq!(result["interfaces"][0]["mac"], parent_mac, "{mode}");
+            assert_eq!(common::ip_link(&c1, "eth0")["address"], parent_mac);
+            let routes = common::ip_routes(&c1, false);
+            if mode == "l3" {
+                assert_eq!(result["routes"], json!([{"dst": "0.0.0.0/0"}]), "{result}");
+                assert!(result["ips"][0].get("gateway").is_none(), "{result}");
+                assert!(routes.contains("default dev eth0"), "{routes}");
+            } else {
+                let gw = subnet.replace("0/24", "1");
+                assert_eq!(result["routes"][0]["gw"], gw.as_str(), "{result}");
+                assert!(
+                    routes.contains(&format!("default via {gw} dev eth0")),
+                    "{routes}"
+                );
+            }
+            assert!(
+                cni.run("CHECK", "c1", &path(&c1), &cni.with_prev(&result))
+                    .ok,
+                "{mode}"
+            );
+            assert!(cni.run("DEL", "c1", "", &cni.conf).ok);
+            assert_eq!(links(&c1), vec!["lo".to_owned()]);
+        }
+    }
+}
+
+mod needs_dummy {
+    use super::*;
+    use underlay::capability::KernelFeature;
+
+    #[test]
+    #[ignore = "needs dummy links: run in the real-kernel tier (scripts/test.sh)"]
+    fn no_parent_means_an_owned_dummy_parent_and_an_internal_network() {
+        common::require(KernelFeature::Dummy);
+        let mut cni = Cni::new("1.1.0", "10.105.0.0/24");
+        cni.conf.as_object_mut().unwrap().remove("options");
+        let status = exec(
+            &cni.sb,
+            PLUGIN,
+            &[("CNI_COMMAND", "STATUS".into())],
+            &cni.conf,
+        );
+        assert!(status.ok, "{status:?}");
+        let (c1, c2) = (cni.sb.container(), cni.sb.container());
+        let r1 = cni.add("c1", &c1).result().clone();
+        cni.add("c2", &c2).result();
+        // Internal: no default route, in the result or the kernel.
+        assert!(r1.get("routes").is_none(), "{r1}");
+        assert!(!common::ip_routes(&c1, false).contains("default"));
+        run_in(&c1, "ip", &["link", "set", "lo", "up"]);
+        assert!(
+            ping(&c2, "10.105.0.2"),
+            "containers on the dummy parent talk"
+        );
+        let net = cni.host().network("cninet").unwrap();
+        assert!(net.parent().owned() && net.internal());
+        assert!(common::link_names(&cni.sb.host).contains(&net.parent().name));
+    }
+}

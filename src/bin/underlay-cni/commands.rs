@@ -164,6 +164,9 @@ pub fn add(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Value, CniError> {
     });
     let gateways = network.gateways();
     let internal = network.internal();
+    // ipvlan L3 and L3S route through the link itself (`default dev eth0`,
+    // internal networks too); the others through the gateway, if any.
+    let l3 = network.driver().is_l3();
     let mut families = BTreeSet::new();
     for address in endpoint.addresses() {
         let gateway = match &delegated {
@@ -179,11 +182,19 @@ pub fn add(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Value, CniError> {
         };
         result.ips.push(IpConfig {
             address: *address,
-            gateway,
+            gateway: if l3 { None } else { gateway },
             interface: Some(index),
         });
         let family = IpFamily::of(address.addr());
-        if let (Some(gw), false, true) = (gateway, internal, families.insert(family)) {
+        if !families.insert(family) {
+            continue;
+        }
+        if l3 {
+            result.routes.push(RouteConfig {
+                dst: default_route(family),
+                gw: None,
+            });
+        } else if let (Some(gw), false) = (gateway, internal) {
             result.routes.push(RouteConfig {
                 dst: default_route(family),
                 gw: Some(gw),
