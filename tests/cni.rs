@@ -707,6 +707,37 @@ fn kill_9_during_add_then_gc_or_the_next_add_leaks_nothing() {
     );
 }
 
+#[test]
+fn parallel_adds_create_the_network_once_and_hand_out_distinct_addresses() {
+    let cni = Cni::new("1.0.0", "10.106.0.0/24");
+    let containers: Vec<NetNs> = (0..16).map(|_| cni.sb.container()).collect();
+    let addresses: Vec<String> = std::thread::scope(|scope| {
+        let runs: Vec<_> = containers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let cni = &cni;
+                scope.spawn(move || {
+                    let r = cni.add(&format!("p{i}"), c);
+                    r.result()["ips"][0]["address"].as_str().unwrap().to_owned()
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let distinct: std::collections::BTreeSet<&String> = addresses.iter().collect();
+    assert_eq!(distinct.len(), 16, "{addresses:?}");
+    assert_eq!(cni.host().networks().unwrap().len(), 1);
+    assert_eq!(cni.endpoints(), 16);
+    for (i, c) in containers.iter().enumerate() {
+        assert_eq!(addresses_of(c), vec![addresses[i].clone()]);
+    }
+}
+
+fn addresses_of(ns: &NetNs) -> Vec<String> {
+    addresses(ns, "eth0")
+}
+
 fn with_valid(conf: &Value, valid: &[(&str, &str)]) -> Value {
     let mut conf = conf.clone();
     let list: Vec<Value> = valid
