@@ -279,8 +279,13 @@ fn podman_network_connect_and_disconnect_add_and_remove_eth1() {
     t.podman.ok(&["network", "disconnect", &net2, &a]);
     let del = t.wait_del(&id, "eth1");
     assert_eq!(del.rc, Some(0), "DEL failed: {del:?}");
-    let links = t.podman.ok(&["exec", &a, "ip", "-o", "link", "show"]);
-    assert!(!links.contains(": eth1"), "eth1 is still there: {links}");
+    // DEL takes eth1 off the network at once; its deletion follows (the
+    // sweeper DEL starts).
+    let gone = harness::wait_for(Duration::from_secs(10), || {
+        let links = t.podman.ok(&["exec", &a, "ip", "-o", "link", "show"]);
+        (!links.contains(": eth1")).then_some(())
+    });
+    assert!(gone.is_some(), "eth1 is still there");
     assert_eq!(t.podman.address(&a, "eth0"), Some(subnet1.host(2)));
     assert!(
         !t.log

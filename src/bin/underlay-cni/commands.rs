@@ -289,10 +289,81 @@ pub fn del(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<(), CniError> {
     let host = open_host(conf)?;
     if let Some(network) = existing_network(&host, &conf.name)? {
         let name = endpoint_name(&env.container_id, &env.ifname);
-        network.detach_endpoint_with(&name, &DetachOptions::new().delete_link(true))?;
+        if detach_fast(&network, &name)? {
+            start_sweeper(conf);
+        }
     }
     if let Some(plugin) = ipam {
         delegate::run(&plugin, "DEL", env, stdin)?;
+    }
+    Ok(())
+}
+
+/// Takes the attachment off the network at once: its addresses off the
+/// link, the link down and marked detached, the record released. The link's
+/// deletion, which waits for an RCU grace period in the kernel (~20 ms),
+/// is left to the sweeper (or to the namespace's end). Returns whether the
+/// attachment existed.
+fn detach_fast(network: &Network, name: &str) -> Result<bool, CniError> {
+    let options = DetachOptions::new().sweep(false);
+    Ok(network.detach_endpoint_with(name, &options)?)
+}
+
+/// The variable that makes this binary the sweeper of a network: the
+/// network's name, with its directories in the two that follow.
+pub const SWEEP_VAR: &str = "UNDERLAY_CNI_SWEEP";
+const SWEEP_STATE_VAR: &str = "UNDERLAY_CNI_SWEEP_STATE_DIR";
+const SWEEP_RUNTIME_VAR: &str = "UNDERLAY_CNI_SWEEP_RUNTIME_DIR";
+
+/// Starts this binary again, in the background, to delete the network's
+/// detached links in one batch once this process has answered. A sweeper
+/// that never runs leaves nothing wrong: the links are down, without
+/// addresses, marked detached, and go with their namespace, at the next
+/// sweep, or when an attach needs their address.
+fn start_sweeper(conf: &NetConf) {
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut command = std::process::Command::new(exe);
+    command
+        .env_clear()
+        .env(SWEEP_VAR, &conf.name)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if let Some(dir) = &conf.state_dir {
+        command.env(SWEEP_STATE_VAR, dir);
+    }
+    if let Some(dir) = &conf.runtime_dir {
+        command.env(SWEEP_RUNTIME_VAR, dir);
+    }
+    for var in ["UNDERLAY_LOG", "PATH"] {
+        if let Some(value) = std::env::var_os(var) {
+            command.env(var, value);
+        }
+    }
+    match command.spawn() {
+        // Not waited for: it outlives this process, and is reaped by
+        // whoever inherits it.
+        Ok(child) => log::debug!("sweeper {} started", child.id()),
+        Err(e) => log::info!("cannot start a sweeper ({e}): the links go later"),
+    }
+}
+
+/// The sweeper: deletes the detached links of the network named in
+/// `UNDERLAY_CNI_SWEEP`, in its own session (a runtime that ends the
+/// plugin's process group does not end it).
+pub fn sweep(name: &str) -> Result<(), CniError> {
+    let _ = rustix::process::setsid();
+    let conf = NetConf {
+        state_dir: std::env::var_os(SWEEP_STATE_VAR).map(Into::into),
+        runtime_dir: std::env::var_os(SWEEP_RUNTIME_VAR).map(Into::into),
+        ..NetConf::named(name)
+    };
+    let host = open_host(&conf)?;
+    if let Some(network) = existing_network(&host, name)? {
+        let swept = network.sweep()?;
+        log::debug!("sweeper: deleted {swept} detached link(s) of {name}");
     }
     Ok(())
 }
@@ -406,17 +477,20 @@ pub fn gc(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<(), CniError> {
     let host = open_host(conf)?;
     if let Some(network) = existing_network(&host, &conf.name)? {
         let mut failures = Vec::new();
+        let mut swept = false;
         for endpoint in network.endpoints()? {
             let name = endpoint.name();
             if !name.starts_with(ENDPOINT_PREFIX) || valid.contains(name) {
                 continue;
             }
             log::info!("GC: detaching {name} from {}", conf.name);
-            if let Err(e) =
-                network.detach_endpoint_with(name, &DetachOptions::new().delete_link(true))
-            {
-                failures.push(format!("{name}: {e}"));
+            match detach_fast(&network, name) {
+                Ok(detached) => swept |= detached,
+                Err(e) => failures.push(format!("{name}: {}", e.msg)),
             }
+        }
+        if swept {
+            start_sweeper(conf);
         }
         if !failures.is_empty() {
             return Err(CniError::new(

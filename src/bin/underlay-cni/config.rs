@@ -288,6 +288,27 @@ impl NetConf {
         Ok(conf)
     }
 
+    /// An empty configuration of network `name` (the sweeper's).
+    pub fn named(name: &str) -> NetConf {
+        NetConf {
+            cni_version: crate::reply::LATEST.to_owned(),
+            name: name.to_owned(),
+            plugin_type: String::new(),
+            driver: None,
+            options: BTreeMap::new(),
+            subnets: Vec::new(),
+            ipv6: None,
+            internal: None,
+            state_dir: None,
+            runtime_dir: None,
+            ipam: None,
+            prev_result: None,
+            runtime_config: None,
+            valid_attachments: None,
+            other: BTreeMap::new(),
+        }
+    }
+
     /// The delegated IPAM plugin's name, when the configuration has an
     /// `ipam` section with a `type`.
     pub fn ipam_type(&self) -> Result<Option<String>, CniError> {

@@ -28,6 +28,13 @@ const MAX_INPUT: u64 = 1 << 20;
 
 fn main() {
     init_log();
+    if let Ok(network) = std::env::var(commands::SWEEP_VAR) {
+        // The background sweeper a DEL or GC started: it answers no one.
+        if let Err(e) = commands::sweep(&network) {
+            log::info!("sweeper of {network}: {}", e.msg);
+        }
+        return;
+    }
     let mut input = Vec::new();
     let read = std::io::stdin().take(MAX_INPUT + 1).read_to_end(&mut input);
     let version = declared_version(&input);
