@@ -77,6 +77,20 @@ pub struct AttachOptions {
     pub(crate) assigned: Vec<IpNet>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) gateways: Vec<IpAddr>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) routes: Vec<RouteRequest>,
+}
+
+/// A route asked for with [`AttachOptions::route`], or one an attach
+/// installed ([`Endpoint::routes`]): to `destination` (`0.0.0.0/0` or `::/0`
+/// for a default route) through `gateway`, or straight out of the link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteRequest {
+    /// Where the route leads.
+    pub destination: IpNet,
+    /// The next hop; `None`: out of the link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<IpAddr>,
 }
 
 impl AttachOptions {
@@ -148,6 +162,27 @@ impl AttachOptions {
     /// ```
     pub fn gateway(mut self, gateway: IpAddr) -> Self {
         self.gateways.push(gateway);
+        self
+    }
+
+    /// Adds a route in the container, after the default routes: to
+    /// `destination` through `gateway`, or straight out of the link. With
+    /// [`no_default_route`](Self::no_default_route), the routes asked for
+    /// are the only ones (a CNI IPAM plugin's `routes`, a default route
+    /// included).
+    ///
+    /// ```
+    /// use underlay::endpoint::AttachOptions;
+    ///
+    /// let options = AttachOptions::new()
+    ///     .route("192.168.50.0/24".parse().unwrap(), Some("10.1.2.254".parse().unwrap()));
+    /// assert!(format!("{options:?}").contains("192.168.50.0/24"));
+    /// ```
+    pub fn route(mut self, destination: IpNet, gateway: Option<IpAddr>) -> Self {
+        self.routes.push(RouteRequest {
+            destination,
+            gateway,
+        });
         self
     }
 
@@ -319,6 +354,7 @@ impl DetachOptions {
 pub struct Endpoint {
     network: String,
     record: EndpointRecord,
+    routes: Vec<RouteRequest>,
 }
 
 impl Endpoint {
@@ -326,7 +362,32 @@ impl Endpoint {
         Endpoint {
             network: network.to_owned(),
             record,
+            routes: Vec::new(),
         }
+    }
+
+    pub(crate) fn with_routes(mut self, routes: Vec<RouteRequest>) -> Self {
+        self.routes = routes;
+        self
+    }
+
+    /// The routes the attach that returned this handle installed in the
+    /// container: its default routes (`0.0.0.0/0`, `::/0`; none where the
+    /// container had one already, from another network) and those asked
+    /// for with [`AttachOptions::route`]. Empty for a handle read back from
+    /// the store ([`Network::endpoints`](crate::Network::endpoints)).
+    ///
+    /// ```no_run
+    /// # use underlay::{endpoint::AttachOptions, netns::NetNs, Host};
+    /// # let net = Host::open("/var/lib/underlay")?.network("pub_net")?;
+    /// let ep = net.attach(&NetNs::open("/run/netns/web1")?, &AttachOptions::new())?;
+    /// let default = &ep.routes()[0];
+    /// assert_eq!(default.destination.prefix_len(), 0);
+    /// assert_eq!(default.gateway, Some("172.16.86.1".parse().unwrap()));
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
+    pub fn routes(&self) -> &[RouteRequest] {
+        &self.routes
     }
 
     /// The record behind the handle.

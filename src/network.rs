@@ -317,12 +317,12 @@ impl Network {
     /// option; an [`Error::AttachFailed`](crate::Error::AttachFailed) naming the step the kernel
     /// refused.
     pub fn attach(&self, netns: &NetNs, options: &AttachOptions) -> Result<Endpoint> {
-        let (record, detached) = self.engine.attach(&self.record, netns, options)?;
+        let (record, detached, routes) = self.engine.attach(&self.record, netns, options)?;
         if detached {
             // Links earlier detaches left: deleted in a batch, meanwhile.
             Engine::sweep_later(&self.engine, &self.record);
         }
-        Ok(Endpoint::new(&self.record.name, record))
+        Ok(Endpoint::new(&self.record.name, record).with_routes(routes))
     }
 
     /// Detaches the container whose namespace is `netns`: takes it off the

@@ -124,6 +124,36 @@ impl NewRoute {
         }
     }
 
+    /// A route to `destination` through `gateway`.
+    ///
+    /// ```
+    /// use underlay::route::{IpFamily, NewRoute};
+    ///
+    /// // 192.168.50.0/24 via 10.1.2.254 dev #3
+    /// let route = NewRoute::to_via("192.168.50.0/24".parse().unwrap(), "10.1.2.254".parse().unwrap(), 3);
+    /// assert_eq!(route.destination().unwrap().to_string(), "192.168.50.0/24");
+    /// assert_eq!(route.gateway(), Some("10.1.2.254".parse().unwrap()));
+    /// ```
+    pub fn to_via(destination: IpNet, gateway: IpAddr, oif: u32) -> Self {
+        NewRoute {
+            family: IpFamily::of(destination.addr()),
+            destination: Some(destination),
+            gateway: Some(gateway),
+            oif,
+            metric: None,
+        }
+    }
+
+    /// The destination; `None` for a default route.
+    pub fn destination(&self) -> Option<IpNet> {
+        self.destination
+    }
+
+    /// The next hop, if any.
+    pub fn gateway(&self) -> Option<IpAddr> {
+        self.gateway
+    }
+
     /// Sets the metric (priority); lower wins.
     ///
     /// ```

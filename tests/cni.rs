@@ -307,10 +307,13 @@ fn del_succeeds_and_releases_when_the_namespace_is_gone_or_not_given() {
         let del = cni.run("DEL", "c1", given, &cni.conf);
         assert!(del.ok, "{netns_at_del}: {del:?}");
         assert_eq!(cni.endpoints(), 0, "{netns_at_del}");
-        // The address is free again: the next container gets it.
+        // The address is free again: the next container can have it.
         let c2 = cni.sb.container();
-        let again = cni.add("c2", &c2).result()["ips"][0]["address"].clone();
-        assert_eq!(again, first, "{netns_at_del}");
+        let mut vars = Cni::vars("ADD", "c2", &path(&c2), "eth0");
+        let ip = first.as_str().unwrap().split('/').next().unwrap();
+        vars.push(("CNI_ARGS", format!("IP={ip}")));
+        let again = exec(&cni.sb, PLUGIN, &vars, &cni.conf);
+        assert_eq!(again.result()["ips"][0]["address"], first, "{netns_at_del}");
         assert!(cni.run("DEL", "c2", &path(&c2), &cni.conf).ok);
     }
     // A DEL for a network that never existed succeeds too.
@@ -510,6 +513,24 @@ fn bad_input_gets_the_specs_error_and_leaves_nothing() {
             7,
         ),
         (
+            "CNI_NETNS the plugin's own",
+            Cni::vars("ADD", "c2", &path(&cni.sb.host), "eth0"),
+            cni.conf.clone(),
+            7,
+        ),
+        (
+            "relative stateDir",
+            Cni::vars("ADD", "c2", &c2p, "eth0"),
+            with("stateDir", json!("rel/state")),
+            4,
+        ),
+        (
+            "empty runtimeDir",
+            Cni::vars("ADD", "c2", &c2p, "eth0"),
+            with("runtimeDir", json!("")),
+            4,
+        ),
+        (
             "CNI_CONTAINERID traversal",
             Cni::vars("ADD", "../../x", &c2p, "eth0"),
             cni.conf.clone(),
@@ -554,6 +575,29 @@ fn bad_input_gets_the_specs_error_and_leaves_nothing() {
     ));
     cases.push(("MAC= not a MAC", args("MAC=zz"), cni.conf.clone(), 7));
     cases.push(("unknown CNI_ARGS key", args("FOO=1"), cni.conf.clone(), 7));
+    cases.push(("CNI_ARGS empty key", args("=1"), cni.conf.clone(), 7));
+    cases.push((
+        "IP= with a bad prefix",
+        args("IP=10.98.0.9/x"),
+        cni.conf.clone(),
+        7,
+    ));
+    let mut eth1 = Cni::vars("ADD", "held", &path(&c1), "eth1");
+    eth1.truncate(5);
+    cases.push((
+        "another interface on the same network",
+        eth1,
+        cni.conf.clone(),
+        101,
+    ));
+    let gc = vec![("CNI_COMMAND", "GC".to_owned())];
+    let v11 = with("cniVersion", json!("1.1.0"));
+    cases.push(("GC without valid-attachments", gc.clone(), v11.clone(), 4));
+    let mut null = v11.clone();
+    null["cni.dev/valid-attachments"] = Value::Null;
+    cases.push(("GC with valid-attachments null", gc.clone(), null, 4));
+    let old = with("cni.dev/valid-attachments", json!([]));
+    cases.push(("GC of a 1.0.0 configuration", gc, old, 1));
 
     for (what, vars, conf, code) in cases {
         let r = exec(&cni.sb, PLUGIN, &vars, &conf);
@@ -617,6 +661,9 @@ fn delegated_ipam_host_local_and_static_give_the_addresses() {
         "type": "host-local",
         "dataDir": data,
         "ranges": [[{"subnet": "10.100.0.0/24", "rangeStart": "10.100.0.40", "gateway": "10.100.0.1"}]],
+        // The IPAM plugin's routes are the routes: a default one through
+        // the gateway (no gw given), and one through another router.
+        "routes": [{"dst": "0.0.0.0/0"}, {"dst": "192.168.50.0/24", "gw": "10.100.0.254"}],
     });
     let c1 = cni.sb.container();
     let r = cni.run("ADD", "c1", &path(&c1), &conf);
@@ -624,7 +671,19 @@ fn delegated_ipam_host_local_and_static_give_the_addresses() {
     assert_eq!(result["ips"][0]["address"], "10.100.0.40/24");
     assert_eq!(result["ips"][0]["gateway"], "10.100.0.1");
     assert_eq!(addresses(&c1, "eth0"), vec!["10.100.0.40/24".to_owned()]);
-    assert!(common::ip_routes(&c1, false).contains("default via 10.100.0.1 dev eth0"));
+    let routes = common::ip_routes(&c1, false);
+    assert!(
+        routes.contains("default via 10.100.0.1 dev eth0"),
+        "{routes}"
+    );
+    assert!(
+        routes.contains("192.168.50.0/24 via 10.100.0.254 dev eth0"),
+        "{routes}"
+    );
+    assert_eq!(
+        result["routes"],
+        json!([{"dst": "0.0.0.0/0", "gw": "10.100.0.1"}, {"dst": "192.168.50.0/24", "gw": "10.100.0.254"}])
+    );
     let held = data.join("cninet").join("10.100.0.40");
     assert!(held.exists(), "host-local holds the address");
     let mut prev = conf.clone();
@@ -650,6 +709,9 @@ fn delegated_ipam_host_local_and_static_give_the_addresses() {
     let r = cni.run("ADD", "c2", &path(&c2), &conf);
     assert_eq!(r.result()["ips"][0]["address"], "10.101.0.7/24");
     assert_eq!(addresses(&c2, "eth0"), vec!["10.101.0.7/24".to_owned()]);
+    // No routes from the IPAM plugin: none beyond the subnet's own.
+    assert!(r.result().get("routes").is_none(), "{}", r.json);
+    assert!(!common::ip_routes(&c2, false).contains("default"));
     // A failing IPAM plugin: its error, and nothing left.
     conf["ipam"] = json!({"type": "static", "addresses": [{"address": "not-an-address"}]});
     let c3 = cni.sb.container();
@@ -698,10 +760,13 @@ fn kill_9_during_add_then_gc_or_the_next_add_leaks_nothing() {
         common::wait_for_links(&c, &["lo"]);
         assert_eq!(cni.endpoints(), 0, "{step}: a record leaked");
     }
-    // Every address is free: the first container gets the first address.
+    // Every address is free: the first one can be had (a detached link
+    // the sweeper has not deleted yet would be deleted first).
     let c = cni.sb.container();
+    let mut vars = Cni::vars("ADD", "z", &path(&c), "eth0");
+    vars.push(("CNI_ARGS", "IP=10.102.0.2".into()));
     assert_eq!(
-        cni.add("z", &c).result()["ips"][0]["address"],
+        exec(&cni.sb, PLUGIN, &vars, &cni.conf).result()["ips"][0]["address"],
         "10.102.0.2/24"
     );
 }
@@ -822,4 +887,171 @@ mod needs_dummy {
         assert!(net.parent().owned() && net.internal());
         assert!(common::link_names(&cni.sb.host).contains(&net.parent().name));
     }
+}
+
+#[test]
+fn a_second_network_reports_only_the_routes_it_installed() {
+    // The container's default route is its first network's; the second
+    // network's result says so, and CHECK agrees with it.
+    let cni = Cni::new("1.0.0", "10.107.0.0/24");
+    cni.sb
+        .nl
+        .create_link(&underlay::link::NewLink::veth("eth1", "uplink1").up())
+        .unwrap();
+    let mut second = cni.conf.clone();
+    second["name"] = json!("second");
+    second["options"] = json!({"parent": "eth1"});
+    second["subnets"] = json!([{"subnet": "10.108.0.0/24"}]);
+    let c1 = cni.sb.container();
+    cni.add("c1", &c1).result();
+    let r = exec(
+        &cni.sb,
+        PLUGIN,
+        &Cni::vars("ADD", "c1", &path(&c1), "net1"),
+        &second,
+    );
+    let result = r.result().clone();
+    assert_eq!(result["ips"][0]["address"], "10.108.0.2/24");
+    assert!(result.get("routes").is_none(), "{result}");
+    let mut prev = second.clone();
+    prev["prevResult"] = result;
+    let check = exec(
+        &cni.sb,
+        PLUGIN,
+        &Cni::vars("CHECK", "c1", &path(&c1), "net1"),
+        &prev,
+    );
+    assert!(check.ok, "{check:?}");
+}
+
+/// Fake IPAM plugins, in a CNI_PATH of the test's own.
+fn fake_ipam(dir: &std::path::Path, name: &str, script: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).unwrap();
+    let file = dir.join(name);
+    std::fs::write(&file, format!("#!/bin/sh\n{script}\n")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn a_misbehaving_ipam_plugin_cannot_hang_or_flood_the_plugin() {
+    let cni = Cni::new("1.0.0", "10.109.0.0/24");
+    let bin = cni.dir.0.join("ipam-bin");
+    let result =
+        r#"{"cniVersion":"1.0.0","ips":[{"address":"10.109.0.9/24","gateway":"10.109.0.1"}]}"#;
+    // Leaves a child holding its stdout, answers, exits.
+    fake_ipam(
+        &bin,
+        "lingering",
+        &format!("cat >/dev/null; sleep 30 & echo '{result}'"),
+    );
+    // Answers with 2 MiB.
+    fake_ipam(
+        &bin,
+        "flood",
+        "cat >/dev/null; head -c 2097152 /dev/zero | tr '\\0' ' '; echo '{}'",
+    );
+    // Never reads its stdin, never answers within the time a test waits:
+    // only DEL (which the runtime repeats) is tried with it.
+    let mut conf = cni.conf.clone();
+    conf.as_object_mut().unwrap().remove("subnets");
+    let mut vars = Cni::vars("ADD", "c1", "", "eth0");
+    vars[4] = ("CNI_PATH", bin.display().to_string());
+
+    conf["ipam"] = json!({"type": "lingering"});
+    let c1 = cni.sb.container();
+    vars[2] = ("CNI_NETNS", path(&c1));
+    let start = std::time::Instant::now();
+    let r = exec(&cni.sb, PLUGIN, &vars, &conf);
+    assert_eq!(r.result()["ips"][0]["address"], "10.109.0.9/24");
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+
+    conf["ipam"] = json!({"type": "flood"});
+    let c2 = cni.sb.container();
+    vars[1] = ("CNI_CONTAINERID", "c2".into());
+    vars[2] = ("CNI_NETNS", path(&c2));
+    let r = exec(&cni.sb, PLUGIN, &vars, &conf);
+    assert_eq!(r.code(), 100, "{r:?}");
+    assert!(r.msg().contains("more than"), "{}", r.msg());
+    assert_eq!(links(&c2), vec!["lo".to_owned()]);
+}
+
+#[test]
+fn an_edited_configuration_takes_effect_once_the_network_is_empty() {
+    let cni = Cni::new("1.0.0", "10.110.0.0/24");
+    let c1 = cni.sb.container();
+    cni.add("c1", &c1).result();
+    let mut edited = cni.conf.clone();
+    edited["options"]["mtu"] = json!(1400);
+    edited["subnets"] = json!([{"subnet": "10.111.0.0/24"}]);
+    let c2 = cni.sb.container();
+    // In use: refused, naming the field.
+    let r = cni.run("ADD", "c2", &path(&c2), &edited);
+    assert_eq!(r.code(), 4);
+    assert!(r.msg().contains("mtu"), "{}", r.msg());
+    // Empty: the new definition replaces the old.
+    assert!(cni.run("DEL", "c1", &path(&c1), &cni.conf).ok);
+    let r = cni.run("ADD", "c2", &path(&c2), &edited);
+    assert_eq!(r.result()["ips"][0]["address"], "10.111.0.2/24");
+    assert_eq!(common::ip_link(&c2, "eth0")["mtu"], 1400);
+    assert_eq!(cni.host().network("cninet").unwrap().mtu(), Some(1400));
+}
+
+#[test]
+fn check_compares_prev_result_with_the_attachment() {
+    let cni = Cni::new("1.0.0", "10.112.0.0/24");
+    let c1 = cni.sb.container();
+    let result = cni.add("c1", &c1).result().clone();
+    // An address that is not the attachment's, given with no interface.
+    let mut forged = result.clone();
+    forged["ips"] = json!([{"address": "10.112.0.77/24"}]);
+    let r = cni.run("CHECK", "c1", &path(&c1), &cni.with_prev(&forged));
+    assert_eq!(r.code(), 102);
+    assert!(r.msg().contains("10.112.0.77/24"), "{}", r.msg());
+    // No addresses at all: the attachment's is missing from it.
+    forged["ips"] = json!([]);
+    let r = cni.run("CHECK", "c1", &path(&c1), &cni.with_prev(&forged));
+    assert!(
+        r.msg().contains("lacks the attachment's address"),
+        "{}",
+        r.msg()
+    );
+    // Another namespace under the same attachment.
+    let c2 = cni.sb.container();
+    let r = cni.run("CHECK", "c1", &path(&c2), &cni.with_prev(&result));
+    assert!(r.msg().contains("another namespace"), "{}", r.msg());
+}
+
+#[test]
+fn status_fails_when_add_would() {
+    let cni = Cni::new("1.1.0", "10.113.0.0/24");
+    let status = |conf: &Value, path: &str| {
+        exec(
+            &cni.sb,
+            PLUGIN,
+            &[("CNI_COMMAND", "STATUS".into()), ("CNI_PATH", path.into())],
+            conf,
+        )
+    };
+    // The IPAM plugin is not in CNI_PATH.
+    let mut delegated = cni.conf.clone();
+    delegated.as_object_mut().unwrap().remove("subnets");
+    delegated["ipam"] = json!({"type": "host-local", "subnet": "10.113.0.0/24"});
+    assert_eq!(status(&delegated, "/nonexistent").code(), 50);
+    assert!(status(&delegated, STOCK).ok);
+    // ipvlan on a kernel without it.
+    let mut ipvlan = cni.conf.clone();
+    ipvlan["driver"] = json!("ipvlan");
+    let has_ipvlan = common::capabilities().supports(underlay::capability::KernelFeature::Ipvlan);
+    assert_eq!(status(&ipvlan, STOCK).ok, has_ipvlan);
+    // A network in use whose definition differs.
+    let c1 = cni.sb.container();
+    cni.add("c1", &c1).result();
+    let mut edited = cni.conf.clone();
+    edited["options"]["mtu"] = json!(1400);
+    assert_eq!(status(&edited, STOCK).code(), 4);
 }

@@ -8,14 +8,14 @@ use netlink_packet_route::RouteNetlinkMessage;
 
 use super::{link_present, now, Engine};
 use crate::address::address_message;
-use crate::endpoint::AttachOptions;
+use crate::endpoint::{AttachOptions, RouteRequest};
 use crate::ipam::{Allocation, IpamError};
 use crate::link::validate_name;
 use crate::mark::Mark;
 use crate::names::validate_dns_name;
 use crate::netlink::{Netlink, Request};
 use crate::netns::NetNs;
-use crate::route::IpFamily;
+use crate::route::{IpFamily, NewRoute};
 use crate::store::{EndpointRecord, EndpointSession, EndpointState, NetworkRecord};
 use crate::{Error, Result};
 
@@ -35,7 +35,7 @@ impl Engine {
         network: &NetworkRecord,
         netns: &NetNs,
         options: &AttachOptions,
-    ) -> Result<(EndpointRecord, bool)> {
+    ) -> Result<(EndpointRecord, bool, Vec<RouteRequest>)> {
         check(network, options)?;
         let (mut record, allocations, detached) = match self
             .record_attach(network, netns, options, true)?
@@ -82,10 +82,13 @@ impl Engine {
                 return Err(e);
             }
         };
-        if let Err(e) = configured {
-            session.abandon(id, &addresses)?;
-            return Err(e);
-        }
+        let routes = match configured {
+            Ok(routes) => routes,
+            Err(e) => {
+                session.abandon(id, &addresses)?;
+                return Err(e);
+            }
+        };
         session.mark_ready(id)?;
         record.state = EndpointState::Ready;
         record.owner = None;
@@ -96,7 +99,7 @@ impl Engine {
             record.ifname,
             record.addresses
         );
-        Ok((record, detached))
+        Ok((record, detached, routes))
     }
 
     /// The decision and the intent of an attach, under the network's lock:
@@ -250,7 +253,7 @@ impl Engine {
         record: &mut EndpointRecord,
         allocations: &[Allocation],
         options: &AttachOptions,
-    ) -> Result<()> {
+    ) -> Result<Vec<RouteRequest>> {
         let failed = |step: &str, e: Error| Error::AttachFailed {
             network: network.name.clone(),
             step: step.to_owned(),
@@ -648,7 +651,7 @@ fn configure_inside(
     mark: &Mark,
     allocations: &[Allocation],
     options: &AttachOptions,
-) -> std::result::Result<(), (String, Error)> {
+) -> std::result::Result<Vec<RouteRequest>, (String, Error)> {
     let ifname = &record.ifname;
     let index = nl
         .index_of(ifname)
@@ -671,30 +674,52 @@ fn configure_inside(
     }
     requests.push(crate::link::up_request(index));
     let first_route = requests.len();
+    let mut routes: Vec<NewRoute> = Vec::new();
     if !options.no_default_route {
-        for route in network
-            .driver
-            .default_routes(index, allocations, network.internal)
-        {
-            let route = match options.metric {
-                Some(metric) => route.metric(metric),
-                None => route,
-            };
-            requests.push(route.request());
-        }
+        routes.extend(
+            network
+                .driver
+                .default_routes(index, allocations, network.internal),
+        );
+    }
+    for asked in &options.routes {
+        routes.push(match asked.gateway {
+            Some(gateway) => NewRoute::to_via(asked.destination, gateway, index),
+            None => NewRoute::to_dev(asked.destination, index),
+        });
+    }
+    for route in &routes {
+        let route = match options.metric {
+            Some(metric) => route.clone().metric(metric),
+            None => route.clone(),
+        };
+        requests.push(route.request());
     }
     let results = nl
         .batch(requests)
         .map_err(|e| ("configure the link".to_owned(), e))?;
+    let mut installed = Vec::new();
     for (i, result) in results.into_iter().enumerate() {
         match result {
+            Ok(()) if i >= first_route => {
+                let route = &routes[i - first_route];
+                installed.push(RouteRequest {
+                    destination: route
+                        .destination()
+                        .unwrap_or_else(|| default_prefix(route.family())),
+                    gateway: route.gateway(),
+                });
+            }
             Ok(()) => {}
             // Another network of this container provides the default
-            // route for this family already.
+            // route for this family already (or the route exists).
             Err(e) if i >= first_route && e.errno() == Some(libc::EEXIST) => {
                 log::info!(
-                    "endpoint {}: a default route exists already; keeping it",
-                    record.name
+                    "endpoint {}: a route to {} exists already; keeping it",
+                    record.name,
+                    routes[i - first_route]
+                        .destination()
+                        .unwrap_or_else(|| default_prefix(routes[i - first_route].family()))
                 );
             }
             Err(e) => {
@@ -706,7 +731,15 @@ fn configure_inside(
             }
         }
     }
-    Ok(())
+    Ok(installed)
+}
+
+/// `0.0.0.0/0` or `::/0`.
+fn default_prefix(family: IpFamily) -> ipnet::IpNet {
+    match family {
+        IpFamily::V4 => ipnet::IpNet::V4(ipnet::Ipv4Net::default()),
+        IpFamily::V6 => ipnet::IpNet::V6(ipnet::Ipv6Net::default()),
+    }
 }
 
 /// An endpoint id not used yet in this network (never 0).

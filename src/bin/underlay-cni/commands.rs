@@ -2,7 +2,6 @@
 //! public API.
 
 use std::collections::BTreeSet;
-use std::net::IpAddr;
 
 use ipnet::IpNet;
 use serde_json::{json, Value};
@@ -13,7 +12,7 @@ use underlay::{Error, Host, IpFamily, Network};
 
 use crate::config::{Env, NetConf};
 use crate::delegate;
-use crate::reply::{CniError, Code, Interface, IpConfig, RouteConfig};
+use crate::reply::{AddResult, CniError, Code, Interface, IpConfig, RouteConfig};
 
 /// The name of the endpoint of attachment `(container_id, ifname)`: `cni-`
 /// and 16 hex digits of a hash of both. Attachments are found by it, never
@@ -67,8 +66,35 @@ fn network(host: &Host, conf: &NetConf) -> Result<Network, CniError> {
         },
         Err(e) => return Err(e.into()),
     };
-    existing.check_definition(&builder)?;
-    Ok(existing)
+    match existing.check_definition(&builder) {
+        Ok(()) => Ok(existing),
+        // The configuration changed while the network had no attachment:
+        // the new one takes its place (an edited conflist takes effect).
+        Err(differs @ Error::DefinitionDiffers { .. }) => {
+            if !existing.endpoints()?.is_empty() {
+                return Err(differs.into());
+            }
+            log::info!(
+                "network {:?}: {differs}; it has no attachment: made anew",
+                conf.name
+            );
+            match host.remove_network(&conf.name) {
+                Ok(()) | Err(Error::NetworkNotFound { .. }) => {}
+                Err(_) => return Err(differs.into()),
+            }
+            match host.create_network(builder.clone()) {
+                Ok(network) => Ok(network),
+                Err(Error::NetworkExists { .. }) => {
+                    // Another ADD made it meanwhile.
+                    let network = host.network(&conf.name)?;
+                    network.check_definition(&builder)?;
+                    Ok(network)
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The network, if it exists (`DEL`, `CHECK`, `GC` never create one).
@@ -100,34 +126,72 @@ pub fn add(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Value, CniError> {
             })
         })
         .transpose()?;
-    let netns = NetNs::open(&env.netns).map_err(|e| {
-        CniError::new(
-            Code::InvalidEnvironment,
-            format!("CNI_NETNS={:?}: {e}", env.netns),
-        )
-    })?;
+    let netns = open_netns(&env.netns)?;
     let host = open_host(conf)?;
     let network = network(&host, conf)?;
     let name = endpoint_name(&env.container_id, &env.ifname);
+
+    // An attachment that exists already is decided on before an IPAM plugin
+    // is asked for anything (asking, then giving back, could free the
+    // address the live attachment holds).
+    if let Some(old) = find_endpoint(&network, &name)? {
+        if network.is_attached(&old) {
+            let same_netns = old.netns().is_some_and(|ns| ns.id() == netns.id());
+            let same_addresses = requested_ips
+                .iter()
+                .all(|ip| old.addresses().iter().any(|a| a.addr() == *ip));
+            if same_netns && old.ifname() == env.ifname && same_addresses {
+                // A retried ADD (the first was cut short after it was done).
+                log::info!("ADD of {name} again: it is attached already");
+                let result = describe(&network, &old, &netns, env, prev, None)?;
+                return Ok(result.to_json(&conf.cni_version));
+            }
+            return Err(CniError::new(
+                Code::Conflict,
+                format!(
+                    "this container already has interface {} on network {:?} (endpoint {name}): DEL it first",
+                    old.ifname(),
+                    network.name()
+                ),
+            ));
+        }
+        // Its namespace is gone (a crash, then a new container under the
+        // same id): released first.
+        network.detach_endpoint_with(&name, &DetachOptions::new().delete_link(true))?;
+        if let Some(plugin) = &ipam {
+            delegate::run(plugin, "DEL", env, stdin)?;
+        }
+    }
 
     let mut options = AttachOptions::new().name(&name).ifname(&env.ifname);
     if let Some(mac) = mac {
         options = options.mac(mac);
     }
-    // Delegated IPAM: the plugin decides, underlay records what it is given.
+    // Delegated IPAM: the plugin decides the addresses and the routes;
+    // underlay records and installs what it is given.
     let delegated = match &ipam {
         Some(plugin) => {
-            if !requested_ips.is_empty() {
-                // The IPAM plugin receives CNI_ARGS and runtimeConfig too,
-                // and is the one to honour them.
-                log::debug!("requested addresses are the IPAM plugin {plugin}'s to give");
-            }
             let result = delegate::add(plugin, env, stdin)?;
+            options = options.no_default_route();
             for ip in &result.ips {
                 options = options.assigned(ip.address);
                 if let Some(gateway) = ip.gateway {
                     options = options.gateway(gateway);
                 }
+            }
+            for route in &result.routes {
+                // A route without a next hop goes through the gateway of its
+                // family, as the reference plugins do, or out of the link.
+                let gateway = route.gw.or_else(|| {
+                    result
+                        .ips
+                        .iter()
+                        .filter(|ip| {
+                            IpFamily::of(ip.address.addr()) == IpFamily::of(route.dst.addr())
+                        })
+                        .find_map(|ip| ip.gateway)
+                });
+                options = options.route(route.dst, gateway);
             }
             Some((plugin.clone(), result))
         }
@@ -138,14 +202,10 @@ pub fn add(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Value, CniError> {
             None
         }
     };
-    let wanted: Vec<IpAddr> = match &delegated {
-        Some((_, r)) => r.ips.iter().map(|ip| ip.address.addr()).collect(),
-        None => requested_ips.clone(),
-    };
-    let attached = attach(&network, &netns, &name, &options, &wanted);
-    let endpoint = match attached {
+    let endpoint = match network.attach(&netns, &options) {
         Ok(endpoint) => endpoint,
         Err(e) => {
+            let e = attach_error(e, &name, delegated.is_some());
             if let Some((plugin, _)) = &delegated {
                 // Nothing may be left: give the plugin's addresses back.
                 if let Err(undo) = delegate::run(plugin, "DEL", env, stdin) {
@@ -155,26 +215,47 @@ pub fn add(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Value, CniError> {
             return Err(e);
         }
     };
+    let result = describe(
+        &network,
+        &endpoint,
+        &netns,
+        env,
+        prev,
+        delegated.map(|d| d.1),
+    )?;
+    Ok(result.to_json(&conf.cni_version))
+}
+
+/// The result of an `ADD`: `prev` (a chain's earlier plugins) with this
+/// interface, its addresses and gateways, and the routes the attach
+/// installed (all default routes of the network's kind for an attachment
+/// that existed already).
+fn describe(
+    network: &Network,
+    endpoint: &Endpoint,
+    netns: &NetNs,
+    env: &Env,
+    prev: Option<AddResult>,
+    delegated: Option<AddResult>,
+) -> Result<AddResult, CniError> {
     let mut result = prev.unwrap_or_default();
     let index = result.interfaces.len();
     result.interfaces.push(Interface {
         name: endpoint.ifname().to_owned(),
-        mac: mac_of(&endpoint, &netns)?,
+        mac: mac_of(endpoint, netns)?,
         sandbox: env.netns.clone(),
     });
-    let gateways = network.gateways();
-    let internal = network.internal();
-    // ipvlan L3 and L3S route through the link itself (`default dev eth0`,
-    // internal networks too); the others through the gateway, if any.
+    // ipvlan L3 and L3S route through the link itself: no gateway.
     let l3 = network.driver().is_l3();
-    let mut families = BTreeSet::new();
+    let gateways = network.gateways();
     for address in endpoint.addresses() {
         let gateway = match &delegated {
-            Some((_, r)) => r
+            Some(r) => r
                 .ips
                 .iter()
                 .find(|ip| ip.address == *address)
                 .and_then(|ip| ip.gateway),
+            None if l3 => None,
             None => gateways
                 .iter()
                 .copied()
@@ -182,84 +263,63 @@ pub fn add(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Value, CniError> {
         };
         result.ips.push(IpConfig {
             address: *address,
-            gateway: if l3 { None } else { gateway },
+            gateway,
             interface: Some(index),
         });
-        let family = IpFamily::of(address.addr());
-        if !families.insert(family) {
-            continue;
-        }
-        if l3 {
-            result.routes.push(RouteConfig {
-                dst: default_route(family),
-                gw: None,
-            });
-        } else if let (Some(gw), false) = (gateway, internal) {
-            result.routes.push(RouteConfig {
-                dst: default_route(family),
-                gw: Some(gw),
-            });
-        }
     }
-    if let Some((_, r)) = &delegated {
-        // The default routes through the plugin's gateways are installed
-        // and reported above; the plugin's DNS settings are passed on.
+    for route in endpoint.routes() {
+        result.routes.push(RouteConfig {
+            dst: route.destination,
+            gw: route.gateway,
+        });
+    }
+    if let Some(r) = delegated {
         if result.dns.is_none() {
-            result.dns = r.dns.clone();
+            result.dns = r.dns;
         }
     }
-    Ok(result.to_json(&conf.cni_version))
+    Ok(result)
 }
 
-/// Attaches. When the attachment exists already: a retried `ADD` (the
-/// same namespace and interface, the earlier `ADD` cut short after it was
-/// done) gets the existing endpoint; one whose namespace is gone (a crash,
-/// then a new container under the same id) is detached first; anything else
-/// is a conflict.
-fn attach(
-    network: &Network,
-    netns: &NetNs,
-    name: &str,
-    options: &AttachOptions,
-    wanted: &[IpAddr],
-) -> Result<Endpoint, CniError> {
-    match network.attach(netns, options) {
-        Err(e @ (Error::NameInUse { .. } | Error::AlreadyAttached { .. })) => {
-            let Some(old) = find_endpoint(network, name)? else {
-                return Err(attach_error(e));
-            };
-            if network.is_attached(&old) {
-                let same_netns = old.netns().is_some_and(|ns| ns.id() == netns.id());
-                let same_addresses = wanted
-                    .iter()
-                    .all(|ip| old.addresses().iter().any(|a| a.addr() == *ip));
-                if same_netns && same_addresses {
-                    log::info!("ADD of {name} again: it is attached already");
-                    return Ok(old);
-                }
-                return Err(CniError::new(
-                    Code::Conflict,
-                    format!(
-                        "this container already has interface {} on network {:?} (endpoint {name}): DEL it first",
-                        old.ifname(),
-                        network.name()
-                    ),
-                ));
-            }
-            network.detach_endpoint_with(name, &DetachOptions::new().delete_link(true))?;
-            network.attach(netns, options).map_err(attach_error)
-        }
-        other => other.map_err(attach_error),
+/// `CNI_NETNS`, opened: a network namespace, and not the plugin's own (a
+/// runtime's mistake that would put the link on the host).
+fn open_netns(path: &str) -> Result<NetNs, CniError> {
+    let bad = |msg: String| {
+        CniError::new(
+            Code::InvalidEnvironment,
+            format!("CNI_NETNS={path:?}: {msg}"),
+        )
+    };
+    let netns = NetNs::open(path).map_err(|e| bad(e.to_string()))?;
+    if NetNs::current().is_ok_and(|own| own.id() == netns.id()) {
+        return Err(bad(
+            "this is the plugin's own network namespace (the host's), not a container's".into(),
+        ));
     }
+    Ok(netns)
 }
 
 /// An attach's refusal of what the runtime asked for (`IP=`, `MAC=`,
-/// `CNI_IFNAME`) is an invalid-environment error; the rest as usual.
-fn attach_error(error: Error) -> CniError {
+/// `CNI_IFNAME`) is an invalid-environment error, of what a delegated IPAM
+/// plugin gave a plugin failure; an attachment being made by another `ADD`
+/// at this moment is "try again later"; the rest as usual.
+fn attach_error(error: Error, ours: &str, delegated: bool) -> CniError {
     match error {
         Error::InvalidArgument { .. } | Error::Ipam(_) if !error.is_conflict() => {
-            CniError::new(Code::InvalidEnvironment, error.to_string())
+            let code = if delegated {
+                Code::Failed
+            } else {
+                Code::InvalidEnvironment
+            };
+            CniError::new(code, error.to_string())
         }
+        Error::NameInUse { ref name, .. }
+        | Error::AlreadyAttached {
+            endpoint: ref name, ..
+        } if name == ours => CniError::new(
+            Code::TryAgainLater,
+            format!("{error} (another ADD of this attachment is under way: try again)"),
+        ),
         error => error.into(),
     }
 }
@@ -400,12 +460,13 @@ pub fn check(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<(), CniError> {
     if let Some(plugin) = conf.ipam_type()? {
         delegate::run(&plugin, "CHECK", env, stdin)?;
     }
-    let netns = NetNs::open(&env.netns).map_err(|e| {
-        CniError::new(
-            Code::InvalidEnvironment,
-            format!("CNI_NETNS={:?}: {e}", env.netns),
-        )
-    })?;
+    let netns = open_netns(&env.netns)?;
+    if endpoint.netns().is_none_or(|ns| ns.id() != netns.id()) {
+        return Err(differs(format!(
+            "the attachment is in another namespace than CNI_NETNS {}",
+            env.netns
+        )));
+    }
     let nl = netns.netlink()?;
     let link = nl
         .link_by_name(&env.ifname)
@@ -432,13 +493,32 @@ pub fn check(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<(), CniError> {
         .into_iter()
         .map(|a| a.address)
         .collect();
-    for ip in prev.ips.iter().filter(|ip| ip.interface == Some(index)) {
-        if !present.contains(&ip.address) {
+    // prevResult's addresses of this interface (or of none in particular)
+    // are the attachment's, and on the link.
+    let expected: Vec<IpNet> = prev
+        .ips
+        .iter()
+        .filter(|ip| ip.interface.is_none_or(|i| i == index))
+        .map(|ip| ip.address)
+        .collect();
+    for address in &expected {
+        if !endpoint.addresses().contains(address) {
             return Err(differs(format!(
-                "interface {} lacks address {}",
-                env.ifname, ip.address
+                "prevResult's address {address} is not the attachment's ({})",
+                show(endpoint.addresses())
             )));
         }
+        if !present.contains(address) {
+            return Err(differs(format!(
+                "interface {} lacks address {address}",
+                env.ifname
+            )));
+        }
+    }
+    if let Some(missing) = endpoint.addresses().iter().find(|a| !expected.contains(a)) {
+        return Err(differs(format!(
+            "prevResult lacks the attachment's address {missing}"
+        )));
     }
     for family in [IpFamily::V4, IpFamily::V6] {
         let routes = nl.routes(family)?;
@@ -463,15 +543,26 @@ pub fn check(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<(), CniError> {
     Ok(())
 }
 
+fn show(addresses: &[IpNet]) -> String {
+    let shown: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+    shown.join(", ")
+}
+
 /// `GC`: every attachment of this network not in
 /// `cni.dev/valid-attachments` is detached (addresses, record, and the link
 /// if its namespace still exists). Endpoints other front ends made on the
 /// same network are left alone.
 pub fn gc(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<(), CniError> {
-    let valid: BTreeSet<String> = conf
-        .valid_attachments
+    // Without the list, everything would look invalid: refused, never
+    // taken as "nothing is valid" (only an empty list says that).
+    let Some(valid) = &conf.valid_attachments else {
+        return Err(CniError::new(
+            Code::InvalidConfig,
+            "GC needs cni.dev/valid-attachments: the attachments to keep ([] to keep none)",
+        ));
+    };
+    let valid: BTreeSet<String> = valid
         .iter()
-        .flatten()
         .map(|a| endpoint_name(&a.container_id, &a.ifname))
         .collect();
     let host = open_host(conf)?;
@@ -508,7 +599,7 @@ pub fn gc(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<(), CniError> {
 /// `STATUS`: can an `ADD` succeed? The state directory must be usable and
 /// the parent present (or one underlay makes: a dummy, or `NAME.VLAN` on a
 /// present `NAME`).
-pub fn status(conf: &NetConf) -> Result<(), CniError> {
+pub fn status(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<(), CniError> {
     let unavailable = |msg: String| CniError::new(Code::NotAvailable, msg);
     let host = open_host(conf)
         .map_err(|e| unavailable(format!("the state directory is unusable: {}", e.msg)))?;
@@ -539,6 +630,30 @@ pub fn status(conf: &NetConf) -> Result<(), CniError> {
                     "parent interface {parent} is missing ({e}): ADD would fail"
                 ))
             })?;
+    }
+    // A stored network this configuration would be refused by.
+    if let Some(network) = existing_network(&host, &conf.name).map_err(|e| unavailable(e.msg))? {
+        if !network.endpoints()?.is_empty() {
+            network.check_definition(&builder)?;
+        }
+    }
+    // The kernel must be able to make the links.
+    let feature = builder.build()?.driver().feature();
+    host.capabilities()
+        .and_then(|caps| caps.require(feature))
+        .map_err(|e| unavailable(e.to_string()))?;
+    // A delegated IPAM plugin must be there, and ready.
+    if let Some(plugin) = conf.ipam_type()? {
+        let unready = |e: CniError| unavailable(format!("the IPAM plugin {plugin}: {}", e.msg));
+        // Asked for its STATUS when it speaks 1.1.0 (older plugins have none).
+        let versions = delegate::run(&plugin, "VERSION", env, stdin).map_err(unready)?;
+        let speaks = versions
+            .as_ref()
+            .and_then(|v| v.get("supportedVersions")?.as_array().cloned())
+            .is_some_and(|list| list.iter().any(|v| v == crate::reply::LATEST));
+        if speaks {
+            delegate::run(&plugin, "STATUS", env, stdin).map_err(unready)?;
+        }
     }
     Ok(())
 }

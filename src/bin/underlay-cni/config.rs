@@ -113,13 +113,23 @@ impl Env {
                 )));
             };
             match key {
+                "" => {
+                    return Err(bad(format!(
+                        "CNI_ARGS: {pair:?} has no key (pairs are KEY=VALUE)"
+                    )))
+                }
                 "IgnoreUnknown" => {
                     ignore_unknown = matches!(value.to_ascii_lowercase().as_str(), "1" | "true")
                 }
                 "IP" => {
                     for ip in value.split(',').filter(|v| !v.is_empty()) {
-                        let ip = ip.split('/').next().unwrap_or(ip);
-                        let ip: IpAddr = ip.parse().map_err(|_| {
+                        // An address, or one with a prefix length (which the
+                        // network's subnet decides, so it is only checked).
+                        let parsed = ip
+                            .parse::<IpAddr>()
+                            .ok()
+                            .or_else(|| ip.parse::<IpNet>().ok().map(|n| n.addr()));
+                        let ip = parsed.ok_or_else(|| {
                             bad(format!("CNI_ARGS: IP={value:?} is not an IP address"))
                         })?;
                         self.ips.push(ip);
@@ -279,6 +289,22 @@ impl NetConf {
                 ),
             ));
         }
+        for (key, dir) in [
+            ("stateDir", &conf.state_dir),
+            ("runtimeDir", &conf.runtime_dir),
+        ] {
+            if dir.as_ref().is_some_and(|d| !d.is_absolute()) {
+                return Err(CniError::new(
+                    Code::InvalidConfig,
+                    format!(
+                        "invalid network configuration: {key} {:?} is not an absolute path",
+                        dir.as_ref()
+                            .map(|d| d.display().to_string())
+                            .unwrap_or_default()
+                    ),
+                ));
+            }
+        }
         if conf.ipam.is_some() && !conf.subnets.is_empty() {
             return Err(CniError::new(
                 Code::InvalidConfig,
@@ -397,8 +423,11 @@ impl NetConf {
     pub fn requested_ips(&self, env: &Env) -> Result<Vec<IpAddr>, CniError> {
         let mut ips = Vec::new();
         for ip in self.runtime_config.iter().flat_map(|r| &r.ips) {
-            let address = ip.split('/').next().unwrap_or(ip);
-            let address: IpAddr = address.parse().map_err(|_| {
+            let parsed = ip
+                .parse::<IpAddr>()
+                .ok()
+                .or_else(|| ip.parse::<IpNet>().ok().map(|n| n.addr()));
+            let address: IpAddr = parsed.ok_or_else(|| {
                 CniError::new(
                     Code::InvalidConfig,
                     format!("runtimeConfig.ips: {ip:?} is not an IP address"),
@@ -442,13 +471,6 @@ fn valid_plugin_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
-/// Parses an address with its prefix, as IPAM results and `prevResult`
-/// write them.
-#[allow(dead_code)]
-pub fn parse_prefix(text: &str) -> Option<IpNet> {
-    text.parse().ok()
 }
 
 #[cfg(test)]

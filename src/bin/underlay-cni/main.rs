@@ -79,6 +79,15 @@ fn run(input: &[u8], version: &str) -> Result<Option<Value>, CniError> {
         return Ok(Some(commands::version(version)));
     }
     let conf = NetConf::parse(input)?;
+    if matches!(env.command, Command::Gc | Command::Status) && conf.cni_version != LATEST {
+        return Err(CniError::new(
+            Code::IncompatibleVersion,
+            format!(
+                "{:?} exists from cniVersion {LATEST} on; this configuration declares {}",
+                env.command, conf.cni_version
+            ),
+        ));
+    }
     log::debug!(
         "{:?} ({}) network {:?} container {:?} ifname {:?} netns {:?}",
         env.command,
@@ -93,14 +102,15 @@ fn run(input: &[u8], version: &str) -> Result<Option<Value>, CniError> {
         Command::Del => commands::del(&env, &conf, input).map(|()| None),
         Command::Check => commands::check(&env, &conf, input).map(|()| None),
         Command::Gc => commands::gc(&env, &conf, input).map(|()| None),
-        Command::Status => commands::status(&conf).map(|()| None),
+        Command::Status => commands::status(&env, &conf, input).map(|()| None),
         Command::Version => Ok(Some(commands::version(version))),
     }
 }
 
 /// A minimal stderr logger for the `log` facade, on when `UNDERLAY_LOG`
-/// names a level. For crash tests, `UNDERLAY_CRASH_AT=TEXT` kills the
-/// process (SIGKILL) when the library logs a message containing TEXT.
+/// names a level. For crash tests (debug builds only),
+/// `UNDERLAY_CRASH_AT=TEXT` kills the process (SIGKILL) when the library
+/// logs a message containing TEXT.
 fn init_log() {
     struct Stderr {
         level: log::LevelFilter,
@@ -130,7 +140,12 @@ fn init_log() {
         .ok()
         .and_then(|l| l.parse::<log::LevelFilter>().ok())
         .unwrap_or(log::LevelFilter::Off);
-    let crash_at = std::env::var("UNDERLAY_CRASH_AT").ok();
+    // A test hook: only in debug builds (the tests'), never in a release.
+    let crash_at = if cfg!(debug_assertions) {
+        std::env::var("UNDERLAY_CRASH_AT").ok()
+    } else {
+        None
+    };
     let max = if crash_at.is_some() {
         log::LevelFilter::Trace
     } else {
