@@ -340,5 +340,25 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Waits (up to the lock timeout's order, 30 s) until no sweep of this
+    /// process runs on `network`.
+    pub(super) fn wait_for_sweep(&self, network: &NetworkRecord) {
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_secs(30) {
+            let running = self
+                .sweeps
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(&network.id);
+            if !running {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        log::warn!("network {}: a sweep is still running", network.name);
+    }
+}
+
 /// Sweeps in progress, by network id, and whether another is asked for.
 pub(crate) type Sweeps = std::sync::Mutex<HashMap<String, bool>>;

@@ -16,6 +16,9 @@ impl Engine {
     /// endpoints is refused; with it, they are detached first. Every
     /// failure is reported; the record stays until everything is done.
     pub fn remove_network(&self, name: &str, force: bool) -> Result<()> {
+        // A sweep of this process on the network (after a detach) ends
+        // first: it works in the network's endpoint state, which goes.
+        self.wait_for_sweep(&self.network(name)?);
         let _lock = self.networks.lock()?;
         let mut record = self.network(name)?;
         let count = self

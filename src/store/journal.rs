@@ -201,10 +201,19 @@ impl EndpointStore for FileEndpointStore {
 
     fn remove_network(&self, network: &NetworkRecord) -> Result<()> {
         let dir = self.let_go(network)?;
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io(format!("remove {}", dir.display()), e)),
+        let mut tries = 0;
+        loop {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                // Another process's session wrote into it meanwhile (its
+                // last look before it finds the network gone): again.
+                Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) && tries < 5 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                Err(e) => return Err(Error::io(format!("remove {}", dir.display()), e)),
+            }
         }
     }
 }
