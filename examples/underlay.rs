@@ -42,6 +42,10 @@ Options:
                          keep it on persistent storage)
       --runtime-dir DIR  where endpoint records live (default
                          /run/underlay/STATE_ID, on tmpfs)
+      --etcd URL[,URL]   claim every address in etcd (its v3 JSON gateway,
+                         http://HOST:2379), shared with the other hosts on the
+                         segment, so no two hosts hand out the same address
+                         (also UNDERLAY_ETCD; needs the feature etcd)
   -h, --help             show this help
 
 Commands:
@@ -279,6 +283,9 @@ fn flag_value(
 fn run(args: &[String]) -> CliResult {
     let mut state_dir: PathBuf = underlay::host::DEFAULT_STATE_DIR.into();
     let mut runtime_dir: Option<PathBuf> = None;
+    let mut etcd: Option<String> = std::env::var("UNDERLAY_ETCD")
+        .ok()
+        .filter(|e| !e.is_empty());
     let mut i = 0;
     while i < args.len() && args[i].starts_with('-') {
         let (flag, inline) = split_flag(&args[i]);
@@ -290,12 +297,14 @@ fn run(args: &[String]) -> CliResult {
             }
             "--state-dir" => state_dir = flag_value(flag, inline, args, &mut i)?.into(),
             "--runtime-dir" => runtime_dir = Some(flag_value(flag, inline, args, &mut i)?.into()),
+            "--etcd" => etcd = Some(flag_value(flag, inline, args, &mut i)?.to_owned()),
             _ => return Err(format!("unknown option {flag} (see underlay --help)").into()),
         }
     }
     let ctx = Context {
         state_dir,
         runtime_dir,
+        etcd,
     };
     match args.get(i).map(String::as_str) {
         None => Err(format!("missing command\n\n{USAGE}").into()),
@@ -314,6 +323,9 @@ fn run(args: &[String]) -> CliResult {
 struct Context {
     state_dir: PathBuf,
     runtime_dir: Option<PathBuf>,
+    /// `--etcd URL[,URL...]` (or `UNDERLAY_ETCD`): address claims shared
+    /// with the other hosts on the segment.
+    etcd: Option<String>,
 }
 
 impl Context {
@@ -322,8 +334,32 @@ impl Context {
         if let Some(dir) = &self.runtime_dir {
             options = options.runtime_dir(dir);
         }
+        if let Some(endpoints) = &self.etcd {
+            options = with_etcd(options, endpoints)?;
+        }
         options.open()
     }
+}
+
+#[cfg(feature = "etcd")]
+fn with_etcd(
+    options: underlay::host::HostOptions,
+    endpoints: &str,
+) -> Result<underlay::host::HostOptions, Error> {
+    let endpoints: Vec<&str> = endpoints.split(',').collect();
+    Ok(options.address_claims(underlay::store::EtcdClaims::new(&endpoints)?))
+}
+
+#[cfg(not(feature = "etcd"))]
+fn with_etcd(
+    _: underlay::host::HostOptions,
+    _: &str,
+) -> Result<underlay::host::HostOptions, Error> {
+    Err(Error::InvalidArgument {
+        what: "option",
+        value: "--etcd".into(),
+        reason: "this build has no etcd support: build it with --features etcd".into(),
+    })
 }
 
 fn network(ctx: &Context, args: &[String]) -> CliResult {

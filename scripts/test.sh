@@ -13,7 +13,7 @@
 #                 lib unit-test binary with --include-ignored (--vm-only) or, when the
 #                 host tier runs them anyway, --ignored (only its needs_* tests);
 #                 never cni_runtimes (it needs podman, containerd and the machine's
-#                 writable /var and /run: host tier only)
+#                 writable /var and /run: host tier only) nor etcd (host tier only)
 #
 # Tests that need ipvlan / 802.1q VLAN / dummy are #[ignore]d and have a path segment
 # needs_ipvlan / needs_vlan / needs_dummy; the real-kernel tier fails unless at least
@@ -24,7 +24,8 @@
 # containernetworking-plugins runc conmon uidmap slirp4netns catatonit busybox-static;
 # pip: virtme-ng), idempotently. containerd is downloaded, never installed (its package
 # would start a service): `apt-get download` + `dpkg-deb -x` into <target>/containerd,
-# whose usr/bin the host tier gets as UNDERLAY_CONTAINERD_BIN. Builds with every
+# whose usr/bin the host tier gets as UNDERLAY_CONTAINERD_BIN; likewise etcd-server
+# into <target>/etcd (UNDERLAY_ETCD_BIN), for tests/etcd.rs. Builds with every
 # feature (`--all-features`: the resolver's tests need `dns`).
 #
 # Environment knobs:
@@ -173,6 +174,30 @@ ensure_containerd() {
 }
 ((run_host)) && ensure_containerd
 
+# etcd for tests/etcd.rs (feature etcd): Debian's etcd-server unpacked into
+# <target>/etcd (kept between runs), never installed (its package starts a
+# service); the tests run it inside their own namespaces.
+ensure_etcd() {
+    local dir=$TARGET/etcd deb
+    if [[ ! -x $dir/usr/bin/etcd ]]; then
+        log "apt-get download etcd-server (unpacked into $dir, not installed)"
+        local dl=$dir.download opts=(-q -o DPkg::Lock::Timeout=900)
+        rm -rf "$dl" "$dir" && mkdir -p "$dl"
+        (cd "$dl" && apt-get "${opts[@]}" download etcd-server) >/tmp/underlay-apt.log 2>&1 ||
+            { apt-get "${opts[@]}" update >/dev/null &&
+                (cd "$dl" && apt-get "${opts[@]}" download etcd-server) >/tmp/underlay-apt.log 2>&1; } ||
+            { show_tail /tmp/underlay-apt.log; die "apt-get download etcd-server failed"; }
+        deb=$(ls "$dl"/etcd-server_*.deb 2>/dev/null | head -n 1)
+        [[ -n $deb ]] || die "apt-get download etcd-server left no etcd-server_*.deb"
+        rm -rf "$dir.tmp"
+        dpkg-deb -x "$deb" "$dir.tmp" && mv "$dir.tmp" "$dir" ||
+            die "dpkg-deb -x $deb failed"
+        rm -rf "$dl"
+    fi
+    export UNDERLAY_ETCD_BIN=$dir/usr/bin/etcd
+}
+((run_host)) && ensure_etcd
+
 # ---------------------------------------------------------------- build once
 log "building test binaries (cargo test --all-features --no-run)"
 t0=$(now)
@@ -190,7 +215,7 @@ mapfile -t BINS < <(jq -r 'select(.reason=="compiler-artifact" and .profile.test
 log "built ${#BINS[@]} test binaries in $(($(now) - t0))s"
 # Host tier only: tests that drive podman and containerd (they need the
 # machine's userland and writable /var and /run, which the guest lacks).
-HOST_ONLY_BINS="cni_runtimes"
+HOST_ONLY_BINS="cni_runtimes etcd"
 keep=()
 for entry in "${BINS[@]}"; do
     name=${entry%%$'\t'*}

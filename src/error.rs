@@ -166,6 +166,26 @@ pub enum Error {
         requested: String,
     },
 
+    /// Another host holds the address, as the shared store says.
+    #[error("address {address} of network {network:?} is held by endpoint {endpoint:?} of host {host} (claimed in the shared store)")]
+    AddressClaimed {
+        /// The address.
+        address: std::net::IpAddr,
+        /// The network's name.
+        network: String,
+        /// The holding host's id.
+        host: String,
+        /// The holding endpoint's name.
+        endpoint: String,
+    },
+
+    /// The shared store (etcd) could not be reached or refused the request.
+    #[error("the shared store did not answer: {tried}; check that it runs and that this host reaches it, then try again")]
+    SharedStore {
+        /// Each endpoint tried, and what went wrong with it.
+        tried: String,
+    },
+
     /// No network with this name exists.
     #[error("network {name:?} not found")]
     NetworkNotFound {
@@ -334,6 +354,7 @@ impl Error {
                 | Error::NameInUse { .. }
                 | Error::InterfaceExists { .. }
                 | Error::AddressInUse { .. }
+                | Error::AddressClaimed { .. }
                 | Error::Ipam(IpamError::AddressInUse { .. })
         )
     }
@@ -383,9 +404,10 @@ impl From<Error> for io::Error {
             | Error::AlreadyAttached { .. }
             | Error::NameInUse { .. }
             | Error::InterfaceExists { .. } => K::AlreadyExists,
-            Error::AddressInUse { .. } | Error::Ipam(IpamError::AddressInUse { .. }) => {
-                K::AddrInUse
-            }
+            Error::AddressInUse { .. }
+            | Error::AddressClaimed { .. }
+            | Error::Ipam(IpamError::AddressInUse { .. }) => K::AddrInUse,
+            Error::SharedStore { .. } => K::ConnectionRefused,
             // `ResourceBusy` would fit, but is newer than the MSRV.
             Error::ParentInUse { .. }
             | Error::NetworkHasEndpoints { .. }

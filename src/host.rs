@@ -38,7 +38,10 @@ use crate::engine::{Engine, EngineParts};
 use crate::ipam::DefaultPools;
 use crate::netns::NetNs;
 use crate::network::{Network, NetworkBuilder};
-use crate::store::{EndpointStore, FileEndpointStore, FileNetworkStore, NetworkStore};
+use crate::store::{
+    AddressClaims, ClaimingEndpointStore, EndpointStore, FileEndpointStore, FileNetworkStore,
+    NetworkStore,
+};
 use crate::Result;
 
 pub use crate::engine::RecoveryReport;
@@ -81,6 +84,7 @@ pub struct HostOptions {
     runtime_dir: Option<PathBuf>,
     network_store: Option<Box<dyn NetworkStore>>,
     endpoint_store: Option<Box<dyn EndpointStore>>,
+    address_claims: Option<Arc<dyn AddressClaims>>,
     netns: Option<NetNs>,
     default_pools: Option<DefaultPools>,
     reserved_prefixes: Vec<IpNet>,
@@ -88,6 +92,28 @@ pub struct HostOptions {
 }
 
 impl HostOptions {
+    /// A store of address claims this host shares with others on the same
+    /// segment (etcd: [`EtcdClaims`](crate::store::EtcdClaims), feature
+    /// `etcd`): every address an endpoint gets is claimed there first, and
+    /// given back only by its holder. A host is its state directory's id.
+    ///
+    /// ```
+    /// use underlay::Host;
+    /// # #[derive(Debug)]
+    /// # struct Shared;
+    /// # impl underlay::store::AddressClaims for Shared {
+    /// #     fn claim(&self, _: &str, _: std::net::IpAddr, _: &underlay::store::Claim) -> underlay::Result<Option<underlay::store::Claim>> { Ok(None) }
+    /// #     fn release(&self, _: &str, _: std::net::IpAddr, _: &underlay::store::Claim) -> underlay::Result<bool> { Ok(true) }
+    /// #     fn claims(&self, _: &str) -> underlay::Result<Vec<(std::net::IpAddr, underlay::store::Claim)>> { Ok(vec![]) }
+    /// # }
+    /// let options = Host::options().address_claims(Shared);
+    /// assert!(format!("{options:?}").contains("Shared"));
+    /// ```
+    pub fn address_claims(mut self, claims: impl AddressClaims + 'static) -> Self {
+        self.address_claims = Some(Arc::new(claims));
+        self
+    }
+
     /// The state directory ([`DEFAULT_STATE_DIR`] by default).
     ///
     /// ```
@@ -267,6 +293,14 @@ impl HostOptions {
                 }
                 Box::new(store)
             }
+        };
+        let endpoints: Box<dyn EndpointStore> = match self.address_claims {
+            Some(claims) => Box::new(ClaimingEndpointStore::new(
+                endpoints,
+                claims,
+                networks.host_id(),
+            )),
+            None => endpoints,
         };
         let engine = Engine::open(EngineParts {
             netns,

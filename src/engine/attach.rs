@@ -186,44 +186,60 @@ impl Engine {
             }
             None => default_name(netns.path(), id),
         };
-        let allocations = allocate(network, session.as_mut(), id, options)?;
-        let addresses: Vec<IpAddr> = allocations.iter().map(Allocation::ip).collect();
-        let mac = match network.driver.endpoint_mac(options.mac) {
-            Ok(mac) => mac,
-            Err(e) => {
-                session.abandon(id, &addresses)?;
-                return Err(e);
+        let mac = network.driver.endpoint_mac(options.mac)?;
+        let owner = self.owner()?;
+        // The allocator proposes; a shared store, if the host has one,
+        // decides (the save claims). An address another host holds is kept
+        // out of this attach's way and the next one proposed.
+        let mut elsewhere: Vec<IpAddr> = Vec::new();
+        let outcome = loop {
+            let allocations = match allocate(network, session.as_mut(), id, options) {
+                Ok(allocations) => allocations,
+                Err(e) => break Err(e),
+            };
+            let addresses: Vec<IpAddr> = allocations.iter().map(Allocation::ip).collect();
+            let record = EndpointRecord {
+                version: EndpointRecord::VERSION,
+                id,
+                name: name.clone(),
+                dns_names: options.dns_names.clone(),
+                netns_path: netns.path().to_owned(),
+                netns_id: netns.id(),
+                // Most containers have no eth0 yet: try it, and look for a
+                // free name only when the kernel says it is taken.
+                ifname: options.ifname.clone().unwrap_or_else(|| "eth0".into()),
+                mac,
+                addresses: allocations.iter().map(Allocation::address).collect(),
+                state: EndpointState::Attaching,
+                owner: Some(owner),
+                created: now(),
+            };
+            // Recorded before the kernel is touched: a crash from here on
+            // leaves a record that the next session (or recovery) uses to
+            // undo it.
+            match session.save(&record) {
+                Ok(()) => break Ok((record, allocations)),
+                Err(Error::AddressClaimed { address, .. })
+                    if Some(address) != options.ipv4
+                        && Some(address) != options.ipv6
+                        && elsewhere.len() < MAX_CLAIM_TRIES =>
+                {
+                    session.abandon(id, &addresses)?;
+                    log::debug!("{address} is another host's; proposing the next");
+                    if session.ipam().request(address, ELSEWHERE).is_ok() {
+                        elsewhere.push(address);
+                    }
+                }
+                Err(e) => {
+                    session.abandon(id, &addresses)?;
+                    break Err(e);
+                }
             }
         };
-        let owner = match self.owner() {
-            Ok(owner) => owner,
-            Err(e) => {
-                session.abandon(id, &addresses)?;
-                return Err(e);
-            }
-        };
-        let record = EndpointRecord {
-            version: EndpointRecord::VERSION,
-            id,
-            name,
-            dns_names: options.dns_names.clone(),
-            netns_path: netns.path().to_owned(),
-            netns_id: netns.id(),
-            // Most containers have no eth0 yet: try it, and look for a free
-            // name only when the kernel says it is taken.
-            ifname: options.ifname.clone().unwrap_or_else(|| "eth0".into()),
-            mac,
-            addresses: allocations.iter().map(Allocation::address).collect(),
-            state: EndpointState::Attaching,
-            owner: Some(owner),
-            created: now(),
-        };
-        // Recorded before the kernel is touched: a crash from here on leaves
-        // a record that the next session (or recovery) uses to undo it.
-        if let Err(e) = session.save(&record) {
-            session.abandon(id, &addresses)?;
-            return Err(e);
+        for address in elsewhere {
+            session.ipam().release(address);
         }
+        let (record, allocations) = outcome?;
         Ok(Recorded::Attaching(record, allocations, detached))
     }
 
@@ -480,6 +496,14 @@ fn check(network: &NetworkRecord, options: &AttachOptions) -> Result<()> {
     }
     Ok(())
 }
+
+/// How many addresses other hosts hold an attach moves past before it
+/// gives up (each costs a round trip to the shared store).
+const MAX_CLAIM_TRIES: usize = 64;
+
+/// The allocator's holder for an address another host holds, during one
+/// attach (endpoint ids are never 0).
+const ELSEWHERE: u64 = 0;
 
 /// Takes one address per family the network has: the requested one, or
 /// the allocator's next. All or nothing.

@@ -55,6 +55,11 @@ pub struct RecoveryReport {
     /// from their links in the kernel (which carry the network's mark), so
     /// that their addresses stay held; their names are made up.
     pub rebuilt_endpoints: Vec<String>,
+    /// Addresses released in the shared store (`network: address count`):
+    /// claims of this host that no record of its own explains (a crash
+    /// between a claim and its record's end, a release that could not
+    /// reach the store).
+    pub released_claims: Vec<String>,
 }
 
 impl RecoveryReport {
@@ -150,6 +155,17 @@ impl Engine {
             // The host's routes through the shim: those of the endpoints
             // that hold addresses now, and no others.
             let holding = Engine::endpoint_records(session.as_ref());
+            drop(session);
+            // Claims in a shared store that no record explains any more.
+            match self.endpoints.reconcile(&network) {
+                Ok(0) => {}
+                Ok(n) => report
+                    .released_claims
+                    .push(format!("{}: {n}", network.name)),
+                Err(e) => report
+                    .broken_networks
+                    .push((network.name.clone(), e.to_string())),
+            }
             if let Err(e) = self.sync_shim_routes(&network, &holding) {
                 log::warn!(
                     "network {}: cannot put its routes through the host shim right: {e}",

@@ -28,22 +28,28 @@
 //! # let _ = options;
 //! ```
 
+#[cfg(feature = "etcd")]
+mod etcd;
 mod files;
 mod journal;
 mod memory;
 mod network_dir;
 mod records;
+mod shared;
 mod table;
 
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+#[cfg(feature = "etcd")]
+pub use etcd::EtcdClaims;
 pub use files::DEFAULT_LOCK_TIMEOUT;
 pub use journal::FileEndpointStore;
 pub use memory::MemoryStore;
 pub use network_dir::{FileNetworkStore, DEFAULT_RUNTIME_DIR, DEFAULT_STATE_DIR};
 pub use records::{EndpointRecord, EndpointState, NetworkRecord, NetworkState, Owner};
+pub use shared::{AddressClaims, Claim, ClaimingEndpointStore};
 pub(crate) use table::EndpointTable;
 
 use crate::ipam::Ipam;
@@ -184,6 +190,18 @@ pub trait EndpointStore: Send + Sync + fmt::Debug {
     /// [`NetworkStore::watch_paths`]). The default: none.
     fn watch_paths(&self) -> Vec<PathBuf> {
         Vec::new()
+    }
+
+    /// Recovery's look at what this host holds outside its own state (the
+    /// addresses a shared store says it claimed): whatever no record of its
+    /// own explains is given back. Returns how many were. The default:
+    /// nothing is held outside.
+    ///
+    /// # Errors
+    /// When the shared store cannot be reached.
+    fn reconcile(&self, network: &NetworkRecord) -> Result<usize> {
+        let _ = network;
+        Ok(0)
     }
 }
 

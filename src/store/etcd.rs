@@ -1,0 +1,240 @@
+//! Address claims in etcd (feature `etcd`), through its v3 JSON gateway
+//! (`/v3/kv/range`, `/v3/kv/txn`): one key per address, claimed with a
+//! create-if-absent transaction and released with a compare on the claim's
+//! value. No side index, no pool document: the claim is the uniqueness.
+//!
+//! Keys: `/underlay/v1/claims/NETWORK/ADDRESS` (hosts share a network by
+//! its name); values: the [`Claim`]
+//! as JSON. Keys and values travel base64-encoded, as the gateway wants.
+//! Several endpoints are tried in turn, so one member down is survived.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use super::shared::{AddressClaims, Claim};
+use crate::{Error, Result};
+
+/// How long one request may take on one endpoint.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where the claims live.
+const PREFIX: &str = "/underlay/v1/claims/";
+
+/// Claims kept in an etcd cluster.
+///
+/// ```no_run
+/// use underlay::store::EtcdClaims;
+/// use underlay::Host;
+///
+/// let etcd = EtcdClaims::new(&["http://10.0.0.5:2379", "http://10.0.0.6:2379"])?;
+/// let host = Host::options().state_dir("/var/lib/underlay").address_claims(etcd).open()?;
+/// # Ok::<(), underlay::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct EtcdClaims {
+    endpoints: Vec<String>,
+    agent: ureq::Agent,
+}
+
+impl EtcdClaims {
+    /// A client of the cluster at `endpoints` (`http://HOST:PORT`, tried in
+    /// this order).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for no endpoint or one that is not an
+    /// `http://` URL.
+    pub fn new<S: AsRef<str>>(endpoints: &[S]) -> Result<Self> {
+        let endpoints: Vec<String> = endpoints
+            .iter()
+            .map(|e| e.as_ref().trim().trim_end_matches('/').to_owned())
+            .filter(|e| !e.is_empty())
+            .collect();
+        if endpoints.is_empty() {
+            return Err(Error::invalid(
+                "etcd endpoints",
+                "",
+                "give at least one, such as http://10.0.0.5:2379",
+            ));
+        }
+        if let Some(bad) = endpoints.iter().find(|e| {
+            !e.starts_with("http://")
+                || e.len() == "http://".len()
+                || e.contains(char::is_whitespace)
+        }) {
+            return Err(Error::invalid(
+                "etcd endpoint",
+                bad.clone(),
+                "expected http://HOST:PORT (the v3 JSON gateway; TLS is not supported)",
+            ));
+        }
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(2))
+            .timeout(TIMEOUT)
+            .build();
+        Ok(EtcdClaims { endpoints, agent })
+    }
+
+    /// Posts `body` to `path` on the first endpoint that answers.
+    fn post(&self, path: &str, body: &Value) -> Result<Value> {
+        let mut tried = Vec::new();
+        for endpoint in &self.endpoints {
+            let url = format!("{endpoint}{path}");
+            match self.agent.post(&url).send_json(body) {
+                Ok(response) => {
+                    return response
+                        .into_json::<Value>()
+                        .map_err(|e| Error::SharedStore {
+                            tried: format!("{url}: the answer is not JSON ({e})"),
+                        })
+                }
+                // Refused by etcd itself: another member would say the same.
+                Err(ureq::Error::Status(code, response)) => {
+                    let text = response.into_string().unwrap_or_default();
+                    return Err(Error::SharedStore {
+                        tried: format!("{url}: HTTP {code}: {}", text.trim()),
+                    });
+                }
+                Err(ureq::Error::Transport(e)) => tried.push(format!("{url}: {e}")),
+            }
+        }
+        Err(Error::SharedStore {
+            tried: tried.join("; "),
+        })
+    }
+
+    fn key(network: &str, address: IpAddr) -> String {
+        format!("{PREFIX}{network}/{address}")
+    }
+}
+
+fn encode(text: &str) -> String {
+    BASE64.encode(text.as_bytes())
+}
+
+fn decode(value: &Value, what: &str) -> Result<String> {
+    let text = value.as_str().unwrap_or_default();
+    let bytes = BASE64.decode(text).map_err(|e| Error::SharedStore {
+        tried: format!("etcd answered a {what} that is not base64: {e}"),
+    })?;
+    String::from_utf8(bytes).map_err(|_| Error::SharedStore {
+        tried: format!("etcd answered a {what} that is not UTF-8"),
+    })
+}
+
+fn claim_of(value: &Value) -> Result<Claim> {
+    let text = decode(value, "claim")?;
+    serde_json::from_str(&text).map_err(|e| Error::SharedStore {
+        tried: format!("a claim in etcd does not read back ({e}): {text}"),
+    })
+}
+
+fn value_of(claim: &Claim) -> Result<String> {
+    serde_json::to_string(claim).map_err(|e| Error::StateEncoding {
+        what: "address claim".into(),
+        reason: e.to_string(),
+    })
+}
+
+impl AddressClaims for EtcdClaims {
+    fn claim(&self, network: &str, address: IpAddr, claim: &Claim) -> Result<Option<Claim>> {
+        let key = encode(&Self::key(network, address));
+        let value = encode(&value_of(claim)?);
+        let answer = self.post(
+            "/v3/kv/txn",
+            &json!({
+                "compare": [{"target": "CREATE", "key": key, "create_revision": "0"}],
+                "success": [{"request_put": {"key": key, "value": value}}],
+                "failure": [{"request_range": {"key": key}}],
+            }),
+        )?;
+        // proto3 JSON leaves `false` out: no `succeeded` is a failure.
+        if answer["succeeded"].as_bool() == Some(true) {
+            return Ok(None);
+        }
+        let held = &answer["responses"][0]["response_range"]["kvs"][0]["value"];
+        if held.is_null() {
+            // Released between the compare and the read: try again.
+            return self.claim(network, address, claim);
+        }
+        let holder = claim_of(held)?;
+        Ok(if &holder == claim { None } else { Some(holder) })
+    }
+
+    fn release(&self, network: &str, address: IpAddr, claim: &Claim) -> Result<bool> {
+        let key = encode(&Self::key(network, address));
+        let value = encode(&value_of(claim)?);
+        let answer = self.post(
+            "/v3/kv/txn",
+            &json!({
+                "compare": [{"target": "VALUE", "key": key, "value": value}],
+                "success": [{"request_delete_range": {"key": key}}],
+                "failure": [],
+            }),
+        )?;
+        Ok(answer["succeeded"].as_bool() == Some(true))
+    }
+
+    fn claims(&self, network: &str) -> Result<Vec<(IpAddr, Claim)>> {
+        let prefix = format!("{PREFIX}{network}/");
+        // The end of the prefix's range: its last byte plus one ('/' + 1).
+        let end = format!("{PREFIX}{network}0");
+        let answer = self.post(
+            "/v3/kv/range",
+            &json!({"key": encode(&prefix), "range_end": encode(&end)}),
+        )?;
+        let mut out = Vec::new();
+        for kv in answer["kvs"].as_array().into_iter().flatten() {
+            let key = decode(&kv["key"], "key")?;
+            let Some(address) = key
+                .strip_prefix(&prefix)
+                .and_then(|a| a.parse::<IpAddr>().ok())
+            else {
+                continue;
+            };
+            out.push((address, claim_of(&kv["value"])?));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_checked() {
+        assert!(EtcdClaims::new(&["http://10.0.0.5:2379", "http://10.0.0.6:2379/"]).is_ok());
+        for bad in [
+            &[][..],
+            &["10.0.0.5:2379"],
+            &["https://a:2379"],
+            &["http://"],
+        ] {
+            assert!(EtcdClaims::new(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_unreachable_cluster_names_every_endpoint_tried() {
+        // Port 9 (discard) on loopback: refused at once.
+        let etcd = EtcdClaims::new(&["http://127.0.0.1:9", "http://127.0.0.1:9/x"]).unwrap();
+        let claim = Claim {
+            host: "h".into(),
+            network: "n".into(),
+            endpoint: "0".repeat(16),
+            name: "e".into(),
+            container: "/run/netns/c".into(),
+        };
+        let e = etcd
+            .claim("id", "10.0.0.2".parse().unwrap(), &claim)
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, Error::SharedStore { .. }), "{text}");
+        assert!(text.contains("http://127.0.0.1:9/v3/kv/txn"), "{text}");
+        assert!(text.contains("http://127.0.0.1:9/x/v3/kv/txn"), "{text}");
+    }
+}

@@ -1,0 +1,242 @@
+//! Addresses arbitrated among hosts: when several hosts put containers on
+//! one segment, each address is claimed in a store they share before a
+//! container gets it, and released only by the claim's holder.
+//!
+//! [`AddressClaims`] is the seam (etcd implements it: `store::EtcdClaims`,
+//! feature `etcd`). [`ClaimingEndpointStore`] puts it in front of a host's
+//! own endpoint store: every record saved with an address claims it (after
+//! the record is written, so a crash leaves an intent that recovery undoes),
+//! and every record forgotten or abandoned releases its addresses, comparing
+//! the claim's value so that another holder's claim is never deleted. The
+//! local allocator proposes; the shared store decides.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::{EndpointRecord, EndpointSession, EndpointStore, NetworkRecord, Owner};
+use crate::ipam::Ipam;
+use crate::{Error, Result};
+
+/// Who holds a claimed address: the value stored with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    /// The holding host's id (its state directory's).
+    pub host: String,
+    /// The network's name.
+    pub network: String,
+    /// The endpoint's id, 16 hexadecimal digits.
+    pub endpoint: String,
+    /// The endpoint's name.
+    pub name: String,
+    /// The container's namespace path, as the host knows it.
+    pub container: String,
+}
+
+impl Claim {
+    /// The claim of `record`'s addresses, made by `host` on `network`.
+    pub fn of(host: &str, network: &NetworkRecord, record: &EndpointRecord) -> Claim {
+        Claim {
+            host: host.to_owned(),
+            network: network.name.clone(),
+            endpoint: format!("{:016x}", record.id),
+            name: record.name.clone(),
+            container: record.netns_path.display().to_string(),
+        }
+    }
+}
+
+/// A store of address claims shared by hosts.
+pub trait AddressClaims: Send + Sync + fmt::Debug {
+    /// Claims `address` of the network called `network` (on every host:
+    /// hosts share a network by its name) for `claim`, if no one holds it,
+    /// in one atomic write. Returns `None` when the claim is
+    /// `claim`'s now (or was already), or the claim that holds it.
+    ///
+    /// # Errors
+    /// When the store cannot be reached or answers nonsense.
+    fn claim(&self, network: &str, address: IpAddr, claim: &Claim) -> Result<Option<Claim>>;
+
+    /// Releases `address` if `claim` holds it, never another holder's.
+    /// Returns whether it was released.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    fn release(&self, network: &str, address: IpAddr, claim: &Claim) -> Result<bool>;
+
+    /// Every claim on the network called `network`.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    fn claims(&self, network: &str) -> Result<Vec<(IpAddr, Claim)>>;
+}
+
+/// A host's endpoint store with its addresses claimed in a shared store.
+#[derive(Debug)]
+pub struct ClaimingEndpointStore {
+    inner: Box<dyn EndpointStore>,
+    claims: Arc<dyn AddressClaims>,
+    host: String,
+}
+
+impl ClaimingEndpointStore {
+    /// `inner`'s endpoints, their addresses claimed in `claims` for `host`.
+    pub fn new(inner: Box<dyn EndpointStore>, claims: Arc<dyn AddressClaims>, host: &str) -> Self {
+        ClaimingEndpointStore {
+            inner,
+            claims,
+            host: host.to_owned(),
+        }
+    }
+}
+
+impl EndpointStore for ClaimingEndpointStore {
+    fn add_network(&self, network: &NetworkRecord) -> Result<()> {
+        self.inner.add_network(network)
+    }
+
+    fn session<'a>(&'a self, network: &NetworkRecord) -> Result<Box<dyn EndpointSession + 'a>> {
+        Ok(Box::new(ClaimingSession {
+            inner: self.inner.session(network)?,
+            claims: self.claims.as_ref(),
+            host: &self.host,
+            network: network.clone(),
+        }))
+    }
+
+    fn quarantine_network(&self, network: &NetworkRecord) -> Result<String> {
+        self.inner.quarantine_network(network)
+    }
+
+    fn remove_network(&self, network: &NetworkRecord) -> Result<()> {
+        self.inner.remove_network(network)
+    }
+
+    fn watch_paths(&self) -> Vec<std::path::PathBuf> {
+        self.inner.watch_paths()
+    }
+
+    fn reconcile(&self, network: &NetworkRecord) -> Result<usize> {
+        let held: Vec<(IpAddr, Claim)> = self
+            .claims
+            .claims(&network.name)?
+            .into_iter()
+            .filter(|(_, claim)| claim.host == self.host)
+            .collect();
+        if held.is_empty() {
+            return Ok(0);
+        }
+        let session = self.inner.session(network)?;
+        let mut released = 0;
+        for (address, claim) in held {
+            let recorded = session.endpoints().any(|e| {
+                format!("{:016x}", e.id) == claim.endpoint && e.ips().any(|a| a == address)
+            });
+            if !recorded && self.claims.release(&network.name, address, &claim)? {
+                log::info!(
+                    "network {}: released {address}, claimed for endpoint {} that this host no longer has",
+                    network.name,
+                    claim.name
+                );
+                released += 1;
+            }
+        }
+        Ok(released)
+    }
+}
+
+/// A session whose saves claim and whose forgets release.
+struct ClaimingSession<'a> {
+    inner: Box<dyn EndpointSession + 'a>,
+    claims: &'a dyn AddressClaims,
+    host: &'a str,
+    network: NetworkRecord,
+}
+
+impl ClaimingSession<'_> {
+    /// Releases `addresses` of `record`; a failure is logged (the claim
+    /// stays with this host, and recovery's reconciliation releases it).
+    fn release(&self, record: &EndpointRecord, addresses: impl Iterator<Item = IpAddr>) {
+        let claim = Claim::of(self.host, &self.network, record);
+        for address in addresses {
+            if let Err(e) = self.claims.release(&self.network.name, address, &claim) {
+                log::warn!(
+                    "network {}: cannot release the claim on {address} now ({e}); recovery will",
+                    self.network.name
+                );
+            }
+        }
+    }
+}
+
+impl EndpointSession for ClaimingSession<'_> {
+    fn endpoints(&self) -> Box<dyn Iterator<Item = &EndpointRecord> + '_> {
+        self.inner.endpoints()
+    }
+
+    fn unfinished(&self) -> Vec<EndpointRecord> {
+        self.inner.unfinished()
+    }
+
+    fn ipam(&mut self) -> &mut Ipam {
+        self.inner.ipam()
+    }
+
+    fn save(&mut self, record: &EndpointRecord) -> Result<()> {
+        // The intent first: a crash after this leaves a record recovery
+        // undoes (releasing whatever was claimed for it).
+        self.inner.save(record)?;
+        let claim = Claim::of(self.host, &self.network, record);
+        let mut claimed = Vec::new();
+        for address in record.ips() {
+            match self.claims.claim(&self.network.name, address, &claim) {
+                Ok(None) => claimed.push(address),
+                Ok(Some(holder)) => {
+                    self.release(record, claimed.into_iter());
+                    return Err(Error::AddressClaimed {
+                        address,
+                        network: self.network.name.clone(),
+                        host: holder.host,
+                        endpoint: holder.name,
+                    });
+                }
+                Err(e) => {
+                    self.release(record, claimed.into_iter());
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn mark_ready(&mut self, id: u64) -> Result<()> {
+        self.inner.mark_ready(id)
+    }
+
+    fn mark_detaching(&mut self, id: u64, owner: Owner) -> Result<()> {
+        self.inner.mark_detaching(id, owner)
+    }
+
+    fn mark_detached(&mut self, id: u64) -> Result<()> {
+        self.inner.mark_detached(id)
+    }
+
+    fn forget(&mut self, id: u64) -> Result<Option<EndpointRecord>> {
+        let record = self.inner.forget(id)?;
+        if let Some(record) = &record {
+            self.release(record, record.ips());
+        }
+        Ok(record)
+    }
+
+    fn abandon(&mut self, id: u64, addresses: &[IpAddr]) -> Result<()> {
+        let record = self.inner.endpoints().find(|e| e.id == id).cloned();
+        self.inner.abandon(id, addresses)?;
+        if let Some(record) = record {
+            self.release(&record, addresses.iter().copied());
+        }
+        Ok(())
+    }
+}

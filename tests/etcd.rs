@@ -1,0 +1,477 @@
+//! Several hosts on one segment, their addresses arbitrated by a real etcd
+//! (3.4, Debian's `etcd-server`; `UNDERLAY_ETCD_BIN`, or `etcd` on PATH).
+//!
+//! The segment: a "switch" namespace with a bridge, and three "host"
+//! namespaces whose `eth0` are veths into it, each host with a state
+//! directory of its own (a host is its state directory's id). etcd listens
+//! on the bridge's address inside the switch namespace, never on the
+//! machine's ports. Each host's work runs on a thread of the test's that
+//! entered the host's namespace, so the library's netlink and HTTP sockets
+//! are both the host's.
+#![cfg(feature = "etcd")]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{run_in, StateDir};
+use underlay::endpoint::AttachOptions;
+use underlay::link::NewLink;
+use underlay::netns::NetNs;
+use underlay::store::{AddressClaims, Claim, EtcdClaims};
+use underlay::{Error, Host, Network};
+
+const ETCD_ADDRESS: &str = "10.120.0.250";
+
+/// The etcd binary, if there is one.
+fn etcd_binary() -> Option<PathBuf> {
+    if let Ok(bin) = std::env::var("UNDERLAY_ETCD_BIN") {
+        return Some(PathBuf::from(bin));
+    }
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("etcd"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() && std::env::var("UNDERLAY_REQUIRE_RUNTIMES").is_ok_and(|v| v == "1") {
+        panic!("no etcd (set UNDERLAY_ETCD_BIN; scripts/test.sh unpacks Debian's etcd-server)");
+    }
+    found
+}
+
+/// Runs `work` on a new thread that entered `ns` (the test's own thread,
+/// never the library's business).
+fn in_ns<T: Send + 'static>(ns: &NetNs, work: impl FnOnce() -> T + Send + 'static) -> T {
+    let fd = ns.as_fd().as_raw_fd();
+    let dup = unsafe { libc::dup(fd) };
+    assert!(dup >= 0);
+    std::thread::spawn(move || {
+        // SAFETY: setns on this thread, which the test owns; the duplicate
+        // descriptor is ours to close.
+        unsafe {
+            assert_eq!(libc::setns(dup, libc::CLONE_NEWNET), 0, "setns");
+            libc::close(dup);
+        }
+        work()
+    })
+    .join()
+    .unwrap()
+}
+
+/// The segment: a switch with a bridge, `hosts` hosts, etcd on the bridge.
+struct Segment {
+    switch: NetNs,
+    hosts: Vec<NetNs>,
+    dirs: Vec<StateDir>,
+    etcd_dir: StateDir,
+    etcd_bin: PathBuf,
+    etcd: Option<Child>,
+}
+
+impl Segment {
+    fn new(hosts: usize) -> Option<Segment> {
+        let Some(etcd_bin) = etcd_binary() else {
+            eprintln!("SKIPPED: no etcd binary");
+            return None;
+        };
+        let switch = NetNs::create().unwrap();
+        let ip = |ns: &NetNs, args: &[&str]| {
+            let out = run_in(ns, "ip", args);
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        ip(&switch, &["link", "add", "br0", "type", "bridge"]);
+        ip(&switch, &["link", "set", "br0", "up"]);
+        ip(
+            &switch,
+            &["addr", "add", &format!("{ETCD_ADDRESS}/24"), "dev", "br0"],
+        );
+        let nl = switch.netlink().unwrap();
+        let mut all = Vec::new();
+        let mut dirs = Vec::new();
+        for i in 0..hosts {
+            let host = NetNs::create().unwrap();
+            let port = format!("h{i}");
+            nl.create_link(&NewLink::veth("eth0", &port).netns(&host))
+                .unwrap();
+            ip(&switch, &["link", "set", &port, "master", "br0", "up"]);
+            ip(&host, &["link", "set", "eth0", "up"]);
+            ip(
+                &host,
+                &[
+                    "addr",
+                    "add",
+                    &format!("10.120.0.{}/24", i + 1),
+                    "dev",
+                    "eth0",
+                ],
+            );
+            all.push(host);
+            dirs.push(StateDir::new());
+        }
+        let mut segment = Segment {
+            switch,
+            hosts: all,
+            dirs,
+            etcd_dir: StateDir::new(),
+            etcd_bin,
+            etcd: None,
+        };
+        segment.start_etcd();
+        Some(segment)
+    }
+
+    fn endpoint() -> String {
+        format!("http://{ETCD_ADDRESS}:2379")
+    }
+
+    fn start_etcd(&mut self) {
+        let fd = self.switch.as_fd().as_raw_fd();
+        let peer = format!("http://{ETCD_ADDRESS}:2380");
+        let mut command = Command::new(&self.etcd_bin);
+        command
+            .args(["--name", "n0", "--data-dir"])
+            .arg(self.etcd_dir.0.join("data"))
+            .args(["--listen-client-urls", &Self::endpoint()])
+            .args(["--advertise-client-urls", &Self::endpoint()])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("n0={peer}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: setns is async-signal-safe and affects only the child.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        self.etcd = Some(command.spawn().expect("start etcd"));
+        // Ready when a range answers, from a host.
+        let host = self.hosts[0].try_clone_for_test();
+        let ready = in_ns(&host, || {
+            let etcd = EtcdClaims::new(&[Segment::endpoint()]).unwrap();
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(20) {
+                if etcd.claims("probe").is_ok() {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            false
+        });
+        assert!(ready, "etcd did not come up");
+    }
+
+    fn stop_etcd(&mut self) {
+        if let Some(mut etcd) = self.etcd.take() {
+            let _ = etcd.kill();
+            let _ = etcd.wait();
+        }
+    }
+
+    /// Host `i`, opened with the shared store, on a thread in its namespace.
+    fn with_host<T: Send + 'static>(
+        &self,
+        i: usize,
+        work: impl FnOnce(Host) -> T + Send + 'static,
+    ) -> T {
+        let dir = self.dirs[i].0.clone();
+        in_ns(&self.hosts[i].try_clone_for_test(), move || {
+            let host = Host::options()
+                .state_dir(&dir)
+                .runtime_dir(dir.join("run"))
+                .address_claims(EtcdClaims::new(&[Segment::endpoint()]).unwrap())
+                .open()
+                .unwrap();
+            work(host)
+        })
+    }
+
+    /// Every claim on network `id`, read from host 0.
+    fn claims(&self, id: &str) -> Vec<(IpAddr, Claim)> {
+        let id = id.to_owned();
+        in_ns(&self.hosts[0].try_clone_for_test(), move || {
+            EtcdClaims::new(&[Segment::endpoint()])
+                .unwrap()
+                .claims(&id)
+                .unwrap()
+        })
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        self.stop_etcd();
+    }
+}
+
+/// A second handle on a namespace (a test helper: the library's handles
+/// are not Clone).
+trait CloneForTest {
+    fn try_clone_for_test(&self) -> NetNs;
+}
+
+impl CloneForTest for NetNs {
+    fn try_clone_for_test(&self) -> NetNs {
+        NetNs::open(common::netns_path_for_child(self)).unwrap()
+    }
+}
+
+fn shared_network() -> underlay::network::NetworkBuilder {
+    Network::builder("shared")
+        .macvlan()
+        .parent("eth0")
+        .subnet("10.121.0.0/24")
+        .gateway("10.121.0.1")
+}
+
+#[test]
+fn three_hosts_attach_at_once_and_no_address_is_handed_out_twice() {
+    let Some(segment) = Segment::new(3) else {
+        return;
+    };
+    // The same network on each host (its parent is each host's eth0).
+    for i in 0..3 {
+        segment.with_host(i, |host| {
+            host.create_network(shared_network()).unwrap();
+        });
+    }
+    // 3 hosts x 4 threads x 8 attaches, all at once. The containers live
+    // as long as the test: handles kept.
+    let per_thread = 8;
+    let results: Vec<Vec<(usize, IpAddr, NetNs)>> = std::thread::scope(|scope| {
+        let mut runs = Vec::new();
+        for i in 0..3 {
+            for _ in 0..4 {
+                let segment = &segment;
+                runs.push(scope.spawn(move || {
+                    segment.with_host(i, move |host| {
+                        let net = host.network("shared").unwrap();
+                        (0..per_thread)
+                            .map(|_| {
+                                let c = NetNs::create().unwrap();
+                                let ep = net.attach(&c, &AttachOptions::new()).unwrap();
+                                (i, ep.addresses()[0].addr(), c)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                }));
+            }
+        }
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let all: Vec<&(usize, IpAddr, NetNs)> = results.iter().flatten().collect();
+    assert_eq!(all.len(), 3 * 4 * per_thread);
+    let distinct: BTreeSet<IpAddr> = all.iter().map(|(_, a, _)| *a).collect();
+    assert_eq!(distinct.len(), all.len(), "an address was handed out twice");
+    // Claims in etcd == endpoints recorded == links present, per host.
+    let claims = segment.claims("shared");
+    assert_eq!(claims.len(), all.len());
+    for i in 0..3 {
+        let host_id = std::fs::read_to_string(segment.dirs[i].0.join("id")).unwrap();
+        let claims: BTreeSet<IpAddr> = claims
+            .iter()
+            .filter(|(_, c)| c.host == host_id.trim())
+            .map(|(a, _)| *a)
+            .collect();
+        let recorded: BTreeSet<IpAddr> = segment.with_host(i, |host| {
+            host.network("shared")
+                .unwrap()
+                .endpoints()
+                .unwrap()
+                .iter()
+                .map(|e| e.addresses()[0].addr())
+                .collect()
+        });
+        let mine: BTreeSet<IpAddr> = all
+            .iter()
+            .filter(|(h, _, _)| *h == i)
+            .map(|(_, a, _)| *a)
+            .collect();
+        assert_eq!(recorded, mine, "host {i}");
+        assert_eq!(claims, mine, "host {i}: claims");
+    }
+    for (_, address, c) in &all {
+        let addresses = common::global_addresses(c);
+        assert_eq!(addresses, vec![address.to_string()]);
+    }
+    // Containers on different hosts reach each other across the bridge.
+    let (a, b) = (
+        all.iter().find(|(h, _, _)| *h == 0).unwrap(),
+        all.iter().find(|(h, _, _)| *h == 2).unwrap(),
+    );
+    assert!(common::ping(&a.2, &b.1.to_string()), "{} -> {}", a.1, b.1);
+
+    // Detaching gives the claims back.
+    let containers: Vec<NetNs> = all
+        .iter()
+        .filter(|(h, _, _)| *h == 1)
+        .map(|(_, _, c)| c.try_clone_for_test())
+        .collect();
+    segment.with_host(1, move |host| {
+        let net = host.network("shared").unwrap();
+        for c in &containers {
+            assert!(net
+                .detach_with(
+                    c,
+                    &underlay::endpoint::DetachOptions::new().delete_link(true)
+                )
+                .unwrap());
+        }
+    });
+    assert_eq!(segment.claims("shared").len(), all.len() - 4 * per_thread);
+}
+
+#[test]
+fn another_hosts_address_is_skipped_and_a_request_for_it_refused() {
+    let Some(segment) = Segment::new(2) else {
+        return;
+    };
+    for i in 0..2 {
+        segment.with_host(i, |host| {
+            host.create_network(shared_network()).unwrap();
+        });
+    }
+    // Host 0 has .2; host 1's allocator proposes .2 too, loses, gets .3.
+    let c0 = NetNs::create().unwrap();
+    let c1 = NetNs::create().unwrap();
+    let c0b = c0.try_clone_for_test();
+    let a0 = segment.with_host(0, move |host| {
+        host.network("shared")
+            .unwrap()
+            .attach(&c0b, &AttachOptions::new())
+            .unwrap()
+            .addresses()[0]
+            .addr()
+    });
+    let c1b = c1.try_clone_for_test();
+    let a1 = segment.with_host(1, move |host| {
+        host.network("shared")
+            .unwrap()
+            .attach(&c1b, &AttachOptions::new())
+            .unwrap()
+            .addresses()[0]
+            .addr()
+    });
+    assert_eq!(
+        (a0.to_string().as_str(), a1.to_string().as_str()),
+        ("10.121.0.2", "10.121.0.3")
+    );
+    // --ip of host 0's address on host 1: refused, naming the holder.
+    let c2 = NetNs::create().unwrap();
+    let c2b = c2.try_clone_for_test();
+    let e = segment.with_host(1, move |host| {
+        let options = AttachOptions::new().ip("10.121.0.2".parse().unwrap());
+        host.network("shared")
+            .unwrap()
+            .attach(&c2b, &options)
+            .unwrap_err()
+            .to_string()
+    });
+    assert!(e.contains("10.121.0.2") && e.contains("held by"), "{e}");
+    assert_eq!(common::link_names(&c2), vec!["lo".to_owned()]);
+}
+
+#[test]
+fn with_etcd_down_attaches_fail_cleanly_and_resume_when_it_is_back() {
+    let Some(mut segment) = Segment::new(1) else {
+        return;
+    };
+    segment.with_host(0, |host| {
+        host.create_network(shared_network()).unwrap();
+    });
+    segment.stop_etcd();
+    let c = NetNs::create().unwrap();
+    let cb = c.try_clone_for_test();
+    let e = segment.with_host(0, move |host| {
+        host.network("shared")
+            .unwrap()
+            .attach(&cb, &AttachOptions::new())
+            .unwrap_err()
+    });
+    assert!(matches!(e, Error::SharedStore { .. }), "{e}");
+    assert!(e.to_string().contains(&Segment::endpoint()), "{e}");
+    // Nothing half-made: no link, no record.
+    assert_eq!(common::link_names(&c), vec!["lo".to_owned()]);
+    let recorded = segment.with_host(0, |host| {
+        host.network("shared").unwrap().endpoints().unwrap().len()
+    });
+    assert_eq!(recorded, 0);
+    segment.start_etcd();
+    let cb = c.try_clone_for_test();
+    let address = segment.with_host(0, move |host| {
+        host.network("shared")
+            .unwrap()
+            .attach(&cb, &AttachOptions::new())
+            .unwrap()
+            .addresses()[0]
+            .addr()
+    });
+    assert_eq!(address.to_string(), "10.121.0.2");
+    assert_eq!(segment.claims("shared").len(), 1);
+}
+
+#[test]
+fn a_foreign_claim_is_never_released_and_recovery_gives_back_what_no_record_explains() {
+    let Some(segment) = Segment::new(1) else {
+        return;
+    };
+    segment.with_host(0, |host| {
+        host.create_network(shared_network()).unwrap();
+    });
+    let id = "shared".to_owned();
+    let host_id = std::fs::read_to_string(segment.dirs[0].0.join("id"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let idc = id.clone();
+    let (foreign_kept, report) = segment.with_host(0, move |host| {
+        let etcd = EtcdClaims::new(&[Segment::endpoint()]).unwrap();
+        let theirs = Claim {
+            host: "another-host".into(),
+            network: "shared".into(),
+            endpoint: "00000000000000aa".into(),
+            name: "web".into(),
+            container: "/run/netns/web".into(),
+        };
+        let mine_lost = Claim {
+            host: host_id.clone(),
+            endpoint: "00000000000000bb".into(),
+            ..theirs.clone()
+        };
+        let address: IpAddr = "10.121.0.40".parse().unwrap();
+        assert_eq!(etcd.claim(&idc, address, &theirs).unwrap(), None);
+        // Someone else's claim: a release with another value does nothing.
+        let released = etcd.release(&idc, address, &mine_lost).unwrap();
+        // A claim of this host that no record explains (a crash between
+        // the claim and the record's end): recovery gives it back.
+        let orphan: IpAddr = "10.121.0.41".parse().unwrap();
+        assert_eq!(etcd.claim(&idc, orphan, &mine_lost).unwrap(), None);
+        let report = host.recover().unwrap();
+        (!released, report)
+    });
+    assert!(foreign_kept);
+    assert_eq!(
+        report.released_claims,
+        vec!["shared: 1".to_owned()],
+        "{report:?}"
+    );
+    let left: Vec<String> = segment
+        .claims(&id)
+        .into_iter()
+        .map(|(a, c)| format!("{a} {}", c.host))
+        .collect();
+    assert_eq!(left, vec!["10.121.0.40 another-host".to_owned()]);
+}
