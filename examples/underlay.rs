@@ -58,6 +58,8 @@ Commands:
   recover              Finish or undo what crashes left, free dead containers'
                        addresses, delete links nothing explains
   dns                  Serve names at 127.0.0.11 in every container (feature dns)
+  host forget ID       Forget a host that is gone for good (with --etcd): free every
+                       address it claimed
 
 Every command first finishes or undoes a network operation a crash
 interrupted; `recover` also checks every endpoint.
@@ -314,6 +316,7 @@ fn run(args: &[String]) -> CliResult {
         }
         Some("network") => network(&ctx, &args[i + 1..]),
         Some("recover") => recover(&ctx, &args[i + 1..]),
+        Some("host") => host_command(&ctx, &args[i + 1..]),
         Some("dns") => dns(&ctx, &args[i + 1..]),
         Some(other) => Err(format!("unknown command {other:?} (see underlay --help)").into()),
     }
@@ -347,7 +350,7 @@ fn with_etcd(
     endpoints: &str,
 ) -> Result<underlay::host::HostOptions, Error> {
     let endpoints: Vec<&str> = endpoints.split(',').collect();
-    Ok(options.address_claims(underlay::store::EtcdClaims::new(&endpoints)?))
+    Ok(options.shared_store(underlay::store::EtcdStore::new(&endpoints)?))
 }
 
 #[cfg(not(feature = "etcd"))]
@@ -805,6 +808,25 @@ fn dns(_: &Context, args: &[String]) -> CliResult {
         .into())
 }
 
+/// `underlay host forget ID`.
+fn host_command(ctx: &Context, args: &[String]) -> CliResult {
+    const USAGE: &str = "Usage: underlay --etcd URL host forget HOST_ID\n\nReleases every address the host (a state directory's id, as `cat STATE_DIR/id`\nshows) claimed in the shared store, and its part in every shared network.\nOnly for a host that is gone for good: no host frees another's addresses on its own.\n";
+    match args {
+        [command, id] if command == "forget" => {
+            let released = ctx.host()?.forget_host(id)?;
+            println!("forgot host {id}: released {released} address(es)");
+            Ok(())
+        }
+        [flag] | [_, flag] if flag == "-h" || flag == "--help" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        _ => Err(
+            String::from("usage: underlay host forget HOST_ID (see underlay host --help)").into(),
+        ),
+    }
+}
+
 fn recover(ctx: &Context, args: &[String]) -> CliResult {
     let mut json = false;
     for arg in args {
@@ -829,7 +851,8 @@ fn recover(ctx: &Context, args: &[String]) -> CliResult {
         println!("{text}");
         return Ok(());
     }
-    let lines: [(&str, &Vec<String>); 7] = [
+    let lines: [(&str, &Vec<String>); 8] = [
+        ("released shared claims of", &report.released_claims),
         ("recreated parent", &report.recreated_parents),
         ("recreated host shim", &report.recreated_shims),
         ("undid the creation of network", &report.undone_creations),

@@ -181,7 +181,7 @@ pub enum Error {
 
     /// The shared store (etcd) could not be reached or refused the request.
     #[error("the shared store did not answer: {tried}; check that it runs and that this host reaches it, then try again")]
-    SharedStore {
+    SharedStoreUnavailable {
         /// Each endpoint tried, and what went wrong with it.
         tried: String,
     },
@@ -407,7 +407,7 @@ impl From<Error> for io::Error {
             Error::AddressInUse { .. }
             | Error::AddressClaimed { .. }
             | Error::Ipam(IpamError::AddressInUse { .. }) => K::AddrInUse,
-            Error::SharedStore { .. } => K::ConnectionRefused,
+            Error::SharedStoreUnavailable { .. } => K::ConnectionRefused,
             // `ResourceBusy` would fit, but is newer than the MSRV.
             Error::ParentInUse { .. }
             | Error::NetworkHasEndpoints { .. }

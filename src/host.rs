@@ -39,8 +39,8 @@ use crate::ipam::DefaultPools;
 use crate::netns::NetNs;
 use crate::network::{Network, NetworkBuilder};
 use crate::store::{
-    AddressClaims, ClaimingEndpointStore, EndpointStore, FileEndpointStore, FileNetworkStore,
-    NetworkStore,
+    ClaimingEndpointStore, EndpointStore, FileEndpointStore, FileNetworkStore, NetworkStore,
+    SharedStore,
 };
 use crate::Result;
 
@@ -84,7 +84,7 @@ pub struct HostOptions {
     runtime_dir: Option<PathBuf>,
     network_store: Option<Box<dyn NetworkStore>>,
     endpoint_store: Option<Box<dyn EndpointStore>>,
-    address_claims: Option<Arc<dyn AddressClaims>>,
+    shared_store: Option<Arc<dyn SharedStore>>,
     netns: Option<NetNs>,
     default_pools: Option<DefaultPools>,
     reserved_prefixes: Vec<IpNet>,
@@ -93,7 +93,7 @@ pub struct HostOptions {
 
 impl HostOptions {
     /// A store of address claims this host shares with others on the same
-    /// segment (etcd: [`EtcdClaims`](crate::store::EtcdClaims), feature
+    /// segment (etcd: [`EtcdStore`](crate::store::EtcdStore), feature
     /// `etcd`): every address an endpoint gets is claimed there first, and
     /// given back only by its holder. A host is its state directory's id.
     ///
@@ -101,16 +101,16 @@ impl HostOptions {
     /// use underlay::Host;
     /// # #[derive(Debug)]
     /// # struct Shared;
-    /// # impl underlay::store::AddressClaims for Shared {
+    /// # impl underlay::store::SharedStore for Shared {
     /// #     fn claim(&self, _: &str, _: std::net::IpAddr, _: &underlay::store::Claim) -> underlay::Result<Option<underlay::store::Claim>> { Ok(None) }
     /// #     fn release(&self, _: &str, _: std::net::IpAddr, _: &underlay::store::Claim) -> underlay::Result<bool> { Ok(true) }
     /// #     fn claims(&self, _: &str) -> underlay::Result<Vec<(std::net::IpAddr, underlay::store::Claim)>> { Ok(vec![]) }
     /// # }
-    /// let options = Host::options().address_claims(Shared);
+    /// let options = Host::options().shared_store(Shared);
     /// assert!(format!("{options:?}").contains("Shared"));
     /// ```
-    pub fn address_claims(mut self, claims: impl AddressClaims + 'static) -> Self {
-        self.address_claims = Some(Arc::new(claims));
+    pub fn shared_store(mut self, claims: impl SharedStore + 'static) -> Self {
+        self.shared_store = Some(Arc::new(claims));
         self
     }
 
@@ -294,10 +294,10 @@ impl HostOptions {
                 Box::new(store)
             }
         };
-        let endpoints: Box<dyn EndpointStore> = match self.address_claims {
-            Some(claims) => Box::new(ClaimingEndpointStore::new(
+        let endpoints: Box<dyn EndpointStore> = match &self.shared_store {
+            Some(shared) => Box::new(ClaimingEndpointStore::new(
                 endpoints,
-                claims,
+                shared.clone(),
                 networks.host_id(),
             )),
             None => endpoints,
@@ -308,6 +308,7 @@ impl HostOptions {
             endpoints,
             default_pools: self.default_pools.unwrap_or_default(),
             reserved_prefixes: self.reserved_prefixes,
+            shared: self.shared_store,
         })?;
         Ok(Host {
             engine: Arc::new(engine),
@@ -531,6 +532,28 @@ impl Host {
     /// `NetworkHasEndpoints`.
     pub fn force_remove_network(&self, name: &str) -> Result<()> {
         self.engine.remove_network(name, true)
+    }
+
+    /// Forgets a host that is gone for good, from the shared store this
+    /// host uses ([`HostOptions::shared_store`]): every address it claimed
+    /// is released and its part in every shared network is dropped. No host
+    /// ever frees another's addresses on a guess (a crash or a partition is
+    /// not a departure): this is the explicit call. Returns how many
+    /// addresses were released.
+    ///
+    /// ```no_run
+    /// # let host = underlay::Host::open("/var/lib/underlay")?;
+    /// let released = host.forget_host("3f2a9c61d0b4e5a7")?; // the dead host's id
+    /// println!("{released} addresses free again");
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for an id
+    /// that is not one, this host's own, or a host with no shared store;
+    /// [`Error::SharedStoreUnavailable`](crate::Error::SharedStoreUnavailable).
+    pub fn forget_host(&self, host: &str) -> Result<usize> {
+        self.engine.forget_host(host)
     }
 
     /// Brings the host back in line with the state directory, after a crash

@@ -82,6 +82,29 @@ pub(crate) fn is_host_id(id: &str) -> bool {
     is_hex(id, 16)
 }
 
+/// Checks a host (state directory) id: 16 lower-case hexadecimal digits.
+///
+/// ```
+/// use underlay::names;
+///
+/// assert!(names::validate_host_id("3f2a9c61d0b4e5a7").is_ok());
+/// assert!(names::validate_host_id("../x").is_err());
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidArgument`] saying the rule.
+pub fn validate_host_id(id: &str) -> Result<()> {
+    if is_host_id(id) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "host id",
+            id,
+            "expected 16 lower-case hexadecimal digits (a state directory's id)",
+        ))
+    }
+}
+
 fn is_hex(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }

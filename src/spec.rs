@@ -857,6 +857,23 @@ impl NetworkSpec {
         &self,
         record: &NetworkRecord,
     ) -> Option<(&'static str, String, String)> {
+        self.difference_in(record, true)
+    }
+
+    /// [`difference`](Self::difference), the parent left out (a shared
+    /// definition's: each host has its own).
+    pub(crate) fn difference_but_parent(
+        &self,
+        record: &NetworkRecord,
+    ) -> Option<(&'static str, String, String)> {
+        self.difference_in(record, false)
+    }
+
+    fn difference_in(
+        &self,
+        record: &NetworkRecord,
+        parent: bool,
+    ) -> Option<(&'static str, String, String)> {
         fn differs<T: PartialEq + fmt::Display>(
             field: &'static str,
             stored: T,
@@ -886,6 +903,7 @@ impl NetworkSpec {
             }
         }
         match &self.parent {
+            _ if !parent => {}
             Some(parent) if &record.parent.name != parent => {
                 return differs("parent", record.parent.name.as_str(), parent.as_str());
             }

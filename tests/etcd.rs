@@ -24,7 +24,7 @@ use common::{run_in, StateDir};
 use underlay::endpoint::AttachOptions;
 use underlay::link::NewLink;
 use underlay::netns::NetNs;
-use underlay::store::{AddressClaims, Claim, EtcdClaims};
+use underlay::store::{Claim, EtcdStore, SharedStore};
 use underlay::{Error, Host, Network};
 
 const ETCD_ADDRESS: &str = "10.120.0.250";
@@ -161,7 +161,7 @@ impl Segment {
         // Ready when a range answers, from a host.
         let host = self.hosts[0].try_clone_for_test();
         let ready = in_ns(&host, || {
-            let etcd = EtcdClaims::new(&[Segment::endpoint()]).unwrap();
+            let etcd = EtcdStore::new(&[Segment::endpoint()]).unwrap();
             let start = Instant::now();
             while start.elapsed() < Duration::from_secs(20) {
                 if etcd.claims("probe").is_ok() {
@@ -192,7 +192,7 @@ impl Segment {
             let host = Host::options()
                 .state_dir(&dir)
                 .runtime_dir(dir.join("run"))
-                .address_claims(EtcdClaims::new(&[Segment::endpoint()]).unwrap())
+                .shared_store(EtcdStore::new(&[Segment::endpoint()]).unwrap())
                 .open()
                 .unwrap();
             work(host)
@@ -203,7 +203,7 @@ impl Segment {
     fn claims(&self, id: &str) -> Vec<(IpAddr, Claim)> {
         let id = id.to_owned();
         in_ns(&self.hosts[0].try_clone_for_test(), move || {
-            EtcdClaims::new(&[Segment::endpoint()])
+            EtcdStore::new(&[Segment::endpoint()])
                 .unwrap()
                 .claims(&id)
                 .unwrap()
@@ -401,7 +401,7 @@ fn with_etcd_down_attaches_fail_cleanly_and_resume_when_it_is_back() {
             .attach(&cb, &AttachOptions::new())
             .unwrap_err()
     });
-    assert!(matches!(e, Error::SharedStore { .. }), "{e}");
+    assert!(matches!(e, Error::SharedStoreUnavailable { .. }), "{e}");
     assert!(e.to_string().contains(&Segment::endpoint()), "{e}");
     // Nothing half-made: no link, no record.
     assert_eq!(common::link_names(&c), vec!["lo".to_owned()]);
@@ -438,7 +438,7 @@ fn a_foreign_claim_is_never_released_and_recovery_gives_back_what_no_record_expl
         .to_owned();
     let idc = id.clone();
     let (foreign_kept, report) = segment.with_host(0, move |host| {
-        let etcd = EtcdClaims::new(&[Segment::endpoint()]).unwrap();
+        let etcd = EtcdStore::new(&[Segment::endpoint()]).unwrap();
         let theirs = Claim {
             host: "another-host".into(),
             network: "shared".into(),
@@ -474,4 +474,191 @@ fn a_foreign_claim_is_never_released_and_recovery_gives_back_what_no_record_expl
         .map(|(a, c)| format!("{a} {}", c.host))
         .collect();
     assert_eq!(left, vec!["10.121.0.40 another-host".to_owned()]);
+}
+
+#[test]
+fn one_definition_for_every_host_and_a_different_one_is_refused() {
+    let Some(segment) = Segment::new(3) else {
+        return;
+    };
+    // Host 0 defines it with no subnet: a default pool. Host 1 joins with
+    // the same words and gets the same subnet, whatever its own pools say.
+    let open = || Network::builder("shared").macvlan().parent("eth0");
+    let s0 = segment.with_host(0, move |host| {
+        host.create_network(open()).unwrap().ipam().subnets()[0].subnet()
+    });
+    let s1 = segment.with_host(1, move |host| {
+        host.create_network(open()).unwrap().ipam().subnets()[0].subnet()
+    });
+    assert_eq!(s0, s1);
+    // Host 2 asks for another subnet: refused, naming it; nothing made.
+    segment.with_host(2, |_| ());
+    let snapshot = |dir: &PathBuf| {
+        // A StateDir removes its directory when dropped: not this one.
+        let view = common::StateDir(dir.clone());
+        let files = view.snapshot();
+        std::mem::forget(view);
+        files
+    };
+    let before = snapshot(&segment.dirs[2].0);
+    let e = segment.with_host(2, move |host| {
+        host.create_network(open().subnet("10.99.0.0/24"))
+            .unwrap_err()
+    });
+    match &e {
+        Error::DefinitionDiffers { field, .. } => assert_eq!(*field, "subnet", "{e}"),
+        other => panic!("{other}"),
+    }
+    assert!(segment.with_host(2, |host| host.network("shared").is_err()));
+    assert_eq!(snapshot(&segment.dirs[2].0), before);
+    // The definition goes with the last host.
+    let definition = || {
+        in_ns(&segment.hosts[0].try_clone_for_test(), || {
+            let etcd = EtcdStore::new(&[Segment::endpoint()]).unwrap();
+            etcd.define("shared", "{}").unwrap()
+        })
+    };
+    segment.with_host(0, |host| host.remove_network("shared").unwrap());
+    assert!(definition().is_some(), "host 1 still has it");
+    segment.with_host(1, |host| host.remove_network("shared").unwrap());
+    // Gone: a define now writes the proposal (and it is cleaned up).
+    assert_eq!(definition(), None);
+}
+
+#[test]
+fn forgetting_a_dead_host_frees_its_addresses_and_only_then() {
+    let Some(segment) = Segment::new(2) else {
+        return;
+    };
+    for i in 0..2 {
+        segment.with_host(i, |host| {
+            host.create_network(shared_network()).unwrap();
+        });
+    }
+    let c0 = NetNs::create().unwrap();
+    let c0b = c0.try_clone_for_test();
+    segment.with_host(0, move |host| {
+        host.network("shared")
+            .unwrap()
+            .attach(&c0b, &AttachOptions::new())
+            .unwrap();
+    });
+    // Host 0 "dies": its container keeps 10.121.0.2, and host 1 never
+    // takes it on a guess.
+    let c1 = NetNs::create().unwrap();
+    let c1b = c1.try_clone_for_test();
+    let a1 = segment.with_host(1, move |host| {
+        host.network("shared")
+            .unwrap()
+            .attach(&c1b, &AttachOptions::new())
+            .unwrap()
+            .addresses()[0]
+            .addr()
+    });
+    assert_eq!(a1.to_string(), "10.121.0.3");
+    // Forgotten by an explicit call: its address is free.
+    let dead = std::fs::read_to_string(segment.dirs[0].0.join("id"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let own = std::fs::read_to_string(segment.dirs[1].0.join("id"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let (released, refused) = segment.with_host(1, move |host| {
+        let refused = host.forget_host(&own).is_err() && host.forget_host("../etc").is_err();
+        (host.forget_host(&dead).unwrap(), refused)
+    });
+    assert!(refused);
+    assert_eq!(released, 1);
+    let c2 = NetNs::create().unwrap();
+    let c2b = c2.try_clone_for_test();
+    let a2 = segment.with_host(1, move |host| {
+        let options = AttachOptions::new().ip("10.121.0.2".parse().unwrap());
+        host.network("shared")
+            .unwrap()
+            .attach(&c2b, &options)
+            .unwrap()
+            .addresses()[0]
+            .addr()
+    });
+    assert_eq!(a2.to_string(), "10.121.0.2");
+}
+
+#[test]
+fn the_cli_on_two_hosts_with_etcd() {
+    let Some(segment) = Segment::new(2) else {
+        return;
+    };
+    let cli = env!("CARGO_BIN_EXE_underlay-cni").replace("underlay-cni", "examples/underlay");
+    if !std::path::Path::new(&cli).exists() {
+        // Built by `cargo test` for tests/examples.rs; say so if not.
+        panic!("no CLI example at {cli}: cargo build --all-features --examples");
+    }
+    let run = |i: usize, args: &[&str]| {
+        let mut full = vec![
+            "--etcd".to_owned(),
+            Segment::endpoint(),
+            "--state-dir".to_owned(),
+            segment.dirs[i].0.display().to_string(),
+        ];
+        full.extend(args.iter().map(|a| a.to_string()));
+        let full: Vec<&str> = full.iter().map(String::as_str).collect();
+        common::run_in(&segment.hosts[i], &cli, &full)
+    };
+    for i in 0..2 {
+        let out = run(
+            i,
+            &[
+                "network",
+                "create",
+                "-d",
+                "macvlan",
+                "--subnet=10.122.0.0/24",
+                "-o",
+                "parent=eth0",
+                "lan",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (c0, c1) = (NetNs::create().unwrap(), NetNs::create().unwrap());
+    for (i, c) in [(0, &c0), (1, &c1)] {
+        let path = common::netns_path_for_child(c);
+        let out = run(i, &["network", "connect", "lan", &path]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(common::global_addresses(&c0), vec!["10.122.0.2".to_owned()]);
+    assert_eq!(common::global_addresses(&c1), vec!["10.122.0.3".to_owned()]);
+    assert!(common::ping(&c1, "10.122.0.2"));
+    // Host 0 leaves; host 1 keeps the definition. Host 0 coming back with
+    // another subnet is refused, naming the field.
+    let path = common::netns_path_for_child(&c0);
+    assert!(run(0, &["network", "disconnect", "lan", &path])
+        .status
+        .success());
+    assert!(run(0, &["network", "rm", "lan"]).status.success());
+    let out = run(
+        0,
+        &[
+            "network",
+            "create",
+            "-d",
+            "macvlan",
+            "--subnet=10.124.0.0/24",
+            "-o",
+            "parent=eth0",
+            "lan",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("subnet"), "{err}");
 }

@@ -26,7 +26,72 @@ impl Engine {
             });
         }
         let mut ipam = self.complete_ipam(&spec, &records)?;
+        // A network several hosts share: its definition is the first
+        // host's; the others check theirs against it and take its
+        // addresses (default pools and inferred gateways included).
+        let shared = match &self.shared {
+            Some(shared) => {
+                self.join_shared(shared.as_ref(), &spec, &mut ipam)?;
+                Some(shared)
+            }
+            None => None,
+        };
+        let name = spec.name().to_owned();
+        let created = self.create_local(spec, ipam, &records);
+        if let (Err(_), Some(shared)) = (&created, shared) {
+            if let Err(e) = shared.leave(&name, self.networks.host_id()) {
+                log::warn!("network {name}: cannot leave the shared definition: {e}");
+            }
+        }
+        created
+    }
 
+    /// Defines or joins the shared network `spec` describes: `ipam`, this
+    /// host's proposal, becomes the stored definition's.
+    fn join_shared(
+        &self,
+        shared: &dyn crate::store::SharedStore,
+        spec: &NetworkSpec,
+        ipam: &mut NetworkIpamConfig,
+    ) -> Result<()> {
+        if let Some(request) = spec.host_shim() {
+            return Err(Error::invalid(
+                "host_shim",
+                format!("{request:?}"),
+                "a network shared with other hosts cannot have a host shim yet",
+            ));
+        }
+        let parent = parent::ParentLink {
+            name: String::new(),
+            kind: parent::ParentKind::Existing,
+        };
+        let proposal = spec
+            .clone()
+            .into_record(String::new(), parent, ipam.clone());
+        let proposal = crate::store::definition_of(&proposal)?;
+        if let Some(stored) = shared.define(spec.name(), &proposal)? {
+            let stored = crate::store::read_definition(spec.name(), &stored)?;
+            if let Some((field, stored, requested)) = spec.difference_but_parent(&stored) {
+                return Err(Error::DefinitionDiffers {
+                    network: spec.name().to_owned(),
+                    field,
+                    stored,
+                    requested,
+                });
+            }
+            *ipam = stored.ipam;
+        }
+        shared.join(spec.name(), self.networks.host_id())
+    }
+
+    /// The local half of [`create_network`](Self::create_network), under
+    /// the state lock.
+    fn create_local(
+        &self,
+        spec: NetworkSpec,
+        mut ipam: NetworkIpamConfig,
+        records: &[NetworkRecord],
+    ) -> Result<NetworkRecord> {
         let id = crate::random::hex(32)?;
         let shim = match spec.host_shim() {
             Some(request) => Some(self.plan_shim(request, &id, spec.families(), &mut ipam)?),

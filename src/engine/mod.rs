@@ -22,7 +22,7 @@ mod remove;
 mod shim;
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use ipnet::IpNet;
 
@@ -36,7 +36,7 @@ use crate::netlink::Netlink;
 use crate::netns::NetNs;
 use crate::store::{
     EndpointRecord, EndpointSession, EndpointStore, NetworkRecord, NetworkState, NetworkStore,
-    Owner,
+    Owner, SharedStore,
 };
 use crate::{Error, Result};
 
@@ -47,6 +47,7 @@ pub(crate) struct EngineParts {
     pub endpoints: Box<dyn EndpointStore>,
     pub default_pools: DefaultPools,
     pub reserved_prefixes: Vec<IpNet>,
+    pub shared: Option<Arc<dyn SharedStore>>,
 }
 
 /// The state of one host: its namespace, its stores and what it has
@@ -60,6 +61,8 @@ pub(crate) struct Engine {
     endpoints: Box<dyn EndpointStore>,
     default_pools: DefaultPools,
     reserved_prefixes: Vec<IpNet>,
+    /// Definitions and claims shared with other hosts, if any.
+    shared: Option<Arc<dyn SharedStore>>,
     capabilities: OnceLock<KernelCapabilities>,
     /// Each network's parent interface index, once looked up, by network
     /// id. A deleted parent's index is not handed to another link at once
@@ -87,6 +90,7 @@ impl Engine {
             endpoints: parts.endpoints,
             default_pools: parts.default_pools,
             reserved_prefixes: parts.reserved_prefixes,
+            shared: parts.shared,
             capabilities: OnceLock::new(),
             parent_indexes: Mutex::new(HashMap::new()),
             owner: Mutex::new(None),

@@ -38,7 +38,37 @@ impl Engine {
         log::debug!("network {}: recorded as removing", record.name);
         self.finish_removal(&record)?;
         log::info!("removed network {}", record.name);
+        // This host's half of a shared network is gone; the definition
+        // goes with the last host.
+        if let Some(shared) = &self.shared {
+            match shared.leave(&record.name, self.networks.host_id()) {
+                Ok(true) => log::info!("network {}: its shared definition went with the last host", record.name),
+                Ok(false) => {}
+                Err(e) => log::warn!("network {}: cannot leave its shared definition ({e}); `underlay host forget` can", record.name),
+            }
+        }
         Ok(())
+    }
+
+    /// Forgets a host that is gone for good (see
+    /// [`Host::forget_host`](crate::Host::forget_host)).
+    pub fn forget_host(&self, host: &str) -> Result<usize> {
+        crate::names::validate_host_id(host)?;
+        if host == self.networks.host_id() {
+            return Err(Error::invalid(
+                "host",
+                host,
+                "this is this host: remove its networks instead",
+            ));
+        }
+        match &self.shared {
+            Some(shared) => shared.forget_host(host),
+            None => Err(Error::invalid(
+                "host",
+                host,
+                "this host has no shared store: there is no other host to forget",
+            )),
+        }
     }
 
     /// Removes a network recorded as `removing` (or undoes one recorded as

@@ -15,7 +15,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use super::shared::{AddressClaims, Claim};
+use super::shared::{Claim, SharedStore};
 use crate::{Error, Result};
 
 /// How long one request may take on one endpoint.
@@ -24,23 +24,26 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// Where the claims live.
 const PREFIX: &str = "/underlay/v1/claims/";
 
+/// Where the networks live: `NETWORK/definition` and `NETWORK/hosts/HOST`.
+const NETWORKS: &str = "/underlay/v1/networks/";
+
 /// Claims kept in an etcd cluster.
 ///
 /// ```no_run
-/// use underlay::store::EtcdClaims;
+/// use underlay::store::EtcdStore;
 /// use underlay::Host;
 ///
-/// let etcd = EtcdClaims::new(&["http://10.0.0.5:2379", "http://10.0.0.6:2379"])?;
-/// let host = Host::options().state_dir("/var/lib/underlay").address_claims(etcd).open()?;
+/// let etcd = EtcdStore::new(&["http://10.0.0.5:2379", "http://10.0.0.6:2379"])?;
+/// let host = Host::options().state_dir("/var/lib/underlay").shared_store(etcd).open()?;
 /// # Ok::<(), underlay::Error>(())
 /// ```
 #[derive(Debug)]
-pub struct EtcdClaims {
+pub struct EtcdStore {
     endpoints: Vec<String>,
     agent: ureq::Agent,
 }
 
-impl EtcdClaims {
+impl EtcdStore {
     /// A client of the cluster at `endpoints` (`http://HOST:PORT`, tried in
     /// this order).
     ///
@@ -75,7 +78,7 @@ impl EtcdClaims {
             .timeout_connect(Duration::from_secs(2))
             .timeout(TIMEOUT)
             .build();
-        Ok(EtcdClaims { endpoints, agent })
+        Ok(EtcdStore { endpoints, agent })
     }
 
     /// Posts `body` to `path` on the first endpoint that answers.
@@ -85,29 +88,49 @@ impl EtcdClaims {
             let url = format!("{endpoint}{path}");
             match self.agent.post(&url).send_json(body) {
                 Ok(response) => {
-                    return response
-                        .into_json::<Value>()
-                        .map_err(|e| Error::SharedStore {
+                    return response.into_json::<Value>().map_err(|e| {
+                        Error::SharedStoreUnavailable {
                             tried: format!("{url}: the answer is not JSON ({e})"),
-                        })
+                        }
+                    })
                 }
                 // Refused by etcd itself: another member would say the same.
                 Err(ureq::Error::Status(code, response)) => {
                     let text = response.into_string().unwrap_or_default();
-                    return Err(Error::SharedStore {
+                    return Err(Error::SharedStoreUnavailable {
                         tried: format!("{url}: HTTP {code}: {}", text.trim()),
                     });
                 }
                 Err(ureq::Error::Transport(e)) => tried.push(format!("{url}: {e}")),
             }
         }
-        Err(Error::SharedStore {
+        Err(Error::SharedStoreUnavailable {
             tried: tried.join("; "),
         })
     }
 
     fn key(network: &str, address: IpAddr) -> String {
         format!("{PREFIX}{network}/{address}")
+    }
+
+    /// Every key and value under `prefix`.
+    fn range_prefix(&self, prefix: &str) -> Result<Vec<(String, Value)>> {
+        // The end of the prefix's range: its last byte ('/') plus one.
+        let end = format!("{}0", prefix.trim_end_matches('/'));
+        let answer = self.post(
+            "/v3/kv/range",
+            &json!({"key": encode(prefix), "range_end": encode(&end)}),
+        )?;
+        let mut out = Vec::new();
+        for kv in answer["kvs"].as_array().into_iter().flatten() {
+            out.push((decode(&kv["key"], "key")?, kv["value"].clone()));
+        }
+        Ok(out)
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        self.post("/v3/kv/deleterange", &json!({"key": encode(key)}))?;
+        Ok(())
     }
 }
 
@@ -117,17 +140,19 @@ fn encode(text: &str) -> String {
 
 fn decode(value: &Value, what: &str) -> Result<String> {
     let text = value.as_str().unwrap_or_default();
-    let bytes = BASE64.decode(text).map_err(|e| Error::SharedStore {
-        tried: format!("etcd answered a {what} that is not base64: {e}"),
-    })?;
-    String::from_utf8(bytes).map_err(|_| Error::SharedStore {
+    let bytes = BASE64
+        .decode(text)
+        .map_err(|e| Error::SharedStoreUnavailable {
+            tried: format!("etcd answered a {what} that is not base64: {e}"),
+        })?;
+    String::from_utf8(bytes).map_err(|_| Error::SharedStoreUnavailable {
         tried: format!("etcd answered a {what} that is not UTF-8"),
     })
 }
 
 fn claim_of(value: &Value) -> Result<Claim> {
     let text = decode(value, "claim")?;
-    serde_json::from_str(&text).map_err(|e| Error::SharedStore {
+    serde_json::from_str(&text).map_err(|e| Error::SharedStoreUnavailable {
         tried: format!("a claim in etcd does not read back ({e}): {text}"),
     })
 }
@@ -139,7 +164,7 @@ fn value_of(claim: &Claim) -> Result<String> {
     })
 }
 
-impl AddressClaims for EtcdClaims {
+impl SharedStore for EtcdStore {
     fn claim(&self, network: &str, address: IpAddr, claim: &Claim) -> Result<Option<Claim>> {
         let key = encode(&Self::key(network, address));
         let value = encode(&value_of(claim)?);
@@ -180,24 +205,86 @@ impl AddressClaims for EtcdClaims {
 
     fn claims(&self, network: &str) -> Result<Vec<(IpAddr, Claim)>> {
         let prefix = format!("{PREFIX}{network}/");
-        // The end of the prefix's range: its last byte plus one ('/' + 1).
-        let end = format!("{PREFIX}{network}0");
-        let answer = self.post(
-            "/v3/kv/range",
-            &json!({"key": encode(&prefix), "range_end": encode(&end)}),
-        )?;
         let mut out = Vec::new();
-        for kv in answer["kvs"].as_array().into_iter().flatten() {
-            let key = decode(&kv["key"], "key")?;
+        for (key, value) in self.range_prefix(&prefix)? {
             let Some(address) = key
                 .strip_prefix(&prefix)
                 .and_then(|a| a.parse::<IpAddr>().ok())
             else {
                 continue;
             };
-            out.push((address, claim_of(&kv["value"])?));
+            out.push((address, claim_of(&value)?));
         }
         Ok(out)
+    }
+
+    fn define(&self, network: &str, proposal: &str) -> Result<Option<String>> {
+        let key = encode(&format!("{NETWORKS}{network}/definition"));
+        let answer = self.post(
+            "/v3/kv/txn",
+            &json!({
+                "compare": [{"target": "CREATE", "key": key, "create_revision": "0"}],
+                "success": [{"request_put": {"key": key, "value": encode(proposal)}}],
+                "failure": [{"request_range": {"key": key}}],
+            }),
+        )?;
+        if answer["succeeded"].as_bool() == Some(true) {
+            return Ok(None);
+        }
+        let stored = &answer["responses"][0]["response_range"]["kvs"][0]["value"];
+        if stored.is_null() {
+            // Removed between the compare and the read: again.
+            return self.define(network, proposal);
+        }
+        decode(stored, "definition").map(Some)
+    }
+
+    fn join(&self, network: &str, host: &str) -> Result<()> {
+        let key = encode(&format!("{NETWORKS}{network}/hosts/{host}"));
+        self.post("/v3/kv/put", &json!({"key": key, "value": encode(host)}))?;
+        Ok(())
+    }
+
+    fn leave(&self, network: &str, host: &str) -> Result<bool> {
+        self.delete(&format!("{NETWORKS}{network}/hosts/{host}"))?;
+        if !self
+            .range_prefix(&format!("{NETWORKS}{network}/hosts/"))?
+            .is_empty()
+        {
+            return Ok(false);
+        }
+        self.delete(&format!("{NETWORKS}{network}/definition"))?;
+        Ok(true)
+    }
+
+    fn forget_host(&self, host: &str) -> Result<usize> {
+        let mut released = 0;
+        for (key, value) in self.range_prefix(PREFIX)? {
+            let claim = claim_of(&value)?;
+            if claim.host != host {
+                continue;
+            }
+            let Some((network, address)) = key
+                .strip_prefix(PREFIX)
+                .and_then(|rest| rest.rsplit_once('/'))
+                .and_then(|(n, a)| Some((n.to_owned(), a.parse::<IpAddr>().ok()?)))
+            else {
+                continue;
+            };
+            if self.release(&network, address, &claim)? {
+                released += 1;
+            }
+        }
+        let suffix = format!("/hosts/{host}");
+        for (key, _) in self.range_prefix(NETWORKS)? {
+            if let Some(network) = key
+                .strip_prefix(NETWORKS)
+                .and_then(|rest| rest.strip_suffix(&suffix))
+            {
+                self.leave(network, host)?;
+            }
+        }
+        Ok(released)
     }
 }
 
@@ -207,21 +294,21 @@ mod tests {
 
     #[test]
     fn endpoints_are_checked() {
-        assert!(EtcdClaims::new(&["http://10.0.0.5:2379", "http://10.0.0.6:2379/"]).is_ok());
+        assert!(EtcdStore::new(&["http://10.0.0.5:2379", "http://10.0.0.6:2379/"]).is_ok());
         for bad in [
             &[][..],
             &["10.0.0.5:2379"],
             &["https://a:2379"],
             &["http://"],
         ] {
-            assert!(EtcdClaims::new(bad).is_err(), "{bad:?}");
+            assert!(EtcdStore::new(bad).is_err(), "{bad:?}");
         }
     }
 
     #[test]
     fn an_unreachable_cluster_names_every_endpoint_tried() {
         // Port 9 (discard) on loopback: refused at once.
-        let etcd = EtcdClaims::new(&["http://127.0.0.1:9", "http://127.0.0.1:9/x"]).unwrap();
+        let etcd = EtcdStore::new(&["http://127.0.0.1:9", "http://127.0.0.1:9/x"]).unwrap();
         let claim = Claim {
             host: "h".into(),
             network: "n".into(),
@@ -233,7 +320,7 @@ mod tests {
             .claim("id", "10.0.0.2".parse().unwrap(), &claim)
             .unwrap_err();
         let text = e.to_string();
-        assert!(matches!(e, Error::SharedStore { .. }), "{text}");
+        assert!(matches!(e, Error::SharedStoreUnavailable { .. }), "{text}");
         assert!(text.contains("http://127.0.0.1:9/v3/kv/txn"), "{text}");
         assert!(text.contains("http://127.0.0.1:9/x/v3/kv/txn"), "{text}");
     }

@@ -43,13 +43,14 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 #[cfg(feature = "etcd")]
-pub use etcd::EtcdClaims;
+pub use etcd::EtcdStore;
 pub use files::DEFAULT_LOCK_TIMEOUT;
 pub use journal::FileEndpointStore;
 pub use memory::MemoryStore;
 pub use network_dir::{FileNetworkStore, DEFAULT_RUNTIME_DIR, DEFAULT_STATE_DIR};
 pub use records::{EndpointRecord, EndpointState, NetworkRecord, NetworkState, Owner};
-pub use shared::{AddressClaims, Claim, ClaimingEndpointStore};
+pub(crate) use shared::{definition_of, read_definition};
+pub use shared::{Claim, ClaimingEndpointStore, SharedStore};
 pub(crate) use table::EndpointTable;
 
 use crate::ipam::Ipam;

@@ -2,7 +2,7 @@
 //! one segment, each address is claimed in a store they share before a
 //! container gets it, and released only by the claim's holder.
 //!
-//! [`AddressClaims`] is the seam (etcd implements it: `store::EtcdClaims`,
+//! [`SharedStore`] is the seam (etcd implements it: `store::EtcdStore`,
 //! feature `etcd`). [`ClaimingEndpointStore`] puts it in front of a host's
 //! own endpoint store: every record saved with an address claims it (after
 //! the record is written, so a crash leaves an intent that recovery undoes),
@@ -49,7 +49,7 @@ impl Claim {
 }
 
 /// A store of address claims shared by hosts.
-pub trait AddressClaims: Send + Sync + fmt::Debug {
+pub trait SharedStore: Send + Sync + fmt::Debug {
     /// Claims `address` of the network called `network` (on every host:
     /// hosts share a network by its name) for `claim`, if no one holds it,
     /// in one atomic write. Returns `None` when the claim is
@@ -71,19 +71,74 @@ pub trait AddressClaims: Send + Sync + fmt::Debug {
     /// # Errors
     /// When the store cannot be reached.
     fn claims(&self, network: &str) -> Result<Vec<(IpAddr, Claim)>>;
+
+    /// The network's shared definition: `proposal` is written if there is
+    /// none (and `None` returned), else the stored one is returned, to be
+    /// compared and adopted. (A definition is a [`NetworkRecord`] as JSON,
+    /// without what is each host's: parent, id, state.)
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    fn define(&self, network: &str, proposal: &str) -> Result<Option<String>>;
+
+    /// Records that `host` has the network now.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    fn join(&self, network: &str, host: &str) -> Result<()>;
+
+    /// Records that `host` has the network no more; the definition goes
+    /// with the last host. Returns whether it went.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    fn leave(&self, network: &str, host: &str) -> Result<bool>;
+
+    /// Forgets a host that is gone for good: releases every address it
+    /// claimed and its part in every network. Returns how many addresses
+    /// were released.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    fn forget_host(&self, host: &str) -> Result<usize>;
+}
+
+/// The definition other hosts share of `record`: the record without what
+/// is this host's own (parent, id, creation time, state).
+pub(crate) fn definition_of(record: &NetworkRecord) -> Result<String> {
+    let mut shared = record.clone();
+    shared.parent = crate::parent::ParentLink {
+        name: String::new(),
+        kind: crate::parent::ParentKind::Existing,
+    };
+    shared.id = String::new();
+    shared.created = 0;
+    shared.state = super::NetworkState::Ready;
+    shared.host_shim = None;
+    serde_json::to_string(&shared).map_err(|e| Error::StateEncoding {
+        what: format!("shared definition of network {:?}", record.name),
+        reason: e.to_string(),
+    })
+}
+
+/// A shared definition read back.
+pub(crate) fn read_definition(network: &str, text: &str) -> Result<NetworkRecord> {
+    serde_json::from_str(text).map_err(|e| Error::SharedStoreUnavailable {
+        tried: format!("the shared definition of network {network:?} does not read back ({e})"),
+    })
 }
 
 /// A host's endpoint store with its addresses claimed in a shared store.
 #[derive(Debug)]
 pub struct ClaimingEndpointStore {
     inner: Box<dyn EndpointStore>,
-    claims: Arc<dyn AddressClaims>,
+    claims: Arc<dyn SharedStore>,
     host: String,
 }
 
 impl ClaimingEndpointStore {
     /// `inner`'s endpoints, their addresses claimed in `claims` for `host`.
-    pub fn new(inner: Box<dyn EndpointStore>, claims: Arc<dyn AddressClaims>, host: &str) -> Self {
+    pub fn new(inner: Box<dyn EndpointStore>, claims: Arc<dyn SharedStore>, host: &str) -> Self {
         ClaimingEndpointStore {
             inner,
             claims,
@@ -150,7 +205,7 @@ impl EndpointStore for ClaimingEndpointStore {
 /// A session whose saves claim and whose forgets release.
 struct ClaimingSession<'a> {
     inner: Box<dyn EndpointSession + 'a>,
-    claims: &'a dyn AddressClaims,
+    claims: &'a dyn SharedStore,
     host: &'a str,
     network: NetworkRecord,
 }
