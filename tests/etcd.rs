@@ -29,6 +29,11 @@ use underlay::{Error, Host, Network};
 
 const ETCD_ADDRESS: &str = "10.120.0.250";
 
+/// Member `k`'s address on the bridge: 10.120.0.250, .251, ...
+fn member_address(k: usize) -> String {
+    format!("10.120.0.{}", 250 + k)
+}
+
 /// The etcd binary, if there is one.
 fn etcd_binary() -> Option<PathBuf> {
     if let Ok(bin) = std::env::var("UNDERLAY_ETCD_BIN") {
@@ -71,11 +76,17 @@ struct Segment {
     dirs: Vec<StateDir>,
     etcd_dir: StateDir,
     etcd_bin: PathBuf,
-    etcd: Option<Child>,
+    /// The cluster's members, each running or stopped.
+    etcd: Vec<Option<Child>>,
 }
 
 impl Segment {
     fn new(hosts: usize) -> Option<Segment> {
+        Segment::with_members(hosts, 1)
+    }
+
+    /// `hosts` hosts and an etcd cluster of `members` members.
+    fn with_members(hosts: usize, members: usize) -> Option<Segment> {
         let Some(etcd_bin) = etcd_binary() else {
             eprintln!("SKIPPED: no etcd binary");
             return None;
@@ -91,10 +102,18 @@ impl Segment {
         };
         ip(&switch, &["link", "add", "br0", "type", "bridge"]);
         ip(&switch, &["link", "set", "br0", "up"]);
-        ip(
-            &switch,
-            &["addr", "add", &format!("{ETCD_ADDRESS}/24"), "dev", "br0"],
-        );
+        for k in 0..members {
+            ip(
+                &switch,
+                &[
+                    "addr",
+                    "add",
+                    &format!("{}/24", member_address(k)),
+                    "dev",
+                    "br0",
+                ],
+            );
+        }
         let nl = switch.netlink().unwrap();
         let mut all = Vec::new();
         let mut dirs = Vec::new();
@@ -124,28 +143,44 @@ impl Segment {
             dirs,
             etcd_dir: StateDir::new(),
             etcd_bin,
-            etcd: None,
+            etcd: (0..members).map(|_| None).collect(),
         };
-        segment.start_etcd();
+        for k in 0..members {
+            segment.start_member(k);
+        }
+        segment.wait_ready();
         Some(segment)
     }
 
+    /// The first member's client URL.
     fn endpoint() -> String {
         format!("http://{ETCD_ADDRESS}:2379")
     }
 
-    fn start_etcd(&mut self) {
+    /// Every member's client URL.
+    fn endpoints(&self) -> Vec<String> {
+        (0..self.etcd.len())
+            .map(|k| format!("http://{}:2379", member_address(k)))
+            .collect()
+    }
+
+    fn start_member(&mut self, k: usize) {
         let fd = self.switch.as_fd().as_raw_fd();
-        let peer = format!("http://{ETCD_ADDRESS}:2380");
+        let peer = |k: usize| format!("http://{}:2380", member_address(k));
+        let cluster: Vec<String> = (0..self.etcd.len())
+            .map(|m| format!("n{m}={}", peer(m)))
+            .collect();
+        let client = format!("http://{}:2379", member_address(k));
         let mut command = Command::new(&self.etcd_bin);
         command
-            .args(["--name", "n0", "--data-dir"])
-            .arg(self.etcd_dir.0.join("data"))
-            .args(["--listen-client-urls", &Self::endpoint()])
-            .args(["--advertise-client-urls", &Self::endpoint()])
-            .args(["--listen-peer-urls", &peer])
-            .args(["--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("n0={peer}")])
+            .args(["--name", &format!("n{k}"), "--data-dir"])
+            .arg(self.etcd_dir.0.join(format!("data{k}")))
+            .args(["--listen-client-urls", &client])
+            .args(["--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer(k)])
+            .args(["--initial-advertise-peer-urls", &peer(k)])
+            .args(["--initial-cluster", &cluster.join(",")])
+            .args(["--initial-cluster-state", "new"])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         // SAFETY: setns is async-signal-safe and affects only the child.
@@ -157,13 +192,16 @@ impl Segment {
                 Ok(())
             });
         }
-        self.etcd = Some(command.spawn().expect("start etcd"));
-        // Ready when a range answers, from a host.
-        let host = self.hosts[0].try_clone_for_test();
-        let ready = in_ns(&host, || {
-            let etcd = EtcdStore::new(&[Segment::endpoint()]).unwrap();
+        self.etcd[k] = Some(command.spawn().expect("start etcd"));
+    }
+
+    /// Waits until the cluster answers, from a host.
+    fn wait_ready(&self) {
+        let endpoints = self.endpoints();
+        let ready = in_ns(&self.hosts[0].try_clone_for_test(), move || {
+            let etcd = EtcdStore::new(&endpoints).unwrap();
             let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(20) {
+            while start.elapsed() < Duration::from_secs(30) {
                 if etcd.claims("probe").is_ok() {
                     return true;
                 }
@@ -174,10 +212,25 @@ impl Segment {
         assert!(ready, "etcd did not come up");
     }
 
-    fn stop_etcd(&mut self) {
-        if let Some(mut etcd) = self.etcd.take() {
+    fn start_etcd(&mut self) {
+        for k in 0..self.etcd.len() {
+            if self.etcd[k].is_none() {
+                self.start_member(k);
+            }
+        }
+        self.wait_ready();
+    }
+
+    fn stop_member(&mut self, k: usize) {
+        if let Some(mut etcd) = self.etcd[k].take() {
             let _ = etcd.kill();
             let _ = etcd.wait();
+        }
+    }
+
+    fn stop_etcd(&mut self) {
+        for k in 0..self.etcd.len() {
+            self.stop_member(k);
         }
     }
 
@@ -188,11 +241,12 @@ impl Segment {
         work: impl FnOnce(Host) -> T + Send + 'static,
     ) -> T {
         let dir = self.dirs[i].0.clone();
+        let endpoints = self.endpoints();
         in_ns(&self.hosts[i].try_clone_for_test(), move || {
             let host = Host::options()
                 .state_dir(&dir)
                 .runtime_dir(dir.join("run"))
-                .shared_store(EtcdStore::new(&[Segment::endpoint()]).unwrap())
+                .shared_store(EtcdStore::new(&endpoints).unwrap())
                 .open()
                 .unwrap();
             work(host)
@@ -601,6 +655,8 @@ fn the_cli_on_two_hosts_with_etcd() {
             Segment::endpoint(),
             "--state-dir".to_owned(),
             segment.dirs[i].0.display().to_string(),
+            "--runtime-dir".to_owned(),
+            segment.dirs[i].0.join("run").display().to_string(),
         ];
         full.extend(args.iter().map(|a| a.to_string()));
         let full: Vec<&str> = full.iter().map(String::as_str).collect();
@@ -661,4 +717,116 @@ fn the_cli_on_two_hosts_with_etcd() {
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("subnet"), "{err}");
+}
+
+#[test]
+fn with_one_member_of_three_stopped_attaches_still_succeed() {
+    let Some(mut segment) = Segment::with_members(1, 3) else {
+        return;
+    };
+    segment.with_host(0, |host| {
+        host.create_network(shared_network()).unwrap();
+    });
+    let attach = |segment: &Segment| {
+        let c = NetNs::create().unwrap();
+        let cb = c.try_clone_for_test();
+        let address = segment.with_host(0, move |host| {
+            host.network("shared")
+                .unwrap()
+                .attach(&cb, &AttachOptions::new())
+                .map(|ep| ep.addresses()[0].addr())
+        });
+        (address, c)
+    };
+    let (first, _c1) = attach(&segment);
+    assert_eq!(first.unwrap().to_string(), "10.121.0.2");
+    // The member the client tries first goes down: the others answer.
+    segment.stop_member(0);
+    let (second, _c2) = attach(&segment);
+    assert_eq!(second.unwrap().to_string(), "10.121.0.3");
+    // Two of three down: no quorum; a clear error, nothing half-made.
+    segment.stop_member(1);
+    let (third, c3) = attach(&segment);
+    let e = third.unwrap_err();
+    assert!(matches!(e, Error::SharedStoreUnavailable { .. }), "{e}");
+    assert_eq!(common::link_names(&c3), vec!["lo".to_owned()]);
+}
+
+#[test]
+fn kill_9_during_attaches_then_recovery_leaks_no_claim_link_or_record() {
+    let Some(segment) = Segment::new(1) else {
+        return;
+    };
+    let cli = env!("CARGO_BIN_EXE_underlay-cni").replace("underlay-cni", "examples/underlay");
+    let endpoints = segment.endpoints().join(",");
+    let run = |args: &[&str], crash: Option<&str>| {
+        let mut command = Command::new(&cli);
+        command
+            .args(["--etcd", &endpoints, "--state-dir"])
+            .arg(&segment.dirs[0].0)
+            .arg("--runtime-dir")
+            .arg(segment.dirs[0].0.join("run"))
+            .args(args);
+        if let Some(step) = crash {
+            command.env("UNDERLAY_CRASH_AT", step);
+        }
+        let fd = segment.hosts[0].as_fd().as_raw_fd();
+        // SAFETY: setns is async-signal-safe and affects only the child.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        command.output().unwrap()
+    };
+    let create = [
+        "network",
+        "create",
+        "-d",
+        "macvlan",
+        "--subnet=10.125.0.0/24",
+        "-o",
+        "parent=eth0",
+        "lan",
+    ];
+    assert!(run(&create, None).status.success());
+    let mut containers = Vec::new();
+    for step in ["recorded as attaching", "created link", "attached"] {
+        let c = NetNs::create().unwrap();
+        let path = common::netns_path_for_child(&c);
+        let out = run(&["network", "connect", "lan", &path], Some(step));
+        assert!(common::killed(&out), "{step}: not killed: {out:?}");
+        containers.push(c);
+    }
+    assert!(run(&["recover"], None).status.success());
+    // Claims == records == addresses on links, for what survived.
+    let on_links: BTreeSet<String> = containers
+        .iter()
+        .flat_map(common::global_addresses)
+        .collect();
+    let recorded: BTreeSet<String> = segment.with_host(0, |host| {
+        host.network("lan")
+            .unwrap()
+            .endpoints()
+            .unwrap()
+            .iter()
+            .map(|e| e.addresses()[0].addr().to_string())
+            .collect()
+    });
+    let claimed: BTreeSet<String> = segment
+        .claims("lan")
+        .into_iter()
+        .map(|(a, _)| a.to_string())
+        .collect();
+    assert_eq!(recorded, on_links);
+    assert_eq!(claimed, recorded);
+    // The attach that finished before its process died is whole.
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    // Links of the undone attaches are gone.
+    for c in &containers[..2] {
+        assert_eq!(common::link_names(c), vec!["lo".to_owned()]);
+    }
 }
