@@ -291,6 +291,14 @@ fn shared_network() -> underlay::network::NetworkBuilder {
         .gateway("10.121.0.1")
 }
 
+/// Room for 1200 containers.
+fn big_network() -> underlay::network::NetworkBuilder {
+    Network::builder("shared")
+        .macvlan()
+        .parent("eth0")
+        .subnet("10.126.0.0/21")
+}
+
 #[test]
 fn three_hosts_attach_at_once_and_no_address_is_handed_out_twice() {
     let Some(segment) = Segment::new(3) else {
@@ -299,12 +307,12 @@ fn three_hosts_attach_at_once_and_no_address_is_handed_out_twice() {
     // The same network on each host (its parent is each host's eth0).
     for i in 0..3 {
         segment.with_host(i, |host| {
-            host.create_network(shared_network()).unwrap();
+            host.create_network(big_network()).unwrap();
         });
     }
-    // 3 hosts x 4 threads x 8 attaches, all at once. The containers live
+    // 3 hosts x 4 threads x 100 attaches, all at once. The containers live
     // as long as the test: handles kept.
-    let per_thread = 8;
+    let per_thread = 100;
     let results: Vec<Vec<(usize, IpAddr, NetNs)>> = std::thread::scope(|scope| {
         let mut runs = Vec::new();
         for i in 0..3 {

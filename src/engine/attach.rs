@@ -192,6 +192,7 @@ impl Engine {
         // decides (the save claims). An address another host holds is kept
         // out of this attach's way and the next one proposed.
         let mut elsewhere: Vec<IpAddr> = Vec::new();
+        let mut tries = 0;
         let outcome = loop {
             let allocations = match allocate(network, session.as_mut(), id, options) {
                 Ok(allocations) => allocations,
@@ -222,13 +223,23 @@ impl Engine {
                 Err(Error::AddressClaimed { address, .. })
                     if Some(address) != options.ipv4
                         && Some(address) != options.ipv6
-                        && elsewhere.len() < MAX_CLAIM_TRIES =>
+                        && tries < MAX_CLAIM_TRIES =>
                 {
                     session.abandon(id, &addresses)?;
                     log::debug!("{address} is another host's; proposing the next");
-                    if session.ipam().request(address, ELSEWHERE).is_ok() {
-                        elsewhere.push(address);
+                    // The first loss: every address other hosts hold is
+                    // kept out of the way at once (one read), not found one
+                    // lost claim at a time.
+                    let mut taken = vec![address];
+                    if elsewhere.is_empty() {
+                        taken.extend(session.held_elsewhere()?);
                     }
+                    for address in taken {
+                        if session.ipam().request(address, ELSEWHERE).is_ok() {
+                            elsewhere.push(address);
+                        }
+                    }
+                    tries += 1;
                 }
                 Err(e) => {
                     session.abandon(id, &addresses)?;
@@ -497,8 +508,9 @@ fn check(network: &NetworkRecord, options: &AttachOptions) -> Result<()> {
     Ok(())
 }
 
-/// How many addresses other hosts hold an attach moves past before it
-/// gives up (each costs a round trip to the shared store).
+/// How many lost claims an attach takes before it gives up (each costs a
+/// round trip to the shared store; after the first, it knows every
+/// address other hosts held then).
 const MAX_CLAIM_TRIES: usize = 64;
 
 /// The allocator's holder for an address another host holds, during one

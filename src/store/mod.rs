@@ -264,6 +264,16 @@ pub trait EndpointSession {
     /// When that cannot be written.
     fn forget(&mut self, id: u64) -> Result<Option<EndpointRecord>>;
 
+    /// The addresses of this network that others hold outside this
+    /// store (other hosts' claims in a shared store), for an allocator that
+    /// lost a claim to move past them all at once. The default: none.
+    ///
+    /// # Errors
+    /// When the shared store cannot be reached.
+    fn held_elsewhere(&self) -> Result<Vec<IpAddr>> {
+        Ok(Vec::new())
+    }
+
     /// Undoes an attach that failed: endpoint `id` is forgotten and
     /// `addresses` (taken for it from the allocator) are released. When
     /// nothing else was stored since the attach was saved, the store reads

@@ -286,6 +286,16 @@ impl EndpointSession for ClaimingSession<'_> {
         Ok(record)
     }
 
+    fn held_elsewhere(&self) -> Result<Vec<IpAddr>> {
+        Ok(self
+            .claims
+            .claims(&self.network.name)?
+            .into_iter()
+            .filter(|(_, claim)| claim.host != self.host)
+            .map(|(address, _)| address)
+            .collect())
+    }
+
     fn abandon(&mut self, id: u64, addresses: &[IpAddr]) -> Result<()> {
         let record = self.inner.endpoints().find(|e| e.id == id).cloned();
         self.inner.abandon(id, addresses)?;
