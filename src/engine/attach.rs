@@ -194,7 +194,14 @@ impl Engine {
         let mut elsewhere: Vec<IpAddr> = Vec::new();
         let mut tries = 0;
         let outcome = loop {
-            let allocations = match allocate(network, session.as_mut(), id, options) {
+            // After a lost claim, the search starts at a random point: two
+            // hosts filling the same stretch would otherwise keep proposing
+            // the same next address.
+            let seed = match tries {
+                0 => session.spread(),
+                _ => Some(random_seed()?),
+            };
+            let allocations = match allocate(network, session.as_mut(), id, options, seed) {
                 Ok(allocations) => allocations,
                 Err(e) => break Err(e),
             };
@@ -508,6 +515,12 @@ fn check(network: &NetworkRecord, options: &AttachOptions) -> Result<()> {
     Ok(())
 }
 
+fn random_seed() -> Result<u64> {
+    let mut bytes = [0u8; 8];
+    crate::random::fill(&mut bytes)?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
 /// How many lost claims an attach takes before it gives up (each costs a
 /// round trip to the shared store; after the first, it knows every
 /// address other hosts held then).
@@ -524,6 +537,7 @@ fn allocate(
     session: &mut dyn EndpointSession,
     id: u64,
     options: &AttachOptions,
+    seed: Option<u64>,
 ) -> Result<Vec<Allocation>> {
     if !network.ipv4 && !network.ipv6 {
         return assigned(network, session, id, options);
@@ -563,7 +577,11 @@ fn allocate(
                 .ipam()
                 .request(address, id)
                 .map_err(|e| in_use(network, session, e)),
-            (true, None) => session.ipam().allocate(family, id).map_err(Error::from),
+            (true, None) => match seed {
+                Some(seed) => session.ipam().allocate_spread(family, id, seed),
+                None => session.ipam().allocate(family, id),
+            }
+            .map_err(Error::from),
         };
         match result {
             Ok(allocation) => out.push(allocation),

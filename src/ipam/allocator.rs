@@ -372,6 +372,49 @@ impl Ipam {
         self.len == 0
     }
 
+    /// Like [`allocate`](Self::allocate), but searching from a point of
+    /// the family's first range chosen by `seed` (wrapping around, then the
+    /// other ranges): hosts that share a network and each allocate from
+    /// their own seed rarely propose the same address.
+    ///
+    /// ```
+    /// # use underlay::ipam::{AllocationPolicy, IpFamily, Ipam, NetworkIpamConfig};
+    /// let config = NetworkIpamConfig::from_docker_lists(&["10.0.0.0/24"], &[], &[], &[])?;
+    /// let mut a = Ipam::new("shared", &config, AllocationPolicy::LowestFree);
+    /// let mut b = Ipam::new("shared", &config, AllocationPolicy::LowestFree);
+    /// let x = a.allocate_spread(IpFamily::V4, 1, 7)?.ip();
+    /// let y = b.allocate_spread(IpFamily::V4, 1, 130)?.ip();
+    /// assert_ne!(x, y);
+    /// # Ok::<(), underlay::ipam::IpamError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`allocate`](Self::allocate).
+    pub fn allocate_spread(
+        &mut self,
+        family: IpFamily,
+        holder: u64,
+        seed: u64,
+    ) -> Result<Allocation, IpamError> {
+        let order = self.family_pools[family.index()].clone();
+        let Some(&first) = order.first() else {
+            return self.allocate(family, holder);
+        };
+        let pool = &self.pools[first];
+        let size = pool.range_last - pool.range_first + 1;
+        let start = pool.range_first + u128::from(seed) % size;
+        let found = pool
+            .first_free(start, pool.range_last)
+            .or_else(|| pool.first_free(pool.range_first, start));
+        match found {
+            Some(offset) => {
+                self.len += 1;
+                Ok(self.pools[first].take(offset, holder))
+            }
+            None => self.allocate(family, holder),
+        }
+    }
+
     /// Hands out a free address of `family` to `holder`, following the
     /// policy: from the ip-range of each subnet (or the whole subnet), trying
     /// subnets in configuration order. On error nothing changes.

@@ -274,6 +274,14 @@ pub trait EndpointSession {
         Ok(Vec::new())
     }
 
+    /// A seed for spreading this host's address proposals over a network
+    /// it shares with other hosts (see [`Ipam::allocate_spread`]), so
+    /// that hosts rarely propose the same one; `None` (the default): the
+    /// network is this host's alone.
+    fn spread(&self) -> Option<u64> {
+        None
+    }
+
     /// Undoes an attach that failed: endpoint `id` is forgotten and
     /// `addresses` (taken for it from the allocator) are released. When
     /// nothing else was stored since the attach was saved, the store reads

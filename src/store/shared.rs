@@ -286,6 +286,13 @@ impl EndpointSession for ClaimingSession<'_> {
         Ok(record)
     }
 
+    fn spread(&self) -> Option<u64> {
+        // FNV-1a of the host id: stable, and different per host.
+        Some(self.host.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        }))
+    }
+
     fn held_elsewhere(&self) -> Result<Vec<IpAddr>> {
         Ok(self
             .claims
