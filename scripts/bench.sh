@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/bench.sh: underlay's end-to-end benchmark against its peers (issue 7).
 #
-# Usage: scripts/bench.sh [--micro] [--section all|e2e|scale|inproc|dns] [-n N]
+# Usage: scripts/bench.sh [--micro] [--section all|e2e|scale|inproc|dns|etcd] [-n N]
 #   (no option)   install what is missing, build release (library, CLI example,
 #                 benches), run benches/e2e.rs: per-endpoint attach/detach of
 #                 macvlan IPv4 and dual-stack for underlay in-process, the underlay
@@ -16,7 +16,10 @@
 #                 in-process attach broken down against the kernel floor); or dns:
 #                 only the resolver bench (benches/dns.rs: 1000 endpoints served,
 #                 queries/s and p99 at 127.0.0.11 against dnsmasq, memory per
-#                 endpoint, how soon a new name resolves), which "all" runs last
+#                 endpoint, how soon a new name resolves); or etcd: only the
+#                 shared-store bench (benches/etcd.rs: attach with addresses
+#                 claimed in etcd beside the local store, attaches/s with one
+#                 and three hosts); "all" runs both last
 #   -n N          containers per tool in the e2e section (default 100)
 #
 # Must run as root (network namespaces, macvlan links). Nothing outside the
@@ -49,8 +52,8 @@ while (($#)); do
     shift
 done
 case "$section" in
-    all | e2e | scale | inproc | dns) ;;
-    *) echo "bench.sh: unknown section $section (all, e2e, scale, inproc, dns)" >&2; exit 2 ;;
+    all | e2e | scale | inproc | dns | etcd) ;;
+    *) echo "bench.sh: unknown section $section (all, e2e, scale, inproc, dns, etcd)" >&2; exit 2 ;;
 esac
 export UNDERLAY_BENCH=$section
 
@@ -94,18 +97,34 @@ cargo build --release --bin underlay-cni ||
 export UNDERLAY_CNI=${UNDERLAY_CNI:-$TARGET/release/underlay-cni}
 cargo bench --no-run --bench e2e
 cargo bench --no-run --features dns --bench dns
+cargo bench --no-run --features etcd --bench etcd
+# etcd for the etcd section: Debian's etcd-server unpacked into <target>/etcd,
+# never installed (its package starts a service).
+if [[ ! -x $TARGET/etcd/usr/bin/etcd ]]; then
+    log "apt-get download etcd-server (unpacked into $TARGET/etcd)"
+    rm -rf "$TARGET/etcd.download" && mkdir -p "$TARGET/etcd.download"
+    (cd "$TARGET/etcd.download" && apt-get -q download etcd-server) >/tmp/underlay-bench-apt.log 2>&1 ||
+        die "apt-get download etcd-server failed"
+    dpkg-deb -x "$TARGET"/etcd.download/etcd-server_*.deb "$TARGET/etcd" || die "dpkg-deb -x failed"
+    rm -rf "$TARGET/etcd.download"
+fi
+export UNDERLAY_ETCD_BIN=${UNDERLAY_ETCD_BIN:-$TARGET/etcd/usr/bin/etcd}
 ((micro)) && cargo bench --no-run --bench netlink
 
 # ---------------------------------------------------------------- run
 export UNDERLAY_BENCH_REPORT=$TARGET/bench-report.txt
 status=0
-if [[ $section != dns ]]; then
+if [[ $section != dns && $section != etcd ]]; then
     log "e2e bench (section $section, N=${UNDERLAY_BENCH_N:-100}); report: $UNDERLAY_BENCH_REPORT"
     cargo bench --bench e2e || status=$?
 fi
 if [[ $section == all || $section == dns ]]; then
     log "resolver bench: cargo bench --features dns --bench dns"
     cargo bench --features dns --bench dns 2>/dev/null | tee -a "$UNDERLAY_BENCH_REPORT" || status=1
+fi
+if [[ $section == all || $section == etcd ]]; then
+    log "shared-store bench: cargo bench --features etcd --bench etcd"
+    cargo bench --features etcd --bench etcd 2>/dev/null | tee -a "$UNDERLAY_BENCH_REPORT" || status=1
 fi
 if ((micro)); then
     log "micro-benchmarks: cargo bench --bench netlink"
