@@ -131,35 +131,21 @@ pub fn add(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Value, CniError> {
     let network = network(&host, conf)?;
     let name = endpoint_name(&env.container_id, &env.ifname);
 
-    // An attachment that exists already is decided on before an IPAM plugin
-    // is asked for anything (asking, then giving back, could free the
-    // address the live attachment holds).
-    if let Some(old) = find_endpoint(&network, &name)? {
-        if network.is_attached(&old) {
-            let same_netns = old.netns().is_some_and(|ns| ns.id() == netns.id());
-            let same_addresses = requested_ips
-                .iter()
-                .all(|ip| old.addresses().iter().any(|a| a.addr() == *ip));
-            if same_netns && old.ifname() == env.ifname && same_addresses {
-                // A retried ADD (the first was cut short after it was done).
-                log::info!("ADD of {name} again: it is attached already");
-                let result = describe(&network, &old, &netns, env, prev, None)?;
-                return Ok(result.to_json(&conf.cni_version));
-            }
-            return Err(CniError::new(
-                Code::Conflict,
-                format!(
-                    "this container already has interface {} on network {:?} (endpoint {name}): DEL it first",
-                    old.ifname(),
-                    network.name()
-                ),
-            ));
-        }
-        // Its namespace is gone (a crash, then a new container under the
-        // same id): released first.
-        network.detach_endpoint_with(&name, &DetachOptions::new().delete_link(true))?;
-        if let Some(plugin) = &ipam {
-            delegate::run(plugin, "DEL", env, stdin)?;
+    // With a delegated IPAM plugin, an attachment that exists already is
+    // decided on before the plugin is asked for anything (asking, then
+    // giving back, could free the address the live attachment holds).
+    // Without one, the attach finds out itself, at no extra cost.
+    if ipam.is_some() {
+        if let Some(done) = existing(
+            &network,
+            &netns,
+            env,
+            conf,
+            stdin,
+            &requested_ips,
+            prev.clone(),
+        )? {
+            return Ok(done);
         }
     }
 
@@ -202,7 +188,27 @@ pub fn add(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Value, CniError> {
             None
         }
     };
-    let endpoint = match network.attach(&netns, &options) {
+    let mut attached = network.attach(&netns, &options);
+    if ipam.is_none()
+        && matches!(
+            attached,
+            Err(Error::NameInUse { .. } | Error::AlreadyAttached { .. })
+        )
+    {
+        if let Some(done) = existing(
+            &network,
+            &netns,
+            env,
+            conf,
+            stdin,
+            &requested_ips,
+            prev.clone(),
+        )? {
+            return Ok(done);
+        }
+        attached = network.attach(&netns, &options);
+    }
+    let endpoint = match attached {
         Ok(endpoint) => endpoint,
         Err(e) => {
             let e = attach_error(e, &name, delegated.is_some());
@@ -224,6 +230,50 @@ pub fn add(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Value, CniError> {
         delegated.map(|d| d.1),
     )?;
     Ok(result.to_json(&conf.cni_version))
+}
+
+/// An `ADD` of an attachment that exists: a retry (same namespace,
+/// interface and addresses) gets its result; a live one elsewhere is a
+/// conflict; one whose namespace is gone (a crash, then a new container
+/// under the same id) is released, and `None` says to attach anew.
+fn existing(
+    network: &Network,
+    netns: &NetNs,
+    env: &Env,
+    conf: &NetConf,
+    stdin: &[u8],
+    requested: &[std::net::IpAddr],
+    prev: Option<AddResult>,
+) -> Result<Option<Value>, CniError> {
+    let name = &endpoint_name(&env.container_id, &env.ifname);
+    let Some(old) = find_endpoint(network, name)? else {
+        return Ok(None);
+    };
+    if network.is_attached(&old) {
+        let same_netns = old.netns().is_some_and(|ns| ns.id() == netns.id());
+        let same_addresses = requested
+            .iter()
+            .all(|ip| old.addresses().iter().any(|a| a.addr() == *ip));
+        if same_netns && old.ifname() == env.ifname && same_addresses {
+            // A retried ADD (the first was cut short after it was done).
+            log::info!("ADD of {name} again: it is attached already");
+            let result = describe(network, &old, netns, env, prev, None)?;
+            return Ok(Some(result.to_json(&conf.cni_version)));
+        }
+        return Err(CniError::new(
+            Code::Conflict,
+            format!(
+                "this container already has interface {} on network {:?} (endpoint {name}): DEL it first",
+                old.ifname(),
+                network.name()
+            ),
+        ));
+    }
+    network.detach_endpoint_with(name, &DetachOptions::new().delete_link(true))?;
+    if let Some(plugin) = conf.ipam_type()? {
+        delegate::run(&plugin, "DEL", env, stdin)?;
+    }
+    Ok(None)
 }
 
 /// The result of an `ADD`: `prev` (a chain's earlier plugins) with this
