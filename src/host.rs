@@ -105,6 +105,10 @@ impl HostOptions {
     /// #     fn claim(&self, _: &str, _: std::net::IpAddr, _: &underlay::store::Claim) -> underlay::Result<Option<underlay::store::Claim>> { Ok(None) }
     /// #     fn release(&self, _: &str, _: std::net::IpAddr, _: &underlay::store::Claim) -> underlay::Result<bool> { Ok(true) }
     /// #     fn claims(&self, _: &str) -> underlay::Result<Vec<(std::net::IpAddr, underlay::store::Claim)>> { Ok(vec![]) }
+    /// #     fn define(&self, _: &str, _: &str) -> underlay::Result<Option<String>> { Ok(None) }
+    /// #     fn join(&self, _: &str, _: &str) -> underlay::Result<()> { Ok(()) }
+    /// #     fn leave(&self, _: &str, _: &str) -> underlay::Result<bool> { Ok(true) }
+    /// #     fn forget_host(&self, _: &str) -> underlay::Result<usize> { Ok(0) }
     /// # }
     /// let options = Host::options().shared_store(Shared);
     /// assert!(format!("{options:?}").contains("Shared"));

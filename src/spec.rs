@@ -1005,6 +1005,7 @@ impl NetworkSpec {
                 .map_or(0, |d| d.as_secs()),
             state: NetworkState::Creating,
             host_shim: None,
+            shared: false,
         }
     }
 }

@@ -838,3 +838,93 @@ fn kill_9_during_attaches_then_recovery_leaks_no_claim_link_or_record() {
         assert_eq!(common::link_names(c), vec!["lo".to_owned()]);
     }
 }
+
+/// Host 0 without its shared store (a connect without --etcd).
+fn host_without_store(segment: &Segment, i: usize) -> Result<(), String> {
+    let dir = segment.dirs[i].0.clone();
+    in_ns(&segment.hosts[i].try_clone_for_test(), move || {
+        let host = Host::options()
+            .state_dir(&dir)
+            .runtime_dir(dir.join("run"))
+            .open()
+            .unwrap();
+        let c = NetNs::create().unwrap();
+        host.network("shared")
+            .unwrap()
+            .attach(&c, &AttachOptions::new())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+}
+
+#[test]
+fn removal_releases_claims_no_store_is_refused_and_a_mistaken_forget_is_undone_by_recovery() {
+    let Some(segment) = Segment::new(2) else {
+        return;
+    };
+    for i in 0..2 {
+        segment.with_host(i, |host| {
+            host.create_network(shared_network()).unwrap();
+        });
+    }
+    // Without the shared store, the shared network is refused.
+    let e = host_without_store(&segment, 0).unwrap_err();
+    assert!(e.contains("shared"), "{e}");
+
+    // A detached endpoint's claim goes with a removal; so does a forced one's.
+    let (c1, c2) = (NetNs::create().unwrap(), NetNs::create().unwrap());
+    let (c1b, c2b) = (c1.try_clone_for_test(), c2.try_clone_for_test());
+    segment.with_host(0, move |host| {
+        let net = host.network("shared").unwrap();
+        net.attach(&c1b, &AttachOptions::new()).unwrap();
+        net.attach(&c2b, &AttachOptions::new()).unwrap();
+        let fast = underlay::endpoint::DetachOptions::new().sweep(false);
+        net.detach_with(&c1b, &fast).unwrap();
+        host.force_remove_network("shared").unwrap();
+    });
+    let host0 = std::fs::read_to_string(segment.dirs[0].0.join("id")).unwrap();
+    assert!(
+        segment
+            .claims("shared")
+            .iter()
+            .all(|(_, c)| c.host != host0.trim()),
+        "{:?}",
+        segment.claims("shared")
+    );
+
+    // Host 1 has a container.
+    let c3 = NetNs::create().unwrap();
+    let c3b = c3.try_clone_for_test();
+    let held = segment.with_host(1, move |host| {
+        host.network("shared")
+            .unwrap()
+            .attach(&c3b, &AttachOptions::new())
+            .unwrap()
+            .addresses()[0]
+            .addr()
+    });
+
+    // Host 1 forgotten by mistake, then recovers: its address is claimed
+    // again, and no one else can take it.
+    let host1 = std::fs::read_to_string(segment.dirs[1].0.join("id"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    segment.with_host(0, move |host| {
+        host.create_network(shared_network()).unwrap();
+        assert_eq!(host.forget_host(&host1).unwrap(), 1);
+    });
+    segment.with_host(1, |host| {
+        host.recover().unwrap();
+    });
+    let c4 = NetNs::create().unwrap();
+    let c4b = c4.try_clone_for_test();
+    let taken = segment.with_host(0, move |host| {
+        let options = AttachOptions::new().ip(held);
+        host.network("shared")
+            .unwrap()
+            .attach(&c4b, &options)
+            .is_ok()
+    });
+    assert!(!taken, "{held} went to a second container");
+}

@@ -36,6 +36,7 @@ impl Engine {
         netns: &NetNs,
         options: &AttachOptions,
     ) -> Result<(EndpointRecord, bool, Vec<RouteRequest>)> {
+        self.require_shared(network)?;
         check(network, options)?;
         let (mut record, allocations, detached) = match self
             .record_attach(network, netns, options, true)?
@@ -199,7 +200,10 @@ impl Engine {
             // the same next address.
             let seed = match tries {
                 0 => session.spread(),
-                _ => Some(random_seed()?),
+                _ => match random_seed() {
+                    Ok(seed) => Some(seed),
+                    Err(e) => break Err(e),
+                },
             };
             let allocations = match allocate(network, session.as_mut(), id, options, seed) {
                 Ok(allocations) => allocations,
@@ -232,14 +236,19 @@ impl Engine {
                         && Some(address) != options.ipv6
                         && tries < MAX_CLAIM_TRIES =>
                 {
-                    session.abandon(id, &addresses)?;
+                    if let Err(e) = session.abandon(id, &addresses) {
+                        break Err(e);
+                    }
                     log::debug!("{address} is another host's; proposing the next");
                     // The first loss: every address other hosts hold is
                     // kept out of the way at once (one read), not found one
                     // lost claim at a time.
                     let mut taken = vec![address];
                     if elsewhere.is_empty() {
-                        taken.extend(session.held_elsewhere()?);
+                        match session.held_elsewhere() {
+                            Ok(held) => taken.extend(held),
+                            Err(e) => break Err(e),
+                        }
                     }
                     for address in taken {
                         if session.ipam().request(address, ELSEWHERE).is_ok() {
@@ -249,8 +258,7 @@ impl Engine {
                     tries += 1;
                 }
                 Err(e) => {
-                    session.abandon(id, &addresses)?;
-                    break Err(e);
+                    break session.abandon(id, &addresses).and(Err(e));
                 }
             }
         };

@@ -125,6 +125,7 @@ impl Engine {
         }
         let mut record = spec.into_record(id, plan.parent.clone(), ipam);
         record.host_shim = shim;
+        record.shared = self.shared.is_some();
         let mark = self.parent_mark(&record);
         // Record the intent first: if we die after creating the parent,
         // recovery finds the record and undoes the creation.

@@ -47,6 +47,7 @@ impl Engine {
         netns: &NetNs,
         options: &DetachOptions,
     ) -> Result<bool> {
+        self.require_shared(network)?;
         self.detach_one(network, Which::Netns(netns), options)
     }
 
@@ -58,6 +59,7 @@ impl Engine {
         name: &str,
         options: &DetachOptions,
     ) -> Result<bool> {
+        self.require_shared(network)?;
         self.detach_one(network, Which::Name(name), options)
     }
 

@@ -108,6 +108,19 @@ impl Engine {
         Ok(engine)
     }
 
+    /// A network shared with other hosts is worked on only with the shared
+    /// store: without it, addresses would be handed out unclaimed.
+    pub(crate) fn require_shared(&self, network: &NetworkRecord) -> Result<()> {
+        if network.shared && self.shared.is_none() {
+            return Err(Error::invalid(
+                "network",
+                network.name.clone(),
+                "it is shared with other hosts through a shared store (etcd): open the host with it (HostOptions::shared_store, the CLI's --etcd or UNDERLAY_ETCD)",
+            ));
+        }
+        Ok(())
+    }
+
     /// The host namespace.
     pub fn netns(&self) -> &NetNs {
         &self.netns

@@ -18,7 +18,9 @@ impl Engine {
     pub fn remove_network(&self, name: &str, force: bool) -> Result<()> {
         // A sweep of this process on the network (after a detach) ends
         // first: it works in the network's endpoint state, which goes.
-        self.wait_for_sweep(&self.network(name)?);
+        let found = self.network(name)?;
+        self.require_shared(&found)?;
+        self.wait_for_sweep(&found);
         let _lock = self.networks.lock()?;
         let mut record = self.network(name)?;
         let count = self

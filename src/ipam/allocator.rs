@@ -401,8 +401,12 @@ impl Ipam {
             return self.allocate(family, holder);
         };
         let pool = &self.pools[first];
-        let size = pool.range_last - pool.range_first + 1;
-        let start = pool.range_first + u128::from(seed) % size;
+        // A range of 2^128 addresses (::/0) has no size in a u128: any
+        // start is fine then.
+        let start = match (pool.range_last - pool.range_first).checked_add(1) {
+            Some(size) => pool.range_first + u128::from(seed) % size,
+            None => u128::from(seed),
+        };
         let found = pool
             .first_free(start, pool.range_last)
             .or_else(|| pool.first_free(pool.range_first, start));

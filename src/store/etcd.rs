@@ -94,6 +94,12 @@ impl EtcdStore {
                         }
                     })
                 }
+                // A member that cannot serve now (no leader yet, shutting
+                // down): the next one may.
+                Err(ureq::Error::Status(code, response)) if code >= 500 => {
+                    let text = response.into_string().unwrap_or_default();
+                    tried.push(format!("{url}: HTTP {code}: {}", text.trim()));
+                }
                 // Refused by etcd itself: another member would say the same.
                 Err(ureq::Error::Status(code, response)) => {
                     let text = response.into_string().unwrap_or_default();
@@ -111,6 +117,47 @@ impl EtcdStore {
 
     fn key(network: &str, address: IpAddr) -> String {
         format!("{PREFIX}{network}/{address}")
+    }
+
+    fn claim_try(
+        &self,
+        network: &str,
+        address: IpAddr,
+        claim: &Claim,
+        tries: u32,
+    ) -> Result<Option<Claim>> {
+        let key = encode(&Self::key(network, address));
+        let value = encode(&value_of(claim)?);
+        let answer = self.post(
+            "/v3/kv/txn",
+            &json!({
+                "compare": [{"target": "CREATE", "key": key, "create_revision": "0"}],
+                "success": [{"request_put": {"key": key, "value": value}}],
+                "failure": [{"request_range": {"key": key}}],
+            }),
+        )?;
+        // proto3 JSON leaves `false` out: no `succeeded` is a failure.
+        if answer["succeeded"].as_bool() == Some(true) {
+            return Ok(None);
+        }
+        let held = &answer["responses"][0]["response_range"]["kvs"][0]["value"];
+        if held.is_null() {
+            // Released between the compare and the read: try again (a
+            // claim that keeps vanishing is someone else's churn; give up
+            // after a few).
+            return match tries {
+                0..=7 => self.claim_try(network, address, claim, tries + 1),
+                _ => Err(Error::SharedStoreUnavailable {
+                    tried: format!("the claim on {address} keeps changing; try again"),
+                }),
+            };
+        }
+        let holder = claim_of(held)?;
+        Ok(if holder.same_holder(claim) {
+            None
+        } else {
+            Some(holder)
+        })
     }
 
     /// Every key and value under `prefix`.
@@ -166,36 +213,27 @@ fn value_of(claim: &Claim) -> Result<String> {
 
 impl SharedStore for EtcdStore {
     fn claim(&self, network: &str, address: IpAddr, claim: &Claim) -> Result<Option<Claim>> {
-        let key = encode(&Self::key(network, address));
-        let value = encode(&value_of(claim)?);
-        let answer = self.post(
-            "/v3/kv/txn",
-            &json!({
-                "compare": [{"target": "CREATE", "key": key, "create_revision": "0"}],
-                "success": [{"request_put": {"key": key, "value": value}}],
-                "failure": [{"request_range": {"key": key}}],
-            }),
-        )?;
-        // proto3 JSON leaves `false` out: no `succeeded` is a failure.
-        if answer["succeeded"].as_bool() == Some(true) {
-            return Ok(None);
-        }
-        let held = &answer["responses"][0]["response_range"]["kvs"][0]["value"];
-        if held.is_null() {
-            // Released between the compare and the read: try again.
-            return self.claim(network, address, claim);
-        }
-        let holder = claim_of(held)?;
-        Ok(if &holder == claim { None } else { Some(holder) })
+        self.claim_try(network, address, claim, 0)
     }
 
     fn release(&self, network: &str, address: IpAddr, claim: &Claim) -> Result<bool> {
+        // Read, then delete only if the key is unchanged since (its
+        // mod_revision) and held by this claim's host and endpoint: never
+        // another holder's claim.
         let key = encode(&Self::key(network, address));
-        let value = encode(&value_of(claim)?);
+        let answer = self.post("/v3/kv/range", &json!({"key": key}))?;
+        let kv = &answer["kvs"][0];
+        if kv.is_null() {
+            return Ok(false);
+        }
+        if !claim_of(&kv["value"])?.same_holder(claim) {
+            return Ok(false);
+        }
+        let revision = kv["mod_revision"].as_str().unwrap_or("0");
         let answer = self.post(
             "/v3/kv/txn",
             &json!({
-                "compare": [{"target": "VALUE", "key": key, "value": value}],
+                "compare": [{"target": "MOD", "key": key, "mod_revision": revision}],
                 "success": [{"request_delete_range": {"key": key}}],
                 "failure": [],
             }),

@@ -64,6 +64,10 @@ pub struct NetworkRecord {
     /// Its host shim, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_shim: Option<HostShim>,
+    /// Shared with other hosts through a shared store: its addresses are
+    /// claimed there, so it is worked on only with that store.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared: bool,
 }
 
 impl NetworkRecord {

@@ -36,6 +36,13 @@ pub struct Claim {
 }
 
 impl Claim {
+    /// Whether `other` is the same holder: the same host's same endpoint
+    /// (its name or namespace path may have been learnt anew, as after a
+    /// rebuild of lost state).
+    pub fn same_holder(&self, other: &Claim) -> bool {
+        self.host == other.host && self.endpoint == other.endpoint
+    }
+
     /// The claim of `record`'s addresses, made by `host` on `network`.
     pub fn of(host: &str, network: &NetworkRecord, record: &EndpointRecord) -> Claim {
         Claim {
@@ -115,6 +122,7 @@ pub(crate) fn definition_of(record: &NetworkRecord) -> Result<String> {
     shared.created = 0;
     shared.state = super::NetworkState::Ready;
     shared.host_shim = None;
+    shared.shared = true;
     serde_json::to_string(&shared).map_err(|e| Error::StateEncoding {
         what: format!("shared definition of network {:?}", record.name),
         reason: e.to_string(),
@@ -166,7 +174,16 @@ impl EndpointStore for ClaimingEndpointStore {
     }
 
     fn remove_network(&self, network: &NetworkRecord) -> Result<()> {
-        self.inner.remove_network(network)
+        self.inner.remove_network(network)?;
+        // Whatever this host still claimed on the network (endpoints of a
+        // forced removal, detached ones) is free now; the network may still
+        // be other hosts'.
+        for (address, claim) in self.claims.claims(&network.name)? {
+            if claim.host == self.host {
+                self.claims.release(&network.name, address, &claim)?;
+            }
+        }
+        Ok(())
     }
 
     fn watch_paths(&self) -> Vec<std::path::PathBuf> {
@@ -174,16 +191,37 @@ impl EndpointStore for ClaimingEndpointStore {
     }
 
     fn reconcile(&self, network: &NetworkRecord) -> Result<usize> {
-        let held: Vec<(IpAddr, Claim)> = self
-            .claims
-            .claims(&network.name)?
+        // This host has the network: say so again (a failed or lost join).
+        self.claims.join(&network.name, &self.host)?;
+        let all = self.claims.claims(&network.name)?;
+        let session = self.inner.session(network)?;
+        // Every address a record of this host holds is claimed for it: a
+        // claim lost (forgotten by mistake, a store restored) is made again,
+        // and one another host took meanwhile is reported, loudly.
+        for record in session.endpoints() {
+            let claim = Claim::of(&self.host, network, record);
+            for address in record.ips() {
+                let claimed = all
+                    .iter()
+                    .any(|(a, c)| *a == address && c.same_holder(&claim));
+                if claimed {
+                    continue;
+                }
+                if let Some(holder) = self.claims.claim(&network.name, address, &claim)? {
+                    log::error!(
+                        "network {}: endpoint {} holds {address}, which host {} claimed meanwhile (endpoint {}): one of them must go",
+                        network.name,
+                        record.name,
+                        holder.host,
+                        holder.name
+                    );
+                }
+            }
+        }
+        let held: Vec<(IpAddr, Claim)> = all
             .into_iter()
             .filter(|(_, claim)| claim.host == self.host)
             .collect();
-        if held.is_empty() {
-            return Ok(0);
-        }
-        let session = self.inner.session(network)?;
         let mut released = 0;
         for (address, claim) in held {
             let recorded = session.endpoints().any(|e| {
@@ -246,7 +284,25 @@ impl EndpointSession for ClaimingSession<'_> {
         let claim = Claim::of(self.host, &self.network, record);
         let mut claimed = Vec::new();
         for address in record.ips() {
-            match self.claims.claim(&self.network.name, address, &claim) {
+            let mut answer = self.claims.claim(&self.network.name, address, &claim);
+            if let Ok(Some(holder)) = &answer {
+                // This host's own claim that none of its records explains
+                // (a release that could not reach the store, a crash after
+                // a claim): stale, taken over under the lock.
+                let ours = holder.host == self.host
+                    && !self
+                        .inner
+                        .endpoints()
+                        .any(|e| format!("{:016x}", e.id) == holder.endpoint);
+                if ours {
+                    let stale = holder.clone();
+                    answer = self
+                        .claims
+                        .release(&self.network.name, address, &stale)
+                        .and_then(|_| self.claims.claim(&self.network.name, address, &claim));
+                }
+            }
+            match answer {
                 Ok(None) => claimed.push(address),
                 Ok(Some(holder)) => {
                     self.release(record, claimed.into_iter());
