@@ -69,19 +69,27 @@ impl Engine {
             .clone()
             .into_record(String::new(), parent, ipam.clone());
         let proposal = crate::store::definition_of(&proposal)?;
-        if let Some(stored) = shared.define(spec.name(), &proposal)? {
-            let stored = crate::store::read_definition(spec.name(), &stored)?;
-            if let Some((field, stored, requested)) = spec.difference_but_parent(&stored) {
-                return Err(Error::DefinitionDiffers {
-                    network: spec.name().to_owned(),
-                    field,
-                    stored,
-                    requested,
-                });
+        let mut tries = 0;
+        loop {
+            if let Some(stored) = shared.define(spec.name(), &proposal)? {
+                let stored = crate::store::read_definition(spec.name(), &stored)?;
+                if let Some((field, stored, requested)) = spec.difference_but_parent(&stored) {
+                    return Err(Error::DefinitionDiffers {
+                        network: spec.name().to_owned(),
+                        field,
+                        stored,
+                        requested,
+                    });
+                }
+                *ipam = stored.ipam;
             }
-            *ipam = stored.ipam;
+            // The join fails if the definition went meanwhile (its last
+            // host left): defined again, then.
+            match shared.join(spec.name(), self.networks.host_id()) {
+                Err(_) if tries < 2 => tries += 1,
+                joined => return joined,
+            }
         }
-        shared.join(spec.name(), self.networks.host_id())
     }
 
     /// The local half of [`create_network`](Self::create_network), under

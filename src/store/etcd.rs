@@ -278,21 +278,47 @@ impl SharedStore for EtcdStore {
     }
 
     fn join(&self, network: &str, host: &str) -> Result<()> {
+        // Only while the definition exists: a last host leaving between
+        // this host's read of it and this join takes it away, and then the
+        // join fails rather than join a network no one defines.
+        let definition = encode(&format!("{NETWORKS}{network}/definition"));
         let key = encode(&format!("{NETWORKS}{network}/hosts/{host}"));
-        self.post("/v3/kv/put", &json!({"key": key, "value": encode(host)}))?;
-        Ok(())
+        let answer = self.post(
+            "/v3/kv/txn",
+            &json!({
+                "compare": [{"target": "CREATE", "key": definition, "result": "GREATER", "create_revision": "0"}],
+                "success": [{"request_put": {"key": key, "value": encode(host)}}],
+                "failure": [],
+            }),
+        )?;
+        if answer["succeeded"].as_bool() == Some(true) {
+            Ok(())
+        } else {
+            Err(Error::SharedStoreUnavailable {
+                tried: format!(
+                    "the shared definition of network {network:?} went away while this host joined it (its last host left): try again"
+                ),
+            })
+        }
     }
 
     fn leave(&self, network: &str, host: &str) -> Result<bool> {
         self.delete(&format!("{NETWORKS}{network}/hosts/{host}"))?;
-        if !self
-            .range_prefix(&format!("{NETWORKS}{network}/hosts/"))?
-            .is_empty()
-        {
-            return Ok(false);
-        }
-        self.delete(&format!("{NETWORKS}{network}/definition"))?;
-        Ok(true)
+        // The definition goes only if no host has the network, in one
+        // transaction: a compare over the whole `hosts/` range (every key
+        // of it at version 0, which holds only when there is none).
+        let hosts = format!("{NETWORKS}{network}/hosts/");
+        let end = format!("{}0", hosts.trim_end_matches('/'));
+        let definition = encode(&format!("{NETWORKS}{network}/definition"));
+        let answer = self.post(
+            "/v3/kv/txn",
+            &json!({
+                "compare": [{"target": "VERSION", "key": encode(&hosts), "range_end": encode(&end), "result": "EQUAL", "version": "0"}],
+                "success": [{"request_delete_range": {"key": definition}}],
+                "failure": [],
+            }),
+        )?;
+        Ok(answer["succeeded"].as_bool() == Some(true))
     }
 
     fn forget_host(&self, host: &str) -> Result<usize> {
