@@ -512,8 +512,11 @@ fn a_foreign_claim_is_never_released_and_recovery_gives_back_what_no_record_expl
         };
         let address: IpAddr = "10.121.0.40".parse().unwrap();
         assert_eq!(etcd.claim(&idc, address, &theirs).unwrap(), None);
-        // Someone else's claim: a release with another value does nothing.
-        let released = etcd.release(&idc, address, &mine_lost).unwrap();
+        // Someone else's claim: a release by another holder is refused,
+        // naming the holder.
+        let refused = etcd.release(&idc, address, &mine_lost).unwrap_err();
+        assert!(refused.to_string().contains("another-host"), "{refused}");
+        let released = false;
         // A claim of this host that no record explains (a crash between
         // the claim and the record's end): recovery gives it back.
         let orphan: IpAddr = "10.121.0.41".parse().unwrap();

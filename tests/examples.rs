@@ -49,8 +49,15 @@ fn build_examples() {
         let mut command = Command::new(cargo);
         command.args(["build", "--examples", "--quiet"]);
         // The examples get the features these tests were built with.
-        if cfg!(feature = "dns") {
-            command.args(["--features", "dns"]);
+        let features: Vec<&str> = [
+            ("dns", cfg!(feature = "dns")),
+            ("etcd", cfg!(feature = "etcd")),
+        ]
+        .into_iter()
+        .filter_map(|(name, on)| on.then_some(name))
+        .collect();
+        if !features.is_empty() {
+            command.args(["--features", &features.join(",")]);
         }
         match profile.file_name().and_then(|n| n.to_str()) {
             Some("debug") | None => {}

@@ -226,8 +226,14 @@ impl SharedStore for EtcdStore {
         if kv.is_null() {
             return Ok(false);
         }
-        if !claim_of(&kv["value"])?.same_holder(claim) {
-            return Ok(false);
+        let holder = claim_of(&kv["value"])?;
+        if !holder.same_holder(claim) {
+            return Err(Error::AddressClaimed {
+                address,
+                network: network.to_owned(),
+                host: holder.host,
+                endpoint: holder.name,
+            });
         }
         let revision = kv["mod_revision"].as_str().unwrap_or("0");
         let answer = self.post(

@@ -66,11 +66,12 @@ pub trait SharedStore: Send + Sync + fmt::Debug {
     /// When the store cannot be reached or answers nonsense.
     fn claim(&self, network: &str, address: IpAddr, claim: &Claim) -> Result<Option<Claim>>;
 
-    /// Releases `address` if `claim` holds it, never another holder's.
-    /// Returns whether it was released.
+    /// Releases `address` if `claim`'s holder (its host's endpoint) holds
+    /// it. Returns whether it was released (`false`: no one held it).
     ///
     /// # Errors
-    /// When the store cannot be reached.
+    /// [`Error::AddressClaimed`] when another holder has it (never
+    /// released); when the store cannot be reached.
     fn release(&self, network: &str, address: IpAddr, claim: &Claim) -> Result<bool>;
 
     /// Every claim on the network called `network`.
