@@ -110,6 +110,30 @@ fn shim_address(net: &Network, v4: bool) -> IpAddr {
 /// The pings between the host and a container attached to `net`, IPv4 and
 /// IPv6 each way (to the shim's addresses when the network has one, to
 /// the host's `eth0` otherwise).
+/// [`pings`], where each that fails is tried twice more, a second apart:
+/// for the cases that must reach (a first neighbour discovery under a
+/// loaded TCG guest can miss `ping`'s deadline); the cases that must not
+/// reach are asked once, by [`pings`].
+fn pings_reaching(
+    segment: &Segment,
+    net: &Network,
+    container: &NetNs,
+    ep: &underlay::endpoint::Endpoint,
+) -> [bool; 4] {
+    let mut got = pings(segment, net, container, ep);
+    for _ in 0..2 {
+        if got == [true; 4] {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let again = pings(segment, net, container, ep);
+        for (g, a) in got.iter_mut().zip(again) {
+            *g |= a;
+        }
+    }
+    got
+}
+
 fn pings(
     segment: &Segment,
     net: &Network,
@@ -174,7 +198,7 @@ fn without_a_shim_host_and_container_are_apart_and_with_one_they_meet() {
     );
     let c2 = segment.sb.container();
     let ep = attach(&net, &c2);
-    assert_eq!(pings(&segment, &net, &c2, &ep), [true; 4]);
+    assert_eq!(pings_reaching(&segment, &net, &c2, &ep), [true; 4]);
 
     // The host's other neighbours are where they were, through eth0, even
     // one whose address is in the containers' ip-range (.128/25).
@@ -335,14 +359,14 @@ fn the_shim_comes_back_after_a_reboot_and_goes_with_its_network_alone() {
     let net = host.network("rebooted").unwrap();
     let c = segment.sb.container();
     let ep = attach(&net, &c);
-    assert_eq!(pings(&segment, &net, &c, &ep), [true; 4]);
+    assert_eq!(pings_reaching(&segment, &net, &c, &ep), [true; 4]);
     assert!(host.recover().unwrap().is_clean());
 
     // Deleted by hand, made again by recover, which says so.
     segment.sb.nl.delete_link(link.index).unwrap();
     let report = host.recover().unwrap();
     assert_eq!(report.recreated_shims, std::slice::from_ref(&shim.link));
-    assert_eq!(pings(&segment, &net, &c, &ep), [true; 4]);
+    assert_eq!(pings_reaching(&segment, &net, &c, &ep), [true; 4]);
 
     // A link of ours that no record explains goes; the neighbour stays.
     host.force_remove_network("rebooted").unwrap();
@@ -544,7 +568,11 @@ mod needs_ipvlan {
         assert_eq!(kind["linkinfo"]["info_data"]["mode"], mode, "{kind}");
         let c = segment.sb.container();
         let ep = attach(&net, &c);
-        assert_eq!(pings(segment, &net, &c, &ep), [true; 4], "{mode} with");
+        assert_eq!(
+            pings_reaching(segment, &net, &c, &ep),
+            [true; 4],
+            "{mode} with"
+        );
         assert!(segment.neighbour_reachable(), "{mode}");
         host.force_remove_network(name).unwrap();
         assert_eq!(link_names(&segment.sb.host), ["eth0", "lo"]);
