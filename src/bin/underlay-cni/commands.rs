@@ -399,7 +399,9 @@ pub fn del(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<(), CniError> {
     let host = open_host(conf)?;
     if let Some(network) = existing_network(&host, &conf.name)? {
         let name = endpoint_name(&env.container_id, &env.ifname);
-        if detach_fast(&network, &name)? {
+        // A sweeper at work on the network takes this link too (it sweeps
+        // until nothing is left): no second one.
+        if detach_fast(&network, &name)? && sweep_lock(&host, &network).is_some() {
             start_sweeper(conf);
         }
     }
@@ -471,11 +473,41 @@ pub fn sweep(name: &str) -> Result<(), CniError> {
         ..NetConf::named(name)
     };
     let host = open_host(&conf)?;
-    if let Some(network) = existing_network(&host, name)? {
+    let Some(network) = existing_network(&host, name)? else {
+        return Ok(());
+    };
+    // One sweeper per network at a time; it sweeps until nothing is left,
+    // so the detaches made meanwhile are its too.
+    let Some(_lock) = sweep_lock(&host, &network) else {
+        return Ok(());
+    };
+    for _ in 0..16 {
         let swept = network.sweep()?;
         log::debug!("sweeper: deleted {swept} detached link(s) of {name}");
+        if swept == 0 {
+            break;
+        }
     }
     Ok(())
+}
+
+/// The network's sweeper lock (`sweep-ID.lock` in the state directory),
+/// taken without waiting: `None` when another sweeper holds it. A lock that
+/// cannot be made at all does not stop a sweep (`Some` of nothing).
+fn sweep_lock(host: &Host, network: &Network) -> Option<Option<std::os::fd::OwnedFd>> {
+    use rustix::fs::{flock, open, FlockOperation, Mode, OFlags};
+    let dir = host.state_dir()?;
+    let path = dir.join(format!("sweep-{}.lock", network.id()));
+    let flags =
+        OFlags::CREATE | OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let Ok(fd) = open(&path, flags, Mode::RUSR | Mode::WUSR) else {
+        return Some(None);
+    };
+    match flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Some(Some(fd)),
+        Err(rustix::io::Errno::WOULDBLOCK) => None,
+        Err(_) => Some(None),
+    }
 }
 
 /// `CHECK`: the interface in the namespace is what `prevResult` says.
@@ -630,7 +662,7 @@ pub fn gc(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<(), CniError> {
                 Err(e) => failures.push(format!("{name}: {}", e.msg)),
             }
         }
-        if swept {
+        if swept && sweep_lock(&host, &network).is_some() {
             start_sweeper(conf);
         }
         if !failures.is_empty() {
