@@ -135,8 +135,8 @@ pub fn add(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Value, CniError> {
     // decided on before the plugin is asked for anything (asking, then
     // giving back, could free the address the live attachment holds).
     // Without one, the attach finds out itself, at no extra cost.
-    if ipam.is_some() {
-        if let Some(done) = existing(
+    let existing_attachment = || {
+        existing(
             &network,
             &netns,
             env,
@@ -144,7 +144,10 @@ pub fn add(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Value, CniError> {
             stdin,
             &requested_ips,
             prev.clone(),
-        )? {
+        )
+    };
+    if ipam.is_some() {
+        if let Some(done) = existing_attachment()? {
             return Ok(done);
         }
     }
@@ -195,15 +198,7 @@ pub fn add(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Value, CniError> {
             Err(Error::NameInUse { .. } | Error::AlreadyAttached { .. })
         )
     {
-        if let Some(done) = existing(
-            &network,
-            &netns,
-            env,
-            conf,
-            stdin,
-            &requested_ips,
-            prev.clone(),
-        )? {
+        if let Some(done) = existing_attachment()? {
             return Ok(done);
         }
         attached = network.attach(&netns, &options);
