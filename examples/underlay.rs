@@ -143,9 +143,15 @@ Usage: underlay network rm [-f|--force] NETWORK...
 Remove networks. A parent interface underlay created (eth0.50, a dummy) is
 deleted with its network; one that existed before is never touched.
 
+A network shared with other hosts (--etcd) is removed from this host only;
+its shared definition goes when the last host removes it, or with -f.
+
 Options:
   -f, --force   detach the network's endpoints first (otherwise a network with
-                endpoints is refused)
+                endpoints is refused); a shared network is removed on every
+                host, unless other hosts hold addresses of it
+  -ff           a shared network is removed on every host even while other
+                hosts hold addresses (they keep them until they detach)
   -h, --help    show this help
 ";
 
@@ -411,7 +417,9 @@ fn create(ctx: &Context, args: &[String]) -> CliResult {
 }
 
 fn rm(ctx: &Context, args: &[String]) -> CliResult {
-    let mut force = false;
+    // How many times -f was given: once detaches endpoints and removes a
+    // shared network everywhere; twice also while other hosts use it.
+    let mut force = 0;
     let mut names = Vec::new();
     for arg in args {
         match arg.as_str() {
@@ -419,7 +427,8 @@ fn rm(ctx: &Context, args: &[String]) -> CliResult {
                 print!("{RM_USAGE}");
                 return Ok(());
             }
-            "-f" | "--force" => force = true,
+            "-f" | "--force" => force += 1,
+            "-ff" => force += 2,
             flag if flag.starts_with('-') => {
                 return Err(format!(
                     "network rm: unknown option {flag} (see underlay network rm --help)"
@@ -440,8 +449,8 @@ fn rm(ctx: &Context, args: &[String]) -> CliResult {
     let mut failed = false;
     for name in names {
         let result = host.network(name).and_then(|net| {
-            if force {
-                host.force_remove_network(net.name())
+            if force > 0 {
+                host.remove_network_everywhere(net.name(), force > 1)
             } else {
                 host.remove_network(net.name())
             }

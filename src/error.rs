@@ -219,6 +219,18 @@ pub enum Error {
         count: usize,
     },
 
+    /// Other hosts hold addresses of the shared network being removed
+    /// everywhere.
+    #[error("network {network:?} is in use on other hosts: {addresses} address(es) held by host(s) {}; remove it there first, or force the removal (their containers keep their addresses until those hosts remove the network)", hosts.join(", "))]
+    NetworkInUseElsewhere {
+        /// The network.
+        network: String,
+        /// The hosts holding its addresses (their ids).
+        hosts: Vec<String>,
+        /// How many addresses they hold.
+        addresses: usize,
+    },
+
     /// The container is attached to this network already.
     #[error("the container is attached to network {network:?} already, as endpoint {endpoint:?}")]
     AlreadyAttached {
@@ -349,6 +361,7 @@ impl Error {
                 | Error::DefinitionDiffers { .. }
                 | Error::ParentInUse { .. }
                 | Error::NetworkHasEndpoints { .. }
+                | Error::NetworkInUseElsewhere { .. }
                 | Error::AlreadyAttached { .. }
                 | Error::EndpointBusy { .. }
                 | Error::NameInUse { .. }
@@ -411,6 +424,7 @@ impl From<Error> for io::Error {
             // `ResourceBusy` would fit, but is newer than the MSRV.
             Error::ParentInUse { .. }
             | Error::NetworkHasEndpoints { .. }
+            | Error::NetworkInUseElsewhere { .. }
             | Error::EndpointBusy { .. } => K::AlreadyExists,
             Error::InvalidArgument { .. } | Error::NotANetworkNamespace { .. } | Error::Ipam(_) => {
                 K::InvalidInput

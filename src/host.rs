@@ -108,6 +108,7 @@ impl HostOptions {
     /// #     fn define(&self, _: &str, _: &str) -> underlay::Result<Option<String>> { Ok(None) }
     /// #     fn join(&self, _: &str, _: &str) -> underlay::Result<()> { Ok(()) }
     /// #     fn leave(&self, _: &str, _: &str) -> underlay::Result<bool> { Ok(true) }
+    /// #     fn undefine(&self, _: &str, _: bool) -> underlay::Result<bool> { Ok(true) }
     /// #     fn forget_host(&self, _: &str) -> underlay::Result<usize> { Ok(0) }
     /// # }
     /// let options = Host::options().shared_store(Shared);
@@ -536,6 +537,37 @@ impl Host {
     /// `NetworkHasEndpoints`.
     pub fn force_remove_network(&self, name: &str) -> Result<()> {
         self.engine.remove_network(name, true)
+    }
+
+    /// Removes a network on every host that shares it: this host's half
+    /// with its endpoints (as [`force_remove_network`](Self::force_remove_network)),
+    /// then the shared definition and every host's part in it, so that a
+    /// later `create_network` of the name starts afresh. For a network that
+    /// is not shared, the same as `force_remove_network`.
+    ///
+    /// While other hosts hold addresses of the network, it is refused
+    /// before anything changes, unless `force`. Their addresses stay
+    /// claimed either way (no address is freed while a container may hold
+    /// it): their containers keep working, and each claim goes when its
+    /// host detaches the container or removes its own half.
+    ///
+    /// ```no_run
+    /// use underlay::{Error, Host};
+    ///
+    /// # let host = Host::open("/var/lib/underlay")?;
+    /// match host.remove_network_everywhere("lan", false) {
+    ///     Err(Error::NetworkInUseElsewhere { hosts, .. }) => eprintln!("still used on {hosts:?}"),
+    ///     other => other?,
+    /// }
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NetworkInUseElsewhere`](crate::Error::NetworkInUseElsewhere)
+    /// naming the hosts (without `force`), as `force_remove_network`, and
+    /// [`Error::SharedStoreUnavailable`](crate::Error::SharedStoreUnavailable).
+    pub fn remove_network_everywhere(&self, name: &str, force: bool) -> Result<()> {
+        self.engine.remove_network_everywhere(name, force)
     }
 
     /// Forgets a host that is gone for good, from the shared store this

@@ -299,6 +299,108 @@ fn big_network() -> underlay::network::NetworkBuilder {
         .subnet("10.126.0.0/21")
 }
 
+/// In a child process (started by [`spawn_attacher`]): opens host
+/// `UNDERLAY_STATE` with etcd at `UNDERLAY_ETCD_ENDPOINTS`, from inside
+/// `UNDERLAY_NETNS`, and attaches each container of `UNDERLAY_CONTAINERS`
+/// (namespace paths, comma-separated) to network "shared", one after
+/// another, printing `ATTACHED ADDRESS PATH` for each. With
+/// `UNDERLAY_PACED`, each attach waits for a byte on stdin first.
+#[test]
+#[ignore = "helper: run by the multi-process tests in a child process"]
+fn attacher_child() {
+    let Ok(state) = std::env::var("UNDERLAY_STATE") else {
+        return;
+    };
+    let host_ns = NetNs::open(std::env::var("UNDERLAY_NETNS").unwrap()).unwrap();
+    let endpoints: Vec<String> = std::env::var("UNDERLAY_ETCD_ENDPOINTS")
+        .unwrap()
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    let containers = std::env::var("UNDERLAY_CONTAINERS").unwrap();
+    in_ns(&host_ns, move || {
+        use std::io::Write;
+        let dir = PathBuf::from(state);
+        let host = Host::options()
+            .state_dir(&dir)
+            .runtime_dir(dir.join("run"))
+            .shared_store(EtcdStore::new(&endpoints).unwrap())
+            .open()
+            .unwrap();
+        let net = host.network("shared").unwrap();
+        let mut out = std::io::stdout().lock();
+        let paced = std::env::var_os("UNDERLAY_PACED").is_some();
+        for path in containers.split(',').filter(|p| !p.is_empty()) {
+            if paced {
+                use std::io::Read;
+                let mut go = [0u8];
+                if std::io::stdin().read(&mut go).unwrap() == 0 {
+                    return;
+                }
+            }
+            let c = NetNs::open(path).unwrap();
+            let ep = net.attach(&c, &AttachOptions::new()).unwrap();
+            writeln!(out, "ATTACHED {} {path}", ep.addresses()[0].addr()).unwrap();
+            out.flush().unwrap();
+        }
+    });
+}
+
+/// Starts [`attacher_child`] for host `i` of `segment` on `containers`
+/// (`paced`: each attach waits for a byte on its stdin).
+fn spawn_attacher(segment: &Segment, i: usize, containers: &[NetNs], paced: bool) -> Child {
+    let paths: Vec<String> = containers
+        .iter()
+        .map(common::netns_path_for_child)
+        .collect();
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    if paced {
+        command.env("UNDERLAY_PACED", "1").stdin(Stdio::piped());
+    } else {
+        command.stdin(Stdio::null());
+    }
+    command
+        .args([
+            "--exact",
+            "attacher_child",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("UNDERLAY_STATE", &segment.dirs[i].0)
+        .env(
+            "UNDERLAY_NETNS",
+            common::netns_path_for_child(&segment.hosts[i]),
+        )
+        .env("UNDERLAY_ETCD_ENDPOINTS", segment.endpoints().join(","))
+        .env("UNDERLAY_CONTAINERS", paths.join(","))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// What an attacher printed: (address, container path) per attach.
+fn attached(output: &std::process::Output) -> Vec<(IpAddr, String)> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            // (libtest's "test attacher_child ... " may start the first.)
+            let (_, rest) = line.split_once("ATTACHED ")?;
+            let mut words = rest.split(' ');
+            Some((words.next()?.parse().ok()?, words.next()?.to_owned()))
+        })
+        .collect()
+}
+
+/// The id of host `i`.
+fn host_id(segment: &Segment, i: usize) -> String {
+    std::fs::read_to_string(segment.dirs[i].0.join("id"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
 #[test]
 fn three_hosts_attach_at_once_and_no_address_is_handed_out_twice() {
     let Some(segment) = Segment::new(3) else {
@@ -310,32 +412,40 @@ fn three_hosts_attach_at_once_and_no_address_is_handed_out_twice() {
             host.create_network(big_network()).unwrap();
         });
     }
-    // 3 hosts x 4 threads x 100 attaches, all at once. The containers live
-    // as long as the test: handles kept.
-    let per_thread = 100;
-    let results: Vec<Vec<(usize, IpAddr, NetNs)>> = std::thread::scope(|scope| {
-        let mut runs = Vec::new();
-        for i in 0..3 {
-            for _ in 0..4 {
-                let segment = &segment;
-                runs.push(scope.spawn(move || {
-                    segment.with_host(i, move |host| {
-                        let net = host.network("shared").unwrap();
-                        (0..per_thread)
-                            .map(|_| {
-                                let c = NetNs::create().unwrap();
-                                let ep = net.attach(&c, &AttachOptions::new()).unwrap();
-                                (i, ep.addresses()[0].addr(), c)
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                }));
-            }
-        }
-        runs.into_iter().map(|r| r.join().unwrap()).collect()
-    });
+    // 3 hosts x 4 processes x 100 attaches, all at once. The containers
+    // are this test's (they live as long as it does); each process attaches
+    // its 100 one after another.
+    let per_process = 100;
+    let containers: Vec<Vec<NetNs>> = (0..12)
+        .map(|_| (0..per_process).map(|_| NetNs::create().unwrap()).collect())
+        .collect();
+    let children: Vec<Child> = containers
+        .iter()
+        .enumerate()
+        .map(|(k, batch)| spawn_attacher(&segment, k / 4, batch, false))
+        .collect();
+    let mut results: Vec<Vec<(usize, IpAddr, NetNs)>> = Vec::new();
+    for (k, child) in children.into_iter().enumerate() {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "process {k}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let done = attached(&output);
+        assert_eq!(done.len(), per_process, "process {k}");
+        results.push(
+            done.into_iter()
+                .zip(&containers[k])
+                .map(|((address, path), c)| {
+                    assert_eq!(path, common::netns_path_for_child(c));
+                    (k / 4, address, c.try_clone_for_test())
+                })
+                .collect(),
+        );
+    }
     let all: Vec<&(usize, IpAddr, NetNs)> = results.iter().flatten().collect();
-    assert_eq!(all.len(), 3 * 4 * per_thread);
+    assert_eq!(all.len(), 3 * 4 * per_process);
     let distinct: BTreeSet<IpAddr> = all.iter().map(|(_, a, _)| *a).collect();
     assert_eq!(distinct.len(), all.len(), "an address was handed out twice");
     // Claims in etcd == endpoints recorded == links present, per host.
@@ -393,7 +503,7 @@ fn three_hosts_attach_at_once_and_no_address_is_handed_out_twice() {
                 .unwrap());
         }
     });
-    assert_eq!(segment.claims("shared").len(), all.len() - 4 * per_thread);
+    assert_eq!(segment.claims("shared").len(), all.len() - 4 * per_process);
 }
 
 #[test]
@@ -728,6 +838,158 @@ fn the_cli_on_two_hosts_with_etcd() {
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("subnet"), "{err}");
+    // Host 0 joins again; `network rm -f` there would remove the network
+    // everywhere, and is refused while host 1 holds an address, naming it;
+    // `-ff` removes it anyway, and host 1's container keeps its address.
+    let create = [
+        "network",
+        "create",
+        "-d",
+        "macvlan",
+        "--subnet=10.122.0.0/24",
+        "-o",
+        "parent=eth0",
+        "lan",
+    ];
+    assert!(run(0, &create).status.success());
+    let out = run(0, &["network", "rm", "-f", "lan"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains(&host_id(&segment, 1)),
+        "{err}"
+    );
+    assert!(run(0, &["network", "ls", "-q"]).stdout.starts_with(b"lan"));
+    let out = run(0, &["network", "rm", "-ff", "lan"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(common::global_addresses(&c1), a1);
+    assert_eq!(segment.claims("lan").len(), 1);
+    // Defined afresh: another subnet is no longer refused.
+    let out = run(
+        0,
+        &[
+            "network",
+            "create",
+            "-d",
+            "macvlan",
+            "--subnet=10.124.0.0/24",
+            "-o",
+            "parent=eth0",
+            "lan",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn removing_a_network_everywhere_is_refused_while_other_hosts_hold_addresses_unless_forced() {
+    let Some(segment) = Segment::new(3) else {
+        return;
+    };
+    for i in 0..3 {
+        segment.with_host(i, |host| {
+            host.create_network(shared_network()).unwrap();
+        });
+    }
+    let attach = |i: usize, c: &NetNs| {
+        let c = c.try_clone_for_test();
+        segment.with_host(i, move |host| {
+            host.network("shared")
+                .unwrap()
+                .attach(&c, &AttachOptions::new())
+                .unwrap()
+                .addresses()[0]
+                .addr()
+        })
+    };
+    let (c0, c1) = (NetNs::create().unwrap(), NetNs::create().unwrap());
+    let a0 = attach(0, &c0);
+    let a1 = attach(1, &c1);
+    // Refused, naming host 1 and its one address; nothing changes.
+    let before = {
+        let view = common::StateDir(segment.dirs[0].0.clone());
+        let files = view.snapshot();
+        std::mem::forget(view);
+        files
+    };
+    let e = segment.with_host(0, |host| {
+        host.remove_network_everywhere("shared", false).unwrap_err()
+    });
+    match &e {
+        Error::NetworkInUseElsewhere {
+            network,
+            hosts,
+            addresses,
+        } => {
+            assert_eq!(network, "shared");
+            assert_eq!(hosts, &vec![host_id(&segment, 1)]);
+            assert_eq!(*addresses, 1);
+        }
+        other => panic!("{other}"),
+    }
+    assert!(e.is_conflict(), "{e}");
+    assert!(e.to_string().contains("force"), "{e}");
+    let after = {
+        let view = common::StateDir(segment.dirs[0].0.clone());
+        let files = view.snapshot();
+        std::mem::forget(view);
+        files
+    };
+    assert_eq!(before, after);
+    assert_eq!(common::global_addresses(&c0), vec![a0.to_string()]);
+    assert_eq!(segment.claims("shared").len(), 2);
+    // Forced: host 0's half and the definition go; host 1's container
+    // keeps its address, and its claim.
+    segment.with_host(0, |host| {
+        host.remove_network_everywhere("shared", true).unwrap();
+        assert!(host.network("shared").is_err());
+    });
+    assert_eq!(common::link_names(&c0), vec!["lo".to_owned()]);
+    assert_eq!(common::global_addresses(&c1), vec![a1.to_string()]);
+    let left: Vec<IpAddr> = segment
+        .claims("shared")
+        .into_iter()
+        .map(|(a, _)| a)
+        .collect();
+    assert_eq!(left, vec![a1]);
+    // The name is free for a new definition (another subnet is no longer
+    // "different"), while hosts 1 and 2 still have their halves.
+    segment.with_host(0, |host| {
+        host.create_network(shared_network().subnet("10.99.0.0/24"))
+            .unwrap();
+    });
+    // Host 1's own detach gives its claim back; with no address held
+    // anywhere, an unforced removal everywhere succeeds.
+    let c1b = c1.try_clone_for_test();
+    segment.with_host(1, move |host| {
+        let wait = underlay::endpoint::DetachOptions::new().delete_link(true);
+        assert!(host
+            .network("shared")
+            .unwrap()
+            .detach_with(&c1b, &wait)
+            .unwrap());
+    });
+    assert!(segment.claims("shared").is_empty());
+    segment.with_host(0, |host| {
+        host.remove_network_everywhere("shared", false).unwrap();
+    });
+    // Hosts 1 and 2 remove their halves (nothing to leave there now), and
+    // the store is empty of the network: a define writes afresh.
+    for i in 1..3 {
+        segment.with_host(i, |host| host.remove_network("shared").unwrap());
+    }
+    in_ns(&segment.hosts[0].try_clone_for_test(), || {
+        let etcd = EtcdStore::new(&[Segment::endpoint()]).unwrap();
+        assert_eq!(etcd.define("shared", "{}").unwrap(), None);
+        assert!(etcd.undefine("shared", true).unwrap());
+    });
 }
 
 #[test]
@@ -930,4 +1192,215 @@ fn removal_releases_claims_no_store_is_refused_and_a_mistaken_forget_is_undone_b
             .is_ok()
     });
     assert!(!taken, "{held} went to a second container");
+}
+
+/// A small generator for the random points (xorshift64*), its seed printed
+/// so that a failure can be replayed (`UNDERLAY_TEST_SEED`).
+struct Random(u64);
+
+impl Random {
+    fn new() -> Random {
+        let seed = std::env::var("UNDERLAY_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        eprintln!("UNDERLAY_TEST_SEED={seed}");
+        Random(seed)
+    }
+
+    /// A number in `0..n`.
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+#[test]
+fn kill_9_of_attaching_processes_at_random_points_then_recovery_leaks_nothing() {
+    let Some(segment) = Segment::new(2) else {
+        return;
+    };
+    for i in 0..2 {
+        segment.with_host(i, |host| {
+            host.create_network(big_network()).unwrap();
+        });
+    }
+    let mut random = Random::new();
+    let per_process = 20;
+    // (host, container) for every container made.
+    let mut containers: Vec<(usize, NetNs)> = Vec::new();
+    let mut killed = 0;
+    for _round in 0..3 {
+        // 2 hosts x 3 processes, at once; each attaches a random number of
+        // containers, starts one more, and is killed (SIGKILL) after a
+        // random delay of up to 4 ms: inside that attach, at a random step
+        // (or just after it).
+        let mut runs = Vec::new();
+        for i in 0..2 {
+            for _ in 0..3 {
+                let batch: Vec<NetNs> =
+                    (0..per_process).map(|_| NetNs::create().unwrap()).collect();
+                let child = spawn_attacher(&segment, i, &batch, true);
+                // (At least half the attaches left: more than the delay
+                // could see finish.)
+                let after = 1 + random.below(per_process as u64 / 2) as usize;
+                let delay = Duration::from_micros(random.below(4000));
+                runs.push((child, after, delay));
+                containers.extend(batch.into_iter().map(|c| (i, c)));
+            }
+        }
+        let outcomes: Vec<(bool, String)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = runs
+                .into_iter()
+                .map(|(mut child, after, delay)| {
+                    scope.spawn(move || {
+                        use std::io::{BufRead, Write};
+                        let stdout = child.stdout.take().unwrap();
+                        let mut go = child.stdin.take().unwrap();
+                        let mut lines = std::io::BufReader::new(stdout).lines();
+                        let mut seen = 0;
+                        'attaches: while seen < after {
+                            go.write_all(b"g").unwrap();
+                            for line in lines.by_ref() {
+                                match line {
+                                    Ok(line) if line.contains("ATTACHED ") => {
+                                        seen += 1;
+                                        continue 'attaches;
+                                    }
+                                    Ok(_) => {}
+                                    Err(_) => break 'attaches,
+                                }
+                            }
+                            break;
+                        }
+                        if seen == after {
+                            go.write_all(b"g").unwrap();
+                            std::thread::sleep(delay);
+                            let _ = child.kill();
+                        }
+                        drop(go);
+                        let rest: Vec<String> = lines.map_while(|l| l.ok()).collect();
+                        let output = child.wait_with_output().unwrap();
+                        (
+                            common::killed(&output),
+                            format!(
+                                "{} after {seen} of {after} attaches; then {rest:?}; {}",
+                                output.status,
+                                String::from_utf8_lossy(&output.stderr)
+                            ),
+                        )
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (was_killed, stderr) in outcomes {
+            // Every process is killed: none failed or ran out first.
+            assert!(was_killed, "an attacher was not killed: {stderr}");
+            killed += 1;
+        }
+    }
+    assert_eq!(killed, 18);
+    // Where the kills landed, as the kernel shows it (for the log).
+    let linked = containers
+        .iter()
+        .filter(|(_, c)| common::link_names(c).len() > 1)
+        .count();
+    let addressed = containers
+        .iter()
+        .filter(|(_, c)| !common::global_addresses(c).is_empty())
+        .count();
+    for i in 0..2 {
+        let report = segment.with_host(i, |host| host.recover().unwrap());
+        eprintln!(
+            "host {i}: before recovery {linked} links, {addressed} with an address; {report:?}"
+        );
+    }
+    // Per host: the addresses recorded == on the containers' links ==
+    // claimed in etcd; a container with a link of the network is recorded.
+    let claims = segment.claims("shared");
+    let mut everyone = BTreeSet::new();
+    for i in 0..2 {
+        let recorded: Vec<(IpAddr, String)> = segment.with_host(i, |host| {
+            host.network("shared")
+                .unwrap()
+                .endpoints()
+                .unwrap()
+                .iter()
+                .map(|e| (e.addresses()[0].addr(), e.ifname().to_owned()))
+                .collect()
+        });
+        let mut on_links = BTreeSet::new();
+        let mut with_links = 0;
+        for (_, c) in containers.iter().filter(|(h, _)| *h == i) {
+            let links = common::link_names(c);
+            assert!(links.len() <= 2, "{links:?}");
+            let addresses = common::global_addresses(c);
+            if links.len() == 2 {
+                with_links += 1;
+                assert_eq!(addresses.len(), 1, "a link without its address: {links:?}");
+            } else {
+                assert!(addresses.is_empty());
+            }
+            on_links.extend(addresses);
+        }
+        let recorded_set: BTreeSet<String> = recorded.iter().map(|(a, _)| a.to_string()).collect();
+        let id = host_id(&segment, i);
+        let claimed: BTreeSet<String> = claims
+            .iter()
+            .filter(|(_, c)| c.host == id)
+            .map(|(a, _)| a.to_string())
+            .collect();
+        assert_eq!(
+            recorded.len(),
+            with_links,
+            "host {i}: a link no record explains"
+        );
+        assert_eq!(recorded_set, on_links, "host {i}");
+        assert_eq!(claimed, recorded_set, "host {i}: claims");
+        for address in recorded_set {
+            assert!(everyone.insert(address.clone()), "{address} held twice");
+        }
+    }
+    assert_eq!(claims.len(), everyone.len(), "a claim of no host");
+    // Work resumes: the containers the kills left out are attached now,
+    // every address still distinct, and hosts reach each other.
+    let mut children = Vec::new();
+    let mut rest: Vec<(usize, NetNs)> = Vec::new();
+    for i in 0..2 {
+        let left: Vec<NetNs> = containers
+            .iter()
+            .filter(|(h, c)| *h == i && common::link_names(c).len() == 1)
+            .map(|(_, c)| c.try_clone_for_test())
+            .collect();
+        children.push(spawn_attacher(&segment, i, &left, false));
+        rest.extend(left.into_iter().map(|c| (i, c)));
+    }
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let mut all = BTreeSet::new();
+    for (_, c) in &containers {
+        let addresses = common::global_addresses(c);
+        assert_eq!(addresses.len(), 1);
+        assert!(all.insert(addresses[0].clone()), "{} twice", addresses[0]);
+    }
+    assert_eq!(segment.claims("shared").len(), containers.len());
+    let a = containers.iter().find(|(h, _)| *h == 0).unwrap();
+    let b = containers.iter().find(|(h, _)| *h == 1).unwrap();
+    let target = common::global_addresses(&b.1)[0].clone();
+    assert!(common::ping(&a.1, &target), "-> {target}");
 }

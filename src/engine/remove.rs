@@ -52,6 +52,60 @@ impl Engine {
         Ok(())
     }
 
+    /// Removes a network here and, when it is shared, on every host: this
+    /// host's half with its endpoints (as a forced removal), then the
+    /// shared definition and every host's part in it. While other hosts
+    /// hold addresses of it, refused before anything changes, unless
+    /// `force`; their claims stay either way (see
+    /// [`Host::remove_network_everywhere`](crate::Host::remove_network_everywhere)).
+    pub fn remove_network_everywhere(&self, name: &str, force: bool) -> Result<()> {
+        let found = self.network(name)?;
+        let Some(shared) = self.shared.as_ref().filter(|_| found.shared) else {
+            self.require_shared(&found)?;
+            return self.remove_network(name, true);
+        };
+        let elsewhere = |only_others: bool| -> Result<Option<Error>> {
+            let me = self.networks.host_id();
+            let claims = shared.claims(&found.name)?;
+            let held: Vec<_> = claims
+                .iter()
+                .filter(|(_, c)| !only_others || c.host != me)
+                .collect();
+            if held.is_empty() {
+                return Ok(None);
+            }
+            let mut hosts: Vec<String> = held.iter().map(|(_, c)| c.host.clone()).collect();
+            hosts.sort();
+            hosts.dedup();
+            Ok(Some(Error::NetworkInUseElsewhere {
+                network: found.name.clone(),
+                hosts,
+                addresses: held.len(),
+            }))
+        };
+        if !force {
+            if let Some(refusal) = elsewhere(true)? {
+                return Err(refusal);
+            }
+        }
+        self.remove_network(&found.name, true)?;
+        if shared.undefine(&found.name, !force)? {
+            log::info!(
+                "network {}: its shared definition is removed for every host",
+                found.name
+            );
+            return Ok(());
+        }
+        // Another host claimed an address since the check: its network
+        // stays defined (this host's half is gone).
+        Err(elsewhere(false)?.unwrap_or_else(|| Error::SharedStoreUnavailable {
+            tried: format!(
+                "the shared definition of network {:?} kept changing while it was removed; try again",
+                found.name
+            ),
+        }))
+    }
+
     /// Forgets a host that is gone for good (see
     /// [`Host::forget_host`](crate::Host::forget_host)).
     pub fn forget_host(&self, host: &str) -> Result<usize> {

@@ -162,12 +162,8 @@ impl EtcdStore {
 
     /// Every key and value under `prefix`.
     fn range_prefix(&self, prefix: &str) -> Result<Vec<(String, Value)>> {
-        // The end of the prefix's range: its last byte ('/') plus one.
-        let end = format!("{}0", prefix.trim_end_matches('/'));
-        let answer = self.post(
-            "/v3/kv/range",
-            &json!({"key": encode(prefix), "range_end": encode(&end)}),
-        )?;
+        let (key, end) = prefix_range(prefix);
+        let answer = self.post("/v3/kv/range", &json!({"key": key, "range_end": end}))?;
         let mut out = Vec::new();
         for kv in answer["kvs"].as_array().into_iter().flatten() {
             out.push((decode(&kv["key"], "key")?, kv["value"].clone()));
@@ -179,6 +175,13 @@ impl EtcdStore {
         self.post("/v3/kv/deleterange", &json!({"key": encode(key)}))?;
         Ok(())
     }
+}
+
+/// The keys under `prefix` (which ends in '/') as an etcd range, both
+/// ends base64: the prefix, and the prefix with its '/' raised to '0'.
+fn prefix_range(prefix: &str) -> (String, String) {
+    let end = format!("{}0", prefix.trim_end_matches('/'));
+    (encode(prefix), encode(&end))
 }
 
 fn encode(text: &str) -> String {
@@ -313,14 +316,36 @@ impl SharedStore for EtcdStore {
         // The definition goes only if no host has the network, in one
         // transaction: a compare over the whole `hosts/` range (every key
         // of it at version 0, which holds only when there is none).
-        let hosts = format!("{NETWORKS}{network}/hosts/");
-        let end = format!("{}0", hosts.trim_end_matches('/'));
+        let (hosts, end) = prefix_range(&format!("{NETWORKS}{network}/hosts/"));
         let definition = encode(&format!("{NETWORKS}{network}/definition"));
         let answer = self.post(
             "/v3/kv/txn",
             &json!({
-                "compare": [{"target": "VERSION", "key": encode(&hosts), "range_end": encode(&end), "result": "EQUAL", "version": "0"}],
+                "compare": [{"target": "VERSION", "key": hosts, "range_end": end, "result": "EQUAL", "version": "0"}],
                 "success": [{"request_delete_range": {"key": definition}}],
+                "failure": [],
+            }),
+        )?;
+        Ok(answer["succeeded"].as_bool() == Some(true))
+    }
+
+    fn undefine(&self, network: &str, only_if_unclaimed: bool) -> Result<bool> {
+        let (hosts, hosts_end) = prefix_range(&format!("{NETWORKS}{network}/hosts/"));
+        let (claims, claims_end) = prefix_range(&format!("{PREFIX}{network}/"));
+        let compare = if only_if_unclaimed {
+            // Every key of the claims range at version 0: there is none.
+            json!([{"target": "VERSION", "key": claims, "range_end": claims_end, "result": "EQUAL", "version": "0"}])
+        } else {
+            json!([])
+        };
+        let answer = self.post(
+            "/v3/kv/txn",
+            &json!({
+                "compare": compare,
+                "success": [
+                    {"request_delete_range": {"key": encode(&format!("{NETWORKS}{network}/definition"))}},
+                    {"request_delete_range": {"key": hosts, "range_end": hosts_end}},
+                ],
                 "failure": [],
             }),
         )?;

@@ -102,6 +102,16 @@ pub trait SharedStore: Send + Sync + fmt::Debug {
     /// When the store cannot be reached.
     fn leave(&self, network: &str, host: &str) -> Result<bool>;
 
+    /// Removes the network's shared definition and every host's part in
+    /// it, whoever still has it. With `only_if_unclaimed`, only while no
+    /// address of it is claimed (checked in the same atomic write). Claims
+    /// are never removed: an address stays held until its holder releases
+    /// it (or its host is forgotten). Returns whether the definition went.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    fn undefine(&self, network: &str, only_if_unclaimed: bool) -> Result<bool>;
+
     /// Forgets a host that is gone for good: releases every address it
     /// claimed and its part in every network. Returns how many addresses
     /// were released.
