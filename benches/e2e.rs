@@ -917,6 +917,11 @@ impl Tool for UnderlayCni<'_> {
     fn detach(&mut self, i: usize, c: &NetNs) -> Res<()> {
         self.call("DEL", i, c)
     }
+    fn after_detach(&mut self, _i: usize, c: &NetNs) -> Res<()> {
+        // DEL returns once the addresses are free; its background sweeper
+        // deletes the link just after: the next tool waits for it (untimed).
+        wait_swept(c, "underlay-cni")
+    }
     fn finish(&mut self) -> Res<()> {
         remove_state(&self.dir.join("state"));
         let _ = std::fs::remove_dir_all(&self.dir);
