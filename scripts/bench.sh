@@ -92,9 +92,12 @@ log "building release: the library, the CLI example, the benches"
 cargo build --release --example underlay ||
     die "the CLI example does not build (cargo build --release --example underlay); set UNDERLAY_BENCH_SKIP=cli to run without it"
 export UNDERLAY_CLI=${UNDERLAY_CLI:-$TARGET/release/examples/underlay}
-cargo build --release --bin underlay-cni ||
-    die "underlay-cni does not build (cargo build --release --bin underlay-cni); set UNDERLAY_BENCH_SKIP=underlay-cni to run without it"
-export UNDERLAY_CNI=${UNDERLAY_CNI:-$TARGET/release/underlay-cni}
+# underlay-cni as the README installs it: statically linked, as the stock CNI
+# plugins are (a process per call pays no dynamic loading).
+TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --target "$TRIPLE" --bin underlay-cni ||
+    die "underlay-cni does not build (RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target $TRIPLE --bin underlay-cni); set UNDERLAY_BENCH_SKIP=underlay-cni to run without it"
+export UNDERLAY_CNI=${UNDERLAY_CNI:-$TARGET/$TRIPLE/release/underlay-cni}
 cargo bench --no-run --bench e2e
 cargo bench --no-run --features dns --bench dns
 cargo bench --no-run --features etcd --bench etcd

@@ -287,6 +287,20 @@ host_tier() {
     # UNDERLAY_REQUIRE_RUNTIMES: tests/cni_runtimes.rs fails, rather than skips,
     # when podman or containerd is missing.
     UNDERLAY_REQUIRE_RUNTIMES=1 cargo test --all-features --no-fail-fast >"$hlog" 2>&1 || rc=$?
+    # The CNI plugin as the README installs it, statically linked (a debug
+    # build, so that its crash hooks work): tests/cni.rs again, against it.
+    local triple static_dir
+    triple=$(rustc -vV | sed -n 's/^host: //p')
+    static_dir=$TARGET/static
+    log "host tier: tests/cni.rs against the statically linked plugin ($triple, crt-static)"
+    if RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR=$static_dir \
+        cargo build --target "$triple" --bin underlay-cni >>"$hlog" 2>&1; then
+        UNDERLAY_CNI_BIN=$static_dir/$triple/debug/underlay-cni \
+            cargo test --all-features --no-fail-fast --test cni >>"$hlog" 2>&1 || rc=$?
+    else
+        echo "test cni-static-build ... FAILED" >>"$hlog"
+        rc=1
+    fi
     after=$(machine_state)
     read -r "P[host]" "F[host]" "S[host]" < <(sum_results "$hlog")
     # Only what appeared counts: something another process removed meanwhile

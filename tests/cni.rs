@@ -17,7 +17,16 @@ use serde_json::{json, Value};
 use underlay::netns::NetNs;
 use underlay::Host;
 
-const PLUGIN: &str = env!("CARGO_BIN_EXE_underlay-cni");
+/// The plugin under test: this build's, or `UNDERLAY_CNI_BIN` (the test
+/// command runs these tests again with the statically linked release-style
+/// build the README installs).
+fn plugin() -> &'static str {
+    static PLUGIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PLUGIN.get_or_init(|| {
+        std::env::var("UNDERLAY_CNI_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_underlay-cni").to_owned())
+    })
+}
 /// The stock plugins (containernetworking-plugins).
 const STOCK: &str = "/usr/lib/cni";
 
@@ -126,7 +135,7 @@ impl Cni {
     fn run(&self, command: &str, id: &str, netns: &str, conf: &Value) -> Reply {
         exec(
             &self.sb,
-            PLUGIN,
+            plugin(),
             &Self::vars(command, id, netns, "eth0"),
             conf,
         )
@@ -186,7 +195,7 @@ fn version_lists_the_supported_versions() {
     let sb = Sandbox::new();
     let reply = exec(
         &sb,
-        PLUGIN,
+        plugin(),
         &[("CNI_COMMAND", "VERSION".into())],
         &json!({"cniVersion": "1.0.0"}),
     );
@@ -245,7 +254,7 @@ fn two_attachments_talk_and_the_interface_name_is_the_runtimes() {
     cni.add("c1", &c1).result();
     let r2 = exec(
         &cni.sb,
-        PLUGIN,
+        plugin(),
         &Cni::vars("ADD", "c2", &path(&c2), "net1"),
         &cni.conf,
     );
@@ -256,7 +265,7 @@ fn two_attachments_talk_and_the_interface_name_is_the_runtimes() {
     // interface of the same container on the same network is a conflict.
     let c1b = exec(
         &cni.sb,
-        PLUGIN,
+        plugin(),
         &Cni::vars("ADD", "c1", &path(&c1), "eth1"),
         &cni.conf,
     );
@@ -278,7 +287,7 @@ fn ip_and_mac_from_cni_args_and_runtime_config() {
         "CNI_ARGS",
         "IgnoreUnknown=1;K8S_POD_NAME=web;IP=10.93.0.50;MAC=02:00:0a:5d:00:32".into(),
     ));
-    let r = exec(&cni.sb, PLUGIN, &vars, &cni.conf);
+    let r = exec(&cni.sb, plugin(), &vars, &cni.conf);
     assert_eq!(r.result()["ips"][0]["address"], "10.93.0.50/24");
     assert_eq!(r.result()["interfaces"][0]["mac"], "02:00:0a:5d:00:32");
     assert_eq!(addresses(&c1, "eth0"), vec!["10.93.0.50/24".to_owned()]);
@@ -312,7 +321,7 @@ fn del_succeeds_and_releases_when_the_namespace_is_gone_or_not_given() {
         let mut vars = Cni::vars("ADD", "c2", &path(&c2), "eth0");
         let ip = first.as_str().unwrap().split('/').next().unwrap();
         vars.push(("CNI_ARGS", format!("IP={ip}")));
-        let again = exec(&cni.sb, PLUGIN, &vars, &cni.conf);
+        let again = exec(&cni.sb, plugin(), &vars, &cni.conf);
         assert_eq!(again.result()["ips"][0]["address"], first, "{netns_at_del}");
         assert!(cni.run("DEL", "c2", &path(&c2), &cni.conf).ok);
     }
@@ -370,7 +379,7 @@ fn gc_releases_every_attachment_not_listed() {
     .unwrap();
     let mut conf = cni.conf.clone();
     conf["cni.dev/valid-attachments"] = json!([{"containerID": "c1", "ifname": "eth0"}]);
-    let r = exec(&cni.sb, PLUGIN, &[("CNI_COMMAND", "GC".into())], &conf);
+    let r = exec(&cni.sb, plugin(), &[("CNI_COMMAND", "GC".into())], &conf);
     assert!(r.ok, "{r:?}");
     common::wait_for_links(&containers[0], &["lo"]);
     common::wait_for_links(&containers[2], &["lo"]);
@@ -391,7 +400,7 @@ fn gc_releases_every_attachment_not_listed() {
 #[test]
 fn status_fails_when_the_parent_is_missing_or_the_state_unusable() {
     let cni = Cni::new("1.1.0", "10.97.0.0/24");
-    let status = |conf: &Value| exec(&cni.sb, PLUGIN, &[("CNI_COMMAND", "STATUS".into())], conf);
+    let status = |conf: &Value| exec(&cni.sb, plugin(), &[("CNI_COMMAND", "STATUS".into())], conf);
     assert!(status(&cni.conf).ok);
     let mut missing = cni.conf.clone();
     missing["options"]["parent"] = json!("nosuch0");
@@ -600,7 +609,7 @@ fn bad_input_gets_the_specs_error_and_leaves_nothing() {
     cases.push(("GC of a 1.0.0 configuration", gc, old, 1));
 
     for (what, vars, conf, code) in cases {
-        let r = exec(&cni.sb, PLUGIN, &vars, &conf);
+        let r = exec(&cni.sb, plugin(), &vars, &conf);
         assert!(!r.ok, "{what}: accepted");
         assert_eq!(r.code(), code, "{what}: {}", r.json);
         assert!(!r.msg().is_empty(), "{what}: no msg");
@@ -732,7 +741,7 @@ fn kill_9_during_add_then_gc_or_the_next_add_leaks_nothing() {
         let id = format!("k{i}");
         let mut vars = Cni::vars("ADD", &id, &path(&c), "eth0");
         vars.push(("UNDERLAY_CRASH_AT", step.to_owned()));
-        let r = exec(&cni.sb, PLUGIN, &vars, &cni.conf);
+        let r = exec(&cni.sb, plugin(), &vars, &cni.conf);
         assert!(
             !r.ok && r.json.is_null(),
             "{step}: the plugin was not killed: {r:?}"
@@ -751,7 +760,7 @@ fn kill_9_during_add_then_gc_or_the_next_add_leaks_nothing() {
             // The runtime gives up and collects garbage.
             let r = exec(
                 &cni.sb,
-                PLUGIN,
+                plugin(),
                 &[("CNI_COMMAND", "GC".into())],
                 &with_valid(&cni.conf, &[]),
             );
@@ -766,7 +775,7 @@ fn kill_9_during_add_then_gc_or_the_next_add_leaks_nothing() {
     let mut vars = Cni::vars("ADD", "z", &path(&c), "eth0");
     vars.push(("CNI_ARGS", "IP=10.102.0.2".into()));
     assert_eq!(
-        exec(&cni.sb, PLUGIN, &vars, &cni.conf).result()["ips"][0]["address"],
+        exec(&cni.sb, plugin(), &vars, &cni.conf).result()["ips"][0]["address"],
         "10.102.0.2/24"
     );
 }
@@ -867,7 +876,7 @@ mod needs_dummy {
         cni.conf.as_object_mut().unwrap().remove("options");
         let status = exec(
             &cni.sb,
-            PLUGIN,
+            plugin(),
             &[("CNI_COMMAND", "STATUS".into())],
             &cni.conf,
         );
@@ -906,7 +915,7 @@ fn a_second_network_reports_only_the_routes_it_installed() {
     cni.add("c1", &c1).result();
     let r = exec(
         &cni.sb,
-        PLUGIN,
+        plugin(),
         &Cni::vars("ADD", "c1", &path(&c1), "net1"),
         &second,
     );
@@ -917,7 +926,7 @@ fn a_second_network_reports_only_the_routes_it_installed() {
     prev["prevResult"] = result;
     let check = exec(
         &cni.sb,
-        PLUGIN,
+        plugin(),
         &Cni::vars("CHECK", "c1", &path(&c1), "net1"),
         &prev,
     );
@@ -962,7 +971,7 @@ fn a_misbehaving_ipam_plugin_cannot_hang_or_flood_the_plugin() {
     let c1 = cni.sb.container();
     vars[2] = ("CNI_NETNS", path(&c1));
     let start = std::time::Instant::now();
-    let r = exec(&cni.sb, PLUGIN, &vars, &conf);
+    let r = exec(&cni.sb, plugin(), &vars, &conf);
     assert_eq!(r.result()["ips"][0]["address"], "10.109.0.9/24");
     assert!(
         start.elapsed() < std::time::Duration::from_secs(10),
@@ -974,7 +983,7 @@ fn a_misbehaving_ipam_plugin_cannot_hang_or_flood_the_plugin() {
     let c2 = cni.sb.container();
     vars[1] = ("CNI_CONTAINERID", "c2".into());
     vars[2] = ("CNI_NETNS", path(&c2));
-    let r = exec(&cni.sb, PLUGIN, &vars, &conf);
+    let r = exec(&cni.sb, plugin(), &vars, &conf);
     assert_eq!(r.code(), 100, "{r:?}");
     assert!(r.msg().contains("more than"), "{}", r.msg());
     assert_eq!(links(&c2), vec!["lo".to_owned()]);
@@ -1032,7 +1041,7 @@ fn status_fails_when_add_would() {
     let status = |conf: &Value, path: &str| {
         exec(
             &cni.sb,
-            PLUGIN,
+            plugin(),
             &[("CNI_COMMAND", "STATUS".into()), ("CNI_PATH", path.into())],
             conf,
         )
