@@ -75,9 +75,14 @@ enum Entry {
 const JOURNAL: &str = "endpoints.log";
 
 /// Compaction happens when the journal holds more than this many entries
-/// and more than `COMPACT_RATIO` times as many as there are endpoints.
-const COMPACT_MIN_ENTRIES: usize = 1024;
-const COMPACT_RATIO: usize = 4;
+/// and more than `COMPACT_RATIO` times as many as there are endpoints. A
+/// process per call (the CLI, the CNI plugin) reads the whole journal each
+/// time, so history is kept short: at most about twice the live records
+/// (an endpoint's `attaching` and `ready` are two entries, so attaches
+/// alone never compact), and the rewrite of the live records is amortised
+/// over the entries that made it due.
+const COMPACT_MIN_ENTRIES: usize = 64;
+const COMPACT_RATIO: usize = 2;
 
 /// The default [`EndpointStore`]: a journal per network under a runtime
 /// directory (`/run/underlay/STATE_ID` for a host's state directory).
