@@ -393,9 +393,10 @@ impl AsFd for NetNs {
 /// A thread of the library's own that does short jobs inside namespaces:
 /// it enters the namespace, runs the job, and comes back to where it
 /// started (so that it never keeps a container's namespace alive). One
-/// job at a time; a caller waits for its job. Cheaper than a thread per
-/// job ([`NetNs::run`]): a wake-up instead of a spawn. Jobs own what they
-/// use (`'static`), the namespace's descriptor included (a duplicate).
+/// job at a time; a caller waits for its job's result when it needs it.
+/// Cheaper than a thread per job ([`NetNs::run`]): a wake-up instead of a
+/// spawn. Jobs own what they use (`'static`), the namespace's descriptor
+/// included (a duplicate).
 #[derive(Debug, Default)]
 pub(crate) struct Worker {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
@@ -404,13 +405,15 @@ pub(crate) struct Worker {
 type Job = Box<dyn FnOnce(&OwnedFd) -> bool + Send>;
 
 impl Worker {
-    /// Runs `work` inside `netns` on the worker thread (started at the first
-    /// job, and again if it ever had to stop) and returns its result.
-    pub(crate) fn run<T: Send + 'static>(
+    /// Hands `work` to the worker thread (started at the first job, and
+    /// again if it ever had to stop), to run inside `netns`, and returns at
+    /// once: the caller goes on with its own work meanwhile and
+    /// [waits](Pending::wait) for the result when it needs it.
+    pub(crate) fn submit<T: Send + 'static>(
         &self,
         netns: &NetNs,
         work: impl FnOnce() -> Result<T> + Send + 'static,
-    ) -> Result<T> {
+    ) -> Result<Pending<T>> {
         let (reply, answer) = mpsc::sync_channel::<Result<T>>(1);
         // The job owns a duplicate of the descriptor: no borrow crosses
         // threads.
@@ -439,17 +442,7 @@ impl Worker {
             let _ = reply.send(result);
             back
         });
-        let sender = {
-            let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-            match jobs.as_ref() {
-                Some(sender) => sender.clone(),
-                None => {
-                    let sender = Worker::start()?;
-                    *jobs = Some(sender.clone());
-                    sender
-                }
-            }
-        };
+        let sender = self.sender()?;
         if let Err(mpsc::SendError(job)) = sender.send(job) {
             // The thread stopped (it could not come back home): a new one.
             let sender = Worker::start()?;
@@ -458,9 +451,20 @@ impl Worker {
                 .send(job)
                 .map_err(|_| Error::Internal("the namespace worker stopped".into()))?;
         }
-        answer
-            .recv()
-            .map_err(|_| Error::Internal("the namespace worker stopped".into()))?
+        Ok(Pending { answer })
+    }
+
+    /// The running thread's queue, the thread started if need be.
+    fn sender(&self) -> Result<mpsc::Sender<Job>> {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        match jobs.as_ref() {
+            Some(sender) => Ok(sender.clone()),
+            None => {
+                let sender = Worker::start()?;
+                *jobs = Some(sender.clone());
+                Ok(sender)
+            }
+        }
     }
 
     fn start() -> Result<mpsc::Sender<Job>> {
@@ -486,6 +490,20 @@ impl Worker {
             })
             .map_err(|e| Error::io("spawn the namespace worker", e))?;
         Ok(sender)
+    }
+}
+
+/// The result of a job handed to the [`Worker`], to come.
+pub(crate) struct Pending<T> {
+    answer: mpsc::Receiver<Result<T>>,
+}
+
+impl<T> Pending<T> {
+    /// Waits for the job's result.
+    pub(crate) fn wait(self) -> Result<T> {
+        self.answer
+            .recv()
+            .map_err(|_| Error::Internal("the namespace worker stopped".into()))?
     }
 }
 

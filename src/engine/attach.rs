@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::mpsc;
 
 use netlink_packet_route::RouteNetlinkMessage;
 
@@ -301,6 +302,24 @@ impl Engine {
             step: step.to_owned(),
             source: Box::new(e),
         };
+        // Meanwhile, on the library's namespace thread: a socket inside the
+        // container, then (once told the link exists) the link's IPv6
+        // setting. Both wait on nothing this thread does before the link is
+        // made, so they overlap with making it; told nothing (a failure
+        // below drops the sender), the thread only opens the socket.
+        let (link_made, told) = mpsc::sync_channel::<Option<(String, &'static str)>>(1);
+        let inside = self
+            .worker
+            .submit(netns, move || {
+                let nl = Netlink::open()?;
+                if let Ok(Some((path, value))) = told.recv() {
+                    if let Err(e) = std::fs::write(&path, value) {
+                        log::debug!("cannot set {path}: {e}");
+                    }
+                }
+                Ok(nl)
+            })
+            .map_err(|e| failed("open a socket in the container", e))?;
         let cached = self.cached_parent_index(network);
         let mut parent = match cached {
             0 => self
@@ -355,21 +374,10 @@ impl Engine {
 
         let mark = self.endpoint_mark(network, record.id);
         let record = &*record;
-        // A socket inside the container, and the link's IPv6 setting, from
-        // the library's namespace thread; the rest from this thread, on that
-        // socket.
-        let sysctl = ipv6_setting(network, &record.ifname, allocations);
-        let nl = self
-            .worker
-            .run(netns, move || {
-                let nl = Netlink::open()?;
-                if let Some((path, value)) = sysctl {
-                    if let Err(e) = std::fs::write(&path, value) {
-                        log::debug!("cannot set {path}: {e}");
-                    }
-                }
-                Ok(nl)
-            })
+        // The rest from this thread, on the socket inside the container.
+        let _ = link_made.send(ipv6_setting(network, &record.ifname, allocations));
+        let nl = inside
+            .wait()
             .map_err(|e| failed("open a socket in the container", e))?;
         let result = configure_inside(network, &nl, record, &mark, allocations, options);
         if result.is_err() {
