@@ -383,7 +383,10 @@ pub(crate) fn read_file(path: &Path) -> Result<Option<Vec<u8>>> {
     let Some(file) = open(path, Access::Read)? else {
         return Ok(None);
     };
-    let mut bytes = Vec::new();
+    // Sized for the whole file (and the end-of-file read) at once; its
+    // length as stat saw it, capped: the limit is checked on what is read.
+    let size = file.metadata().map_or(0, |m| m.len()).min(MAX_RECORD) as usize;
+    let mut bytes = Vec::with_capacity(size + 1);
     file.take(MAX_RECORD + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
