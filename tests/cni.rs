@@ -1064,3 +1064,39 @@ fn status_fails_when_add_would() {
     edited["options"]["mtu"] = json!(1400);
     assert_eq!(status(&edited, STOCK).code(), 4);
 }
+
+#[test]
+fn a_planted_sweep_lock_is_never_followed_or_waited_on() {
+    let cni = Cni::new("1.1.0", "10.97.0.0/24");
+    let c1 = cni.sb.container();
+    cni.add("c1", &c1).result();
+    let id = cni.host().network("cninet").unwrap().id().to_owned();
+    let lock = cni.dir.0.join("state").join(format!("sweep-{id}.lock"));
+    let target = cni.dir.0.join("target");
+    // A symbolic link where the sweeper's lock goes: not followed (nothing
+    // appears at its target); DEL succeeds and the link is still swept.
+    std::os::unix::fs::symlink(&target, &lock).unwrap();
+    assert!(cni.run("DEL", "c1", &path(&c1), &cni.conf).ok);
+    common::wait_for_links(&c1, &["lo"]);
+    assert!(!target.exists());
+    assert!(std::fs::symlink_metadata(&lock)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    // A FIFO: never blocks DEL (or its sweeper).
+    std::fs::remove_file(&lock).unwrap();
+    let fifo = std::ffi::CString::new(lock.as_os_str().as_encoded_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let c2 = cni.sb.container();
+    cni.add("c2", &c2).result();
+    let start = std::time::Instant::now();
+    assert!(cni.run("DEL", "c2", &path(&c2), &cni.conf).ok);
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    common::wait_for_links(&c2, &["lo"]);
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::symlink_metadata(&lock)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    assert_eq!(cni.endpoints(), 0);
+}
