@@ -243,14 +243,17 @@ impl Segment {
         let dir = self.dirs[i].0.clone();
         let endpoints = self.endpoints();
         in_ns(&self.hosts[i].try_clone_for_test(), move || {
-            let host = Host::options()
-                .state_dir(&dir)
-                .runtime_dir(dir.join("run"))
-                .shared_store(EtcdStore::new(&endpoints).unwrap())
-                .open()
-                .unwrap();
-            work(host)
+            work(open_shared_host(&dir, &endpoints))
         })
+    }
+
+    /// The same network (its parent each host's eth0) on hosts `0..hosts`.
+    fn create_everywhere(&self, hosts: usize, network: fn() -> underlay::network::NetworkBuilder) {
+        for i in 0..hosts {
+            self.with_host(i, move |host| {
+                host.create_network(network()).unwrap();
+            });
+        }
     }
 
     /// Every claim on network `id`, read from host 0.
@@ -269,6 +272,17 @@ impl Drop for Segment {
     fn drop(&mut self) {
         self.stop_etcd();
     }
+}
+
+/// The host of state directory `dir` (its runtime directory inside it),
+/// with etcd at `endpoints`, opened from the calling thread's namespace.
+fn open_shared_host(dir: &std::path::Path, endpoints: &[String]) -> Host {
+    Host::options()
+        .state_dir(dir)
+        .runtime_dir(dir.join("run"))
+        .shared_store(EtcdStore::new(endpoints).unwrap())
+        .open()
+        .unwrap()
 }
 
 /// A second handle on a namespace (a test helper: the library's handles
@@ -320,13 +334,7 @@ fn attacher_child() {
     let containers = std::env::var("UNDERLAY_CONTAINERS").unwrap();
     in_ns(&host_ns, move || {
         use std::io::Write;
-        let dir = PathBuf::from(state);
-        let host = Host::options()
-            .state_dir(&dir)
-            .runtime_dir(dir.join("run"))
-            .shared_store(EtcdStore::new(&endpoints).unwrap())
-            .open()
-            .unwrap();
+        let host = open_shared_host(&PathBuf::from(state), &endpoints);
         let net = host.network("shared").unwrap();
         let mut out = std::io::stdout().lock();
         let paced = std::env::var_os("UNDERLAY_PACED").is_some();
@@ -407,11 +415,7 @@ fn three_hosts_attach_at_once_and_no_address_is_handed_out_twice() {
         return;
     };
     // The same network on each host (its parent is each host's eth0).
-    for i in 0..3 {
-        segment.with_host(i, |host| {
-            host.create_network(big_network()).unwrap();
-        });
-    }
+    segment.create_everywhere(3, big_network);
     // 3 hosts x 4 processes x 100 attaches, all at once. The containers
     // are this test's (they live as long as it does); each process attaches
     // its 100 one after another.
@@ -511,11 +515,7 @@ fn another_hosts_address_is_skipped_and_a_request_for_it_refused() {
     let Some(segment) = Segment::new(2) else {
         return;
     };
-    for i in 0..2 {
-        segment.with_host(i, |host| {
-            host.create_network(shared_network()).unwrap();
-        });
-    }
+    segment.create_everywhere(2, shared_network);
     let attach = |i: usize, c: &NetNs, ip: Option<IpAddr>| {
         let c = c.try_clone_for_test();
         segment.with_host(i, move |host| {
@@ -702,11 +702,7 @@ fn forgetting_a_dead_host_frees_its_addresses_and_only_then() {
     let Some(segment) = Segment::new(2) else {
         return;
     };
-    for i in 0..2 {
-        segment.with_host(i, |host| {
-            host.create_network(shared_network()).unwrap();
-        });
-    }
+    segment.create_everywhere(2, shared_network);
     let c0 = NetNs::create().unwrap();
     let c0b = c0.try_clone_for_test();
     let held = segment.with_host(0, move |host| {
@@ -781,20 +777,23 @@ fn the_cli_on_two_hosts_with_etcd() {
         let full: Vec<&str> = full.iter().map(String::as_str).collect();
         common::run_in(&segment.hosts[i], &cli, &full)
     };
+    // `network create` of "lan" on host `i` with `subnet`.
+    let create = |i: usize, subnet: &str| {
+        let subnet = format!("--subnet={subnet}");
+        let args = [
+            "network",
+            "create",
+            "-d",
+            "macvlan",
+            &subnet,
+            "-o",
+            "parent=eth0",
+            "lan",
+        ];
+        run(i, &args)
+    };
     for i in 0..2 {
-        let out = run(
-            i,
-            &[
-                "network",
-                "create",
-                "-d",
-                "macvlan",
-                "--subnet=10.122.0.0/24",
-                "-o",
-                "parent=eth0",
-                "lan",
-            ],
-        );
+        let out = create(i, "10.122.0.0/24");
         assert!(
             out.status.success(),
             "{}",
@@ -823,35 +822,13 @@ fn the_cli_on_two_hosts_with_etcd() {
         .status
         .success());
     assert!(run(0, &["network", "rm", "lan"]).status.success());
-    let out = run(
-        0,
-        &[
-            "network",
-            "create",
-            "-d",
-            "macvlan",
-            "--subnet=10.124.0.0/24",
-            "-o",
-            "parent=eth0",
-            "lan",
-        ],
-    );
+    let out = create(0, "10.124.0.0/24");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("subnet"), "{err}");
     // Host 0 joins again; `network rm -f` there would remove the network
     // everywhere, and is refused while host 1 holds an address, naming it;
     // `-ff` removes it anyway, and host 1's container keeps its address.
-    let create = [
-        "network",
-        "create",
-        "-d",
-        "macvlan",
-        "--subnet=10.122.0.0/24",
-        "-o",
-        "parent=eth0",
-        "lan",
-    ];
-    assert!(run(0, &create).status.success());
+    assert!(create(0, "10.122.0.0/24").status.success());
     let out = run(0, &["network", "rm", "-f", "lan"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -868,19 +845,7 @@ fn the_cli_on_two_hosts_with_etcd() {
     assert_eq!(common::global_addresses(&c1), a1);
     assert_eq!(segment.claims("lan").len(), 1);
     // Defined afresh: another subnet is no longer refused.
-    let out = run(
-        0,
-        &[
-            "network",
-            "create",
-            "-d",
-            "macvlan",
-            "--subnet=10.124.0.0/24",
-            "-o",
-            "parent=eth0",
-            "lan",
-        ],
-    );
+    let out = create(0, "10.124.0.0/24");
     assert!(
         out.status.success(),
         "{}",
@@ -893,11 +858,7 @@ fn removing_a_network_everywhere_is_refused_while_other_hosts_hold_addresses_unl
     let Some(segment) = Segment::new(3) else {
         return;
     };
-    for i in 0..3 {
-        segment.with_host(i, |host| {
-            host.create_network(shared_network()).unwrap();
-        });
-    }
+    segment.create_everywhere(3, shared_network);
     let attach = |i: usize, c: &NetNs| {
         let c = c.try_clone_for_test();
         segment.with_host(i, move |host| {
@@ -1127,11 +1088,7 @@ fn removal_releases_claims_no_store_is_refused_and_a_mistaken_forget_is_undone_b
     let Some(segment) = Segment::new(2) else {
         return;
     };
-    for i in 0..2 {
-        segment.with_host(i, |host| {
-            host.create_network(shared_network()).unwrap();
-        });
-    }
+    segment.create_everywhere(2, shared_network);
     // Without the shared store, the shared network is refused.
     let e = host_without_store(&segment, 0).unwrap_err();
     assert!(e.contains("shared"), "{e}");
@@ -1228,11 +1185,7 @@ fn kill_9_of_attaching_processes_at_random_points_then_recovery_leaks_nothing() 
     let Some(segment) = Segment::new(2) else {
         return;
     };
-    for i in 0..2 {
-        segment.with_host(i, |host| {
-            host.create_network(big_network()).unwrap();
-        });
-    }
+    segment.create_everywhere(2, big_network);
     let mut random = Random::new();
     let per_process = 20;
     // (host, container) for every container made.
