@@ -51,8 +51,7 @@ pub struct RecoveryReport {
     /// aside (where they went, and what was wrong); the other networks are
     /// untouched.
     pub quarantined: Vec<(String, String)>,
-    /// Endpoints (`network/endpoint`) of a quarantined journal, or of a
-    /// runtime directory that went while their containers lived, rebuilt
+    /// Endpoints (`network/endpoint`) of a quarantined journal, rebuilt
     /// from their links in the kernel (which carry the network's mark), so
     /// that their addresses stay held; their names are made up.
     pub rebuilt_endpoints: Vec<String>,
@@ -338,22 +337,13 @@ impl Engine {
                     report.finished_removals.push(record.name.clone());
                 }
                 NetworkState::Ready => {
-                    // After a reboot, the runtime state is gone, and so are
-                    // the containers. If it went while they live (a runtime
-                    // directory removed by hand, a cleaned /run), their links
-                    // carry the network's mark: adopted again, so that the
-                    // endpoint recovery below keeps them and no address of a
-                    // live container is handed out twice.
-                    let lost = matches!(
-                        self.endpoints.session(&record).map(drop),
-                        Err(Error::NetworkNotFound { .. })
-                    );
-                    self.endpoints.add_network(&record)?;
-                    if lost {
-                        for (label, _) in self.rebuild_endpoints(&record)? {
-                            report.rebuilt_endpoints.push(label);
-                        }
-                    }
+                    // After a reboot the runtime state is gone, and so are
+                    // the containers. Nothing is made for it here: the
+                    // network's first session makes it anew (`open_session`),
+                    // filled from the links that carry the network's mark, so
+                    // that if it went while containers live (a runtime
+                    // directory removed by hand, a cleaned /run) their links
+                    // are adopted again, not deleted as unexplained.
                     match parent::ensure(&self.nl, &record.parent, &mark) {
                         Ok(true) => report.recreated_parents.push(record.parent.name.clone()),
                         Ok(false) => {}
