@@ -159,3 +159,59 @@ fn the_file_stores_can_be_named_explicitly() {
         .is_file());
     host.force_remove_network("n").unwrap();
 }
+
+/// A network record for the journal tests (no kernel needed).
+const JOURNAL_NETWORK: &str = r#"{"version":1,"id":"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff","name":"n","driver":{"name":"macvlan","mode":"bridge"},"parent":{"name":"eth0","kind":{"type":"existing"}},"ipam":{"subnets":[{"subnet":"10.1.0.0/24","gateway":"10.1.0.1"}]},"ipv4":true,"ipv6":false,"internal":false,"mtu":null,"labels":{},"policy":"lowest-free","created":0,"state":"ready"}"#;
+
+fn journal_record(id: u64, ifname: &str, address: &str) -> underlay::store::EndpointRecord {
+    serde_json::from_str(&format!(
+        r#"{{"version":1,"id":{id},"name":"e{id}","aliases":[],"netns_path":"/x","netns_id":{{"dev":1,"inode":{id}}},"ifname":"{ifname}","mac":null,"addresses":["{address}/24"],"created":0}}"#
+    ))
+    .unwrap()
+}
+
+#[test]
+fn an_attach_given_up_after_the_journal_was_compacted_under_it_leaves_no_record() {
+    use underlay::store::FileEndpointStore;
+    let dir = StateDir::new();
+    let network: underlay::store::NetworkRecord = serde_json::from_str(JOURNAL_NETWORK).unwrap();
+    let store = FileEndpointStore::new(dir.0.join("run"));
+    store.add_network(&network).unwrap();
+    let mut session = store.session(&network).unwrap();
+    // An attach records its intent...
+    session
+        .save(&journal_record(1, "eth0", "10.1.0.2"))
+        .unwrap();
+    // ...other endpoints of this process come and go meanwhile, and the
+    // journal is compacted under it...
+    let journal = dir.0.join("run").join(&network.id).join("endpoints.log");
+    let mut compacted = false;
+    let mut last = std::fs::metadata(&journal).unwrap().len();
+    for k in 0..60u64 {
+        session
+            .save(&journal_record(
+                100 + k,
+                "eth0",
+                &format!("10.1.0.{}", 10 + k),
+            ))
+            .unwrap();
+        session.mark_ready(100 + k).unwrap();
+        session.forget(100 + k).unwrap();
+        let len = std::fs::metadata(&journal).unwrap().len();
+        compacted |= len < last;
+        last = len;
+    }
+    assert!(compacted, "never compacted");
+    // ...the attach records a new interface name (its first was taken),
+    // then fails and is given up.
+    session
+        .save(&journal_record(1, "eth1", "10.1.0.2"))
+        .unwrap();
+    session.abandon(1, &[ip("10.1.0.2")]).unwrap();
+    drop(session);
+    // Read back as another process would: no trace of it.
+    let other = FileEndpointStore::new(dir.0.join("run"));
+    let session = other.session(&network).unwrap();
+    let left: Vec<u64> = session.endpoints().map(|e| e.id).collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -483,7 +483,13 @@ impl JournalSession {
         cache.inode = fresh.inode;
         cache.read = bytes.len() as u64;
         cache.entries = live;
-        self.state.attach_marks.clear();
+        // An attach under way keeps its mark, made void: its entries are in
+        // the new file now, so giving it up must append `forget`, never cut
+        // the journal back to a length of the old file (which would leave
+        // its `attaching` record behind, its addresses free in memory only).
+        for mark in self.state.attach_marks.values_mut() {
+            mark.inode = 0;
+        }
         log::debug!("network {network}: journal compacted to {live} records");
         Ok(())
     }
