@@ -394,17 +394,27 @@ vm_tier() {
     timeout -k 30 "$timeout" "$VNG" --run "$kernel" --disable-kvm --force-9p \
         --cpus 2 --memory "$mem" --rwdir "$rw" --overlay-rwdir "$TARGET/tmp" \
         --exec "$rw/guest.sh" </dev/null >"$LOGS/$vm-console.log" 2>&1 || rc=$?
-    local rebooted=""
-    if ((rc != 0 && rc != 124 && rc != 137)) && [[ ! -f $rw/guest-done ]]; then
-        # The emulated guest died under a binary (QEMU/TCG exits 255 now and
-        # then on a loaded machine): booted once more, for the binaries that
-        # did not finish; a binary that kills it again fails the tier.
-        local finished=0 done_rc
+    local rebooted="" elapsed
+    elapsed=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%d", b-a}')
+    if ((rc != 0 && rc != 124 && rc != 137 && elapsed < timeout)) && [[ ! -f $rw/guest-done ]] &&
+        ! grep -qE 'Kernel panic|BUG:|Oops|general protection fault' "$LOGS/$vm-console.log"; then
+        # The emulated guest died under a binary, with no kernel error in its
+        # console (QEMU/TCG exits 255 now and then on a loaded machine):
+        # booted once more, within what is left of the timeout, for the
+        # binaries that did not finish; one that kills it again fails the
+        # tier. What the first boot wrote of the unfinished binary's log is
+        # kept beside it (NAME.first-boot.log).
+        local finished=0 done_rc entry_name
         for done_rc in "$rw"/*.rc; do [[ -e $done_rc ]] && finished=$((finished + 1)); done
+        for entry in "${BINS[@]}"; do
+            entry_name=${entry%%$'\t'*}
+            [[ -f $rw/$entry_name.log && ! -f $rw/$entry_name.rc ]] &&
+                mv "$rw/$entry_name.log" "$rw/$entry_name.first-boot.log"
+        done
         rebooted="$vm: the guest died (vng exit $rc) after $finished of ${#BINS[@]} binaries; booted again for the rest"
         log "$rebooted"
         rc=0
-        timeout -k 30 "$timeout" "$VNG" --run "$kernel" --disable-kvm --force-9p \
+        timeout -k 30 "$((timeout - elapsed))" "$VNG" --run "$kernel" --disable-kvm --force-9p \
             --cpus 2 --memory "$mem" --rwdir "$rw" --overlay-rwdir "$TARGET/tmp" \
             --exec "$rw/guest.sh" </dev/null >>"$LOGS/$vm-console.log" 2>&1 || rc=$?
     fi
