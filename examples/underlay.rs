@@ -448,13 +448,13 @@ fn rm(ctx: &Context, args: &[String]) -> CliResult {
     let host = ctx.host()?;
     let mut failed = false;
     for name in names {
-        let result = host.network(name).and_then(|net| {
-            if force > 0 {
-                host.remove_network_everywhere(net.name(), force > 1)
-            } else {
-                host.remove_network(net.name())
-            }
-        });
+        let result = if force > 0 {
+            // (Also a shared network of which this host has no half left.)
+            host.remove_network_everywhere(name, force > 1)
+        } else {
+            host.network(name)
+                .and_then(|net| host.remove_network(net.name()))
+        };
         match result {
             Ok(()) => println!("{name}"),
             Err(e) => {

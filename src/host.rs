@@ -106,6 +106,7 @@ impl HostOptions {
     /// #     fn release(&self, _: &str, _: std::net::IpAddr, _: &underlay::store::Claim) -> underlay::Result<bool> { Ok(true) }
     /// #     fn claims(&self, _: &str) -> underlay::Result<Vec<(std::net::IpAddr, underlay::store::Claim)>> { Ok(vec![]) }
     /// #     fn define(&self, _: &str, _: &str) -> underlay::Result<Option<String>> { Ok(None) }
+    /// #     fn definition(&self, _: &str) -> underlay::Result<Option<String>> { Ok(None) }
     /// #     fn join(&self, _: &str, _: &str) -> underlay::Result<()> { Ok(()) }
     /// #     fn leave(&self, _: &str, _: &str) -> underlay::Result<bool> { Ok(true) }
     /// #     fn undefine(&self, _: &str, _: bool) -> underlay::Result<bool> { Ok(true) }
@@ -544,6 +545,10 @@ impl Host {
     /// then the shared definition and every host's part in it, so that a
     /// later `create_network` of the name starts afresh. For a network that
     /// is not shared, the same as `force_remove_network`.
+    ///
+    /// When this host has no half of it (a removal that stopped after it,
+    /// or a network this host never joined), the shared definition alone is
+    /// removed, if there is one.
     ///
     /// While other hosts hold addresses of the network, it is refused
     /// before anything changes, unless `force`. Their addresses stay

@@ -941,11 +941,38 @@ fn removing_a_network_everywhere_is_refused_while_other_hosts_hold_addresses_unl
     segment.with_host(0, |host| {
         host.remove_network_everywhere("shared", false).unwrap();
     });
+    // Host 2 defines it again and attaches; host 0, which leaves its half,
+    // can still remove it everywhere: refused while host 2 holds an
+    // address, then forced. A name defined nowhere is not found.
+    let c2 = NetNs::create().unwrap();
+    let c2b = c2.try_clone_for_test();
+    segment.with_host(1, |host| host.remove_network("shared").unwrap());
+    segment.with_host(2, |host| host.remove_network("shared").unwrap());
+    segment.with_host(2, move |host| {
+        host.create_network(shared_network()).unwrap();
+        host.network("shared")
+            .unwrap()
+            .attach(&c2b, &AttachOptions::new())
+            .unwrap();
+    });
+    let host2 = host_id(&segment, 2);
+    segment.with_host(0, move |host| {
+        host.create_network(shared_network()).unwrap();
+        host.remove_network("shared").unwrap();
+        match host.remove_network_everywhere("shared", false) {
+            Err(Error::NetworkInUseElsewhere { hosts, .. }) => assert_eq!(hosts, vec![host2]),
+            other => panic!("{other:?}"),
+        }
+        host.remove_network_everywhere("shared", true).unwrap();
+        assert!(matches!(
+            host.remove_network_everywhere("nowhere", true),
+            Err(Error::NetworkNotFound { .. })
+        ));
+    });
+    assert_eq!(common::global_addresses(&c2).len(), 1);
     // Hosts 1 and 2 remove their halves (nothing to leave there now), and
     // the store is empty of the network: a define writes afresh.
-    for i in 1..3 {
-        segment.with_host(i, |host| host.remove_network("shared").unwrap());
-    }
+    segment.with_host(2, |host| host.force_remove_network("shared").unwrap());
     in_ns(&segment.hosts[0].try_clone_for_test(), || {
         let etcd = EtcdStore::new(&[Segment::endpoint()]).unwrap();
         assert_eq!(etcd.define("shared", "{}").unwrap(), None);

@@ -59,14 +59,35 @@ impl Engine {
     /// `force`; their claims stay either way (see
     /// [`Host::remove_network_everywhere`](crate::Host::remove_network_everywhere)).
     pub fn remove_network_everywhere(&self, name: &str, force: bool) -> Result<()> {
-        let found = self.network(name)?;
-        let Some(shared) = self.shared.as_ref().filter(|_| found.shared) else {
-            self.require_shared(&found)?;
-            return self.remove_network(name, true);
+        // This host's half, if it has one. Without one (a removal that
+        // stopped after it, or a network this host never joined), the
+        // shared part alone, if there is a definition.
+        let local = match self.network(name) {
+            Ok(found) => Some(found),
+            Err(Error::NetworkNotFound { .. }) if self.shared.is_some() => None,
+            Err(e) => return Err(e),
         };
+        let shared = match (&local, self.shared.as_ref()) {
+            (Some(found), Some(shared)) if found.shared => shared,
+            (Some(found), _) => {
+                self.require_shared(found)?;
+                return self.remove_network(name, true);
+            }
+            (None, Some(shared)) => {
+                crate::names::validate_network_name(name)?;
+                if shared.definition(name)?.is_none() {
+                    return Err(Error::NetworkNotFound { name: name.into() });
+                }
+                shared
+            }
+            (None, None) => return Err(Error::NetworkNotFound { name: name.into() }),
+        };
+        let network = local.as_ref().map_or(name, |found| found.name.as_str());
+        // The hosts holding addresses of it, as a refusal; this host's own
+        // count only when it has no half left (claims no record explains).
         let elsewhere = |only_others: bool| -> Result<Option<Error>> {
             let me = self.networks.host_id();
-            let claims = shared.claims(&found.name)?;
+            let claims = shared.claims(network)?;
             let held: Vec<_> = claims
                 .iter()
                 .filter(|(_, c)| !only_others || c.host != me)
@@ -78,30 +99,29 @@ impl Engine {
             hosts.sort();
             hosts.dedup();
             Ok(Some(Error::NetworkInUseElsewhere {
-                network: found.name.clone(),
+                network: network.to_owned(),
                 hosts,
                 addresses: held.len(),
             }))
         };
         if !force {
-            if let Some(refusal) = elsewhere(true)? {
+            if let Some(refusal) = elsewhere(local.is_some())? {
                 return Err(refusal);
             }
         }
-        self.remove_network(&found.name, true)?;
-        if shared.undefine(&found.name, !force)? {
-            log::info!(
-                "network {}: its shared definition is removed for every host",
-                found.name
-            );
+        if local.is_some() {
+            self.remove_network(network, true)?;
+        }
+        if shared.undefine(network, !force)? {
+            log::info!("network {network}: its shared definition is removed for every host");
             return Ok(());
         }
         // Another host claimed an address since the check: its network
-        // stays defined (this host's half is gone).
+        // stays defined (this host's half is gone; the call can be made
+        // again, and then removes the definition alone).
         Err(elsewhere(false)?.unwrap_or_else(|| Error::SharedStoreUnavailable {
             tried: format!(
-                "the shared definition of network {:?} kept changing while it was removed; try again",
-                found.name
+                "the shared definition of network {network:?} kept changing while it was removed; try again"
             ),
         }))
     }

@@ -286,6 +286,16 @@ impl SharedStore for EtcdStore {
         decode(stored, "definition").map(Some)
     }
 
+    fn definition(&self, network: &str) -> Result<Option<String>> {
+        let key = encode(&format!("{NETWORKS}{network}/definition"));
+        let answer = self.post("/v3/kv/range", &json!({"key": key}))?;
+        let stored = &answer["kvs"][0]["value"];
+        if stored.is_null() {
+            return Ok(None);
+        }
+        decode(stored, "definition").map(Some)
+    }
+
     fn join(&self, network: &str, host: &str) -> Result<()> {
         // Only while the definition exists: a last host leaving between
         // this host's read of it and this join takes it away, and then the

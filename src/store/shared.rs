@@ -89,6 +89,15 @@ pub trait SharedStore: Send + Sync + fmt::Debug {
     /// When the store cannot be reached.
     fn define(&self, network: &str, proposal: &str) -> Result<Option<String>>;
 
+    /// The network's shared definition, if there is one (as [`define`]
+    /// returns it).
+    ///
+    /// [`define`]: SharedStore::define
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    fn definition(&self, network: &str) -> Result<Option<String>>;
+
     /// Records that `host` has the network now.
     ///
     /// # Errors
