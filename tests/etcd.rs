@@ -361,20 +361,13 @@ fn spawn_attacher(segment: &Segment, i: usize, containers: &[NetNs], paced: bool
         .iter()
         .map(common::netns_path_for_child)
         .collect();
-    let mut command = Command::new(std::env::current_exe().unwrap());
+    let mut command = common::child_command("attacher_child");
     if paced {
         command.env("UNDERLAY_PACED", "1").stdin(Stdio::piped());
     } else {
         command.stdin(Stdio::null());
     }
     command
-        .args([
-            "--exact",
-            "attacher_child",
-            "--include-ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
         .env("UNDERLAY_STATE", &segment.dirs[i].0)
         .env(
             "UNDERLAY_NETNS",

@@ -528,37 +528,6 @@ fn a_corrupt_journal_is_quarantined_and_rebuilt_from_the_kernel_without_touching
 }
 
 #[test]
-fn a_runtime_directory_removed_under_live_containers_is_rebuilt_not_their_links_deleted() {
-    let (sb, dir, host) = common::fixture();
-    let net = host.create_network(macvlan("n", "10.7.15.0/24")).unwrap();
-    let a = sb.container();
-    let ea = net.attach(&a, &AttachOptions::new()).unwrap();
-    drop(host);
-    // The runtime directory goes (by hand, or a cleaned /run); the machine
-    // did not reboot and the container lives.
-    std::fs::remove_dir_all(dir.0.join("run")).unwrap();
-    let fresh = open_host(&sb, &dir);
-    let report = fresh.recover().unwrap();
-    assert!(report.removed_links.is_empty(), "{report:?}");
-    assert_eq!(link_names(&a), ["eth0", "lo"]);
-    assert_eq!(
-        common::global_addresses(&a),
-        [ea.addresses()[0].addr().to_string()]
-    );
-    // Its address stays held: the next container gets another one.
-    let net = fresh.network("n").unwrap();
-    assert_eq!(net.endpoints().unwrap().len(), 1);
-    let b = sb.container();
-    let eb = net.attach(&b, &AttachOptions::new()).unwrap();
-    assert_ne!(eb.addresses()[0].addr(), ea.addresses()[0].addr());
-    assert!(fresh.recover().unwrap().is_clean());
-    fresh.force_remove_network("n").unwrap();
-    for ns in [&a, &b] {
-        assert_eq!(link_names(ns), ["lo"]);
-    }
-}
-
-#[test]
 fn a_link_renamed_in_the_container_is_still_deleted_on_detach() {
     let (sb, _dir, host) = common::fixture();
     let net = host.create_network(macvlan("n", "10.7.14.0/24")).unwrap();
@@ -622,6 +591,39 @@ fn a_lost_runtime_directory_is_rebuilt_from_the_kernel_and_no_address_is_handed_
     assert_eq!(link_names(&a), ["eth0", "lo"]);
     fresh.force_remove_network("n").unwrap();
     assert_eq!(link_names(&a), ["lo"]);
+}
+
+#[test]
+fn a_runtime_directory_removed_under_live_containers_is_rebuilt_not_their_links_deleted() {
+    let (sb, dir, host) = common::fixture();
+    let net = host.create_network(macvlan("n", "10.7.15.0/24")).unwrap();
+    let a = sb.container();
+    let ea = net.attach(&a, &AttachOptions::new()).unwrap();
+    drop(host);
+    // The whole runtime directory goes (by hand, or a cleaned /run: the
+    // test above removes one network's part of it), so opening the host
+    // recovers as after a reboot; the machine did not reboot and the
+    // container lives.
+    std::fs::remove_dir_all(dir.0.join("run")).unwrap();
+    let fresh = open_host(&sb, &dir);
+    let report = fresh.recover().unwrap();
+    assert!(report.removed_links.is_empty(), "{report:?}");
+    assert_eq!(link_names(&a), ["eth0", "lo"]);
+    assert_eq!(
+        common::global_addresses(&a),
+        [ea.addresses()[0].addr().to_string()]
+    );
+    // Its address stays held: the next container gets another one.
+    let net = fresh.network("n").unwrap();
+    assert_eq!(net.endpoints().unwrap().len(), 1);
+    let b = sb.container();
+    let eb = net.attach(&b, &AttachOptions::new()).unwrap();
+    assert_ne!(eb.addresses()[0].addr(), ea.addresses()[0].addr());
+    assert!(fresh.recover().unwrap().is_clean());
+    fresh.force_remove_network("n").unwrap();
+    for ns in [&a, &b] {
+        assert_eq!(link_names(ns), ["lo"]);
+    }
 }
 
 #[test]

@@ -107,9 +107,6 @@ fn shim_address(net: &Network, v4: bool) -> IpAddr {
         .unwrap()
 }
 
-/// The pings between the host and a container attached to `net`, IPv4 and
-/// IPv6 each way (to the shim's addresses when the network has one, to
-/// the host's `eth0` otherwise).
 /// [`pings`], where each that fails is tried twice more, a second apart:
 /// for the cases that must reach (a first neighbour discovery under a
 /// loaded TCG guest can miss `ping`'s deadline); the cases that must not
@@ -134,6 +131,9 @@ fn pings_reaching(
     got
 }
 
+/// The pings between the host and a container attached to `net`, IPv4 and
+/// IPv6 each way (to the shim's addresses when the network has one, to
+/// the host's `eth0` otherwise).
 fn pings(
     segment: &Segment,
     net: &Network,

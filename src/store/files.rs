@@ -71,6 +71,11 @@ pub(crate) enum Access {
 /// this process's user. `Ok(None)` when it does not exist and was not to be
 /// created.
 pub(crate) fn open(path: &Path, access: Access) -> Result<Option<File>> {
+    Ok(open_checked(path, access)?.map(|(file, _)| file))
+}
+
+/// [`open`], with the metadata its check read.
+fn open_checked(path: &Path, access: Access) -> Result<Option<(File, fs::Metadata)>> {
     let mut options = OpenOptions::new();
     options
         .read(true)
@@ -108,7 +113,7 @@ pub(crate) fn open(path: &Path, access: Access) -> Result<Option<File>> {
         .metadata()
         .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
     check_regular(path, &metadata)?;
-    Ok(Some(file))
+    Ok(Some((file, metadata)))
 }
 
 /// Refuses anything but a regular file owned by this process's user.
@@ -380,12 +385,13 @@ pub(crate) fn remove_record(path: &Path, durability: Durability) -> Result<()> {
 /// Reads a whole state file safely (see [`open`]), up to the record size
 /// limit; `None` if it does not exist.
 pub(crate) fn read_file(path: &Path) -> Result<Option<Vec<u8>>> {
-    let Some(file) = open(path, Access::Read)? else {
+    let Some((file, metadata)) = open_checked(path, Access::Read)? else {
         return Ok(None);
     };
     // Sized for the whole file (and the end-of-file read) at once; its
-    // length as stat saw it, capped: the limit is checked on what is read.
-    let size = file.metadata().map_or(0, |m| m.len()).min(MAX_RECORD) as usize;
+    // length as the open's check saw it, capped: the limit is checked on
+    // what is read.
+    let size = metadata.len().min(MAX_RECORD) as usize;
     let mut bytes = Vec::with_capacity(size + 1);
     file.take(MAX_RECORD + 1)
         .read_to_end(&mut bytes)

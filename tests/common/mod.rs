@@ -259,6 +259,17 @@ pub fn fd_of(ns: &NetNs) -> i32 {
 /// itself again with `--exact TEST`, and the child reads its orders from
 /// the environment.
 pub fn run_child(test: &str, env: &[(&str, String)]) -> std::process::Output {
+    let mut command = child_command(test);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().unwrap()
+}
+
+/// The test binary, to run only `test` (an ignored helper), its output
+/// not captured: [`run_child`]'s command, for callers that spawn it
+/// themselves.
+pub fn child_command(test: &str) -> Command {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command.args([
         "--exact",
@@ -267,10 +278,7 @@ pub fn run_child(test: &str, env: &[(&str, String)]) -> std::process::Output {
         "--nocapture",
         "--test-threads=1",
     ]);
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    command.output().unwrap()
+    command
 }
 
 /// Whether a child was killed by SIGKILL.
