@@ -961,6 +961,11 @@ fn removing_a_network_everywhere_is_refused_while_other_hosts_hold_addresses_unl
             host.remove_network_everywhere("nowhere", true),
             Err(Error::NetworkNotFound { .. })
         ));
+        // Names that cannot be a network's never reach the store.
+        for bad in ["../shared", "sha/red", "shared\n", ""] {
+            let e = host.remove_network_everywhere(bad, true).unwrap_err();
+            assert!(matches!(e, Error::InvalidArgument { .. }), "{bad:?}: {e}");
+        }
     });
     assert_eq!(common::global_addresses(&c2).len(), 1);
     // Hosts 1 and 2 remove their halves (nothing to leave there now), and
