@@ -134,6 +134,9 @@ fn scenario(sb: &Sandbox) -> Outcome {
     sb.host
         .force_remove_network("macvlan216")
         .context("remove macvlan216 with its containers (docker rm -f, docker network rm)")?;
+    // The containers are off the network; their links are deleted in the
+    // background, and this waits for that.
+    sb.host.settle();
     println!("$ docker rm -f ...; docker network rm macvlan216");
     for (label, ns) in [
         ("macnet216_test", &t216),

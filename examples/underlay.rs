@@ -463,6 +463,9 @@ fn rm(ctx: &Context, args: &[String]) -> CliResult {
             }
         }
     }
+    // The removed networks' links are deleted on threads of the library's
+    // own; this process ends next, so it waits for them.
+    host.settle();
     if failed {
         Err(Failure::Reported)
     } else {

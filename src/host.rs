@@ -520,9 +520,21 @@ impl Host {
         self.engine.remove_network(name, false)
     }
 
-    /// Removes a network and detaches its endpoints first. When the parent
-    /// is owned, deleting it takes every endpoint link with it in one kernel
-    /// operation.
+    /// Removes a network and detaches its endpoints first.
+    ///
+    /// It returns once every container is off the network and the name is
+    /// free: each endpoint is taken off as a [detach](crate::Network::detach)
+    /// does (its addresses deleted, its link down and marked detached, all
+    /// containers at once), its addresses released, the records gone.
+    /// Deleting the links waits for the kernel (an RCU grace period, some
+    /// 20 ms), so it is left to a thread of the library's own, all of them
+    /// in flight at once; [`settle`](Self::settle) waits for it. A crash
+    /// before they are deleted leaves marked links that
+    /// [`recover`](Self::recover) deletes, and the end of a container's
+    /// namespace takes its link with it.
+    ///
+    /// When the parent is owned, deleting it takes every endpoint link with
+    /// it in one kernel operation, before this returns.
     ///
     /// ```no_run
     /// use underlay::Host;
@@ -530,6 +542,7 @@ impl Host {
     /// let host = Host::open("/var/lib/underlay")?;
     /// host.force_remove_network("macvlan50")?;
     /// assert!(host.network("macvlan50").is_err());
+    /// host.settle(); // the links are deleted too
     /// # Ok::<(), underlay::Error>(())
     /// ```
     ///
@@ -538,6 +551,25 @@ impl Host {
     /// `NetworkHasEndpoints`.
     pub fn force_remove_network(&self, name: &str) -> Result<()> {
         self.engine.remove_network(name, true)
+    }
+
+    /// Waits until the link deletions this host handle (and the networks
+    /// from it) left to threads of their own are done: the sweeps after
+    /// [detaches](crate::Network::detach) and the deletions after forced
+    /// removals. A process about to exit calls it, so that no link waits
+    /// for [`recover`](Self::recover) or its namespace's end. Bounded: it
+    /// gives up (with a warning in the log) after 30 s.
+    ///
+    /// ```no_run
+    /// use underlay::Host;
+    ///
+    /// let host = Host::open("/var/lib/underlay")?;
+    /// host.force_remove_network("macvlan50")?;
+    /// host.settle();
+    /// # Ok::<(), underlay::Error>(())
+    /// ```
+    pub fn settle(&self) {
+        self.engine.settle()
     }
 
     /// Removes a network on every host that shares it: this host's half

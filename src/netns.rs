@@ -507,6 +507,91 @@ impl<T> Pending<T> {
     }
 }
 
+/// Runs `work` once for each job, inside the job's namespace, on up to
+/// `threads` threads of the library's own, each entering the namespaces
+/// of its share of the jobs in turn (one thread per job would spawn far
+/// more). Returns the results in the jobs' order.
+pub(crate) fn run_each<I: Send, T: Send>(
+    jobs: Vec<(&NetNs, I)>,
+    threads: usize,
+    work: impl Fn(I) -> Result<T> + Sync,
+) -> Vec<Result<T>> {
+    let count = jobs.len();
+    if count == 0 {
+        return Vec::new();
+    }
+    let per_thread = count.div_ceil(threads.clamp(1, count));
+    let mut shares: Vec<Vec<(usize, &NetNs, I)>> = Vec::new();
+    for (i, (netns, item)) in jobs.into_iter().enumerate() {
+        if i % per_thread == 0 {
+            shares.push(Vec::with_capacity(per_thread));
+        }
+        if let Some(share) = shares.last_mut() {
+            share.push((i, netns, item));
+        }
+    }
+    let work = &work;
+    let mut results: Vec<Option<Result<T>>> = (0..count).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = shares
+            .into_iter()
+            .map(|share| {
+                let indexes: Vec<usize> = share.iter().map(|(i, _, _)| *i).collect();
+                let spawned = std::thread::Builder::new()
+                    .name("underlay-netns".into())
+                    .spawn_scoped(scope, move || {
+                        share
+                            .into_iter()
+                            .map(|(i, netns, item)| {
+                                // setns moves only this thread, which the
+                                // library owns and which ends here.
+                                let entered = rustix::thread::move_into_link_name_space(
+                                    netns.fd.as_fd(),
+                                    Some(rustix::thread::LinkNameSpaceType::Network),
+                                )
+                                .map_err(|e| {
+                                    Error::io(
+                                        format!("enter network namespace {}", netns.path.display()),
+                                        e.into(),
+                                    )
+                                });
+                                (i, entered.and_then(|()| work(item)))
+                            })
+                            .collect::<Vec<_>>()
+                    });
+                (indexes, spawned)
+            })
+            .collect();
+        for (indexes, handle) in handles {
+            let done = match handle {
+                Ok(handle) => handle.join().ok(),
+                Err(e) => {
+                    log::debug!("cannot spawn a namespace worker thread: {e}");
+                    None
+                }
+            };
+            match done {
+                Some(done) => {
+                    for (i, result) in done {
+                        results[i] = Some(result);
+                    }
+                }
+                None => {
+                    for i in indexes {
+                        results[i] = Some(Err(Error::Internal(
+                            "a namespace worker thread did not run".into(),
+                        )));
+                    }
+                }
+            }
+        }
+    });
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(Error::Internal("no result from a namespace job".into()))))
+        .collect()
+}
+
 /// Runs `work` on a fresh thread and waits for it.
 fn on_own_thread<T: Send>(work: impl FnOnce() -> Result<T> + Send) -> Result<T> {
     std::thread::scope(|scope| {

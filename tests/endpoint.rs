@@ -564,6 +564,7 @@ fn removing_a_network_with_endpoints_needs_force_and_force_detaches_them() {
     assert!(err.to_string().contains("force"), "{err}");
     assert_eq!(link_names(&a), ["eth0", "lo"]);
     host.force_remove_network("n").unwrap();
+    host.settle();
     assert_eq!(link_names(&a), ["lo"]);
     assert_eq!(link_names(&b), ["lo"]);
     assert!(host.networks().unwrap().is_empty());
@@ -1102,6 +1103,7 @@ mod needs_vlan {
         net.attach(&b, &AttachOptions::new()).unwrap();
         assert!(ping(&a, "192.168.50.3"));
         host.force_remove_network("macvlan50").unwrap();
+        host.settle();
         assert_eq!(link_names(&a), ["lo"]);
         assert_eq!(link_names(&b), ["lo"]);
         assert_eq!(link_names(&sb.host), ["eth0", "lo", "uplink0"]);

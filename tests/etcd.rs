@@ -903,6 +903,7 @@ fn removing_a_network_everywhere_is_refused_while_other_hosts_hold_addresses_unl
     // keeps its address, and its claim.
     segment.with_host(0, |host| {
         host.remove_network_everywhere("shared", true).unwrap();
+        host.settle();
         assert!(host.network("shared").is_err());
     });
     assert_eq!(common::link_names(&c0), vec!["lo".to_owned()]);

@@ -352,6 +352,7 @@ fn a_forced_removal_killed_half_way_is_finished_by_the_next_open_and_leaks_no_li
     let ep = net.attach(&containers[0], &AttachOptions::new()).unwrap();
     assert_eq!(ep.addresses()[0].to_string(), "10.7.7.2/24");
     host.force_remove_network("again").unwrap();
+    host.settle();
     assert!(host.recover().unwrap().is_clean());
 }
 
@@ -522,6 +523,7 @@ fn a_corrupt_journal_is_quarantined_and_rebuilt_from_the_kernel_without_touching
     assert_eq!(ep.addresses()[0].to_string(), "10.7.13.4/24");
     fresh.force_remove_network("n").unwrap();
     fresh.force_remove_network("other").unwrap();
+    fresh.settle();
     for ns in [&a, &b, &c, &d] {
         assert_eq!(link_names(ns), ["lo"]);
     }
@@ -590,6 +592,7 @@ fn a_lost_runtime_directory_is_rebuilt_from_the_kernel_and_no_address_is_handed_
     assert_eq!(net.endpoints().unwrap().len(), 2);
     assert_eq!(link_names(&a), ["eth0", "lo"]);
     fresh.force_remove_network("n").unwrap();
+    fresh.settle();
     assert_eq!(link_names(&a), ["lo"]);
 }
 
@@ -621,6 +624,7 @@ fn a_runtime_directory_removed_under_live_containers_is_rebuilt_not_their_links_
     assert_ne!(eb.addresses()[0].addr(), ea.addresses()[0].addr());
     assert!(fresh.recover().unwrap().is_clean());
     fresh.force_remove_network("n").unwrap();
+    fresh.settle();
     for ns in [&a, &b] {
         assert_eq!(link_names(ns), ["lo"]);
     }

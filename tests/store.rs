@@ -93,6 +93,7 @@ fn create_attach_detach_and_remove_run_through_the_engine_over_a_memory_store() 
         Err(Error::NetworkHasEndpoints { count: 3, .. })
     ));
     host.force_remove_network("pub_net").unwrap();
+    host.settle();
     assert_eq!(link_names(&a), ["lo"]);
     assert_eq!(link_names(&b), ["lo"]);
     assert!(store.networks().unwrap().is_empty());
@@ -158,6 +159,7 @@ fn the_file_stores_can_be_named_explicitly() {
         .join("endpoints.log")
         .is_file());
     host.force_remove_network("n").unwrap();
+    host.settle();
 }
 
 /// A network record for the journal tests (no kernel needed).

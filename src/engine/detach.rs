@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use netlink_packet_route::RouteNetlinkMessage;
 
-use super::Engine;
+use super::{Engine, PARALLEL_DELETIONS};
 use crate::address::address_message;
 use crate::endpoint::DetachOptions;
 use crate::mark;
@@ -163,55 +163,42 @@ impl Engine {
         record: &EndpointRecord,
     ) -> Result<()> {
         let mark = self.endpoint_mark(network, record.id);
-        let macvlan = network.driver.kind() == crate::driver::DriverKind::Macvlan;
-        netns.run(|| {
-            let nl = Netlink::open()?;
-            let link = match nl.link_by_name(&record.ifname) {
-                Ok(link) if mark.is_on(&link) => link,
-                Ok(_) | Err(Error::LinkNotFound { .. }) => {
-                    mark::find(&nl, &mark)?.ok_or_else(|| Error::LinkNotFound {
-                        link: record.ifname.clone(),
-                    })?
-                }
-                Err(e) => return Err(e),
-            };
-            let index = link.index;
-            let mut requests = vec![crate::link::alias_request(
-                index,
-                &mark.detached().to_string(),
-            )];
-            for address in &record.addresses {
-                requests.push(Request {
-                    message: RouteNetlinkMessage::DelAddress(address_message(
-                        index, *address, false,
-                    )),
-                    flags: 0,
-                    operation: format!("delete address {address}"),
-                });
-            }
-            if macvlan {
-                requests.push(crate::link::protodown_request(index));
-            }
-            let results = nl.batch(requests)?;
-            let addresses = 1..=record.addresses.len();
-            for (i, result) in results.into_iter().enumerate() {
-                match result {
-                    Ok(()) => {}
-                    // Gone already (the container took it off).
-                    Err(e) if addresses.contains(&i) && e.errno() == Some(libc::EADDRNOTAVAIL) => {}
-                    // The mark, or an address that would stay: not off the
-                    // network; the caller deletes the link instead.
-                    Err(e) if i <= record.addresses.len() => return Err(e),
-                    // Protocol-down refused: the addresses are off anyway.
-                    Err(e) => log::debug!("endpoint {}: {e}", record.name),
+        netns.run(|| take_off_here(network, &mark, record))
+    }
+
+    /// Takes these (ready) endpoints off the network at once, on a few
+    /// threads of the library's own, as a detach does, without recording
+    /// anything (a forced removal, recorded as `removing`, has). Returns
+    /// the links left for deletion and the endpoints that could not be
+    /// taken off (their links must be deleted instead).
+    pub(super) fn take_off_all(
+        &self,
+        network: &NetworkRecord,
+        endpoints: Vec<(EndpointRecord, NetNs)>,
+    ) -> (Vec<LeftLink>, Vec<EndpointRecord>) {
+        let jobs: Vec<(&NetNs, &EndpointRecord)> = endpoints
+            .iter()
+            .map(|(record, netns)| (netns, record))
+            .collect();
+        let results = crate::netns::run_each(jobs, TAKE_OFF_THREADS, |record| {
+            take_off_here(network, &self.endpoint_mark(network, record.id), record)
+        });
+        let mut left = Vec::new();
+        let mut refused = Vec::new();
+        for ((record, netns), result) in endpoints.into_iter().zip(results) {
+            match result {
+                Ok(()) => left.push(LeftLink {
+                    mark: self.endpoint_mark(network, record.id).detached(),
+                    ifname: record.ifname,
+                    netns,
+                }),
+                Err(e) => {
+                    log::debug!("endpoint {}: {e}; deleting its link", record.name);
+                    refused.push(record);
                 }
             }
-            let path = format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", link.name);
-            if let Err(e) = std::fs::write(&path, "1") {
-                log::debug!("cannot set {path}: {e}");
-            }
-            Ok(())
-        })
+        }
+        (left, refused)
     }
 
     /// The detached endpoints of the network that stand in an attach's
@@ -359,6 +346,194 @@ impl Engine {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         log::warn!("network {}: a sweep is still running", network.name);
+    }
+}
+
+/// How many threads take a forced removal's endpoints off the network.
+const TAKE_OFF_THREADS: usize = 8;
+
+/// Takes an endpoint's link off the network in one round trip from the
+/// calling thread, which is in its namespace: the detached mark, its
+/// addresses deleted, protocol down where the driver has it; then no IPv6
+/// on it (no link-local address either).
+fn take_off_here(
+    network: &NetworkRecord,
+    mark: &mark::Mark,
+    record: &EndpointRecord,
+) -> Result<()> {
+    let macvlan = network.driver.kind() == crate::driver::DriverKind::Macvlan;
+    let nl = Netlink::open()?;
+    let link = match nl.link_by_name(&record.ifname) {
+        Ok(link) if mark.is_on(&link) => link,
+        Ok(_) | Err(Error::LinkNotFound { .. }) => {
+            mark::find(&nl, mark)?.ok_or_else(|| Error::LinkNotFound {
+                link: record.ifname.clone(),
+            })?
+        }
+        Err(e) => return Err(e),
+    };
+    let index = link.index;
+    let mut requests = vec![crate::link::alias_request(
+        index,
+        &mark.detached().to_string(),
+    )];
+    for address in &record.addresses {
+        requests.push(Request {
+            message: RouteNetlinkMessage::DelAddress(address_message(index, *address, false)),
+            flags: 0,
+            operation: format!("delete address {address}"),
+        });
+    }
+    if macvlan {
+        requests.push(crate::link::protodown_request(index));
+    }
+    let results = nl.batch(requests)?;
+    let addresses = 1..=record.addresses.len();
+    for (i, result) in results.into_iter().enumerate() {
+        match result {
+            Ok(()) => {}
+            // Gone already (the container took it off).
+            Err(e) if addresses.contains(&i) && e.errno() == Some(libc::EADDRNOTAVAIL) => {}
+            // The mark, or an address that would stay: not off the
+            // network; the caller deletes the link instead.
+            Err(e) if i <= record.addresses.len() => return Err(e),
+            // Protocol-down refused: the addresses are off anyway.
+            Err(e) => log::debug!("endpoint {}: {e}", record.name),
+        }
+    }
+    let path = format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", link.name);
+    if let Err(e) = std::fs::write(&path, "1") {
+        log::debug!("cannot set {path}: {e}");
+    }
+    Ok(())
+}
+
+/// A link taken off its network and left for deletion, with no record
+/// (its network is gone): found again by its detached mark.
+pub(super) struct LeftLink {
+    pub netns: NetNs,
+    pub ifname: String,
+    pub mark: mark::Mark,
+}
+
+impl LeftLink {
+    /// Deletes the link, from the calling thread, which is in its
+    /// namespace, if it is still there with its mark (whatever it is
+    /// called now).
+    fn delete_here(&self) -> Result<()> {
+        let nl = Netlink::open()?;
+        if mark::delete_if_ours(&nl, &self.ifname, &self.mark, mark::Unmarked::Spare)? {
+            return Ok(());
+        }
+        if let Some(link) = mark::find(&nl, &self.mark)? {
+            match nl.delete_link(link.index) {
+                Ok(()) | Err(Error::LinkNotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Link deletions left to threads of the library's own, and a way to wait
+/// for them.
+#[derive(Debug, Default)]
+pub(crate) struct Deletions {
+    running: std::sync::Mutex<usize>,
+    idle: std::sync::Condvar,
+}
+
+impl Engine {
+    /// Deletes `links` on a thread of the library's own, all in flight at
+    /// once (their RCU grace periods overlap), and returns at once. The
+    /// caller has noted the deletion as under way in the network store
+    /// (`begin` with the network's id), which this ends: a crash before
+    /// the links go leaves links with the detached mark of a network that
+    /// no longer exists, which the next opening of the host deletes (as
+    /// [`recover`](Engine::recover) does); the end of their namespaces
+    /// takes them too.
+    pub(super) fn delete_later(&self, record: &NetworkRecord, links: Vec<LeftLink>) {
+        if links.is_empty() {
+            return;
+        }
+        let deletions = self.deletions.clone();
+        *deletions.running.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        let (network, id) = (record.name.clone(), record.id.clone());
+        let store = self.networks.clone();
+        let count = links.len();
+        let job = move || {
+            log::debug!("network {network}: deleting {count} link(s) in the background");
+            let jobs: Vec<(&NetNs, &LeftLink)> = links.iter().map(|l| (&l.netns, l)).collect();
+            let results = crate::netns::run_each(jobs, PARALLEL_DELETIONS, LeftLink::delete_here);
+            for (link, result) in links.iter().zip(results) {
+                if let Err(e) = result {
+                    log::warn!(
+                        "network {network}: cannot delete {} in {}: {e} (`recover` deletes it later)",
+                        link.ifname,
+                        link.netns.path().display()
+                    );
+                }
+            }
+            log::debug!("network {network}: its links are deleted");
+            store.end(&id);
+            let mut running = deletions.running.lock().unwrap_or_else(|p| p.into_inner());
+            *running -= 1;
+            deletions.idle.notify_all();
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("underlay-delete".into())
+            .spawn(job)
+        {
+            // The job (and its links) went with the failed spawn; they are
+            // off the network, marked, and `recover` deletes them.
+            log::warn!(
+                "cannot start deleting links in the background ({e}); `recover` deletes them"
+            );
+            let mut running = self
+                .deletions
+                .running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            *running -= 1;
+            self.deletions.idle.notify_all();
+        }
+    }
+
+    /// Waits (up to 30 s) until every sweep and background deletion of
+    /// this process is done.
+    pub fn settle(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut running = self
+            .deletions
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        while *running > 0 {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                log::warn!("link deletions are still running");
+                return;
+            }
+            running = self
+                .deletions
+                .idle
+                .wait_timeout(running, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        drop(running);
+        while std::time::Instant::now() < deadline {
+            if self
+                .sweeps
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty()
+            {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        log::warn!("sweeps are still running");
     }
 }
 

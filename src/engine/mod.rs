@@ -14,6 +14,9 @@
 //! a crash interrupts for recovery, which reads the same records through
 //! the same traits. Links it makes carry the ownership mark (`mark.rs`).
 
+/// How many endpoint links are deleted at once.
+const PARALLEL_DELETIONS: usize = 128;
+
 mod attach;
 mod create;
 mod detach;
@@ -57,7 +60,7 @@ pub(crate) struct Engine {
     netns: NetNs,
     /// A socket in the host namespace.
     nl: Netlink,
-    networks: Box<dyn NetworkStore>,
+    networks: Arc<dyn NetworkStore>,
     endpoints: Box<dyn EndpointStore>,
     default_pools: DefaultPools,
     reserved_prefixes: Vec<IpNet>,
@@ -74,6 +77,9 @@ pub(crate) struct Engine {
     owner: Mutex<Option<Owner>>,
     /// Sweeps of detached links under way (see `detach.rs`).
     sweeps: detach::Sweeps,
+    /// Link deletions left to threads of the library's own (see
+    /// `detach.rs`).
+    deletions: Arc<detach::Deletions>,
     /// The thread that opens sockets inside containers for attaches.
     worker: crate::netns::Worker,
 }
@@ -86,7 +92,7 @@ impl Engine {
         let engine = Engine {
             netns: parts.netns,
             nl,
-            networks: parts.networks,
+            networks: Arc::from(parts.networks),
             endpoints: parts.endpoints,
             default_pools: parts.default_pools,
             reserved_prefixes: parts.reserved_prefixes,
@@ -95,12 +101,13 @@ impl Engine {
             parent_indexes: Mutex::new(HashMap::new()),
             owner: Mutex::new(None),
             sweeps: Default::default(),
+            deletions: Default::default(),
             worker: Default::default(),
         };
         // Recovery costs a look at every network and the host's links: do it
         // once per boot, and again only when an operation was interrupted.
         if engine.networks.needs_recovery()? {
-            let report = engine.recover_networks()?;
+            let report = engine.recover_networks(true)?;
             if !report.is_clean() {
                 log::info!("recovery on open: {report:?}");
             }

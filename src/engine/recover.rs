@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use super::remove::Deletion;
 use super::{link_present, Engine};
 use crate::mark::{Mark, Role};
 use crate::netlink::Netlink;
@@ -81,7 +82,8 @@ impl RecoveryReport {
 impl Engine {
     /// Networks and endpoints: see [`Host::recover`](crate::Host::recover).
     pub fn recover(&self) -> Result<RecoveryReport> {
-        let mut report = self.recover_networks()?;
+        // Its own look at every namespace comes below, with more to go on.
+        let mut report = self.recover_networks(false)?;
         let _lock = self.networks.lock()?;
         let mut explained: Vec<Mark> = Vec::new();
         for network in self.networks()? {
@@ -183,7 +185,7 @@ impl Engine {
         } else {
             report
                 .removed_links
-                .extend(self.remove_unexplained_endpoint_links(&explained));
+                .extend(self.remove_unexplained_endpoint_links(|mark| explained.contains(mark)));
         }
         Ok(report)
     }
@@ -284,8 +286,11 @@ impl Engine {
     }
 
     /// Deletes endpoint links with this host's mark, in every namespace the
-    /// machine knows, that no endpoint record explains.
-    fn remove_unexplained_endpoint_links(&self, explained: &[Mark]) -> Vec<String> {
+    /// machine knows, that are not `explained`.
+    fn remove_unexplained_endpoint_links(
+        &self,
+        explained: impl Fn(&Mark) -> bool + Sync,
+    ) -> Vec<String> {
         let host = self.networks.host_id();
         let mut removed = Vec::new();
         for (path, netns) in self.other_namespaces() {
@@ -299,7 +304,7 @@ impl Engine {
                     let endpoint_link = matches!(mark.role, Role::Endpoint(_) | Role::Detached(_));
                     if mark.host == host
                         && endpoint_link
-                        && !explained.contains(&mark)
+                        && !explained(&mark)
                         && nl.delete_link(link.index).is_ok()
                     {
                         deleted.push(format!("{}:{}", path.display(), link.name));
@@ -317,9 +322,16 @@ impl Engine {
 
     /// Checks the networks only: interrupted creations and removals, owned
     /// parents missing after a reboot, marked links on the host that no
-    /// network explains.
-    pub(super) fn recover_networks(&self) -> Result<RecoveryReport> {
+    /// network explains; with `in_namespaces`, also endpoint links in every
+    /// namespace of networks that no longer exist (a removal whose links
+    /// a crash kept from being deleted).
+    pub(super) fn recover_networks(&self, in_namespaces: bool) -> Result<RecoveryReport> {
         let _lock = self.networks.lock()?;
+        let interrupted = if in_namespaces {
+            self.networks.pending()?
+        } else {
+            Vec::new()
+        };
         let mut report = RecoveryReport {
             quarantined: self.networks.quarantine()?,
             ..RecoveryReport::default()
@@ -329,11 +341,11 @@ impl Engine {
             let mark = self.parent_mark(&record);
             match record.state {
                 NetworkState::Creating => {
-                    self.finish_removal(&record)?;
+                    self.finish_removal(&record, Deletion::Now)?;
                     report.undone_creations.push(record.name.clone());
                 }
                 NetworkState::Removing => {
-                    self.finish_removal(&record)?;
+                    self.finish_removal(&record, Deletion::Now)?;
                     report.finished_removals.push(record.name.clone());
                 }
                 NetworkState::Ready => {
@@ -395,6 +407,19 @@ impl Engine {
                     Err(e) => return Err(e),
                 }
             }
+        }
+        // A removal that a crash interrupted may have left links taken off
+        // the network in containers' namespaces, which nothing records any
+        // more (once the network's endpoint state or record is gone): those
+        // of networks that no longer exist go.
+        let records = self.networks.networks()?;
+        let gone = |name: &String| !records.iter().any(|r| r.name == *name);
+        if interrupted.iter().any(gone) && !keep_unexplained {
+            report
+                .removed_links
+                .extend(self.remove_unexplained_endpoint_links(|mark| {
+                    records.iter().any(|r| r.id == mark.network)
+                }));
         }
         // Everything interrupted is settled now.
         self.networks.recovered()?;

@@ -8,8 +8,19 @@ use crate::parent;
 use crate::store::{EndpointRecord, EndpointState, NetworkRecord, NetworkState};
 use crate::{Error, Result};
 
-/// How many endpoint links are deleted at once.
-const PARALLEL_DELETIONS: usize = 128;
+use super::detach::LeftLink;
+use super::PARALLEL_DELETIONS;
+
+/// When a removal deletes its endpoints' links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Deletion {
+    /// Before it returns (recovery finishing an interrupted removal).
+    Now,
+    /// The containers taken off the network before it returns (addresses
+    /// off, links down and marked detached), their links deleted on a
+    /// thread of the library's own once the network is gone.
+    Later,
+}
 
 impl Engine {
     /// Removes a network (by name or id). Without `force`, a network with
@@ -38,7 +49,7 @@ impl Engine {
         self.networks.begin(&record.name)?;
         self.networks.save(&record)?;
         log::debug!("network {}: recorded as removing", record.name);
-        self.finish_removal(&record)?;
+        self.finish_removal(&record, Deletion::Later)?;
         log::info!("removed network {}", record.name);
         // This host's half of a shared network is gone; the definition
         // goes with the last host.
@@ -151,7 +162,7 @@ impl Engine {
     /// `creating`), also after a crash cut a removal short: its endpoints'
     /// links, its owned parent, its endpoint state, its record. Every
     /// failure is reported, and the record is kept until all is done.
-    pub(super) fn finish_removal(&self, record: &NetworkRecord) -> Result<()> {
+    pub(super) fn finish_removal(&self, record: &NetworkRecord, deletion: Deletion) -> Result<()> {
         // Held to the end, so no attach slips in between; a waiting one
         // then finds the network gone.
         let session = match self.endpoints.session(record) {
@@ -166,11 +177,27 @@ impl Engine {
         // Endpoint links go first. With an owned parent, deleting the parent
         // takes them all in one kernel operation. Otherwise each goes on its
         // own, in parallel: a deletion waits for an RCU grace period, and
-        // concurrent deletions share their waits.
+        // concurrent deletions share their waits. Unless they must be gone
+        // now, the containers are only taken off the network here (a round
+        // trip each, no wait), and the links deleted once it is gone.
         let mut errors = Vec::new();
+        let mut left = Vec::new();
         if !record.parent.owned() {
+            let now = match deletion {
+                Deletion::Now => endpoints,
+                Deletion::Later => {
+                    let (off, now) = self.take_off_or_delete(record, endpoints);
+                    left = off;
+                    log::debug!(
+                        "network {}: {} container(s) taken off the network",
+                        record.name,
+                        left.len()
+                    );
+                    now
+                }
+            };
             errors.extend(
-                self.remove_endpoint_links(record, &endpoints)
+                self.remove_endpoint_links(record, &now)
                     .into_iter()
                     .map(|(_, e)| e),
             );
@@ -207,9 +234,47 @@ impl Engine {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&record.id);
+        if !left.is_empty() {
+            // Until the links are gone, opening a host finishes their
+            // deletion if this process dies (the record that could say so
+            // goes next).
+            self.networks.begin(&record.id)?;
+        }
         self.networks.remove(&record.name)?;
         self.networks.end(&record.name);
+        self.delete_later(record, left);
         Ok(())
+    }
+
+    /// A forced removal's endpoints, split: the links of those taken off
+    /// the network now (ready ones) or earlier (detached ones), left for
+    /// deletion; and those whose links must be deleted now (under way in
+    /// another process, or refusing to be taken off).
+    fn take_off_or_delete(
+        &self,
+        network: &NetworkRecord,
+        endpoints: Vec<EndpointRecord>,
+    ) -> (Vec<LeftLink>, Vec<EndpointRecord>) {
+        let mut left = Vec::new();
+        let mut ready = Vec::new();
+        let mut now = Vec::new();
+        for endpoint in endpoints {
+            match (endpoint.state, endpoint.netns()) {
+                // The namespace is gone, and its link with it.
+                (_, None) => {}
+                (EndpointState::Detached, Some(netns)) => left.push(LeftLink {
+                    mark: self.endpoint_mark(network, endpoint.id).detached(),
+                    ifname: endpoint.ifname,
+                    netns,
+                }),
+                (EndpointState::Ready, Some(netns)) => ready.push((endpoint, netns)),
+                _ => now.push(endpoint),
+            }
+        }
+        let (off, refused) = self.take_off_all(network, ready);
+        left.extend(off);
+        now.extend(refused);
+        (left, now)
     }
 
     /// Deletes the links of `endpoints`, many at a time; returns every

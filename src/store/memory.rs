@@ -138,6 +138,10 @@ impl NetworkStore for MemoryStore {
         lock(&self.shared.pending).retain(|n| n != name);
     }
 
+    fn pending(&self) -> Result<Vec<String>> {
+        Ok(lock(&self.shared.pending).clone())
+    }
+
     fn needs_recovery(&self) -> Result<bool> {
         Ok(!*lock(&self.shared.recovered) || !lock(&self.shared.pending).is_empty())
     }

@@ -103,7 +103,9 @@ pub trait NetworkStore: Send + Sync + fmt::Debug {
 
     /// Notes that an operation on network `name` is under way, so that
     /// [`needs_recovery`](Self::needs_recovery) is true until
-    /// [`end`](Self::end) (or recovery) if the process dies first.
+    /// [`end`](Self::end) (or recovery) if the process dies first. `name`
+    /// is a network's name, or its id for the deletion of its links after
+    /// its record is gone.
     ///
     /// # Errors
     /// When the note cannot be written.
@@ -111,6 +113,19 @@ pub trait NetworkStore: Send + Sync + fmt::Debug {
 
     /// Ends what [`begin`](Self::begin) started.
     fn end(&self, name: &str);
+
+    /// What [`begin`](Self::begin) noted and nothing ended yet (in any
+    /// process), as it was named. Recovery on opening looks for links a
+    /// crash left in every namespace only when one of them is not a
+    /// network's name any more; a store that cannot tell returns nothing,
+    /// and such links then wait for [`Host::recover`](crate::Host::recover)
+    /// (or their namespace's end).
+    ///
+    /// # Errors
+    /// When the store cannot tell.
+    fn pending(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
 
     /// Whether opening must run recovery: it has not run since the machine
     /// booted, or an operation was interrupted.

@@ -241,6 +241,16 @@ impl NetworkStore for FileNetworkStore {
         }
     }
 
+    fn pending(&self) -> Result<Vec<String>> {
+        let pending = self.dir.join("pending");
+        let entries = std::fs::read_dir(&pending)
+            .map_err(|e| Error::io(format!("list {}", pending.display()), e))?;
+        Ok(entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect())
+    }
+
     fn has_quarantined(&self) -> bool {
         std::fs::read_dir(self.dir.join("quarantine"))
             .map(|mut entries| entries.next().is_some())

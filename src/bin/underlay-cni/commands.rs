@@ -82,6 +82,9 @@ fn network(host: &Host, conf: &NetConf) -> Result<Network, CniError> {
                 Ok(()) | Err(Error::NetworkNotFound { .. }) => {}
                 Err(_) => return Err(differs.into()),
             }
+            // Links detaches left go on threads that this short-lived
+            // process would end: waited for (rare: an edited conflist).
+            host.settle();
             match host.create_network(builder.clone()) {
                 Ok(network) => Ok(network),
                 Err(Error::NetworkExists { .. }) => {
