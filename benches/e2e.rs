@@ -18,7 +18,8 @@
 //!   IPs as podman does), `underlay-cni` (one process per call, its own
 //!   IPAM), the CNI macvlan plugin with host-local IPAM, and
 //!   the kernel floor (the same netlink requests back to back through
-//!   underlay's low-level API). Then bulk teardown: `force_remove_network`
+//!   underlay's low-level API; a second floor row adds the ownership mark
+//!   and `arp_notify`, which underlay sends too). Then bulk teardown: `force_remove_network`
 //!   with N endpoints against N single detaches, and the kernel's own cost
 //!   of deleting N links serially or concurrently.
 //! - **scale**: attach and detach with 1 and with `UNDERLAY_BENCH_NETWORKS`
@@ -934,6 +935,9 @@ impl Tool for UnderlayCni<'_> {
 /// `add_address`, `set_link_up_by_index`, `add_route` inside; `delete_link`),
 /// container sockets opened beforehand; no IPAM, no state, no checks.
 struct Floor<'a> {
+    /// Also underlay's other netlink requests: the mark (alias) and
+    /// `arp_notify` (which makes the kernel send a gratuitous ARP at up).
+    same_requests: bool,
     host: &'a Netlink,
     parent: u32,
     subnets: Vec<IpNet>,
@@ -952,6 +956,7 @@ impl<'a> Floor<'a> {
             socket_open.push(d);
         }
         Ok(Floor {
+            same_requests: false,
             host: &sb.nl,
             parent: sb.parent_index()?,
             subnets: family.subnets(4),
@@ -964,7 +969,11 @@ impl<'a> Floor<'a> {
 
 impl Tool for Floor<'_> {
     fn name(&self) -> String {
-        "kernel floor (raw netlink, no state)".into()
+        if self.same_requests {
+            "kernel floor + mark, arp_notify (underlay's requests)".into()
+        } else {
+            "kernel floor (raw netlink, no state)".into()
+        }
     }
     fn attach(&mut self, i: usize, c: &NetNs) -> Res<()> {
         let inside = &self.sockets[i];
@@ -973,6 +982,10 @@ impl Tool for Floor<'_> {
                 &NewLink::macvlan("eth0", self.parent, MacvlanMode::Bridge).netns(c),
             )?;
             let index = inside.link_by_name("eth0")?.index;
+            if self.same_requests {
+                inside.set_alias(index, "underlay:0123456789abcdef:0123456789abcdef")?;
+                inside.set_arp_notify(index)?;
+            }
             for s in &self.subnets {
                 if s.addr().is_ipv6() {
                     inside.add_address_nodad(index, nth(*s, i))?;
@@ -1108,6 +1121,10 @@ fn e2e(cfg: &Config, report: &mut Report) -> Res<()> {
         let mut floor = Floor::new(&sb, family, &cs)?;
         socket_opens.extend(std::mem::take(&mut floor.socket_open));
         tools.push(Box::new(floor));
+        let mut same = Floor::new(&sb, family, &cs)?;
+        same.same_requests = true;
+        same.subnets = family.subnets(7);
+        tools.push(Box::new(same));
         rows.extend(run_tools(family, &mut tools, &cs, cfg.chunk)?);
         if family == Family::Dual && !cfg.skipped("cni") {
             let k = cs.len().min(5);

@@ -480,6 +480,70 @@ fn ipv4_only_endpoints_get_no_ipv6_and_ipv6_ones_announce_themselves() {
 }
 
 #[test]
+fn attach_announces_an_ipv6_address_to_neighbours_that_knew_another_mac() {
+    let sb = Sandbox::new();
+    // The "switch" side knows the address at another MAC (a container that
+    // had it before).
+    for args in [
+        &[
+            "-6",
+            "addr",
+            "add",
+            "fd86::250/64",
+            "dev",
+            "uplink0",
+            "nodad",
+        ][..],
+        &[
+            "-6",
+            "neigh",
+            "add",
+            "fd86::10",
+            "lladdr",
+            "02:00:00:00:00:01",
+            "dev",
+            "uplink0",
+            "nud",
+            "stale",
+        ][..],
+    ] {
+        let out = sb.host_run("ip", args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let dir = StateDir::new();
+    let host = open_host(&sb, &dir);
+    let net = create(
+        &host,
+        "-d macvlan --ipv6 --ipv4=false --subnet=fd86::/64 -o parent=eth0 v6",
+    );
+    let ns = sb.container();
+    let ep = net
+        .attach(&ns, &AttachOptions::new().ip(ip("fd86::10")))
+        .unwrap();
+    // No traffic was sent to the host, yet it knows the new MAC.
+    let mac = ep.mac().unwrap().to_string();
+    let mut learned = false;
+    for _ in 0..50 {
+        let neigh = ip_json(&sb.host, &["-6", "neigh", "show", "dev", "uplink0"]);
+        if neigh
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["dst"] == "fd86::10" && n["lladdr"] == mac)
+        {
+            learned = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(learned, "{}", ip_json(&sb.host, &["-6", "neigh"]));
+}
+
+#[test]
 fn a_journal_entry_cut_short_by_a_crash_is_dropped() {
     let (sb, dir, host) = common::fixture();
     let net = create(&host, "-d macvlan --subnet=10.34.0.0/24 -o parent=eth0 n");
