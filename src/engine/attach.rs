@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::mpsc;
+use std::time::Duration;
 
 use netlink_packet_route::RouteNetlinkMessage;
 
@@ -15,7 +16,7 @@ use crate::link::validate_name;
 use crate::mark::Mark;
 use crate::names::validate_dns_name;
 use crate::netlink::{Netlink, Request};
-use crate::netns::NetNs;
+use crate::netns::{receive_soon, NetNs};
 use crate::route::{IpFamily, NewRoute};
 use crate::store::{EndpointRecord, EndpointSession, EndpointState, NetworkRecord};
 use crate::{Error, Result};
@@ -303,21 +304,24 @@ impl Engine {
             source: Box::new(e),
         };
         // Meanwhile, on the library's namespace thread: a socket inside the
-        // container, then (once told the link exists) the link's IPv6
-        // setting. Both wait on nothing this thread does before the link is
-        // made, so they overlap with making it; told nothing (a failure
-        // below drops the sender), the thread only opens the socket.
+        // container, handed over at once, then (once told the link exists)
+        // the link's IPv6 setting. The socket overlaps with making the
+        // link, the setting with the first half of the configuration (it
+        // has to be in place only when the link goes up). Told nothing (a
+        // failure below drops the sender), the thread only opens the socket.
         let (link_made, told) = mpsc::sync_channel::<Option<(String, &'static str)>>(1);
-        let inside = self
+        let (socket, inside) = mpsc::sync_channel::<Result<Netlink>>(1);
+        let ipv6_set = self
             .worker
             .submit(netns, move || {
-                let nl = Netlink::open()?;
-                if let Ok(Some((path, value))) = told.recv() {
+                let _ = socket.send(Netlink::open());
+                // Told within the time it takes to make a link.
+                if let Ok(Some((path, value))) = receive_soon(&told, LINK_SPIN) {
                     if let Err(e) = std::fs::write(&path, value) {
                         log::debug!("cannot set {path}: {e}");
                     }
                 }
-                Ok(nl)
+                Ok(())
             })
             .map_err(|e| failed("open a socket in the container", e))?;
         let cached = self.cached_parent_index(network);
@@ -375,11 +379,26 @@ impl Engine {
         let mark = self.endpoint_mark(network, record.id);
         let record = &*record;
         // The rest from this thread, on the socket inside the container.
-        let _ = link_made.send(ipv6_setting(network, &record.ifname, allocations));
-        let nl = inside
-            .wait()
+        let setting = ipv6_setting(network, &record.ifname, allocations);
+        let _ = link_made.send(setting.clone());
+        let nl = receive_soon(&inside, HANDOFF_SPIN)
+            .unwrap_or_else(|_| Err(Error::Internal("the namespace worker stopped".into())))
             .map_err(|e| failed("open a socket in the container", e))?;
-        let result = configure_inside(network, &nl, record, &mark, allocations, options);
+        let ipv6_set = move || {
+            if let Err(e) = ipv6_set.wait_soon(HANDOFF_SPIN) {
+                log::debug!("the IPv6 setting of a new link: {e}");
+            }
+        };
+        // Turning IPv6 off takes the kernel's routing lock, as every
+        // configuration request does: nothing to overlap, so it is waited
+        // for first. `ndisc_notify` is made during the first half.
+        let before_up = if setting_overlaps(&setting) {
+            Some(ipv6_set)
+        } else {
+            ipv6_set();
+            None
+        };
+        let result = configure_inside(network, &nl, record, &mark, allocations, options, before_up);
         if result.is_err() {
             // Undo: the link takes its addresses and routes with it. It may
             // not carry the mark yet (that step may have failed).
@@ -711,9 +730,25 @@ fn ipv6_setting(
     Some((format!("/proc/sys/net/ipv6/conf/{ifname}/{key}"), value))
 }
 
+/// How long the namespace thread waits for word that the link is made
+/// before it sleeps (see [`receive_soon`]): making a link takes 0.1-0.3 ms.
+const LINK_SPIN: Duration = Duration::from_micros(500);
+/// How long an attach waits for the namespace thread before it sleeps.
+const HANDOFF_SPIN: Duration = Duration::from_micros(200);
+
+/// Whether the IPv6 setting can be made while the link is configured:
+/// `ndisc_notify` is a plain value; turning IPv6 off takes the kernel's
+/// routing lock (rtnl), as every configuration request does.
+fn setting_overlaps(setting: &Option<(String, &'static str)>) -> bool {
+    setting
+        .as_ref()
+        .is_some_and(|(path, _)| path.ends_with("/ndisc_notify"))
+}
+
 /// Configures a new link from a socket inside its namespace, in one round
-/// trip, in order: the ownership mark, `arp_notify`, the addresses, up,
-/// the routes.
+/// trip, in order: the ownership mark, `arp_notify`, the addresses, up, the
+/// routes. Given `before_up` (the link's IPv6 setting, made meanwhile on
+/// the namespace thread), in two: up and the routes once it returns.
 fn configure_inside(
     network: &NetworkRecord,
     nl: &Netlink,
@@ -721,6 +756,7 @@ fn configure_inside(
     mark: &Mark,
     allocations: &[Allocation],
     options: &AttachOptions,
+    before_up: Option<impl FnOnce()>,
 ) -> std::result::Result<Vec<RouteRequest>, (String, Error)> {
     let ifname = &record.ifname;
     let index = nl
@@ -742,6 +778,7 @@ fn configure_inside(
             operation: format!("add address {address}"),
         });
     }
+    let first_half = requests.len();
     requests.push(crate::link::up_request(index));
     let first_route = requests.len();
     let mut routes: Vec<NewRoute> = Vec::new();
@@ -765,9 +802,26 @@ fn configure_inside(
         };
         requests.push(route.request());
     }
-    let results = nl
-        .batch(requests)
-        .map_err(|e| ("configure the link".to_owned(), e))?;
+    let results = match before_up {
+        None => nl.batch(requests),
+        Some(before_up) => {
+            let second_half = requests.split_off(first_half);
+            let mut results = nl.batch(requests);
+            // The rest only if all of that went in; the link goes up with
+            // its IPv6 setting in place, whatever became of it.
+            before_up();
+            if let Ok(first) = &mut results {
+                if first.iter().all(Result::is_ok) {
+                    first.extend(
+                        nl.batch(second_half)
+                            .map_err(|e| ("configure the link".to_owned(), e))?,
+                    );
+                }
+            }
+            results
+        }
+    }
+    .map_err(|e| ("configure the link".to_owned(), e))?;
     let mut installed = Vec::new();
     for (i, result) in results.into_iter().enumerate() {
         match result {
