@@ -477,6 +477,26 @@ fn ipv4_only_endpoints_get_no_ipv6_and_ipv6_ones_announce_themselves() {
     );
     assert_eq!(sysctl(&b, "disable_ipv6"), "0");
     assert_eq!(sysctl(&b, "ndisc_notify"), "1");
+    // The IPv4-only link keeps the namespace's IPv6 address generation
+    // mode: turned on again, its IPv6 gets a link-local address as any
+    // link's would.
+    let default = a
+        .run(|| {
+            Ok(std::fs::read_to_string("/proc/sys/net/ipv6/conf/default/addr_gen_mode").unwrap())
+        })
+        .unwrap();
+    assert_eq!(sysctl(&a, "addr_gen_mode"), default.trim());
+    a.write_sysctl("net/ipv6/conf/eth0/disable_ipv6", "0")
+        .unwrap();
+    let mut link_local = false;
+    for _ in 0..50 {
+        if addresses(&a, "eth0").iter().any(|a| a.starts_with("fe80:")) {
+            link_local = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(link_local, "{:?}", addresses(&a, "eth0"));
 }
 
 #[test]
