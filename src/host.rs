@@ -496,7 +496,9 @@ impl Host {
 
     /// Removes a network (by name or id, as [`Host::network`] finds it):
     /// deletes the parent link if underlay created it
-    /// (a VLAN sub-interface or a dummy), and nothing else. A network that
+    /// (a VLAN sub-interface or a dummy), and nothing else (links that
+    /// detaches left for deletion go on a thread of the library's own, as
+    /// in [`force_remove_network`](Self::force_remove_network)). A network that
     /// still has endpoints is refused ([`Error::NetworkHasEndpoints`](crate::Error::NetworkHasEndpoints)); see
     /// [`force_remove_network`](Self::force_remove_network).
     ///
@@ -524,14 +526,20 @@ impl Host {
     ///
     /// It returns once every container is off the network and the name is
     /// free: each endpoint is taken off as a [detach](crate::Network::detach)
-    /// does (its addresses deleted, its link down and marked detached, all
-    /// containers at once), its addresses released, the records gone.
-    /// Deleting the links waits for the kernel (an RCU grace period, some
-    /// 20 ms), so it is left to a thread of the library's own, all of them
-    /// in flight at once; [`settle`](Self::settle) waits for it. A crash
-    /// before they are deleted leaves marked links that
-    /// [`recover`](Self::recover) deletes, and the end of a container's
-    /// namespace takes its link with it.
+    /// does (its addresses deleted, its link marked detached, and a macvlan
+    /// link set protocol-down; many containers at once), its addresses
+    /// released, the records gone. Deleting the links waits for the kernel
+    /// (an RCU grace period, some 20 ms), so it is left to a thread of the
+    /// library's own, up to 128 of them in flight at once;
+    /// [`settle`](Self::settle) waits for it. A crash before they are
+    /// deleted leaves a note that makes the next opening of the host look
+    /// for them in every namespace (as [`recover`](Self::recover) does), and
+    /// the end of a container's namespace takes its link with it.
+    ///
+    /// Until they are deleted, the links stay on the parent: a network of
+    /// another driver (or macvlan passthru) on the same parent, or an
+    /// attach that asks for one of their MAC addresses, calls
+    /// [`settle`](Self::settle) first.
     ///
     /// When the parent is owned, deleting it takes every endpoint link with
     /// it in one kernel operation, before this returns.

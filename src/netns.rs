@@ -528,6 +528,15 @@ pub(crate) fn receive_soon<T>(
     }
 }
 
+/// Whether opening a namespace failed for want of resources (descriptors,
+/// memory), which says nothing about whether it still exists.
+pub(crate) fn out_of_resources(error: &Error) -> bool {
+    matches!(
+        error.errno(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS)
+    )
+}
+
 /// Runs `work` once for each job, inside the job's namespace, on up to
 /// `threads` threads of the library's own, each entering the namespaces
 /// of its share of the jobs in turn (one thread per job would spawn far

@@ -388,3 +388,90 @@ fn kill_9_at_every_step_of_a_forced_removal_then_opening_the_host_leaves_no_link
         host.settle();
     }
 }
+
+/// In a child (its descriptor limit is its own): a forced removal with
+/// few descriptors left either takes every container off the network or
+/// fails and keeps the network; never both "done" and a container still
+/// on it with its addresses released.
+#[test]
+#[ignore = "helper: run by a test in a child process"]
+fn few_descriptors_child() {
+    if std::env::var_os("UNDERLAY_FEW_DESCRIPTORS").is_none() {
+        return;
+    }
+    let (sb, dir, host) = common::fixture();
+    let net = dual(&host, "n", "10.90.0.0/24", "fd00:90::/64");
+    let containers: Vec<NetNs> = (0..40).map(|_| sb.container()).collect();
+    for c in &containers {
+        net.attach(c, &AttachOptions::new()).unwrap();
+    }
+    let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+    let limit = |soft: u64| {
+        let mut current = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: plain system calls on a local struct.
+        unsafe {
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut current);
+            let old = current.rlim_cur;
+            current.rlim_cur = soft;
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &current), 0);
+            old
+        }
+    };
+    // A few namespaces' worth of descriptors at a time, not forty.
+    let old = limit(open + 12);
+    let removed = host.force_remove_network("n");
+    limit(old);
+    host.settle();
+    match &removed {
+        Ok(()) => {
+            for c in &containers {
+                assert!(
+                    common::global_addresses(c).is_empty(),
+                    "removed, yet on the network"
+                );
+            }
+        }
+        Err(e) => {
+            assert!(
+                matches!(e, underlay::Error::RemovalIncomplete { .. }),
+                "{e}"
+            );
+            // Kept (as being removed), to be removed again.
+            assert!(dir.0.join("networks/n.json").exists(), "{e}");
+        }
+    }
+    eprintln!(
+        "FEW_DESCRIPTORS {:?}",
+        removed.as_ref().map_err(|e| e.to_string())
+    );
+    // With descriptors again, the removal (or what a crash would leave)
+    // is finished: nothing left anywhere.
+    host.recover().unwrap();
+    let _ = host.force_remove_network("n");
+    host.settle();
+    for c in &containers {
+        assert_eq!(link_names(c), ["lo"]);
+    }
+    assert!(host.recover().unwrap().is_clean());
+}
+
+#[test]
+fn a_forced_removal_with_few_descriptors_left_never_frees_an_address_in_use() {
+    let output = common::run_child(
+        "few_descriptors_child",
+        &[("UNDERLAY_FEW_DESCRIPTORS", "1".to_owned())],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("FEW_DESCRIPTORS"),
+        "the child did not run: {stderr}"
+    );
+}

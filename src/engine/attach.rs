@@ -347,9 +347,11 @@ impl Engine {
         if created
             .as_ref()
             .is_err_and(|e| e.errno() == Some(libc::EEXIST))
-            && self.delete_detached_named(netns, &record.ifname)
         {
-            // The name was a detached link's (another network's): gone now.
+            // The name may be a detached link's (another network's, or a
+            // removed one's): deleted here, or just now by the thread that
+            // deletes them. Either way, once more.
+            self.delete_detached_named(netns, &record.ifname);
             created = self.create_link(network, netns, parent, record, options);
         }
         if created

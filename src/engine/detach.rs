@@ -185,13 +185,12 @@ impl Engine {
         });
         let mut left = Vec::new();
         let mut refused = Vec::new();
-        for ((record, netns), result) in endpoints.into_iter().zip(results) {
+        for ((record, _), result) in endpoints.into_iter().zip(results) {
             match result {
-                Ok(()) => left.push(LeftLink {
-                    mark: self.endpoint_mark(network, record.id).detached(),
-                    ifname: record.ifname,
-                    netns,
-                }),
+                Ok(()) => left.push(LeftLink::of(
+                    &record,
+                    self.endpoint_mark(network, record.id),
+                )),
                 Err(e) => {
                     log::debug!("endpoint {}: {e}; deleting its link", record.name);
                     refused.push(record);
@@ -409,14 +408,35 @@ fn take_off_here(
 }
 
 /// A link taken off its network and left for deletion, with no record
-/// (its network is gone): found again by its detached mark.
+/// (its network is gone): where it is, and its detached mark.
 pub(super) struct LeftLink {
-    pub netns: NetNs,
-    pub ifname: String,
-    pub mark: mark::Mark,
+    netns_path: std::path::PathBuf,
+    netns_id: crate::netns::NetNsId,
+    ifname: String,
+    mark: mark::Mark,
 }
 
 impl LeftLink {
+    /// The link of this endpoint, whose mark is `mark` (its detached mark
+    /// is kept).
+    pub(super) fn of(record: &EndpointRecord, mark: mark::Mark) -> LeftLink {
+        LeftLink {
+            netns_path: record.netns_path.clone(),
+            netns_id: record.netns_id,
+            ifname: record.ifname.clone(),
+            mark: mark.detached(),
+        }
+    }
+
+    /// Its namespace; `Ok(None)` when it is gone (with the link).
+    fn netns(&self) -> Result<Option<NetNs>> {
+        match NetNs::open(&self.netns_path) {
+            Ok(netns) => Ok((netns.id() == self.netns_id).then_some(netns)),
+            Err(e) if crate::netns::out_of_resources(&e) => Err(e),
+            Err(_) => Ok(None),
+        }
+    }
+
     /// Deletes the link, from the calling thread, which is in its
     /// namespace, if it is still there with its mark (whatever it is
     /// called now).
@@ -454,6 +474,7 @@ impl Engine {
     /// takes them too.
     pub(super) fn delete_later(&self, record: &NetworkRecord, links: Vec<LeftLink>) {
         if links.is_empty() {
+            self.networks.end(&record.id);
             return;
         }
         let deletions = self.deletions.clone();
@@ -463,19 +484,42 @@ impl Engine {
         let count = links.len();
         let job = move || {
             log::debug!("network {network}: deleting {count} link(s) in the background");
-            let jobs: Vec<(&NetNs, &LeftLink)> = links.iter().map(|l| (&l.netns, l)).collect();
-            let results = crate::netns::run_each(jobs, PARALLEL_DELETIONS, LeftLink::delete_here);
-            for (link, result) in links.iter().zip(results) {
-                if let Err(e) = result {
-                    log::warn!(
-                        "network {network}: cannot delete {} in {}: {e} (`recover` deletes it later)",
-                        link.ifname,
-                        link.netns.path().display()
-                    );
+            let mut failed = 0;
+            // A chunk of namespaces open at a time, its links all in flight.
+            for chunk in links.chunks(PARALLEL_DELETIONS) {
+                let mut opened = Vec::new();
+                for link in chunk {
+                    match link.netns() {
+                        Ok(Some(netns)) => opened.push((netns, link)),
+                        Ok(None) => {}
+                        Err(e) => {
+                            log::warn!("network {network}: cannot delete {}: {e}", link.ifname);
+                            failed += 1;
+                        }
+                    }
+                }
+                let jobs: Vec<(&NetNs, &LeftLink)> = opened.iter().map(|(n, l)| (n, *l)).collect();
+                let results =
+                    crate::netns::run_each(jobs, PARALLEL_DELETIONS, LeftLink::delete_here);
+                for ((netns, link), result) in opened.iter().zip(results) {
+                    if let Err(e) = result {
+                        log::warn!(
+                            "network {network}: cannot delete {} in {}: {e}",
+                            link.ifname,
+                            netns.path().display()
+                        );
+                        failed += 1;
+                    }
                 }
             }
-            log::debug!("network {network}: its links are deleted");
-            store.end(&id);
+            if failed == 0 {
+                log::debug!("network {network}: its links are deleted");
+                store.end(&id);
+            } else {
+                // The note stays: the next opening of the host looks for
+                // them again (and `recover` does).
+                log::warn!("network {network}: {failed} link(s) not deleted; the next opening of the host (or `recover`) tries again");
+            }
             let mut running = deletions.running.lock().unwrap_or_else(|p| p.into_inner());
             *running -= 1;
             deletions.idle.notify_all();

@@ -427,9 +427,10 @@ impl Engine {
     }
 }
 
-/// The namespace files a machine knows: named ones, every process's, and
-/// every namespace a process holds open (a runtime may keep a container's
-/// namespace by a file descriptor alone).
+/// The namespace files a machine knows: named ones, those bind-mounted
+/// anywhere else (a runtime's own directory), every process's and thread's,
+/// and every namespace a process holds open (a runtime may keep a
+/// container's namespace by a file descriptor alone).
 fn namespace_paths() -> Vec<PathBuf> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir("/run/netns")
         .into_iter()
@@ -437,6 +438,9 @@ fn namespace_paths() -> Vec<PathBuf> {
         .flatten()
         .map(|e| e.path())
         .collect();
+    if let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") {
+        paths.extend(namespace_mounts(&mounts));
+    }
     let processes: Vec<PathBuf> = std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
@@ -451,6 +455,16 @@ fn namespace_paths() -> Vec<PathBuf> {
         .collect();
     for process in &processes {
         paths.push(process.join("ns/net"));
+        // Threads may be in namespaces of their own.
+        for task in std::fs::read_dir(process.join("task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if Some(task.file_name().as_os_str()) != process.file_name() {
+                paths.push(task.path().join("ns/net"));
+            }
+        }
     }
     for process in &processes {
         for fd in std::fs::read_dir(process.join("fd"))
@@ -466,4 +480,65 @@ fn namespace_paths() -> Vec<PathBuf> {
         }
     }
     paths
+}
+
+/// The mount points of namespace files (`nsfs`) in a `mountinfo` text: the
+/// fifth field, with the kernel's octal escapes (`\040` for a space)
+/// undone, of lines whose file system (after ` - `) is `nsfs`.
+fn namespace_mounts(mountinfo: &str) -> Vec<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (fields, rest) = line.split_once(" - ")?;
+            if rest.split(' ').next()? != "nsfs" {
+                return None;
+            }
+            let point = fields.split(' ').nth(4)?;
+            let mut bytes = Vec::with_capacity(point.len());
+            let raw = point.as_bytes();
+            let mut i = 0;
+            while i < raw.len() {
+                let octal = raw.get(i + 1..i + 4).and_then(|d| {
+                    std::str::from_utf8(d)
+                        .ok()
+                        .and_then(|d| u8::from_str_radix(d, 8).ok())
+                });
+                match (raw[i], octal) {
+                    (b'\\', Some(byte)) => {
+                        bytes.push(byte);
+                        i += 4;
+                    }
+                    (byte, _) => {
+                        bytes.push(byte);
+                        i += 1;
+                    }
+                }
+            }
+            Some(PathBuf::from(std::ffi::OsString::from_vec(bytes)))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespace_mounts_are_read_from_mountinfo() {
+        let mountinfo = "\
+22 1 0:21 / / rw,relatime shared:1 - ext4 /dev/vda rw
+605 26 0:4 net:[4026532301] /run/netns/a rw shared:2 - nsfs nsfs rw
+606 26 0:4 net:[4026532402] /var/run/docker/netns/b\\040c rw - nsfs nsfs rw
+607 26 0:22 / /proc rw - proc proc rw
+";
+        assert_eq!(
+            namespace_mounts(mountinfo),
+            [
+                PathBuf::from("/run/netns/a"),
+                PathBuf::from("/var/run/docker/netns/b c")
+            ]
+        );
+        assert!(namespace_mounts("garbage\n - nsfs").is_empty());
+    }
 }

@@ -174,6 +174,13 @@ impl Engine {
             .as_deref()
             .map(Engine::endpoint_records)
             .unwrap_or_default();
+        if deletion == Deletion::Later {
+            // Before any link is taken off: until the links left for
+            // deletion are gone, opening a host looks for them if this
+            // process dies (the records that could say where they are go
+            // first).
+            self.networks.begin(&record.id)?;
+        }
         // Endpoint links go first. With an owned parent, deleting the parent
         // takes them all in one kernel operation. Otherwise each goes on its
         // own, in parallel: a deletion waits for an RCU grace period, and
@@ -234,22 +241,19 @@ impl Engine {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&record.id);
-        if !left.is_empty() {
-            // Until the links are gone, opening a host finishes their
-            // deletion if this process dies (the record that could say so
-            // goes next).
-            self.networks.begin(&record.id)?;
-        }
         self.networks.remove(&record.name)?;
         self.networks.end(&record.name);
-        self.delete_later(record, left);
+        if deletion == Deletion::Later {
+            self.delete_later(record, left);
+        }
         Ok(())
     }
 
     /// A forced removal's endpoints, split: the links of those taken off
-    /// the network now (ready ones) or earlier (detached ones), left for
-    /// deletion; and those whose links must be deleted now (under way in
-    /// another process, or refusing to be taken off).
+    /// the network now (ready ones, a chunk of namespaces open at a time)
+    /// or earlier (detached ones), left for deletion; and those whose
+    /// links must be deleted now (under way in another process, refusing
+    /// to be taken off, or in a namespace that cannot be opened).
     fn take_off_or_delete(
         &self,
         network: &NetworkRecord,
@@ -259,21 +263,32 @@ impl Engine {
         let mut ready = Vec::new();
         let mut now = Vec::new();
         for endpoint in endpoints {
-            match (endpoint.state, endpoint.netns()) {
-                // The namespace is gone, and its link with it.
-                (_, None) => {}
-                (EndpointState::Detached, Some(netns)) => left.push(LeftLink {
-                    mark: self.endpoint_mark(network, endpoint.id).detached(),
-                    ifname: endpoint.ifname,
-                    netns,
-                }),
-                (EndpointState::Ready, Some(netns)) => ready.push((endpoint, netns)),
+            match endpoint.state {
+                EndpointState::Detached => left.push(LeftLink::of(
+                    &endpoint,
+                    self.endpoint_mark(network, endpoint.id),
+                )),
+                EndpointState::Ready => ready.push(endpoint),
                 _ => now.push(endpoint),
             }
         }
-        let (off, refused) = self.take_off_all(network, ready);
-        left.extend(off);
-        now.extend(refused);
+        for chunk in ready.chunks(PARALLEL_DELETIONS) {
+            let mut opened = Vec::new();
+            for endpoint in chunk {
+                match endpoint.netns_or_gone() {
+                    Ok(Some(netns)) => opened.push((endpoint.clone(), netns)),
+                    // Gone, and its link with it.
+                    Ok(None) => {}
+                    Err(e) => {
+                        log::debug!("endpoint {}: {e}", endpoint.name);
+                        now.push(endpoint.clone());
+                    }
+                }
+            }
+            let (off, refused) = self.take_off_all(network, opened);
+            left.extend(off);
+            now.extend(refused);
+        }
         (left, now)
     }
 
@@ -291,11 +306,11 @@ impl Engine {
                     .iter()
                     .map(|endpoint| {
                         scope.spawn(move || {
-                            let removed = self.remove_endpoint_link(
-                                network,
-                                endpoint.netns().as_ref(),
-                                endpoint,
-                            );
+                            // A namespace that cannot be opened (no
+                            // descriptor left, say) is not taken for gone.
+                            let removed = endpoint.netns_or_gone().and_then(|netns| {
+                                self.remove_endpoint_link(network, netns.as_ref(), endpoint)
+                            });
                             (endpoint.id, removed)
                         })
                     })

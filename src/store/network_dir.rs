@@ -245,9 +245,11 @@ impl NetworkStore for FileNetworkStore {
         let pending = self.dir.join("pending");
         let entries = std::fs::read_dir(&pending)
             .map_err(|e| Error::io(format!("list {}", pending.display()), e))?;
+        // (Not the temporary files of notes being written.)
         Ok(entries
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| !name.starts_with('.'))
             .collect())
     }
 
