@@ -428,22 +428,29 @@ fn attach_announces_the_address_with_a_gratuitous_arp() {
         .unwrap();
     assert_eq!(arp_notify.trim(), "1");
     // No traffic was sent to the host, yet it knows the container's MAC.
-    let mac = ep.mac().unwrap().to_string();
-    let mut learned = false;
+    host_learns(&sb, "172.16.86.10", &ep.mac().unwrap().to_string());
+}
+
+/// Waits (up to a second) until the "switch" side (`uplink0` in the host
+/// namespace) has `address` at `mac` in its neighbour table.
+fn host_learns(sb: &Sandbox, address: &str, mac: &str) {
+    let family = if address.contains(':') { "-6" } else { "-4" };
     for _ in 0..50 {
-        let neigh = ip_json(&sb.host, &["neigh", "show", "dev", "uplink0"]);
+        let neigh = ip_json(&sb.host, &[family, "neigh", "show", "dev", "uplink0"]);
         if neigh
             .as_array()
             .unwrap()
             .iter()
-            .any(|n| n["dst"] == "172.16.86.10" && n["lladdr"] == mac)
+            .any(|n| n["dst"] == address && n["lladdr"] == mac)
         {
-            learned = true;
-            break;
+            return;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    assert!(learned, "{}", ip_json(&sb.host, &["neigh"]));
+    panic!(
+        "{address} not learnt at {mac}: {}",
+        ip_json(&sb.host, &[family, "neigh"])
+    );
 }
 
 #[test]
@@ -545,22 +552,7 @@ fn attach_announces_an_ipv6_address_to_neighbours_that_knew_another_mac() {
         .attach(&ns, &AttachOptions::new().ip(ip("fd86::10")))
         .unwrap();
     // No traffic was sent to the host, yet it knows the new MAC.
-    let mac = ep.mac().unwrap().to_string();
-    let mut learned = false;
-    for _ in 0..50 {
-        let neigh = ip_json(&sb.host, &["-6", "neigh", "show", "dev", "uplink0"]);
-        if neigh
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|n| n["dst"] == "fd86::10" && n["lladdr"] == mac)
-        {
-            learned = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(learned, "{}", ip_json(&sb.host, &["-6", "neigh"]));
+    host_learns(&sb, "fd86::10", &ep.mac().unwrap().to_string());
 }
 
 #[test]
