@@ -528,13 +528,25 @@ pub(crate) fn receive_soon<T>(
     }
 }
 
-/// Whether opening a namespace failed for want of resources (descriptors,
-/// memory), which says nothing about whether it still exists.
-pub(crate) fn out_of_resources(error: &Error) -> bool {
-    matches!(
-        error.errno(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS)
-    )
+impl NetNs {
+    /// The namespace at `path` if it is still the one with identity `id`;
+    /// `Ok(None)` when it is gone (nothing there, or something else now:
+    /// a descriptor's path names whatever took its number); an error only
+    /// when that cannot be told, for want of descriptors or memory.
+    pub(crate) fn open_if_same(path: &Path, id: NetNsId) -> Result<Option<NetNs>> {
+        match NetNs::open(path) {
+            Ok(netns) => Ok((netns.id() == id).then_some(netns)),
+            Err(e)
+                if matches!(
+                    e.errno(),
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS)
+                ) =>
+            {
+                Err(e)
+            }
+            Err(_) => Ok(None),
+        }
+    }
 }
 
 /// Runs `work` once for each job, inside the job's namespace, on up to

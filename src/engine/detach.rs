@@ -176,21 +176,18 @@ impl Engine {
         network: &NetworkRecord,
         endpoints: Vec<(EndpointRecord, NetNs)>,
     ) -> (Vec<LeftLink>, Vec<EndpointRecord>) {
-        let jobs: Vec<(&NetNs, &EndpointRecord)> = endpoints
+        let jobs: Vec<(&NetNs, (&EndpointRecord, mark::Mark))> = endpoints
             .iter()
-            .map(|(record, netns)| (netns, record))
+            .map(|(record, netns)| (netns, (record, self.endpoint_mark(network, record.id))))
             .collect();
-        let results = crate::netns::run_each(jobs, TAKE_OFF_THREADS, |record| {
-            take_off_here(network, &self.endpoint_mark(network, record.id), record)
+        let results = crate::netns::run_each(jobs, TAKE_OFF_THREADS, |(record, mark)| {
+            take_off_here(network, &mark, record).map(|()| mark)
         });
         let mut left = Vec::new();
         let mut refused = Vec::new();
         for ((record, _), result) in endpoints.into_iter().zip(results) {
             match result {
-                Ok(()) => left.push(LeftLink::of(
-                    &record,
-                    self.endpoint_mark(network, record.id),
-                )),
+                Ok(mark) => left.push(LeftLink::of(&record, mark)),
                 Err(e) => {
                     log::debug!("endpoint {}: {e}; deleting its link", record.name);
                     refused.push(record);
@@ -332,21 +329,32 @@ impl Engine {
     /// Waits (up to the lock timeout's order, 30 s) until no sweep of this
     /// process runs on `network`.
     pub(super) fn wait_for_sweep(&self, network: &NetworkRecord) {
+        if !self.wait_for_sweeps(SETTLE_TIMEOUT, |sweeps| !sweeps.contains_key(&network.id)) {
+            log::warn!("network {}: a sweep is still running", network.name);
+        }
+    }
+
+    /// Waits up to `timeout` until `done` says so of the sweeps under way;
+    /// returns whether it did.
+    fn wait_for_sweeps(
+        &self,
+        timeout: std::time::Duration,
+        done: impl Fn(&HashMap<String, bool>) -> bool,
+    ) -> bool {
         let start = std::time::Instant::now();
-        while start.elapsed() < std::time::Duration::from_secs(30) {
-            let running = self
-                .sweeps
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains_key(&network.id);
-            if !running {
-                return;
+        while start.elapsed() < timeout {
+            if done(&self.sweeps.lock().unwrap_or_else(|p| p.into_inner())) {
+                return true;
             }
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        log::warn!("network {}: a sweep is still running", network.name);
+        false
     }
 }
+
+/// How long waiting for the library's own threads may take (the order of
+/// the lock timeout).
+const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How many threads take a forced removal's endpoints off the network.
 const TAKE_OFF_THREADS: usize = 8;
@@ -430,11 +438,7 @@ impl LeftLink {
 
     /// Its namespace; `Ok(None)` when it is gone (with the link).
     fn netns(&self) -> Result<Option<NetNs>> {
-        match NetNs::open(&self.netns_path) {
-            Ok(netns) => Ok((netns.id() == self.netns_id).then_some(netns)),
-            Err(e) if crate::netns::out_of_resources(&e) => Err(e),
-            Err(_) => Ok(None),
-        }
+        NetNs::open_if_same(&self.netns_path, self.netns_id)
     }
 
     /// Deletes the link, from the calling thread, which is in its
@@ -463,6 +467,30 @@ pub(crate) struct Deletions {
     idle: std::sync::Condvar,
 }
 
+impl Deletions {
+    fn count(&self) -> std::sync::MutexGuard<'_, usize> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn begin(&self) {
+        *self.count() += 1;
+    }
+
+    fn end(&self) {
+        *self.count() -= 1;
+        self.idle.notify_all();
+    }
+
+    /// Waits up to `timeout` until none runs; returns whether none does.
+    fn wait(&self, timeout: std::time::Duration) -> bool {
+        let (running, _) = self
+            .idle
+            .wait_timeout_while(self.count(), timeout, |running| *running > 0)
+            .unwrap_or_else(|p| p.into_inner());
+        *running == 0
+    }
+}
+
 impl Engine {
     /// Deletes `links` on a thread of the library's own, all in flight at
     /// once (their RCU grace periods overlap), and returns at once. The
@@ -478,7 +506,7 @@ impl Engine {
             return;
         }
         let deletions = self.deletions.clone();
-        *deletions.running.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        deletions.begin();
         let (network, id) = (record.name.clone(), record.id.clone());
         let store = self.networks.clone();
         let count = links.len();
@@ -520,9 +548,7 @@ impl Engine {
                 // them again (and `recover` does).
                 log::warn!("network {network}: {failed} link(s) not deleted; the next opening of the host (or `recover`) tries again");
             }
-            let mut running = deletions.running.lock().unwrap_or_else(|p| p.into_inner());
-            *running -= 1;
-            deletions.idle.notify_all();
+            deletions.end();
         };
         if let Err(e) = std::thread::Builder::new()
             .name("underlay-delete".into())
@@ -533,51 +559,23 @@ impl Engine {
             log::warn!(
                 "cannot start deleting links in the background ({e}); `recover` deletes them"
             );
-            let mut running = self
-                .deletions
-                .running
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            *running -= 1;
-            self.deletions.idle.notify_all();
+            self.deletions.end();
         }
     }
 
-    /// Waits (up to 30 s) until every sweep and background deletion of
-    /// this process is done.
+    /// Waits (up to 30 s in all) until every sweep and background deletion
+    /// of this process is done.
     pub fn settle(&self) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        let mut running = self
-            .deletions
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        while *running > 0 {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                log::warn!("link deletions are still running");
-                return;
-            }
-            running = self
-                .deletions
-                .idle
-                .wait_timeout(running, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+        let start = std::time::Instant::now();
+        if !self.deletions.wait(SETTLE_TIMEOUT) {
+            log::warn!("link deletions are still running");
+            return;
         }
-        drop(running);
-        while std::time::Instant::now() < deadline {
-            if self
-                .sweeps
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_empty()
-            {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(1));
+        if !self.wait_for_sweeps(SETTLE_TIMEOUT.saturating_sub(start.elapsed()), |sweeps| {
+            sweeps.is_empty()
+        }) {
+            log::warn!("sweeps are still running");
         }
-        log::warn!("sweeps are still running");
     }
 }
 

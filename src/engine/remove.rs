@@ -174,7 +174,7 @@ impl Engine {
             .as_deref()
             .map(Engine::endpoint_records)
             .unwrap_or_default();
-        if deletion == Deletion::Later {
+        if deletion == Deletion::Later && !record.parent.owned() && !endpoints.is_empty() {
             // Before any link is taken off: until the links left for
             // deletion are gone, opening a host looks for them if this
             // process dies (the records that could say where they are go

@@ -195,12 +195,6 @@ impl EndpointRecord {
     /// nothing, or something else); an error when that cannot be told (no
     /// descriptor or memory left).
     pub(crate) fn netns_or_gone(&self) -> crate::Result<Option<NetNs>> {
-        match NetNs::open(&self.netns_path) {
-            Ok(ns) => Ok((ns.id() == self.netns_id).then_some(ns)),
-            Err(e) if crate::netns::out_of_resources(&e) => Err(e),
-            // Nothing there, or something else now (a descriptor's path
-            // names whatever took its number).
-            Err(_) => Ok(None),
-        }
+        NetNs::open_if_same(&self.netns_path, self.netns_id)
     }
 }
