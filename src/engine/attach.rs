@@ -309,7 +309,7 @@ impl Engine {
         // link, the setting with the first half of the configuration (it
         // has to be in place only when the link goes up). Told nothing (a
         // failure below drops the sender), the thread only opens the socket.
-        let (link_made, told) = mpsc::sync_channel::<Option<(String, &'static str)>>(1);
+        let (link_made, told) = mpsc::sync_channel::<Option<(String, Ipv6Setting)>>(1);
         let (socket, inside) = mpsc::sync_channel::<Result<Netlink>>(1);
         let ipv6_set = self
             .worker
@@ -319,9 +319,9 @@ impl Engine {
                 // link's file is found in half the time.
                 let conf = std::fs::File::open(IPV6_CONF).ok();
                 // Told within the time it takes to make a link.
-                if let Ok(Some((path, value))) = receive_soon(&told, LINK_SPIN) {
-                    if let Err(e) = write_setting(conf.as_ref(), &path, value) {
-                        log::debug!("cannot set {path}: {e}");
+                if let Ok(Some((ifname, setting))) = receive_soon(&told, LINK_SPIN) {
+                    if let Err(e) = setting.write(conf.as_ref(), &ifname) {
+                        log::debug!("cannot set {setting:?} on {ifname}: {e}");
                     }
                 }
                 Ok(())
@@ -384,8 +384,8 @@ impl Engine {
         let mark = self.endpoint_mark(network, record.id);
         let record = &*record;
         // The rest from this thread, on the socket inside the container.
-        let setting = ipv6_setting(network, &record.ifname, allocations);
-        let _ = link_made.send(setting.clone());
+        let setting = Ipv6Setting::of(network, allocations);
+        let _ = link_made.send(setting.map(|s| (record.ifname.clone(), s)));
         let nl = receive_soon(&inside, HANDOFF_SPIN)
             .unwrap_or_else(|_| Err(Error::Internal("the namespace worker stopped".into())))
             .map_err(|e| failed("open a socket in the container", e))?;
@@ -394,10 +394,9 @@ impl Engine {
                 log::debug!("the IPv6 setting of a new link: {e}");
             }
         };
-        // Turning IPv6 off takes the kernel's routing lock, as every
-        // configuration request does: nothing to overlap, so it is waited
-        // for first. `ndisc_notify` is made during the first half.
-        let before_up = if setting_overlaps(&setting) {
+        // See `Ipv6Setting`: announcing is made during the first half of
+        // the configuration; IPv6 off is waited for first.
+        let before_up = if setting == Some(Ipv6Setting::Announce) {
             Some(ipv6_set)
         } else {
             ipv6_set();
@@ -711,67 +710,67 @@ fn in_use(network: &NetworkRecord, session: &dyn EndpointSession, error: IpamErr
     error.into()
 }
 
-/// The per-link IPv6 setting of a new endpoint link: IPv6 endpoints
-/// announce their addresses with unsolicited neighbour advertisements;
-/// endpoints of IPv4-only networks get no IPv6 at all (no link-local
-/// address, router solicitations or MLD), as Docker's. A network with no
-/// address family leaves the link to the container (its own DHCP or
-/// SLAAC), IPv6 included. The sysctl file and its value, written inside
-/// the container's namespace.
-fn ipv6_setting(
-    network: &NetworkRecord,
-    ifname: &str,
-    allocations: &[Allocation],
-) -> Option<(String, &'static str)> {
-    if !(network.ipv4 || network.ipv6 || !allocations.is_empty()) {
-        return None;
+/// The per-link IPv6 setting of a new endpoint link, written inside the
+/// container's namespace: IPv6 endpoints announce their addresses with
+/// unsolicited neighbour advertisements; endpoints of IPv4-only networks
+/// get no IPv6 at all (no link-local address, router solicitations or
+/// MLD), as Docker's. A network with no address family leaves the link to
+/// the container (its own DHCP or SLAAC), IPv6 included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ipv6Setting {
+    /// `ndisc_notify` on: a plain value, made while the link is configured.
+    Announce,
+    /// `disable_ipv6` on: it takes the kernel's routing lock (rtnl), as
+    /// every configuration request does, so it is made first.
+    Off,
+}
+
+impl Ipv6Setting {
+    fn of(network: &NetworkRecord, allocations: &[Allocation]) -> Option<Ipv6Setting> {
+        if !(network.ipv4 || network.ipv6 || !allocations.is_empty()) {
+            return None;
+        }
+        Some(if allocations.iter().any(|a| a.ip().is_ipv6()) {
+            Ipv6Setting::Announce
+        } else {
+            Ipv6Setting::Off
+        })
     }
-    let ipv6 = allocations.iter().any(|a| a.ip().is_ipv6());
-    let (key, value) = if ipv6 {
-        ("ndisc_notify", "1")
-    } else {
-        ("disable_ipv6", "1")
-    };
-    Some((format!("{IPV6_CONF}/{ifname}/{key}"), value))
+
+    /// Writes it for the link `ifname`, from a thread inside its
+    /// namespace: relative to `conf` (`/proc/sys/net/ipv6/conf`, open)
+    /// when there is one, which halves the lookup.
+    fn write(self, conf: Option<&std::fs::File>, ifname: &str) -> std::io::Result<()> {
+        use rustix::fs::{openat, Mode, OFlags};
+        let key = match self {
+            Ipv6Setting::Announce => "ndisc_notify",
+            Ipv6Setting::Off => "disable_ipv6",
+        };
+        let relative = format!("{ifname}/{key}");
+        let file: std::fs::File = match conf {
+            Some(conf) => openat(
+                conf,
+                relative.as_str(),
+                OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+                Mode::empty(),
+            )?
+            .into(),
+            None => std::fs::OpenOptions::new()
+                .write(true)
+                .open(format!("{IPV6_CONF}/{relative}"))?,
+        };
+        std::io::Write::write_all(&mut &file, b"1")
+    }
 }
 
 /// Where the per-link IPv6 settings are (inside a namespace).
 const IPV6_CONF: &str = "/proc/sys/net/ipv6/conf";
-
-/// Writes a setting under [`IPV6_CONF`], relative to `conf` (that
-/// directory, open) when there is one.
-fn write_setting(conf: Option<&std::fs::File>, path: &str, value: &str) -> std::io::Result<()> {
-    use rustix::fs::{openat, Mode, OFlags};
-    let relative = path
-        .strip_prefix(IPV6_CONF)
-        .and_then(|p| p.strip_prefix('/'));
-    let file: std::fs::File = match (conf, relative) {
-        (Some(conf), Some(relative)) => openat(
-            conf,
-            relative,
-            OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-            Mode::empty(),
-        )?
-        .into(),
-        _ => std::fs::OpenOptions::new().write(true).open(path)?,
-    };
-    std::io::Write::write_all(&mut &file, value.as_bytes())
-}
 
 /// How long the namespace thread waits for word that the link is made
 /// before it sleeps (see [`receive_soon`]): making a link takes 0.1-0.3 ms.
 const LINK_SPIN: Duration = Duration::from_micros(500);
 /// How long an attach waits for the namespace thread before it sleeps.
 const HANDOFF_SPIN: Duration = Duration::from_micros(200);
-
-/// Whether the IPv6 setting can be made while the link is configured:
-/// `ndisc_notify` is a plain value; turning IPv6 off takes the kernel's
-/// routing lock (rtnl), as every configuration request does.
-fn setting_overlaps(setting: &Option<(String, &'static str)>) -> bool {
-    setting
-        .as_ref()
-        .is_some_and(|(path, _)| path.ends_with("/ndisc_notify"))
-}
 
 /// Configures a new link from a socket inside its namespace, in one round
 /// trip, in order: the ownership mark, `arp_notify`, the addresses, up, the
