@@ -105,7 +105,8 @@ pub trait NetworkStore: Send + Sync + fmt::Debug {
     /// [`needs_recovery`](Self::needs_recovery) is true until
     /// [`end`](Self::end) (or recovery) if the process dies first. `name`
     /// is a network's name, or its id for the deletion of its links after
-    /// its record is gone.
+    /// its record is gone (new networks are never named like ids, so the
+    /// two never meet).
     ///
     /// # Errors
     /// When the note cannot be written.
