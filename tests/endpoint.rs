@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use common::{ip_json, ip_routes, link_names, open_host, ping, Sandbox, StateDir};
+use common::{ip_json, ip_link, ip_routes, link_names, open_host, ping, Sandbox, StateDir};
 use underlay::capability::KernelFeature;
 use underlay::docker::network_create_args;
 use underlay::endpoint::AttachOptions;
@@ -892,6 +892,96 @@ fn the_network_lock_is_not_held_during_kernel_work() {
     let names = endpoint_names(&net);
     assert_eq!(names, ["c"]);
     assert_eq!(link_names(&container), ["eth0", "lo"]);
+}
+
+/// A container with an `eth0` of its own: the attach names its link anew
+/// and records the new name under the network's lock. While it waits for
+/// that lock (another process holds it), no thread of the library is in
+/// the container's namespace: nothing keeps it alive or keeps the
+/// process's other attaches waiting. Once it has the lock, the link comes
+/// up under the new name with its IPv6 setting.
+#[test]
+fn an_attach_waiting_for_the_lock_to_rename_its_link_holds_nothing_in_the_container() {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::io::AsRawFd;
+    let (sb, dir, host) = common::fixture();
+    let net = create(&host, "-d macvlan --subnet=10.63.0.0/24 -o parent=eth0 n");
+    let container = sb.container();
+    let out = common::run_in(
+        &container,
+        "ip",
+        &[
+            "link", "add", "eth0", "type", "veth", "peer", "name", "own0",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let paused = dir.0.join("paused");
+    let resume = dir.0.join("resume");
+    let mut child = common::child_command("pause_attach_child")
+        .env("UNDERLAY_PAUSE_AT", "has an eth0 of its own")
+        .env("UNDERLAY_PAUSED", &paused)
+        .env("UNDERLAY_RESUME", &resume)
+        .env("UNDERLAY_STATE", &dir.0)
+        .env("UNDERLAY_NETNS", common::netns_path_for_child(&sb.host))
+        .env(
+            "UNDERLAY_CONTAINER",
+            common::netns_path_for_child(&container),
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !paused.exists() {
+        assert!(start.elapsed().as_secs() < 20, "the child never paused");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // The network's lock, held as another process's attach would hold it.
+    let lock = std::fs::File::open(dir.0.join("run").join(net.id()).join("lock")).unwrap();
+    // SAFETY: flock on a descriptor we own.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    std::fs::write(&resume, b"").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the attach did not wait for the lock"
+    );
+    let namespace = std::fs::metadata(format!("/proc/self/fd/{}", common::fd_of(&container)))
+        .unwrap()
+        .ino();
+    let inside: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", child.id()))
+        .unwrap()
+        .flatten()
+        .filter(|task| {
+            std::fs::metadata(task.path().join("ns/net")).is_ok_and(|m| m.ino() == namespace)
+        })
+        .map(|task| std::fs::read_to_string(task.path().join("comm")).unwrap_or_default())
+        .collect();
+    // SAFETY: as above.
+    unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_UN) };
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        inside.is_empty(),
+        "threads of the waiting attach in the container: {inside:?}"
+    );
+    assert_eq!(link_names(&container), ["eth0", "eth1", "lo", "own0"]);
+    let endpoints = net.endpoints().unwrap();
+    assert_eq!(endpoints.len(), 1);
+    assert_eq!((endpoints[0].name(), endpoints[0].ifname()), ("c", "eth1"));
+    let disabled = container
+        .run(|| Ok(std::fs::read_to_string("/proc/sys/net/ipv6/conf/eth1/disable_ipv6").unwrap()))
+        .unwrap();
+    assert_eq!(disabled.trim(), "1");
+    assert!(ip_link(&container, "eth1")["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f == "UP"));
 }
 
 #[test]

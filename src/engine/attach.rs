@@ -310,8 +310,9 @@ impl Engine {
         // has to be in place only when the link goes up). Told nothing (a
         // failure below drops the sender), the thread only opens the socket.
         let (link_made, told) = mpsc::sync_channel::<Option<(String, Ipv6Setting)>>(1);
+        let mut link_made = Some(link_made);
         let (socket, inside) = mpsc::sync_channel::<Result<Netlink>>(1);
-        let ipv6_set = self
+        let mut ipv6_set = self
             .worker
             .submit(netns, move || {
                 let _ = socket.send(Netlink::open());
@@ -366,9 +367,21 @@ impl Engine {
                     ifname: name.clone(),
                 });
             }
+            // The namespace thread is let go first: waiting for the
+            // network's lock can take long, and meanwhile it would keep the
+            // container's namespace and every other attach of this process
+            // waiting. The link's IPv6 setting gets a job of its own.
+            if let Some(tell) = link_made.take() {
+                let _ = tell.send(None);
+            }
             record.ifname = netns
                 .run(|| free_ifname(&Netlink::open()?))
                 .map_err(|e| failed("list the container's links", e))?;
+            log::debug!(
+                "endpoint {}: the container has an eth0 of its own; the link is named {}",
+                record.name,
+                record.ifname
+            );
             // The new name, recorded before the link is made under it.
             self.session(network)?.save(record)?;
             created = self.create_link(network, netns, parent, record, options);
@@ -385,10 +398,58 @@ impl Engine {
         let record = &*record;
         // The rest from this thread, on the socket inside the container.
         let setting = Ipv6Setting::of(network, allocations);
-        let _ = link_made.send(setting.map(|s| (record.ifname.clone(), s)));
-        let nl = receive_soon(&inside, HANDOFF_SPIN)
+        if let Some(tell) = &link_made {
+            let _ = tell.send(setting.map(|s| (record.ifname.clone(), s)));
+        }
+        // Undone on failure: the link takes its addresses and routes with
+        // it. It may not carry the mark yet (that step may have failed).
+        let undo = |nl: &Netlink| {
+            let undone =
+                crate::mark::delete_if_ours(nl, &record.ifname, &mark, crate::mark::Unmarked::Take);
+            if let Err(e) = undone {
+                log::warn!(
+                    "could not remove {} after a failed attach: {e}",
+                    record.ifname
+                );
+            }
+        };
+        let nl = match receive_soon(&inside, HANDOFF_SPIN)
             .unwrap_or_else(|_| Err(Error::Internal("the namespace worker stopped".into())))
-            .map_err(|e| failed("open a socket in the container", e))?;
+        {
+            Ok(nl) => nl,
+            Err(e) => {
+                // No socket inside (out of descriptors?): one more try, from
+                // a thread of its own, to take the link back.
+                if let Err(e) = netns.run(|| {
+                    undo(&Netlink::open()?);
+                    Ok(())
+                }) {
+                    log::warn!(
+                        "could not remove {} after a failed attach: {e}",
+                        record.ifname
+                    );
+                }
+                return Err(failed("open a socket in the container", e));
+            }
+        };
+        if link_made.is_none() {
+            let ifname = record.ifname.clone();
+            let submitted = self.worker.submit(netns, move || {
+                if let Some(setting) = setting {
+                    if let Err(e) = setting.write(None, &ifname) {
+                        log::debug!("cannot set {setting:?} on {ifname}: {e}");
+                    }
+                }
+                Ok(())
+            });
+            ipv6_set = match submitted {
+                Ok(pending) => pending,
+                Err(e) => {
+                    undo(&nl);
+                    return Err(failed("set the link's IPv6", e));
+                }
+            };
+        }
         let ipv6_set = move || {
             if let Err(e) = ipv6_set.wait_soon(HANDOFF_SPIN) {
                 log::debug!("the IPv6 setting of a new link: {e}");
@@ -404,20 +465,7 @@ impl Engine {
         };
         let result = configure_inside(network, &nl, record, &mark, allocations, options, before_up);
         if result.is_err() {
-            // Undo: the link takes its addresses and routes with it. It may
-            // not carry the mark yet (that step may have failed).
-            let undone = crate::mark::delete_if_ours(
-                &nl,
-                &record.ifname,
-                &mark,
-                crate::mark::Unmarked::Take,
-            );
-            if let Err(e) = undone {
-                log::warn!(
-                    "could not remove {} after a failed attach: {e}",
-                    record.ifname
-                );
-            }
+            undo(&nl);
         }
         result.map_err(|(step, e)| failed(&step, explain_mac(e, record, network)))
     }
