@@ -194,6 +194,88 @@ fn state_is_private_under_umask_000_and_another_user_can_neither_read_nor_block_
     host.force_remove_network("n").unwrap();
 }
 
+/// State another user owns (planted before underlay made it, or handed
+/// over since): the journal, a network record, the state directory, the
+/// lock. Each is refused with an error naming the file and its owner, and
+/// nothing is made: no link, no record.
+#[test]
+fn state_another_user_owns_is_refused_naming_the_owner_and_nothing_is_made() {
+    let (sb, dir, host) = common::fixture();
+    let net = host.create_network(macvlan("n", "10.7.9.0/24")).unwrap();
+    let c = sb.container();
+    let chown =
+        |path: &Path, uid: u32| std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
+    let refused = |err: Error, path: &Path| {
+        assert!(matches!(err, Error::UnsafeState { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("owned by uid 65534"), "{text}");
+        assert!(text.contains(&path.display().to_string()), "{text}");
+    };
+    // The journal: a fresh host (this one keeps its descriptor) refuses it.
+    let journal = dir.0.join("run").join(net.id()).join("endpoints.log");
+    chown(&journal, 65534);
+    let err = open_host(&sb, &dir)
+        .network("n")
+        .unwrap()
+        .attach(&c, &AttachOptions::new())
+        .unwrap_err();
+    refused(err, &journal);
+    assert_eq!(link_names(&c), ["lo"]);
+    chown(&journal, 0);
+    // A network record.
+    let record = dir.0.join("networks/n.json");
+    chown(&record, 65534);
+    refused(host.network("n").unwrap_err(), &record);
+    chown(&record, 0);
+    // The network's lock.
+    let lock = dir.0.join("run").join(net.id()).join("lock");
+    chown(&lock, 65534);
+    let err = open_host(&sb, &dir)
+        .network("n")
+        .unwrap()
+        .attach(&c, &AttachOptions::new())
+        .unwrap_err();
+    refused(err, &lock);
+    assert_eq!(link_names(&c), ["lo"]);
+    chown(&lock, 0);
+    // The network's runtime directory (a fresh host again).
+    let runtime = dir.0.join("run").join(net.id());
+    chown(&runtime, 65534);
+    let err = open_host(&sb, &dir)
+        .network("n")
+        .unwrap()
+        .attach(&c, &AttachOptions::new())
+        .unwrap_err();
+    refused(err, &runtime);
+    assert_eq!(link_names(&c), ["lo"]);
+    chown(&runtime, 0);
+    // The state directory itself: no host opens on it.
+    chown(&dir.0, 65534);
+    let err = Host::options()
+        .state_dir(&dir.0)
+        .runtime_dir(dir.0.join("run"))
+        .open()
+        .unwrap_err();
+    refused(err, &dir.0);
+    chown(&dir.0, 0);
+    // A state directory an administrator moved and linked to is followed.
+    let moved = dir.0.with_extension("link");
+    let _ = std::fs::remove_file(&moved);
+    std::os::unix::fs::symlink(&dir.0, &moved).unwrap();
+    let linked = Host::options()
+        .state_dir(&moved)
+        .runtime_dir(dir.0.join("run"))
+        .open()
+        .unwrap();
+    assert_eq!(linked.networks().unwrap().len(), 1);
+    std::fs::remove_file(&moved).unwrap();
+    // Given back, all works, and nothing was left by the refusals.
+    let ep = net.attach(&c, &AttachOptions::new()).unwrap();
+    assert_eq!(ep.addresses()[0].to_string(), "10.7.9.2/24");
+    assert_eq!(net.endpoints().unwrap().len(), 1);
+    host.force_remove_network("n").unwrap();
+}
+
 /// Sets the process umask (tests only: it is process-wide).
 fn unsafe_umask(mask: u32) -> u32 {
     // SAFETY: umask has no preconditions.

@@ -246,17 +246,37 @@ fn lock_holder(file: &File) -> Option<u32> {
     })
 }
 
-/// Creates a directory and its parents (`0700`), and checks that it is a
-/// directory of this process's user, not a symbolic link; an existing one
-/// open to other users is made `0700`.
-pub(crate) fn create_dir(path: &Path) -> Result<()> {
+/// Creates a directory and its parents (`0700`), and checks it as
+/// [`check_dir`] does.
+pub(crate) fn create_dir(path: &Path, link: Link) -> Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(DIR_MODE)
         .create(path)
         .map_err(|e| Error::io(format!("create directory {}", path.display()), e))?;
-    let metadata =
-        fs::symlink_metadata(path).map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
+    check_dir(path, link)
+}
+
+/// Whether a directory may be a symbolic link to one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Link {
+    /// One underlay makes: never a link.
+    Refused,
+    /// One the caller names (a state or runtime directory, which an
+    /// administrator may have moved elsewhere): the link is followed, and
+    /// what it leads to is checked.
+    Followed,
+}
+
+/// Checks that a directory where state belongs is a directory of this
+/// process's user: whoever owns a directory can swap what is in it, for a
+/// link to anywhere. One open to other users is made `0700`.
+pub(crate) fn check_dir(path: &Path, link: Link) -> Result<()> {
+    let metadata = match link {
+        Link::Refused => fs::symlink_metadata(path),
+        Link::Followed => fs::metadata(path),
+    }
+    .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
     if metadata.file_type().is_symlink() {
         return Err(unsafe_file(
             path,
@@ -354,7 +374,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) ->
 /// Moves `path` (a file or a directory) into the directory `aside`, made if
 /// needed, under its name and a random suffix; returns where it went.
 pub(crate) fn move_aside(path: &Path, aside: &Path) -> Result<PathBuf> {
-    create_dir(aside)?;
+    create_dir(aside, Link::Refused)?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -600,7 +620,7 @@ mod tests {
         let dir = scratch("modes");
         let old = rustix::process::umask(rustix::fs::Mode::empty());
         let sub = dir.join("a/b");
-        create_dir(&sub).unwrap();
+        create_dir(&sub, Link::Refused).unwrap();
         write_record(&sub.join("r.json"), &1, Durability::Atomic).unwrap();
         let journal = open(&sub.join("j.log"), Access::AppendCreate)
             .unwrap()
@@ -618,7 +638,7 @@ mod tests {
         assert_eq!(journal.metadata().unwrap().mode() & 0o7777, FILE_MODE);
         // A directory made wider by someone else is narrowed again.
         fs::set_permissions(&sub, fs::Permissions::from_mode(0o777)).unwrap();
-        create_dir(&sub).unwrap();
+        create_dir(&sub, Link::Refused).unwrap();
         assert_eq!(fs::metadata(&sub).unwrap().mode() & 0o7777, DIR_MODE);
         fs::remove_dir_all(&dir).unwrap();
     }

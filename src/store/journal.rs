@@ -40,7 +40,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::files::{self, Access, Durability, DEFAULT_LOCK_TIMEOUT};
+use super::files::{self, Access, Durability, Link, DEFAULT_LOCK_TIMEOUT};
 use super::{
     EndpointRecord, EndpointSession, EndpointState, EndpointStore, EndpointTable, NetworkRecord,
 };
@@ -182,8 +182,9 @@ impl EndpointStore for FileEndpointStore {
 
     fn add_network(&self, network: &NetworkRecord) -> Result<()> {
         check_id(network)?;
+        files::create_dir(&self.dir, Link::Followed)?;
         let dir = self.dir.join(&network.id);
-        files::create_dir(&dir)?;
+        files::create_dir(&dir, Link::Refused)?;
         files::open_lock_file(&dir.join("lock"))?;
         files::open(&dir.join(JOURNAL), Access::AppendCreate)?;
         Ok(())
@@ -404,6 +405,12 @@ impl JournalSession {
                 if std::fs::symlink_metadata(&journal.dir).is_err() {
                     return Err(journal.not_found());
                 }
+                // Checked once a process: the directories are this user's
+                // (whoever owns one could swap the journal for a link).
+                if let Some(runtime) = journal.dir.parent() {
+                    files::check_dir(runtime, Link::Followed)?;
+                }
+                files::check_dir(&journal.dir, Link::Refused)?;
                 state.lock_file = Some(files::open_lock_file(&journal.dir.join("lock"))?);
             }
             let file = state.lock_file.as_ref().expect("opened above");

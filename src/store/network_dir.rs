@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::files::{self, Durability, DEFAULT_LOCK_TIMEOUT};
+use super::files::{self, Durability, Link, DEFAULT_LOCK_TIMEOUT};
 use super::{NetworkRecord, NetworkStore, StoreLock};
 use crate::names::{is_host_id, is_network_id, validate_network_name};
 use crate::{Error, Result};
@@ -74,8 +74,9 @@ impl FileNetworkStore {
     /// When the directory or its id cannot be created or read.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref().to_owned();
-        files::create_dir(&dir.join("networks"))?;
-        files::create_dir(&dir.join("pending"))?;
+        files::create_dir(&dir, Link::Followed)?;
+        files::create_dir(&dir.join("networks"), Link::Refused)?;
+        files::create_dir(&dir.join("pending"), Link::Refused)?;
         // The id is written once, atomically: read it without the lock,
         // which is taken only to make it.
         let id = match read_state_id(&dir)? {
@@ -297,7 +298,7 @@ impl NetworkStore for FileNetworkStore {
         {
             let _ = std::fs::remove_file(entry.path());
         }
-        files::create_dir(&self.runtime_dir)?;
+        files::create_dir(&self.runtime_dir, Link::Followed)?;
         files::write_atomic(
             &self.runtime_dir.join("recovered"),
             boot_id().as_bytes(),
