@@ -63,14 +63,23 @@ const DUMP_RETRIES: usize = 8;
 /// println!("{} links, {} addresses", links.len(), nl.addresses(None)?.len());
 /// # Ok::<(), underlay::Error>(())
 /// ```
-#[derive(Debug)]
 pub struct Netlink {
     socket: Socket,
     port: u32,
     inner: Mutex<Inner>,
 }
 
-#[derive(Debug)]
+/// The socket and its port; not the buffers (tens of kilobytes that say
+/// nothing, in every `{:?}` of a host).
+impl std::fmt::Debug for Netlink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Netlink")
+            .field("socket", &std::os::fd::AsRawFd::as_raw_fd(&self.socket))
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Inner {
     sequence: u32,
     send_buffer: Vec<u8>,
