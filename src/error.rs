@@ -231,6 +231,16 @@ pub enum Error {
         addresses: usize,
     },
 
+    /// This host's part in a shared network is gone from the shared store:
+    /// another host removed the network everywhere (and may have defined
+    /// it anew), or forgot this host. Its containers keep their addresses
+    /// until they detach; no new address is claimed for it.
+    #[error("network {network:?} is no longer shared with this host: another host removed it everywhere (or forgot this host); detach its containers and remove it here, then create it again to join the network as it is defined now")]
+    NoLongerShared {
+        /// The network.
+        network: String,
+    },
+
     /// The container is attached to this network already.
     #[error("the container is attached to network {network:?} already, as endpoint {endpoint:?}")]
     AlreadyAttached {
@@ -362,6 +372,7 @@ impl Error {
                 | Error::ParentInUse { .. }
                 | Error::NetworkHasEndpoints { .. }
                 | Error::NetworkInUseElsewhere { .. }
+                | Error::NoLongerShared { .. }
                 | Error::AlreadyAttached { .. }
                 | Error::EndpointBusy { .. }
                 | Error::NameInUse { .. }

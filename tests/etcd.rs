@@ -614,6 +614,12 @@ fn a_foreign_claim_is_never_released_and_recovery_gives_back_what_no_record_expl
             ..theirs.clone()
         };
         let address: IpAddr = "10.121.0.40".parse().unwrap();
+        // Only a host that has the network claims: another host joins it.
+        assert!(matches!(
+            etcd.claim(&idc, address, &theirs),
+            Err(Error::NoLongerShared { .. })
+        ));
+        etcd.join(&idc, "another-host").unwrap();
         assert_eq!(etcd.claim(&idc, address, &theirs).unwrap(), None);
         // Someone else's claim: a release by another holder is refused,
         // naming the holder.
@@ -920,6 +926,27 @@ fn removing_a_network_everywhere_is_refused_while_other_hosts_hold_addresses_unl
         host.create_network(shared_network().subnet("10.99.0.0/24"))
             .unwrap();
     });
+    // Host 2 kept its half of the old definition: it claims nothing more
+    // under the name, and its recovery does not join it to the new
+    // definition. Its container is left as it was.
+    let c3 = NetNs::create().unwrap();
+    let c3b = c3.try_clone_for_test();
+    segment.with_host(2, move |host| {
+        let attach = || {
+            host.network("shared")
+                .unwrap()
+                .attach(&c3b, &AttachOptions::new())
+                .unwrap_err()
+        };
+        let e = attach();
+        assert!(matches!(e, Error::NoLongerShared { .. }), "{e}");
+        assert!(e.is_conflict());
+        assert!(e.to_string().contains("removed it everywhere"), "{e}");
+        host.recover().unwrap();
+        assert!(matches!(attach(), Error::NoLongerShared { .. }));
+    });
+    assert_eq!(common::link_names(&c3), vec!["lo".to_owned()]);
+    assert_eq!(segment.claims("shared").len(), 1);
     // Host 1's own detach gives its claim back; with no address held
     // anywhere, an unforced removal everywhere succeeds.
     let c1b = c1.try_clone_for_test();

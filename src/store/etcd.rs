@@ -128,17 +128,29 @@ impl EtcdStore {
     ) -> Result<Option<Claim>> {
         let key = encode(&Self::key(network, address));
         let value = encode(&value_of(claim)?);
+        // Only for a host that has the network: one whose part went (the
+        // network removed everywhere, perhaps defined anew; the host
+        // forgotten) claims nothing more under its name.
+        let member = encode(&format!("{NETWORKS}{network}/hosts/{}", claim.host));
         let answer = self.post(
             "/v3/kv/txn",
             &json!({
-                "compare": [{"target": "CREATE", "key": key, "create_revision": "0"}],
+                "compare": [
+                    {"target": "CREATE", "key": key, "create_revision": "0"},
+                    {"target": "CREATE", "key": member, "result": "GREATER", "create_revision": "0"},
+                ],
                 "success": [{"request_put": {"key": key, "value": value}}],
-                "failure": [{"request_range": {"key": key}}],
+                "failure": [{"request_range": {"key": key}}, {"request_range": {"key": member}}],
             }),
         )?;
         // proto3 JSON leaves `false` out: no `succeeded` is a failure.
         if answer["succeeded"].as_bool() == Some(true) {
             return Ok(None);
+        }
+        if answer["responses"][1]["response_range"]["kvs"][0]["value"].is_null() {
+            return Err(Error::NoLongerShared {
+                network: network.to_owned(),
+            });
         }
         let held = &answer["responses"][0]["response_range"]["kvs"][0]["value"];
         if held.is_null() {

@@ -58,12 +58,15 @@ impl Claim {
 /// A store of address claims shared by hosts.
 pub trait SharedStore: Send + Sync + fmt::Debug {
     /// Claims `address` of the network called `network` (on every host:
-    /// hosts share a network by its name) for `claim`, if no one holds it,
-    /// in one atomic write. Returns `None` when the claim is
-    /// `claim`'s now (or was already), or the claim that holds it.
+    /// hosts share a network by its name) for `claim`, if no one holds it
+    /// and `claim`'s host has the network (see [`join`](Self::join)), in
+    /// one atomic write. Returns `None` when the claim is `claim`'s now (or
+    /// was already), or the claim that holds it.
     ///
     /// # Errors
-    /// When the store cannot be reached or answers nonsense.
+    /// [`Error::NoLongerShared`] when the host's part in the network is
+    /// gone ([`undefine`](Self::undefine), [`forget_host`](Self::forget_host));
+    /// when the store cannot be reached or answers nonsense.
     fn claim(&self, network: &str, address: IpAddr, claim: &Claim) -> Result<Option<Claim>>;
 
     /// Releases `address` if `claim`'s holder (its host's endpoint) holds
@@ -149,6 +152,13 @@ pub(crate) fn definition_of(record: &NetworkRecord) -> Result<String> {
     })
 }
 
+/// Whether a host's record of a network is of the shared definition
+/// `stored`: the same driver and addresses (a host that joins adopts the
+/// definition's address plan as it is).
+fn same_definition(local: &NetworkRecord, stored: &NetworkRecord) -> bool {
+    local.driver.kind() == stored.driver.kind() && local.ipam == stored.ipam
+}
+
 /// A shared definition read back.
 pub(crate) fn read_definition(network: &str, text: &str) -> Result<NetworkRecord> {
     serde_json::from_str(text).map_err(|e| Error::SharedStoreUnavailable {
@@ -211,14 +221,36 @@ impl EndpointStore for ClaimingEndpointStore {
     }
 
     fn reconcile(&self, network: &NetworkRecord) -> Result<usize> {
-        // This host has the network: say so again (a failed or lost join).
-        self.claims.join(&network.name, &self.host)?;
+        // This host has the network: say so again (a failed or lost join),
+        // but only to the definition it has. Gone, or another now (removed
+        // everywhere, defined anew): this host's part stays gone, and its
+        // attaches are refused until it is removed here and created again.
+        let joined = match self.claims.definition(&network.name)? {
+            Some(stored) if same_definition(network, &read_definition(&network.name, &stored)?) => {
+                self.claims.join(&network.name, &self.host)?;
+                true
+            }
+            Some(_) => {
+                log::error!(
+                    "network {}: its shared definition is another now (removed everywhere and defined anew); this host's part is not joined to it: detach its containers, remove the network here and create it again",
+                    network.name
+                );
+                false
+            }
+            None => {
+                log::warn!(
+                    "network {}: it is shared no more (removed everywhere); detach its containers and remove it here",
+                    network.name
+                );
+                false
+            }
+        };
         let all = self.claims.claims(&network.name)?;
         let session = self.inner.session(network)?;
         // Every address a record of this host holds is claimed for it: a
         // claim lost (forgotten by mistake, a store restored) is made again,
         // and one another host took meanwhile is reported, loudly.
-        for record in session.endpoints() {
+        for record in session.endpoints().filter(|_| joined) {
             let claim = Claim::of(&self.host, network, record);
             for address in record.ips() {
                 let claimed = all
