@@ -389,6 +389,77 @@ fn kill_9_at_every_step_of_a_forced_removal_then_opening_the_host_leaves_no_link
     }
 }
 
+/// Namespaces a runtime keeps by a bind mount of its own (not under
+/// `/run/netns`; no process in them, no descriptor open on them): a forced
+/// removal killed once the network's records are gone leaves their links
+/// for deletion, and nothing records where they are. Opening the host
+/// finds those namespaces in the mount table and deletes the links.
+#[test]
+fn links_a_killed_forced_removal_left_in_bind_mounted_namespaces_are_found_and_deleted() {
+    let sb = Sandbox::new();
+    let dir = StateDir::new();
+    /// Unmounts and removes the namespaces' files, even if the test fails.
+    struct Mounts(std::path::PathBuf);
+    impl Drop for Mounts {
+        fn drop(&mut self) {
+            for entry in std::fs::read_dir(&self.0).into_iter().flatten().flatten() {
+                let _ = std::process::Command::new("umount")
+                    .arg(entry.path())
+                    .output();
+            }
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let mounts = Mounts(dir.0.with_extension("mounts"));
+    std::fs::create_dir_all(&mounts.0).unwrap();
+    let paths: Vec<std::path::PathBuf> = (0..2)
+        .map(|i| {
+            let path = mounts.0.join(format!("c{i}"));
+            std::fs::File::create(&path).unwrap();
+            let out = std::process::Command::new("unshare")
+                .arg(format!("--net={}", path.display()))
+                .arg("true")
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            path
+        })
+        .collect();
+    // Each namespace is held by its mount alone once the handles go.
+    let eth0s = |paths: &[std::path::PathBuf]| -> Vec<Vec<String>> {
+        paths
+            .iter()
+            .map(|p| link_names(&NetNs::open(p).unwrap()))
+            .collect()
+    };
+    {
+        let host = open_host(&sb, &dir);
+        let net = dual(&host, "n", "10.87.0.0/24", "fd00:87::/64");
+        for path in &paths {
+            net.attach(&NetNs::open(path).unwrap(), &AttachOptions::new())
+                .unwrap();
+        }
+    }
+    let output = common::run_child(
+        "crash_force_remove_child",
+        &[
+            ("UNDERLAY_CRASH_AT", "removed network".to_owned()),
+            ("UNDERLAY_STATE", dir.0.display().to_string()),
+            ("UNDERLAY_NETNS", common::netns_path_for_child(&sb.host)),
+        ],
+    );
+    assert!(
+        common::killed(&output),
+        "not killed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Off the network, but their links are still there.
+    assert_eq!(eth0s(&paths), vec![vec!["eth0", "lo"]; 2]);
+    let host = open_host(&sb, &dir);
+    assert!(host.network("n").is_err());
+    assert_eq!(eth0s(&paths), vec![vec!["lo"]; 2]);
+}
+
 /// In a child (its descriptor limit is its own): a forced removal with
 /// few descriptors left either takes every container off the network or
 /// fails and keeps the network; never both "done" and a container still
