@@ -233,9 +233,11 @@ pub enum Error {
 
     /// This host's part in a shared network is gone from the shared store:
     /// another host removed the network everywhere (and may have defined
-    /// it anew), or forgot this host. Its containers keep their addresses
-    /// until they detach; no new address is claimed for it.
-    #[error("network {network:?} is no longer shared with this host: another host removed it everywhere (or forgot this host); detach its containers and remove it here, then create it again to join the network as it is defined now")]
+    /// it anew), or forgot this host, or the store lost it. Its containers
+    /// keep their addresses until they detach; no new address is claimed
+    /// for it. [`Host::recover`](crate::Host::recover) joins the host
+    /// again if the store still has the definition this host has.
+    #[error("network {network:?} is no longer shared with this host: another host removed it everywhere or forgot this host, or the shared store lost it; if this host was forgotten by mistake, `recover` joins it again; otherwise detach its containers and remove the network here, then create it again to join it as it is defined now")]
     NoLongerShared {
         /// The network.
         network: String,

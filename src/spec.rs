@@ -587,15 +587,6 @@ impl NetworkBuilder {
             return Err(Error::invalid(e.what, e.value.clone(), e.reason.clone()));
         }
         crate::names::validate_network_name(&self.name)?;
-        if crate::names::is_network_id(&self.name) {
-            // The store notes work on a removed network's links under its
-            // id: a network named so could end another's note.
-            return Err(Error::invalid(
-                "network name",
-                &self.name,
-                "64 lower-case hexadecimal digits is the form of a network id, reserved for them; choose another name",
-            ));
-        }
         let Some(kind) = self.driver else {
             return Err(Error::invalid(
                 "driver",
@@ -1098,26 +1089,6 @@ mod tests {
             .difference(&record)
             .unwrap();
         assert_eq!((stored.as_str(), requested.as_str()), ("none", "1400"));
-    }
-
-    #[test]
-    fn a_name_in_the_form_of_a_network_id_is_refused() {
-        let id = "0123456789abcdef".repeat(4);
-        let err = Network::builder(&id)
-            .macvlan()
-            .parent("eth0")
-            .build()
-            .unwrap_err();
-        assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
-        assert!(err.to_string().contains("network id"), "{err}");
-        // One digit fewer, or upper case, is a name like any other.
-        for name in [&id[1..], &id.to_uppercase()] {
-            Network::builder(name)
-                .macvlan()
-                .parent("eth0")
-                .build()
-                .unwrap();
-        }
     }
 
     #[test]

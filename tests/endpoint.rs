@@ -917,7 +917,17 @@ fn an_attach_waiting_for_the_lock_to_rename_its_link_holds_nothing_in_the_contai
     assert!(out.status.success(), "{out:?}");
     let paused = dir.0.join("paused");
     let resume = dir.0.join("resume");
-    let mut child = common::child_command("pause_attach_child")
+    /// Kills the child if the test fails before it ends.
+    struct Reaper(Option<std::process::Child>);
+    impl Drop for Reaper {
+        fn drop(&mut self) {
+            if let Some(child) = self.0.as_mut() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+    let child = common::child_command("pause_attach_child")
         .env("UNDERLAY_PAUSE_AT", "has an eth0 of its own")
         .env("UNDERLAY_PAUSED", &paused)
         .env("UNDERLAY_RESUME", &resume)
@@ -931,6 +941,7 @@ fn an_attach_waiting_for_the_lock_to_rename_its_link_holds_nothing_in_the_contai
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let mut child = Reaper(Some(child));
     let start = std::time::Instant::now();
     while !paused.exists() {
         assert!(start.elapsed().as_secs() < 20, "the child never paused");
@@ -942,14 +953,15 @@ fn an_attach_waiting_for_the_lock_to_rename_its_link_holds_nothing_in_the_contai
     assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
     std::fs::write(&resume, b"").unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
+    let running = child.0.as_mut().unwrap();
     assert!(
-        child.try_wait().unwrap().is_none(),
+        running.try_wait().unwrap().is_none(),
         "the attach did not wait for the lock"
     );
     let namespace = std::fs::metadata(format!("/proc/self/fd/{}", common::fd_of(&container)))
         .unwrap()
         .ino();
-    let inside: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", child.id()))
+    let inside: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", running.id()))
         .unwrap()
         .flatten()
         .filter(|task| {
@@ -959,7 +971,7 @@ fn an_attach_waiting_for_the_lock_to_rename_its_link_holds_nothing_in_the_contai
         .collect();
     // SAFETY: as above.
     unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_UN) };
-    let out = child.wait_with_output().unwrap();
+    let out = child.0.take().unwrap().wait_with_output().unwrap();
     assert!(
         out.status.success(),
         "{}",

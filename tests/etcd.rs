@@ -647,6 +647,40 @@ fn a_foreign_claim_is_never_released_and_recovery_gives_back_what_no_record_expl
     assert_eq!(left, vec!["10.121.0.40 another-host".to_owned()]);
 }
 
+/// A network made before the host had the shared store is this host's
+/// alone: with the store, its attaches work and claim nothing in it, and
+/// recovery leaves it be.
+#[test]
+fn a_network_made_before_the_shared_store_stays_local_and_claims_nothing() {
+    let Some(segment) = Segment::new(1) else {
+        return;
+    };
+    let dir = segment.dirs[0].0.clone();
+    in_ns(&segment.hosts[0].try_clone_for_test(), move || {
+        let host = Host::options()
+            .state_dir(&dir)
+            .runtime_dir(dir.join("run"))
+            .open()
+            .unwrap();
+        host.create_network(shared_network()).unwrap();
+    });
+    let c = NetNs::create().unwrap();
+    let cb = c.try_clone_for_test();
+    let cb2 = c.try_clone_for_test();
+    segment.with_host(0, move |host| {
+        let net = host.network("shared").unwrap();
+        net.attach(&cb, &AttachOptions::new()).unwrap();
+        let report = host.recover().unwrap();
+        assert!(report.is_clean(), "{report:?}");
+    });
+    assert!(segment.claims("shared").is_empty());
+    assert_eq!(common::global_addresses(&c).len(), 1);
+    segment.with_host(0, move |host| {
+        assert!(host.network("shared").unwrap().detach(&cb2).unwrap());
+        host.force_remove_network("shared").unwrap();
+    });
+}
+
 #[test]
 fn one_definition_for_every_host_and_a_different_one_is_refused() {
     let Some(segment) = Segment::new(3) else {

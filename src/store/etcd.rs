@@ -147,12 +147,17 @@ impl EtcdStore {
         if answer["succeeded"].as_bool() == Some(true) {
             return Ok(None);
         }
+        let held = &answer["responses"][0]["response_range"]["kvs"][0]["value"];
         if answer["responses"][1]["response_range"]["kvs"][0]["value"].is_null() {
+            // Not a member: only a claim it holds already stands (made
+            // again by a rebuild of its records, say).
+            if !held.is_null() && claim_of(held)?.same_holder(claim) {
+                return Ok(None);
+            }
             return Err(Error::NoLongerShared {
                 network: network.to_owned(),
             });
         }
-        let held = &answer["responses"][0]["response_range"]["kvs"][0]["value"];
         if held.is_null() {
             // Released between the compare and the read: try again (a
             // claim that keeps vanishing is someone else's churn; give up

@@ -257,36 +257,69 @@ pub(crate) fn create_dir(path: &Path, link: Link) -> Result<()> {
     check_dir(path, link)
 }
 
-/// Whether a directory may be a symbolic link to one.
+/// Whether a directory may be a symbolic link to one, and what is made of
+/// its mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Link {
-    /// One underlay makes: never a link.
+    /// One underlay makes: never a link; made `0700` if it was open to
+    /// other users.
     Refused,
     /// One the caller names (a state or runtime directory, which an
-    /// administrator may have moved elsewhere): the link is followed, and
-    /// what it leads to is checked.
+    /// administrator may have made, or moved elsewhere and linked to): a
+    /// link is followed if root or this user owns it, in a directory
+    /// others cannot change; the mode is the administrator's, but others
+    /// must not be able to write in it.
     Followed,
 }
 
 /// Checks that a directory where state belongs is a directory of this
-/// process's user: whoever owns a directory can swap what is in it, for a
-/// link to anywhere. One open to other users is made `0700`.
+/// process's user: whoever owns a directory, or can write in it, can swap
+/// what is in it for a link to anywhere.
 pub(crate) fn check_dir(path: &Path, link: Link) -> Result<()> {
-    let metadata = match link {
-        Link::Refused => fs::symlink_metadata(path),
-        Link::Followed => fs::metadata(path),
-    }
-    .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
+    let stat = |path: &Path, follow: bool| {
+        if follow {
+            fs::metadata(path)
+        } else {
+            fs::symlink_metadata(path)
+        }
+        .map_err(|e| Error::io(format!("stat {}", path.display()), e))
+    };
+    let me = rustix::process::geteuid().as_raw();
+    let trusted = |uid: u32| uid == me || uid == 0;
+    let mut metadata = stat(path, false)?;
     if metadata.file_type().is_symlink() {
-        return Err(unsafe_file(
-            path,
-            "it is a symbolic link, which underlay never makes",
-        ));
+        if link == Link::Refused {
+            return Err(unsafe_file(
+                path,
+                "it is a symbolic link, which underlay never makes",
+            ));
+        }
+        if !trusted(metadata.uid()) {
+            return Err(unsafe_file(
+                path,
+                &format!(
+                    "it is a symbolic link owned by uid {}: only root or this process's uid {me} may choose where state goes",
+                    metadata.uid()
+                ),
+            ));
+        }
+        let parent = path.parent().unwrap_or(Path::new("/"));
+        let holder = stat(parent, true)?;
+        let others_write = holder.mode() & 0o022 != 0 && holder.mode() & 0o1000 == 0;
+        if !trusted(holder.uid()) || others_write {
+            return Err(unsafe_file(
+                path,
+                &format!(
+                    "it is a symbolic link in {}, which other users can change: put the link where only root can",
+                    parent.display()
+                ),
+            ));
+        }
+        metadata = stat(path, true)?;
     }
     if !metadata.is_dir() {
         return Err(unsafe_file(path, "it is not a directory"));
     }
-    let me = rustix::process::geteuid().as_raw();
     if metadata.uid() != me {
         return Err(unsafe_file(
             path,
@@ -296,14 +329,23 @@ pub(crate) fn check_dir(path: &Path, link: Link) -> Result<()> {
             ),
         ));
     }
-    if metadata.mode() & 0o077 != 0 {
-        log::warn!(
-            "{} was open to other users (mode {:o}); making it {DIR_MODE:o}",
-            path.display(),
-            metadata.mode() & 0o7777
-        );
-        fs::set_permissions(path, fs::Permissions::from_mode(DIR_MODE))
-            .map_err(|e| Error::io(format!("chmod {}", path.display()), e))?;
+    let mode = metadata.mode() & 0o7777;
+    match link {
+        Link::Refused if mode & 0o077 != 0 => {
+            log::warn!(
+                "{} was open to other users (mode {mode:o}); making it {DIR_MODE:o}",
+                path.display()
+            );
+            fs::set_permissions(path, fs::Permissions::from_mode(DIR_MODE))
+                .map_err(|e| Error::io(format!("chmod {}", path.display()), e))?;
+        }
+        Link::Followed if mode & 0o022 != 0 => {
+            return Err(unsafe_file(
+                path,
+                &format!("other users can write in it (mode {mode:o}): make it 0700 (or 0755)"),
+            ));
+        }
+        _ => {}
     }
     Ok(())
 }

@@ -65,8 +65,9 @@ pub trait SharedStore: Send + Sync + fmt::Debug {
     ///
     /// # Errors
     /// [`Error::NoLongerShared`] when the host's part in the network is
-    /// gone ([`undefine`](Self::undefine), [`forget_host`](Self::forget_host));
-    /// when the store cannot be reached or answers nonsense.
+    /// gone ([`undefine`](Self::undefine), [`forget_host`](Self::forget_host))
+    /// and the address is not `claim`'s already; when the store cannot be
+    /// reached or answers nonsense.
     fn claim(&self, network: &str, address: IpAddr, claim: &Claim) -> Result<Option<Claim>>;
 
     /// Releases `address` if `claim`'s holder (its host's endpoint) holds
@@ -153,10 +154,16 @@ pub(crate) fn definition_of(record: &NetworkRecord) -> Result<String> {
 }
 
 /// Whether a host's record of a network is of the shared definition
-/// `stored`: the same driver and addresses (a host that joins adopts the
-/// definition's address plan as it is).
+/// `stored`: what a joining host must agree on (its driver and mode, its
+/// address plan, which it adopts as it is, its families, `internal`, its
+/// MTU); not labels or policy, which are each host's.
 fn same_definition(local: &NetworkRecord, stored: &NetworkRecord) -> bool {
-    local.driver.kind() == stored.driver.kind() && local.ipam == stored.ipam
+    local.driver == stored.driver
+        && local.ipam == stored.ipam
+        && local.ipv4 == stored.ipv4
+        && local.ipv6 == stored.ipv6
+        && local.internal == stored.internal
+        && local.mtu == stored.mtu
 }
 
 /// A shared definition read back.
@@ -190,7 +197,12 @@ impl EndpointStore for ClaimingEndpointStore {
         self.inner.add_network(network)
     }
 
+    /// A network that is not shared (one made before the host had the
+    /// shared store) is this host's alone: nothing is claimed for it.
     fn session<'a>(&'a self, network: &NetworkRecord) -> Result<Box<dyn EndpointSession + 'a>> {
+        if !network.shared {
+            return self.inner.session(network);
+        }
         Ok(Box::new(ClaimingSession {
             inner: self.inner.session(network)?,
             claims: self.claims.as_ref(),
@@ -205,6 +217,9 @@ impl EndpointStore for ClaimingEndpointStore {
 
     fn remove_network(&self, network: &NetworkRecord) -> Result<()> {
         self.inner.remove_network(network)?;
+        if !network.shared {
+            return Ok(());
+        }
         // Whatever this host still claimed on the network (endpoints of a
         // forced removal, detached ones) is free now; the network may still
         // be other hosts'.
@@ -221,6 +236,9 @@ impl EndpointStore for ClaimingEndpointStore {
     }
 
     fn reconcile(&self, network: &NetworkRecord) -> Result<usize> {
+        if !network.shared {
+            return self.inner.reconcile(network);
+        }
         // This host has the network: say so again (a failed or lost join),
         // but only to the definition it has. Gone, or another now (removed
         // everywhere, defined anew): this host's part stays gone, and its
@@ -418,5 +436,46 @@ impl EndpointSession for ClaimingSession<'_> {
             self.release(&record, addresses.iter().copied());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipam::NetworkIpamConfig;
+    use crate::Network;
+
+    fn record(builder: crate::network::NetworkBuilder, subnet: &str) -> NetworkRecord {
+        let parent = crate::parent::ParentLink {
+            name: "eth0".into(),
+            kind: crate::parent::ParentKind::Existing,
+        };
+        let ipam = NetworkIpamConfig::from_docker_lists(&[subnet], &[], &[], &[]).unwrap();
+        builder
+            .build()
+            .unwrap()
+            .into_record("0".repeat(64), parent, ipam)
+    }
+
+    #[test]
+    fn a_host_rejoins_only_the_definition_it_has() {
+        let base = || Network::builder("n").macvlan().parent("eth0");
+        let mine = record(base(), "10.1.0.0/24");
+        // Its own definition, read back as the store holds it; another
+        // parent, labels or policy are each host's.
+        let stored = read_definition("n", &definition_of(&mine).unwrap()).unwrap();
+        assert!(same_definition(&mine, &stored));
+        let elsewhere = record(base().parent("eth1").label("k", "v"), "10.1.0.0/24");
+        assert!(same_definition(&mine, &elsewhere));
+        // Defined anew with anything a joining host must agree on changed.
+        for other in [
+            record(base(), "10.2.0.0/24"),
+            record(base().option("macvlan_mode", "private"), "10.1.0.0/24"),
+            record(base().mtu(1400), "10.1.0.0/24"),
+            record(base().internal(true), "10.1.0.0/24"),
+            record(Network::builder("n").ipvlan().parent("eth0"), "10.1.0.0/24"),
+        ] {
+            assert!(!same_definition(&mine, &other), "{other:?}");
+        }
     }
 }
