@@ -246,14 +246,18 @@ fn lock_holder(file: &File) -> Option<u32> {
     })
 }
 
-/// Creates a directory and its parents (`0700`), and checks it as
-/// [`check_dir`] does.
+/// Creates a directory and its parents (`0700`) unless it is there, and
+/// checks it as [`check_dir`] does. (One that is there is judged as it is:
+/// a link before anything follows it, which the kernel may refuse anyway,
+/// `fs.protected_symlinks`.)
 pub(crate) fn create_dir(path: &Path, link: Link) -> Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(DIR_MODE)
-        .create(path)
-        .map_err(|e| Error::io(format!("create directory {}", path.display()), e))?;
+    if fs::symlink_metadata(path).is_err() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(path)
+            .map_err(|e| Error::io(format!("create directory {}", path.display()), e))?;
+    }
     check_dir(path, link)
 }
 
