@@ -107,7 +107,7 @@ impl HostOptions {
     /// #     fn claims(&self, _: &str) -> underlay::Result<Vec<(std::net::IpAddr, underlay::store::Claim)>> { Ok(vec![]) }
     /// #     fn define(&self, _: &str, _: &str) -> underlay::Result<Option<String>> { Ok(None) }
     /// #     fn definition(&self, _: &str) -> underlay::Result<Option<String>> { Ok(None) }
-    /// #     fn join(&self, _: &str, _: &str) -> underlay::Result<()> { Ok(()) }
+    /// #     fn join(&self, _: &str, _: &str, _: &str) -> underlay::Result<bool> { Ok(true) }
     /// #     fn leave(&self, _: &str, _: &str) -> underlay::Result<bool> { Ok(true) }
     /// #     fn undefine(&self, _: &str, _: bool) -> underlay::Result<bool> { Ok(true) }
     /// #     fn forget_host(&self, _: &str) -> underlay::Result<usize> { Ok(0) }

@@ -619,7 +619,11 @@ fn a_foreign_claim_is_never_released_and_recovery_gives_back_what_no_record_expl
             etcd.claim(&idc, address, &theirs),
             Err(Error::NoLongerShared { .. })
         ));
-        etcd.join(&idc, "another-host").unwrap();
+        // Joined only to the definition it read: a stale one is not.
+        assert!(!etcd.join(&idc, "another-host", "{}").unwrap());
+        assert!(etcd.claim(&idc, address, &theirs).is_err());
+        let definition = etcd.definition(&idc).unwrap().unwrap();
+        assert!(etcd.join(&idc, "another-host", &definition).unwrap());
         assert_eq!(etcd.claim(&idc, address, &theirs).unwrap(), None);
         // Someone else's claim: a release by another holder is refused,
         // naming the holder.

@@ -79,27 +79,40 @@ impl Engine {
             .clone()
             .into_record(String::new(), parent, ipam.clone());
         let proposal = crate::store::definition_of(&proposal)?;
-        let mut tries = 0;
-        loop {
-            if let Some(stored) = shared.define(spec.name(), &proposal)? {
-                let stored = crate::store::read_definition(spec.name(), &stored)?;
-                if let Some((field, stored, requested)) = spec.difference_but_parent(&stored) {
-                    return Err(Error::DefinitionDiffers {
-                        network: spec.name().to_owned(),
-                        field,
-                        stored,
-                        requested,
-                    });
+        let own = ipam.clone();
+        for _ in 0..3 {
+            let definition = match shared.define(spec.name(), &proposal)? {
+                Some(text) => {
+                    let stored = crate::store::read_definition(spec.name(), &text)?;
+                    if let Some((field, stored, requested)) = spec.difference_but_parent(&stored) {
+                        return Err(Error::DefinitionDiffers {
+                            network: spec.name().to_owned(),
+                            field,
+                            stored,
+                            requested,
+                        });
+                    }
+                    *ipam = stored.ipam;
+                    text
                 }
-                *ipam = stored.ipam;
-            }
-            // The join fails if the definition went meanwhile (its last
-            // host left): defined again, then.
-            match shared.join(spec.name(), self.networks.host_id()) {
-                Err(_) if tries < 2 => tries += 1,
-                joined => return joined,
+                None => {
+                    *ipam = own.clone();
+                    proposal.clone()
+                }
+            };
+            // Not joined if the definition went or changed meanwhile (its
+            // last host left; removed everywhere and defined anew): defined
+            // or compared again, then.
+            if shared.join(spec.name(), self.networks.host_id(), &definition)? {
+                return Ok(());
             }
         }
+        Err(Error::SharedStoreUnavailable {
+            tried: format!(
+                "the shared definition of network {:?} kept changing while this host joined it: try again",
+                spec.name()
+            ),
+        })
     }
 
     /// The local half of [`create_network`](Self::create_network), under

@@ -313,29 +313,21 @@ impl SharedStore for EtcdStore {
         decode(stored, "definition").map(Some)
     }
 
-    fn join(&self, network: &str, host: &str) -> Result<()> {
-        // Only while the definition exists: a last host leaving between
-        // this host's read of it and this join takes it away, and then the
-        // join fails rather than join a network no one defines.
-        let definition = encode(&format!("{NETWORKS}{network}/definition"));
-        let key = encode(&format!("{NETWORKS}{network}/hosts/{host}"));
+    fn join(&self, network: &str, host: &str, definition: &str) -> Result<bool> {
+        // Only while the definition is the one this host read: a last host
+        // leaving, or a removal everywhere and a new definition, between
+        // that read and this join is not joined.
+        let key = encode(&format!("{NETWORKS}{network}/definition"));
+        let member = encode(&format!("{NETWORKS}{network}/hosts/{host}"));
         let answer = self.post(
             "/v3/kv/txn",
             &json!({
-                "compare": [{"target": "CREATE", "key": definition, "result": "GREATER", "create_revision": "0"}],
-                "success": [{"request_put": {"key": key, "value": encode(host)}}],
+                "compare": [{"target": "VALUE", "key": key, "result": "EQUAL", "value": encode(definition)}],
+                "success": [{"request_put": {"key": member, "value": encode(host)}}],
                 "failure": [],
             }),
         )?;
-        if answer["succeeded"].as_bool() == Some(true) {
-            Ok(())
-        } else {
-            Err(Error::SharedStoreUnavailable {
-                tried: format!(
-                    "the shared definition of network {network:?} went away while this host joined it (its last host left): try again"
-                ),
-            })
-        }
+        Ok(answer["succeeded"].as_bool() == Some(true))
     }
 
     fn leave(&self, network: &str, host: &str) -> Result<bool> {

@@ -102,11 +102,15 @@ pub trait SharedStore: Send + Sync + fmt::Debug {
     /// When the store cannot be reached.
     fn definition(&self, network: &str) -> Result<Option<String>>;
 
-    /// Records that `host` has the network now.
+    /// Records that `host` has the network now, only while its definition
+    /// is `definition` (as [`define`](Self::define) or
+    /// [`definition`](Self::definition) gave it), in one atomic write: a
+    /// definition removed or replaced meanwhile is not joined. Returns
+    /// whether the host joined.
     ///
     /// # Errors
     /// When the store cannot be reached.
-    fn join(&self, network: &str, host: &str) -> Result<()>;
+    fn join(&self, network: &str, host: &str, definition: &str) -> Result<bool>;
 
     /// Records that `host` has the network no more; the definition goes
     /// with the last host. Returns whether it went.
@@ -245,8 +249,8 @@ impl EndpointStore for ClaimingEndpointStore {
         // attaches are refused until it is removed here and created again.
         let joined = match self.claims.definition(&network.name)? {
             Some(stored) if same_definition(network, &read_definition(&network.name, &stored)?) => {
-                self.claims.join(&network.name, &self.host)?;
-                true
+                // (Not joined if it changed since it was read.)
+                self.claims.join(&network.name, &self.host, &stored)?
             }
             Some(_) => {
                 log::error!(
