@@ -536,10 +536,11 @@ impl Host {
     /// for them in every namespace (as [`recover`](Self::recover) does), and
     /// the end of a container's namespace takes its link with it.
     ///
-    /// Until they are deleted, the links stay on the parent: a network of
-    /// another driver (or macvlan passthru) on the same parent, or an
-    /// attach that asks for one of their MAC addresses, calls
-    /// [`settle`](Self::settle) first.
+    /// Until they are deleted, the links stay on the parent, where the
+    /// kernel would refuse a link of another driver, a macvlan passthru
+    /// link or one of their MAC addresses beside them: a network created
+    /// meanwhile (in this process) waits for them first, as
+    /// [`settle`](Self::settle) does.
     ///
     /// When the parent is owned, deleting it takes every endpoint link with
     /// it in one kernel operation, before this returns.

@@ -460,6 +460,52 @@ fn links_a_killed_forced_removal_left_in_bind_mounted_namespaces_are_found_and_d
     assert_eq!(eth0s(&paths), vec![vec!["lo"]; 2]);
 }
 
+/// Right after a forced removal, while its links wait for deletion on the
+/// parent, a new network on it waits for those deletions: its attaches
+/// then work even where the kernel would refuse a link beside the old ones
+/// (macvlan passthru; one of their MAC addresses). No `settle` needed.
+#[test]
+fn a_network_made_right_after_a_forced_removal_waits_for_its_deletions() {
+    let (sb, _dir, host) = common::fixture();
+    let build = |name: &str, subnet: &str| {
+        Network::builder(name)
+            .macvlan()
+            .parent("eth0")
+            .subnet(subnet)
+    };
+    let mac: underlay::link::MacAddress = "02:42:0a:56:00:09".parse().unwrap();
+    for passthru in [true, false] {
+        let net = host.create_network(build("old", "10.86.0.0/24")).unwrap();
+        let containers: Vec<NetNs> = (0..30).map(|_| sb.container()).collect();
+        net.attach(&containers[0], &AttachOptions::new().mac(mac))
+            .unwrap();
+        for c in &containers[1..] {
+            net.attach(c, &AttachOptions::new()).unwrap();
+        }
+        let c = sb.container();
+        let (builder, options) = if passthru {
+            let builder = build("new", "10.86.1.0/24").option("macvlan_mode", "passthru");
+            (builder, AttachOptions::new())
+        } else {
+            (build("new", "10.86.1.0/24"), AttachOptions::new().mac(mac))
+        };
+        host.force_remove_network("old").unwrap();
+        // At once, while the old links are still on the parent.
+        let new = host.create_network(builder).unwrap();
+        let ep = new.attach(&c, &options).unwrap();
+        assert_eq!(
+            ep.addresses()[0].to_string(),
+            "10.86.1.2/24",
+            "passthru {passthru}"
+        );
+        for old in &containers {
+            assert_eq!(link_names(old), ["lo"], "passthru {passthru}");
+        }
+        host.force_remove_network("new").unwrap();
+        host.settle();
+    }
+}
+
 /// In a child (its descriptor limit is its own): a forced removal with
 /// few descriptors left either takes every container off the network or
 /// fails and keeps the network; never both "done" and a container still

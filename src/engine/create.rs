@@ -26,6 +26,12 @@ impl Engine {
                 "64 lower-case hexadecimal digits is the form of a network id, reserved for them; choose another name",
             ));
         }
+        // Links a forced removal left to delete would still be on their
+        // parent, seen as the removed network's (and refused beside a
+        // link of another driver): gone first.
+        if self.deletions.running() {
+            self.wait_for_deletions();
+        }
         // Say now, not at the first attach, that the kernel lacks the driver.
         self.capabilities()?.require(spec.driver().feature())?;
         let _lock = self.networks.lock()?;

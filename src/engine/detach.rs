@@ -481,6 +481,11 @@ impl Deletions {
         self.idle.notify_all();
     }
 
+    /// Whether any runs.
+    pub(crate) fn running(&self) -> bool {
+        *self.count() > 0
+    }
+
     /// Waits up to `timeout` until none runs; returns whether none does.
     fn wait(&self, timeout: std::time::Duration) -> bool {
         let (running, _) = self
@@ -567,8 +572,7 @@ impl Engine {
     /// of this process is done.
     pub fn settle(&self) {
         let start = std::time::Instant::now();
-        if !self.deletions.wait(SETTLE_TIMEOUT) {
-            log::warn!("link deletions are still running");
+        if !self.wait_for_deletions() {
             return;
         }
         if !self.wait_for_sweeps(SETTLE_TIMEOUT.saturating_sub(start.elapsed()), |sweeps| {
@@ -576,6 +580,18 @@ impl Engine {
         }) {
             log::warn!("sweeps are still running");
         }
+    }
+}
+
+impl Engine {
+    /// Waits for the link deletions left to threads of the library's own
+    /// (bounded); returns whether they are done.
+    pub(crate) fn wait_for_deletions(&self) -> bool {
+        let done = self.deletions.wait(SETTLE_TIMEOUT);
+        if !done {
+            log::warn!("link deletions are still running");
+        }
+        done
     }
 }
 
