@@ -200,19 +200,12 @@ fn kill_9_at_every_step_of_a_detach_then_recovery_leaves_no_link_and_no_address_
         let (a, b) = (sb.container(), sb.container());
         let ea = net.attach(&a, &AttachOptions::new()).unwrap();
         let eb = net.attach(&b, &AttachOptions::new()).unwrap();
-        let output = common::run_child(
+        common::kill_child_at(
             "crash_detach_child",
-            &[
-                ("UNDERLAY_CRASH_AT", step.to_owned()),
-                ("UNDERLAY_STATE", dir.0.display().to_string()),
-                ("UNDERLAY_NETNS", common::netns_path_for_child(&sb.host)),
-                ("UNDERLAY_CONTAINER", common::netns_path_for_child(&a)),
-            ],
-        );
-        assert!(
-            common::killed(&output),
-            "{step}: not killed: {}",
-            String::from_utf8_lossy(&output.stderr)
+            step,
+            &sb,
+            &dir,
+            &[("UNDERLAY_CONTAINER", common::netns_path_for_child(&a))],
         );
         let host = open_host(&sb, &dir);
         host.recover().unwrap();
@@ -350,19 +343,7 @@ fn kill_9_at_every_step_of_a_forced_removal_then_opening_the_host_leaves_no_link
         }
         // One detached before: its link is left for a sweep.
         assert!(net.detach(&containers[3]).unwrap());
-        let output = common::run_child(
-            "crash_force_remove_child",
-            &[
-                ("UNDERLAY_CRASH_AT", step.to_owned()),
-                ("UNDERLAY_STATE", dir.0.display().to_string()),
-                ("UNDERLAY_NETNS", common::netns_path_for_child(&sb.host)),
-            ],
-        );
-        assert!(
-            common::killed(&output),
-            "{step}: not killed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        common::kill_child_at("crash_force_remove_child", step, &sb, &dir, &[]);
         // Opening the host finishes the removal (its record, or the note
         // of its deletions, says one was under way): no network, no link
         // of it anywhere, nothing left for recovery.
@@ -440,18 +421,12 @@ fn links_a_killed_forced_removal_left_in_bind_mounted_namespaces_are_found_and_d
                 .unwrap();
         }
     }
-    let output = common::run_child(
+    common::kill_child_at(
         "crash_force_remove_child",
-        &[
-            ("UNDERLAY_CRASH_AT", "removed network".to_owned()),
-            ("UNDERLAY_STATE", dir.0.display().to_string()),
-            ("UNDERLAY_NETNS", common::netns_path_for_child(&sb.host)),
-        ],
-    );
-    assert!(
-        common::killed(&output),
-        "not killed: {}",
-        String::from_utf8_lossy(&output.stderr)
+        "removed network",
+        &sb,
+        &dir,
+        &[],
     );
     // Off the network, but their links are still there.
     assert_eq!(eth0s(&paths), vec![vec!["eth0", "lo"]; 2]);

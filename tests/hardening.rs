@@ -211,44 +211,29 @@ fn state_another_user_owns_is_refused_naming_the_owner_and_nothing_is_made() {
         assert!(text.contains("owned by uid 65534"), "{text}");
         assert!(text.contains(&path.display().to_string()), "{text}");
     };
-    // The journal: a fresh host (this one keeps its descriptor) refuses it.
-    let journal = dir.0.join("run").join(net.id()).join("endpoints.log");
-    chown(&journal, 65534);
-    let err = open_host(&sb, &dir)
-        .network("n")
-        .unwrap()
-        .attach(&c, &AttachOptions::new())
-        .unwrap_err();
-    refused(err, &journal);
-    assert_eq!(link_names(&c), ["lo"]);
-    chown(&journal, 0);
+    // Handed to another user, refused to an attach from a fresh host (this
+    // one keeps its descriptors), which makes nothing; then given back.
+    let attach_refused = |path: &Path| {
+        chown(path, 65534);
+        let err = open_host(&sb, &dir)
+            .network("n")
+            .unwrap()
+            .attach(&c, &AttachOptions::new())
+            .unwrap_err();
+        refused(err, path);
+        assert_eq!(link_names(&c), ["lo"]);
+        chown(path, 0);
+    };
+    // The journal.
+    attach_refused(&dir.0.join("run").join(net.id()).join("endpoints.log"));
     // A network record.
     let record = dir.0.join("networks/n.json");
     chown(&record, 65534);
     refused(host.network("n").unwrap_err(), &record);
     chown(&record, 0);
-    // The network's lock.
-    let lock = dir.0.join("run").join(net.id()).join("lock");
-    chown(&lock, 65534);
-    let err = open_host(&sb, &dir)
-        .network("n")
-        .unwrap()
-        .attach(&c, &AttachOptions::new())
-        .unwrap_err();
-    refused(err, &lock);
-    assert_eq!(link_names(&c), ["lo"]);
-    chown(&lock, 0);
-    // The network's runtime directory (a fresh host again).
-    let runtime = dir.0.join("run").join(net.id());
-    chown(&runtime, 65534);
-    let err = open_host(&sb, &dir)
-        .network("n")
-        .unwrap()
-        .attach(&c, &AttachOptions::new())
-        .unwrap_err();
-    refused(err, &runtime);
-    assert_eq!(link_names(&c), ["lo"]);
-    chown(&runtime, 0);
+    // The network's lock, and its runtime directory.
+    attach_refused(&dir.0.join("run").join(net.id()).join("lock"));
+    attach_refused(&dir.0.join("run").join(net.id()));
     // The state directory itself: no host opens on it.
     chown(&dir.0, 65534);
     let err = Host::options()
@@ -486,19 +471,7 @@ fn a_forced_removal_killed_half_way_is_finished_by_the_next_open_and_leaks_no_li
     for c in &containers {
         net.attach(c, &AttachOptions::new()).unwrap();
     }
-    let out = common::run_child(
-        "remove_child",
-        &[
-            ("UNDERLAY_CRASH_AT", "recorded as removing".to_owned()),
-            ("UNDERLAY_STATE", dir.0.display().to_string()),
-            ("UNDERLAY_NETNS", common::netns_path_for_child(&sb.host)),
-        ],
-    );
-    assert!(
-        common::killed(&out),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::kill_child_at("remove_child", "recorded as removing", &sb, &dir, &[]);
     // The links are still there: the removal was cut short.
     assert_eq!(link_names(&containers[0]), ["eth0", "lo"]);
     // Any front end's next open finishes it.

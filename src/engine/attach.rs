@@ -321,9 +321,7 @@ impl Engine {
                 let conf = std::fs::File::open(IPV6_CONF).ok();
                 // Told within the time it takes to make a link.
                 if let Ok(Some((ifname, setting))) = receive_soon(&told, LINK_SPIN) {
-                    if let Err(e) = setting.write(conf.as_ref(), &ifname) {
-                        log::debug!("cannot set {setting:?} on {ifname}: {e}");
-                    }
+                    setting.apply(conf.as_ref(), &ifname);
                 }
                 Ok(())
             })
@@ -436,9 +434,7 @@ impl Engine {
             let ifname = record.ifname.clone();
             let submitted = self.worker.submit(netns, move || {
                 if let Some(setting) = setting {
-                    if let Err(e) = setting.write(None, &ifname) {
-                        log::debug!("cannot set {setting:?} on {ifname}: {e}");
-                    }
+                    setting.apply(None, &ifname);
                 }
                 Ok(())
             });
@@ -783,6 +779,13 @@ impl Ipv6Setting {
         } else {
             Ipv6Setting::Off
         })
+    }
+
+    /// [`write`](Self::write), a failure logged: the link works without.
+    fn apply(self, conf: Option<&std::fs::File>, ifname: &str) {
+        if let Err(e) = self.write(conf, ifname) {
+            log::debug!("cannot set {self:?} on {ifname}: {e}");
+        }
     }
 
     /// Writes it for the link `ifname`, from a thread inside its

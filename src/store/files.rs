@@ -137,6 +137,11 @@ fn check_regular(path: &Path, metadata: &fs::Metadata) -> Result<()> {
             &format!("it is {what}, not a regular file"),
         ));
     }
+    owned_by_me(path, metadata)
+}
+
+/// Refuses what another user owns.
+fn owned_by_me(path: &Path, metadata: &fs::Metadata) -> Result<()> {
     let me = rustix::process::geteuid().as_raw();
     if metadata.uid() != me {
         return Err(unsafe_file(
@@ -324,15 +329,7 @@ pub(crate) fn check_dir(path: &Path, link: Link) -> Result<()> {
     if !metadata.is_dir() {
         return Err(unsafe_file(path, "it is not a directory"));
     }
-    if metadata.uid() != me {
-        return Err(unsafe_file(
-            path,
-            &format!(
-                "it is owned by uid {}, not by this process's uid {me}",
-                metadata.uid()
-            ),
-        ));
-    }
+    owned_by_me(path, &metadata)?;
     let mode = metadata.mode() & 0o7777;
     match link {
         Link::Refused if mode & 0o077 != 0 => {

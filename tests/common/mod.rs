@@ -281,6 +281,31 @@ pub fn child_command(test: &str) -> Command {
     command
 }
 
+/// Runs helper `test` in a child process on the host of `dir` (in `sb`'s
+/// host namespace), with `extra` orders, killed with SIGKILL the moment
+/// the library logs `step` (see [`install_kill_switch`]); fails the test
+/// unless it was.
+pub fn kill_child_at(
+    test: &str,
+    step: &str,
+    sb: &Sandbox,
+    dir: &StateDir,
+    extra: &[(&str, String)],
+) {
+    let mut env = vec![
+        ("UNDERLAY_CRASH_AT", step.to_owned()),
+        ("UNDERLAY_STATE", dir.0.display().to_string()),
+        ("UNDERLAY_NETNS", netns_path_for_child(&sb.host)),
+    ];
+    env.extend(extra.iter().cloned());
+    let output = run_child(test, &env);
+    assert!(
+        killed(&output),
+        "{test}, {step}: not killed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Whether a child was killed by SIGKILL.
 pub fn killed(output: &std::process::Output) -> bool {
     use std::os::unix::process::ExitStatusExt;
