@@ -111,6 +111,69 @@ fn detach_can_wait_for_the_link_and_a_reattach_gets_eth0_again() {
 }
 
 #[test]
+fn an_attach_takes_eth0_from_a_detached_link_of_another_network_and_only_that() {
+    let sb = Sandbox::new();
+    let dir = StateDir::new();
+    // A second parent, for a second network.
+    sb.nl
+        .create_link(&underlay::link::NewLink::veth("eth1", "uplink1").up())
+        .unwrap();
+    let uplink = sb.nl.link_by_name("uplink1").unwrap();
+    sb.nl.set_link_up_by_index(uplink.index, true).unwrap();
+    let host = open_host(&sb, &dir);
+    let n = dual(&host, "n", "10.89.0.0/24", "fd00:89::/64");
+    let m = host
+        .create_network(
+            Network::builder("m")
+                .macvlan()
+                .parent("eth1")
+                .subnet("10.90.0.0/24"),
+        )
+        .unwrap();
+    let (a, b) = (sb.container(), sb.container());
+    n.attach(&a, &AttachOptions::new()).unwrap();
+    let eb = m.attach(&b, &AttachOptions::new()).unwrap();
+    // A detach killed before its link is deleted: a keeps n's eth0,
+    // marked detached.
+    common::kill_child_at(
+        "crash_detach_child",
+        "its link is deleted later",
+        &sb,
+        &dir,
+        &[("UNDERLAY_CONTAINER", common::netns_path_for_child(&a))],
+    );
+    let host = open_host(&sb, &dir);
+    assert_eq!(link_names(&a), ["eth0", "lo"]);
+    let alias = common::ip_link(&a, "eth0")["ifalias"].as_str().unwrap().to_owned();
+    assert!(alias.ends_with(":detached"), "{alias:?}");
+
+    // An attach to m finds eth0 taken by it: deleted, and eth0 is m's.
+    let m = host.network("m").unwrap();
+    let ea = m.attach(&a, &AttachOptions::new()).unwrap();
+    assert_eq!(ea.ifname(), "eth0");
+    assert_eq!(link_names(&a), ["eth0", "lo"]);
+    assert!(ping(&a, &ipv4(&eb).to_string()));
+    // n's sweep, and recovery, leave m's eth0 alone.
+    host.recover().unwrap();
+    assert!(host.network("n").unwrap().endpoints().unwrap().is_empty());
+    assert!(ping(&a, &ipv4(&eb).to_string()));
+
+    // A link of the container's own (unmarked) is never taken: the
+    // attach renames its own instead.
+    let c = sb.container();
+    sb.macvlan_in(&c);
+    let ec = m.attach(&c, &AttachOptions::new()).unwrap();
+    assert_eq!(ec.ifname(), "eth1");
+    assert_eq!(link_names(&c), ["eth0", "eth1", "lo"]);
+    host.force_remove_network("m").unwrap();
+    host.settle();
+    assert_eq!(link_names(&a), ["lo"]);
+    assert_eq!(link_names(&c), ["eth0", "lo"]);
+    drop(n);
+    host.remove_network("n").unwrap();
+}
+
+#[test]
 fn a_detached_link_whose_namespace_goes_leaves_nothing() {
     let (sb, dir, host) = common::fixture();
     let net = dual(&host, "n", "10.83.0.0/24", "fd00:83::/64");

@@ -372,8 +372,10 @@ impl Engine {
             if let Some(tell) = link_made.take() {
                 let _ = tell.send(None);
             }
-            record.ifname = netns
-                .run(|| free_ifname(&Netlink::open()?))
+            record.ifname = self
+                .worker
+                .submit(netns, || free_ifname(&Netlink::open()?))
+                .and_then(|listed| listed.wait_soon(HANDOFF_SPIN))
                 .map_err(|e| failed("list the container's links", e))?;
             log::debug!(
                 "endpoint {}: the container has an eth0 of its own; the link is named {}",
