@@ -151,18 +151,24 @@ impl fmt::Display for Mark {
 }
 
 /// Whether a link without this mark may be taken as ours anyway: only for
-/// a step that a crash interrupted after the link was made and before it
-/// was marked (its name was recorded, free, before it was made).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Unmarked {
+/// a step that a crash (or an error) interrupted after the link was made
+/// and before it was marked.
+#[derive(Clone, Copy)]
+pub(crate) enum Unmarked<'a> {
     /// Leave an unmarked link alone.
     Spare,
-    /// Take an unmarked link of the recorded name as ours.
+    /// Take an unmarked link of the recorded name as ours: its name was
+    /// recorded, free, before it was made.
     Take,
+    /// Take an unmarked link of the recorded name only if it is the link
+    /// the step was making, as far as the test tells: the name was not
+    /// known to be free (an endpoint's `eth0`, tried first), so it may be
+    /// another link's of the same namespace.
+    TakeIf(&'a (dyn Fn(&Link) -> bool + Sync)),
 }
 
 /// Deletes the link called `name` in `nl`'s namespace if it carries `mark`
-/// (or no mark at all, with [`Unmarked::Take`]). Returns whether a link was
+/// (or no mark at all, as `unmarked` allows). Returns whether a link was
 /// deleted; a missing link is not an error, and a link marked by anyone
 /// else is left alone with a warning.
 pub(crate) fn delete_if_ours(
@@ -176,7 +182,13 @@ pub(crate) fn delete_if_ours(
         Err(Error::LinkNotFound { .. }) => return Ok(false),
         Err(e) => return Err(e),
     };
-    let ours = mark.is_on(&link) || (unmarked == Unmarked::Take && link.alias.is_none());
+    let ours = mark.is_on(&link)
+        || (link.alias.is_none()
+            && match unmarked {
+                Unmarked::Spare => false,
+                Unmarked::Take => true,
+                Unmarked::TakeIf(is_it) => is_it(&link),
+            });
     if !ours {
         log::debug!("not deleting {name}: it does not carry the mark {mark}");
         return Ok(false);

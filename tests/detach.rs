@@ -144,7 +144,10 @@ fn an_attach_takes_eth0_from_a_detached_link_of_another_network_and_only_that() 
     );
     let host = open_host(&sb, &dir);
     assert_eq!(link_names(&a), ["eth0", "lo"]);
-    let alias = common::ip_link(&a, "eth0")["ifalias"].as_str().unwrap().to_owned();
+    let alias = common::ip_link(&a, "eth0")["ifalias"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(alias.ends_with(":detached"), "{alias:?}");
 
     // An attach to m finds eth0 taken by it: deleted, and eth0 is m's.

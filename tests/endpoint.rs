@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use common::{ip_json, ip_link, ip_routes, link_names, open_host, ping, Sandbox, StateDir};
 use underlay::capability::KernelFeature;
 use underlay::docker::network_create_args;
-use underlay::endpoint::AttachOptions;
+use underlay::endpoint::{AttachOptions, DetachOptions};
 use underlay::netns::NetNs;
 use underlay::{Error, Host, Network};
 
@@ -840,6 +840,89 @@ fn an_attach_killed_half_way_is_undone_by_the_next_ordinary_operation() {
         assert_eq!(endpoint_names(&net).len(), 1, "{step}");
         let report = host.recover().unwrap();
         assert!(report.is_clean(), "{step}: {report:?}");
+    }
+}
+
+/// An attach records the name it tries (`eth0`) before it knows the
+/// container has a link of its own by that name: killed then, or just
+/// after the kernel refused the name, recovery must not take the
+/// container's own `eth0` (unmarked, as most are) for the one the attach
+/// was making. The link it did make, unmarked yet, is still taken, for
+/// each driver (ipvlan where the kernel has it).
+#[test]
+fn recovery_never_takes_a_containers_own_eth0_for_a_killed_attachs_link() {
+    let sb = Sandbox::new();
+    let mut drivers = vec!["-d macvlan", "-d macvlan -o macvlan_mode=passthru"];
+    if common::capabilities().supports(KernelFeature::Ipvlan) {
+        drivers.push("-d ipvlan -o ipvlan_mode=l2");
+    }
+    for driver in drivers {
+        for step in [
+            "recorded as attaching",
+            "has an eth0 of its own",
+            "created link",
+        ] {
+            let what = format!("{driver}, killed at {step}");
+            let own_eth0 = step != "created link";
+            let dir = StateDir::new();
+            let host = open_host(&sb, &dir);
+            create(
+                &host,
+                &format!("{driver} --subnet=10.62.0.0/24 -o parent=eth0 n"),
+            );
+            let container = sb.container();
+            if own_eth0 {
+                // The container's own eth0: a veth, as a bridge network's is.
+                let own = common::run_in(
+                    &container,
+                    "ip",
+                    &[
+                        "link", "add", "eth0", "type", "veth", "peer", "name", "peer0",
+                    ],
+                );
+                assert!(own.status.success(), "{own:?}");
+            }
+            let output = common::run_child(
+                "crash_attach_child",
+                &[
+                    ("UNDERLAY_CRASH_AT", step.to_owned()),
+                    ("UNDERLAY_STATE", dir.0.display().to_string()),
+                    ("UNDERLAY_NETNS", common::netns_path_for_child(&sb.host)),
+                    (
+                        "UNDERLAY_CONTAINER",
+                        common::netns_path_for_child(&container),
+                    ),
+                ],
+            );
+            assert!(
+                common::killed(&output),
+                "{what}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let host = open_host(&sb, &dir);
+            let report = host.recover().unwrap();
+            assert_eq!(report.undone_attaches, ["n/c"], "{what}: {report:?}");
+            let net = host.network("n").unwrap();
+            if !own_eth0 {
+                // The link the attach made (unmarked yet) is gone.
+                assert_eq!(link_names(&container), ["lo"], "{what}: link leaked");
+                host.remove_network("n").unwrap();
+                continue;
+            }
+            assert_eq!(
+                link_names(&container),
+                ["eth0", "lo", "peer0"],
+                "{what}: the container's own eth0 was deleted"
+            );
+            // And the next attach finds its way around it.
+            let ep = net.attach(&container, &AttachOptions::new()).unwrap();
+            assert_eq!(ep.ifname(), "eth1", "{what}");
+            assert!(net
+                .detach_with(&container, &DetachOptions::new().delete_link(true))
+                .unwrap());
+            assert_eq!(link_names(&container), ["eth0", "lo", "peer0"], "{what}");
+            host.remove_network("n").unwrap();
+        }
     }
 }
 

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::feature::KernelFeature;
 use crate::ipam::Allocation;
-use crate::link::{MacAddress, NewLink};
+use crate::link::{Link, LinkKind, MacAddress, NewLink};
 use crate::route::{IpFamily, NewRoute};
 use crate::{Error, Result};
 
@@ -311,6 +311,16 @@ impl Driver {
         match *self {
             Driver::Macvlan { mode } => macvlan::endpoint_link(ifname, parent, mode),
             Driver::Ipvlan { mode, flag } => ipvlan::endpoint_link(ifname, parent, mode, flag),
+        }
+    }
+
+    /// Whether `link` is of the kind this driver's endpoint links are:
+    /// macvlan or ipvlan, in its mode.
+    pub(crate) fn is_kind_of(&self, link: &Link) -> bool {
+        match (*self, &link.kind) {
+            (Driver::Macvlan { mode }, Some(LinkKind::Macvlan { mode: its })) => mode == *its,
+            (Driver::Ipvlan { mode, .. }, Some(LinkKind::Ipvlan { mode: its, .. })) => mode == *its,
+            _ => false,
         }
     }
 

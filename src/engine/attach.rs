@@ -403,9 +403,14 @@ impl Engine {
         }
         // Undone on failure: the link takes its addresses and routes with
         // it. It may not carry the mark yet (that step may have failed).
+        let made = super::remove::made_by_attach(network, record, Some(parent));
         let undo = |nl: &Netlink| {
-            let undone =
-                crate::mark::delete_if_ours(nl, &record.ifname, &mark, crate::mark::Unmarked::Take);
+            let undone = crate::mark::delete_if_ours(
+                nl,
+                &record.ifname,
+                &mark,
+                crate::mark::Unmarked::TakeIf(&made),
+            );
             if let Err(e) = undone {
                 log::warn!(
                     "could not remove {} after a failed attach: {e}",

@@ -1,6 +1,7 @@
 //! Removing a network, with or without its endpoints.
 
 use super::Engine;
+use crate::link::Link;
 use crate::mark::{self, Unmarked};
 use crate::netlink::Netlink;
 use crate::netns::NetNs;
@@ -350,8 +351,14 @@ impl Engine {
             return Ok(());
         };
         let mark = self.endpoint_mark(network, record.id);
+        // An attach cut short may have made its link and not marked it.
+        let parent = match record.state {
+            EndpointState::Attaching => self.nl.link_by_name(&network.parent.name).ok(),
+            _ => None,
+        };
+        let made = made_by_attach(network, record, parent.map(|p| p.index));
         let unmarked = if record.state == EndpointState::Attaching {
-            Unmarked::Take
+            Unmarked::TakeIf(&made)
         } else {
             Unmarked::Spare
         };
@@ -382,5 +389,26 @@ impl Engine {
             }
             Ok(())
         })
+    }
+}
+
+/// Whether `link`, unmarked and called by the recorded name, is the link
+/// the unfinished attach of `record` was making: of the network's driver
+/// and mode, on its parent (`parent`, the parent's index on the host; with
+/// no parent, no link of the network exists), with the recorded MAC
+/// address if the attach chose one. The attach recorded the name it would
+/// try (`eth0`) before it knew whether the container had a link of its own
+/// by that name, which must be left alone.
+pub(super) fn made_by_attach(
+    network: &NetworkRecord,
+    record: &EndpointRecord,
+    parent: Option<u32>,
+) -> impl Fn(&Link) -> bool + Sync {
+    let (driver, mac) = (network.driver, record.mac);
+    move |link: &Link| {
+        parent.is_some()
+            && link.parent_index == parent
+            && driver.is_kind_of(link)
+            && mac.is_none_or(|mac| link.mac == Some(mac))
     }
 }
