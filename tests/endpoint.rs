@@ -843,6 +843,109 @@ fn an_attach_killed_half_way_is_undone_by_the_next_ordinary_operation() {
     }
 }
 
+/// In a child (its descriptors are the test's to exhaust): an attach that
+/// makes its link and then finds no descriptor left for a socket in the
+/// container cannot take the link back; the next operation on the network
+/// does, and frees the address.
+#[test]
+fn few_descriptors_attach_child() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+    if std::env::var_os("UNDERLAY_FEW_DESCRIPTORS").is_none() {
+        return;
+    }
+    /// Every descriptor there is, taken.
+    static FILLERS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+    static GREEDY: AtomicBool = AtomicBool::new(false);
+    static ARMED: AtomicBool = AtomicBool::new(false);
+    fn take_all() {
+        let mut fillers = FILLERS.lock().unwrap();
+        // SAFETY: dup of stdin; the copies are closed at the end.
+        while let fd @ 0.. = unsafe { libc::dup(0) } {
+            fillers.push(fd);
+            assert!(fillers.len() < 1 << 20, "no descriptor limit");
+        }
+    }
+    /// Once the link is made, a thread takes every descriptor freed, as a
+    /// busy runtime's threads would: the attach's own (its copy of the
+    /// namespace's) among them.
+    struct Greedy;
+    impl log::Log for Greedy {
+        fn enabled(&self, _: &log::Metadata) -> bool {
+            true
+        }
+        fn log(&self, record: &log::Record) {
+            if record.args().to_string().contains("created link")
+                && ARMED.swap(false, Ordering::SeqCst)
+            {
+                GREEDY.store(true, Ordering::SeqCst);
+                std::thread::spawn(|| {
+                    while GREEDY.load(Ordering::SeqCst) {
+                        take_all();
+                    }
+                });
+            }
+        }
+        fn flush(&self) {}
+    }
+    log::set_boxed_logger(Box::new(Greedy)).unwrap();
+    log::set_max_level(log::LevelFilter::Debug);
+
+    let (sb, _dir, host) = common::fixture();
+    let net = create(&host, "-d macvlan --subnet=10.63.0.0/24 -o parent=eth0 n");
+    // Everything an attach keeps open is open after a first one.
+    let warm = sb.container();
+    net.attach(&warm, &AttachOptions::new()).unwrap();
+    assert!(net
+        .detach_with(&warm, &DetachOptions::new().delete_link(true))
+        .unwrap());
+    host.settle();
+    let c = sb.container();
+    // Every descriptor taken but one: the attach's copy of the
+    // namespace's takes it, and its socket in the container fails.
+    take_all();
+    // SAFETY: one of ours.
+    unsafe { libc::close(FILLERS.lock().unwrap().pop().unwrap()) };
+    ARMED.store(true, Ordering::SeqCst);
+    let attached = net.attach(&c, &AttachOptions::new());
+    GREEDY.store(false, Ordering::SeqCst);
+    std::thread::sleep(std::time::Duration::from_millis(10));
+    for fd in FILLERS.lock().unwrap().drain(..) {
+        // SAFETY: ours, closed once.
+        unsafe { libc::close(fd) };
+    }
+    let err = attached.unwrap_err();
+    assert!(
+        err.to_string().contains("open a socket in the container"),
+        "{err}"
+    );
+    // Left behind, unmarked, with the record kept for the next session.
+    assert_eq!(link_names(&c), ["eth0", "lo"]);
+    // The next operation on the network deletes it, and the address is
+    // free again.
+    assert!(net.endpoints().unwrap().is_empty());
+    assert_eq!(link_names(&c), ["lo"]);
+    let ep = net.attach(&c, &AttachOptions::new()).unwrap();
+    assert_eq!(ep.addresses()[0].to_string(), "10.63.0.2/24");
+    assert!(host.recover().unwrap().is_clean());
+    eprintln!("FEW_DESCRIPTORS_ATTACH ran");
+}
+
+#[test]
+fn an_attach_out_of_descriptors_leaves_its_link_to_the_next_operation_not_behind() {
+    // Descriptors are per process: the child has its own to exhaust.
+    let output = common::run_child(
+        "few_descriptors_attach_child",
+        &[("UNDERLAY_FEW_DESCRIPTORS", "1".to_owned())],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("FEW_DESCRIPTORS_ATTACH ran"),
+        "the child did not run: {stderr}"
+    );
+}
+
 /// An attach records the name it tries (`eth0`) before it knows the
 /// container has a link of its own by that name: killed then, or just
 /// after the kernel refused the name, recovery must not take the

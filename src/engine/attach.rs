@@ -63,7 +63,15 @@ impl Engine {
         log::debug!("endpoint {}: recorded as attaching", record.name);
         let addresses: Vec<IpAddr> = allocations.iter().map(Allocation::ip).collect();
         let id = record.id;
-        let mut configured = self.configure(network, netns, &mut record, &allocations, options);
+        let mut link_left = false;
+        let mut configured = self.configure(
+            network,
+            netns,
+            &mut record,
+            &allocations,
+            options,
+            &mut link_left,
+        );
         if configured.is_ok() {
             // The host reaches the container through the network's shim.
             if let Err(e) = self.add_shim_routes(network, &record) {
@@ -87,6 +95,21 @@ impl Engine {
         };
         let routes = match configured {
             Ok(routes) => routes,
+            Err(e) if link_left => {
+                // Its link could not be taken back (no descriptor left for
+                // a socket in the container, say): the record stays, as a
+                // crash would leave it, for the next session of the network
+                // (or `recover`) to delete the link and free the addresses.
+                log::warn!(
+                    "endpoint {}: its link {} could not be taken back after a failed attach; the next operation on network {} deletes it",
+                    record.name,
+                    record.ifname,
+                    network.name
+                );
+                record.owner = None;
+                session.save(&record)?;
+                return Err(e);
+            }
             Err(e) => {
                 session.abandon(id, &addresses)?;
                 return Err(e);
@@ -289,7 +312,8 @@ impl Engine {
     /// The kernel side of an attach: the link, made straight in the
     /// container's namespace from the host's socket, then everything else in
     /// one round trip from a socket inside it. On error, what was made is
-    /// deleted and the error names the step that failed.
+    /// deleted (`link_left` says when that failed) and the error names the
+    /// step that failed.
     fn configure(
         &self,
         network: &NetworkRecord,
@@ -297,6 +321,7 @@ impl Engine {
         record: &mut EndpointRecord,
         allocations: &[Allocation],
         options: &AttachOptions,
+        link_left: &mut bool,
     ) -> Result<Vec<RouteRequest>> {
         let failed = |step: &str, e: Error| Error::AttachFailed {
             network: network.name.clone(),
@@ -403,6 +428,7 @@ impl Engine {
         }
         // Undone on failure: the link takes its addresses and routes with
         // it. It may not carry the mark yet (that step may have failed).
+        // Says whether the link is gone.
         let made = super::remove::made_by_attach(network, record, Some(parent));
         let undo = |nl: &Netlink| {
             let undone = crate::mark::delete_if_ours(
@@ -411,12 +437,13 @@ impl Engine {
                 &mark,
                 crate::mark::Unmarked::TakeIf(&made),
             );
-            if let Err(e) = undone {
+            if let Err(e) = &undone {
                 log::warn!(
                     "could not remove {} after a failed attach: {e}",
                     record.ifname
                 );
             }
+            undone.is_ok()
         };
         let nl = match receive_soon(&inside, HANDOFF_SPIN)
             .unwrap_or_else(|_| Err(Error::Internal("the namespace worker stopped".into())))
@@ -425,15 +452,16 @@ impl Engine {
             Err(e) => {
                 // No socket inside (out of descriptors?): one more try, from
                 // a thread of its own, to take the link back.
-                if let Err(e) = netns.run(|| {
-                    undo(&Netlink::open()?);
-                    Ok(())
-                }) {
-                    log::warn!(
-                        "could not remove {} after a failed attach: {e}",
-                        record.ifname
-                    );
-                }
+                let gone = netns
+                    .run(|| Ok(undo(&Netlink::open()?)))
+                    .unwrap_or_else(|e| {
+                        log::warn!(
+                            "could not remove {} after a failed attach: {e}",
+                            record.ifname
+                        );
+                        false
+                    });
+                *link_left = !gone;
                 return Err(failed("open a socket in the container", e));
             }
         };
@@ -448,7 +476,7 @@ impl Engine {
             ipv6_set = match submitted {
                 Ok(pending) => pending,
                 Err(e) => {
-                    undo(&nl);
+                    *link_left = !undo(&nl);
                     return Err(failed("set the link's IPv6", e));
                 }
             };
@@ -468,7 +496,7 @@ impl Engine {
         };
         let result = configure_inside(network, &nl, record, &mark, allocations, options, before_up);
         if result.is_err() {
-            undo(&nl);
+            *link_left = !undo(&nl);
         }
         result.map_err(|(step, e)| failed(&step, explain_mac(e, record, network)))
     }
