@@ -843,6 +843,101 @@ fn an_attach_killed_half_way_is_undone_by_the_next_ordinary_operation() {
     }
 }
 
+/// The same, with a link of the container's own that looks like the one
+/// the attach would make: of the network's driver and mode, on the same
+/// parent, with no MAC address to tell them apart (passthru, ipvlan); or
+/// sitting on a link of the container's whose index is the parent's. The
+/// attach records the index it will make its link with: recovery goes by
+/// that, never by the name.
+#[test]
+fn recovery_never_takes_a_containers_own_look_alike_eth0() {
+    use underlay::link::{IpvlanFlag, IpvlanMode, MacvlanMode, NewLink};
+    let sb = Sandbox::new();
+    let parent = sb.parent_index();
+    let mut cases: Vec<(&str, Box<dyn Fn(&NetNs)>)> = vec![
+        (
+            "-d macvlan -o macvlan_mode=passthru",
+            Box::new(|c: &NetNs| {
+                sb.nl
+                    .create_link(&NewLink::macvlan("eth0", parent, MacvlanMode::Passthru).netns(c))
+                    .unwrap();
+            }),
+        ),
+        (
+            "-d macvlan",
+            Box::new(|c: &NetNs| {
+                sb.nl
+                    .create_link(&NewLink::macvlan("eth0", parent, MacvlanMode::Bridge).netns(c))
+                    .unwrap();
+            }),
+        ),
+        (
+            "-d macvlan -o macvlan_mode=passthru",
+            Box::new(|c: &NetNs| {
+                // On a veth of the container's whose index is the parent's.
+                // (The sandbox's parent is the second link of a veth pair
+                // made after lo, as v0 is.)
+                let inside = c.netlink().unwrap();
+                inside.create_link(&NewLink::veth("v0", "v1").up()).unwrap();
+                let v0 = inside.link_by_name("v0").unwrap().index;
+                assert_eq!(v0, parent, "precondition: the same index");
+                inside
+                    .create_link(&NewLink::macvlan("eth0", v0, MacvlanMode::Passthru))
+                    .unwrap();
+            }),
+        ),
+    ];
+    if common::capabilities().supports(KernelFeature::Ipvlan) {
+        cases.push((
+            "-d ipvlan -o ipvlan_mode=l2",
+            Box::new(|c: &NetNs| {
+                sb.nl
+                    .create_link(
+                        &NewLink::ipvlan("eth0", parent, IpvlanMode::L2, IpvlanFlag::Bridge)
+                            .netns(c),
+                    )
+                    .unwrap();
+            }),
+        ));
+    }
+    for (driver, own) in &cases {
+        let dir = StateDir::new();
+        let host = open_host(&sb, &dir);
+        create(
+            &host,
+            &format!("{driver} --subnet=10.64.0.0/24 -o parent=eth0 n"),
+        );
+        let container = sb.container();
+        own(&container);
+        let before = link_names(&container);
+        assert!(before.contains(&"eth0".to_owned()), "{driver}: {before:?}");
+        common::kill_child_at(
+            "crash_attach_child",
+            "recorded as attaching",
+            &sb,
+            &dir,
+            &[(
+                "UNDERLAY_CONTAINER",
+                common::netns_path_for_child(&container),
+            )],
+        );
+        let host = open_host(&sb, &dir);
+        let report = host.recover().unwrap();
+        assert_eq!(report.undone_attaches, ["n/c"], "{driver}: {report:?}");
+        assert_eq!(
+            link_names(&container),
+            before,
+            "{driver}: the container's own eth0 was deleted"
+        );
+        // Gone before the next case's link goes on the parent.
+        let inside = container.netlink().unwrap();
+        inside
+            .delete_link(inside.link_by_name("eth0").unwrap().index)
+            .unwrap();
+        host.remove_network("n").unwrap();
+    }
+}
+
 /// In a child (its descriptors are the test's to exhaust): an attach that
 /// makes its link and then finds no descriptor left for a socket in the
 /// container cannot take the link back; the next operation on the network

@@ -43,7 +43,7 @@ impl Engine {
         let (mut record, allocations, detached) = match self
             .record_attach(network, netns, options, true)?
         {
-            Recorded::Attaching(record, allocations, detached) => (record, allocations, detached),
+            Recorded::Attaching(record, allocations, detached) => (*record, allocations, detached),
             // Links earlier detaches left that stand in this attach's
             // way: deleted first (off the lock), then the attach is
             // decided again. Rare: the usual attach takes the lock once.
@@ -51,7 +51,7 @@ impl Engine {
                 self.clear_detached(network, &in_the_way)?;
                 match self.record_attach(network, netns, options, false)? {
                     Recorded::Attaching(record, allocations, detached) => {
-                        (record, allocations, detached)
+                        (*record, allocations, detached)
                     }
                     Recorded::InTheWay(_) => {
                         return Err(Error::Internal("detached links still in the way".into()))
@@ -213,6 +213,7 @@ impl Engine {
             None => default_name(netns.path(), id),
         };
         let mac = network.driver.endpoint_mac(options.mac)?;
+        let ifindex = endpoint_ifindex()?;
         let owner = self.owner()?;
         // The allocator proposes; a shared store, if the host has one,
         // decides (the save claims). An address another host holds is kept
@@ -245,6 +246,7 @@ impl Engine {
                 // Most containers have no eth0 yet: try it, and look for a
                 // free name only when the kernel says it is taken.
                 ifname: options.ifname.clone().unwrap_or_else(|| "eth0".into()),
+                ifindex: Some(ifindex),
                 mac,
                 addresses: allocations.iter().map(Allocation::address).collect(),
                 state: EndpointState::Attaching,
@@ -291,7 +293,7 @@ impl Engine {
             session.ipam().release(address);
         }
         let (record, allocations) = outcome?;
-        Ok(Recorded::Attaching(record, allocations, detached))
+        Ok(Recorded::Attaching(Box::new(record), allocations, detached))
     }
 
     /// Whether an endpoint still exists: its recorded path names a namespace
@@ -407,7 +409,10 @@ impl Engine {
                 record.name,
                 record.ifname
             );
-            // The new name, recorded before the link is made under it.
+            // The index was perhaps what the kernel refused (it says so
+            // the same way): another one too.
+            record.ifindex = Some(endpoint_ifindex()?);
+            // Both, recorded before the link is made with them.
             self.session(network)?.save(record)?;
             created = self.create_link(network, netns, parent, record, options);
         }
@@ -429,14 +434,8 @@ impl Engine {
         // Undone on failure: the link takes its addresses and routes with
         // it. It may not carry the mark yet (that step may have failed).
         // Says whether the link is gone.
-        let made = super::remove::made_by_attach(network, record, Some(parent));
         let undo = |nl: &Netlink| {
-            let undone = crate::mark::delete_if_ours(
-                nl,
-                &record.ifname,
-                &mark,
-                crate::mark::Unmarked::TakeIf(&made),
-            );
+            let undone = super::remove::delete_attach_link(nl, network.driver, record, &mark);
             if let Err(e) = &undone {
                 log::warn!(
                     "could not remove {} after a failed attach: {e}",
@@ -549,6 +548,9 @@ impl Engine {
         if let Some(mtu) = options.mtu.or(network.mtu) {
             spec = spec.mtu(mtu);
         }
+        if let Some(index) = record.ifindex {
+            spec = spec.index(index);
+        }
         self.nl.create_link(&spec)
     }
 }
@@ -557,7 +559,7 @@ impl Engine {
 enum Recorded {
     /// Recorded as attaching, with its addresses; and whether the network
     /// has detached endpoints (links for a sweep).
-    Attaching(EndpointRecord, Vec<Allocation>, bool),
+    Attaching(Box<EndpointRecord>, Vec<Allocation>, bool),
     /// Nothing recorded: these detached endpoints' links must go first.
     InTheWay(Vec<EndpointRecord>),
 }
@@ -871,10 +873,12 @@ fn configure_inside(
     options: &AttachOptions,
     before_up: Option<impl FnOnce()>,
 ) -> std::result::Result<Vec<RouteRequest>, (String, Error)> {
-    let ifname = &record.ifname;
-    let index = nl
-        .index_of(ifname)
-        .map_err(|e| ("find the new link".to_owned(), e))?;
+    let index = match record.ifindex {
+        Some(index) => index,
+        None => nl
+            .index_of(&record.ifname)
+            .map_err(|e| ("find the new link".to_owned(), e))?,
+    };
     let mut requests = vec![
         crate::link::alias_request(index, &mark.to_string()),
         crate::link::arp_notify_request(index),
@@ -977,6 +981,17 @@ fn default_prefix(family: IpFamily) -> ipnet::IpNet {
         IpFamily::V4 => ipnet::IpNet::V4(ipnet::Ipv4Net::default()),
         IpFamily::V6 => ipnet::IpNet::V6(ipnet::Ipv6Net::default()),
     }
+}
+
+/// The interface index an endpoint's link is made with, chosen at random
+/// from 2^24 to 2^31 - 1: far above the kernel's own, which count up from
+/// 1 in each namespace, so that it is free in the container (and on the
+/// host) but for a chance of about one in a hundred million per link there.
+fn endpoint_ifindex() -> Result<u32> {
+    const FIRST: u32 = 1 << 24;
+    let mut bytes = [0u8; 4];
+    crate::random::fill(&mut bytes)?;
+    Ok(FIRST + u32::from_le_bytes(bytes) % (i32::MAX as u32 - FIRST + 1))
 }
 
 /// An endpoint id not used yet in this network (never 0).

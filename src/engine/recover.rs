@@ -245,6 +245,7 @@ impl Engine {
                 netns_path: path,
                 netns_id,
                 ifname: link.name.clone(),
+                ifindex: Some(link.index),
                 mac: match network.driver.kind() {
                     crate::driver::DriverKind::Macvlan => link.mac,
                     _ => None,

@@ -1,8 +1,9 @@
 //! Removing a network, with or without its endpoints.
 
 use super::Engine;
+use crate::driver::Driver;
 use crate::link::Link;
-use crate::mark::{self, Unmarked};
+use crate::mark::{self, Mark, Unmarked};
 use crate::netlink::Netlink;
 use crate::netns::NetNs;
 use crate::parent;
@@ -335,8 +336,8 @@ impl Engine {
     /// Deletes an endpoint's link inside its namespace, if the namespace and
     /// the link (with our mark) are still there, whatever it is called now
     /// (a container may rename its interfaces). The link of an attach that
-    /// did not finish may not carry the mark yet: its name was free when the
-    /// attach was recorded, so an unmarked link of that name is taken too.
+    /// did not finish may not carry the mark yet: see
+    /// [`delete_attach_link`].
     pub(super) fn remove_endpoint_link(
         &self,
         network: &NetworkRecord,
@@ -351,25 +352,18 @@ impl Engine {
             return Ok(());
         };
         let mark = self.endpoint_mark(network, record.id);
-        // An attach cut short may have made its link and not marked it.
-        let parent = match record.state {
-            EndpointState::Attaching => self.nl.link_by_name(&network.parent.name).ok(),
-            _ => None,
-        };
-        let made = made_by_attach(network, record, parent.map(|p| p.index));
-        let unmarked = if record.state == EndpointState::Attaching {
-            Unmarked::TakeIf(&made)
-        } else {
-            Unmarked::Spare
-        };
         let detached = mark.detached();
         netns.run(|| {
             let nl = Netlink::open()?;
-            // Most links keep their name: look there first, then by the mark
-            // (the endpoint's, or the one a detach left).
-            if mark::delete_if_ours(&nl, &record.ifname, &mark, unmarked)?
-                || mark::delete_if_ours(&nl, &record.ifname, &detached, Unmarked::Spare)?
-            {
+            // An attach cut short may have made its link and not marked it:
+            // found by the index it chose. Most other links keep their
+            // name: looked for there first, then by the mark (the
+            // endpoint's, or the one a detach left).
+            let deleted = match record.state {
+                EndpointState::Attaching => delete_attach_link(&nl, network.driver, record, &mark)?,
+                _ => mark::delete_if_ours(&nl, &record.ifname, &mark, Unmarked::Spare)?,
+            };
+            if deleted || mark::delete_if_ours(&nl, &record.ifname, &detached, Unmarked::Spare)? {
                 return Ok(());
             }
             let found = match mark::find(&nl, &mark)? {
@@ -392,23 +386,43 @@ impl Engine {
     }
 }
 
-/// Whether `link`, unmarked and called by the recorded name, is the link
-/// the unfinished attach of `record` was making: of the network's driver
-/// and mode, on its parent (`parent`, the parent's index on the host; with
-/// no parent, no link of the network exists), with the recorded MAC
-/// address if the attach chose one. The attach recorded the name it would
-/// try (`eth0`) before it knew whether the container had a link of its own
-/// by that name, which must be left alone.
-pub(super) fn made_by_attach(
-    network: &NetworkRecord,
+/// Deletes, from `nl` in its container, the link an unfinished attach of
+/// `record` made, if it is there; says whether it did. The link is found
+/// by the index the attach chose and recorded before making it (whatever
+/// its name now), and taken if it carries the endpoint's `mark` or, not
+/// marked yet, is of the network's `driver`: never a link of the
+/// container's own by the name the attach tried (`eth0`), which it
+/// recorded before it knew whether the container had one. A record of an
+/// earlier version has no index: its link is found by name, and taken
+/// unmarked only with the MAC address the attach chose (macvlan; a
+/// passthru or ipvlan link is left).
+pub(super) fn delete_attach_link(
+    nl: &Netlink,
+    driver: Driver,
     record: &EndpointRecord,
-    parent: Option<u32>,
-) -> impl Fn(&Link) -> bool + Sync {
-    let (driver, mac) = (network.driver, record.mac);
-    move |link: &Link| {
-        parent.is_some()
-            && link.parent_index == parent
-            && driver.is_kind_of(link)
-            && mac.is_none_or(|mac| link.mac == Some(mac))
+    mark: &Mark,
+) -> Result<bool> {
+    let Some(index) = record.ifindex else {
+        let mac = record.mac;
+        let made = move |link: &Link| mac.is_some() && link.mac == mac && driver.is_kind_of(link);
+        return mark::delete_if_ours(nl, &record.ifname, mark, Unmarked::TakeIf(&made));
+    };
+    let link = match nl.link_by_index(index) {
+        Ok(link) => link,
+        Err(Error::LinkNotFound { .. }) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if !(mark.is_on(&link) || (link.alias.is_none() && driver.is_kind_of(&link))) {
+        log::debug!(
+            "not deleting {} (#{index}): it is not the link endpoint {} was making",
+            link.name,
+            record.name
+        );
+        return Ok(false);
+    }
+    match nl.delete_link(index) {
+        Ok(()) => Ok(true),
+        Err(Error::LinkNotFound { .. }) => Ok(false),
+        Err(e) => Err(e),
     }
 }

@@ -392,6 +392,7 @@ pub struct NewLink<'a> {
     peer_netns: Option<&'a NetNs>,
     mtu: Option<u32>,
     mac: Option<MacAddress>,
+    index: Option<u32>,
     up: bool,
 }
 
@@ -405,6 +406,7 @@ impl<'a> NewLink<'a> {
             peer_netns: None,
             mtu: None,
             mac: None,
+            index: None,
             up: false,
         }
     }
@@ -549,6 +551,24 @@ impl<'a> NewLink<'a> {
         self
     }
 
+    /// Asks for the interface index `index` (1 to 2^31 - 1) in the
+    /// namespace the link is made in, instead of the kernel's next free
+    /// one. The kernel refuses an index in use there, or in the namespace
+    /// of the socket that asks (`EEXIST` or `EBUSY`).
+    ///
+    /// ```
+    /// use underlay::link::{MacvlanMode, NewLink};
+    ///
+    /// let spec = NewLink::macvlan("eth0", 2, MacvlanMode::Bridge).index(1 << 24);
+    /// // ifi_index follows the 16-byte netlink header and 4 bytes of ifinfomsg.
+    /// let bytes = spec.encode(1);
+    /// assert_eq!(i32::from_ne_bytes(bytes[20..24].try_into().unwrap()), 1 << 24);
+    /// ```
+    pub fn index(mut self, index: u32) -> Self {
+        self.index = Some(index);
+        self
+    }
+
     /// Creates the link administratively up.
     ///
     /// ```
@@ -621,6 +641,9 @@ impl<'a> NewLink<'a> {
         if self.up {
             message.header.flags = LinkFlags::Up;
             message.header.change_mask = LinkFlags::Up;
+        }
+        if let Some(index) = self.index {
+            message.header.index = index;
         }
         message
             .attributes

@@ -116,6 +116,12 @@ pub struct EndpointRecord {
     pub netns_id: NetNsId,
     /// The interface name inside the container.
     pub ifname: String,
+    /// The interface index the attach chose for the link, recorded before
+    /// the link is made with it: an attach cut short is told from a link
+    /// of the container's own by it (the name is a guess, `eth0`, that the
+    /// container may have taken). `None` in records of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifindex: Option<u32>,
     /// The MAC address (macvlan).
     pub mac: Option<MacAddress>,
     /// The addresses, with their prefix lengths.
