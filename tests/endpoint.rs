@@ -938,6 +938,80 @@ fn recovery_never_takes_a_containers_own_look_alike_eth0() {
     }
 }
 
+/// In a child: opens the host and runs `recover`, paused at
+/// `UNDERLAY_PAUSE_AT`; prints what it removed.
+#[test]
+#[ignore = "helper: run by a test in a child process"]
+fn paused_recover_child() {
+    if !common::install_pause_switch() {
+        return;
+    }
+    let host = common::open_child_host();
+    let report = host.recover().unwrap();
+    println!("REMOVED {:?}", report.removed_links);
+    std::process::exit(0);
+}
+
+/// Attaches do not wait for `recover`: one made while it runs (after it
+/// looked at the attach's network, before it deletes the links nothing
+/// explained) keeps its link.
+#[test]
+fn recover_leaves_the_link_of_an_attach_made_while_it_runs() {
+    let sb = Sandbox::new();
+    let dir = StateDir::new();
+    let host = open_host(&sb, &dir);
+    sb.nl
+        .create_link(&underlay::link::NewLink::veth("p0", "q0").up())
+        .unwrap();
+    create(&host, "-d macvlan --subnet=10.96.0.0/24 -o parent=eth0 n");
+    create(&host, "-d macvlan --subnet=10.97.0.0/24 -o parent=p0 z");
+    // Something for recovery to do in z (after n): a detached link whose
+    // namespace is gone; recovery is paused there.
+    {
+        let z = host.network("z").unwrap();
+        let gone = sb.container();
+        z.attach(&gone, &AttachOptions::new()).unwrap();
+        z.detach_with(&gone, &DetachOptions::new().sweep(false))
+            .unwrap();
+    }
+    let paused = dir.0.with_extension("paused");
+    let resume = dir.0.with_extension("resume");
+    let child = common::child_command("paused_recover_child")
+        .env("UNDERLAY_PAUSE_AT", "namespace gone, nothing to delete")
+        .env("UNDERLAY_PAUSED", &paused)
+        .env("UNDERLAY_RESUME", &resume)
+        .env("UNDERLAY_STATE", dir.0.display().to_string())
+        .env("UNDERLAY_NETNS", common::netns_path_for_child(&sb.host))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..1000 {
+        if paused.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let container = sb.container();
+    let net = host.network("n").unwrap();
+    let attached = paused
+        .exists()
+        .then(|| net.attach(&container, &AttachOptions::new()));
+    std::fs::write(&resume, b"").unwrap();
+    let output = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_file(&paused);
+    let _ = std::fs::remove_file(&resume);
+    let ep = attached.expect("recover never paused").unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("REMOVED []"), "{stdout}");
+    assert!(net
+        .endpoints()
+        .unwrap()
+        .iter()
+        .any(|e| e.name() == ep.name()));
+    assert_eq!(link_names(&container), ["eth0", "lo"], "{stdout}");
+}
+
 /// In a child (its descriptors are the test's to exhaust): an attach that
 /// makes its link and then finds no descriptor left for a socket in the
 /// container cannot take the link back; the next operation on the network

@@ -287,35 +287,77 @@ impl Engine {
     }
 
     /// Deletes endpoint links with this host's mark, in every namespace the
-    /// machine knows, that are not `explained`.
+    /// machine knows, that are not `explained`, and that their network (if
+    /// it still exists) does not record by then either.
     fn remove_unexplained_endpoint_links(
         &self,
         explained: impl Fn(&Mark) -> bool + Sync,
     ) -> Vec<String> {
         let host = self.networks.host_id();
+        let networks = self.networks().unwrap_or_default();
         let mut removed = Vec::new();
         for (path, netns) in self.other_namespaces() {
             let found = netns.run(|| {
                 let nl = Netlink::open()?;
-                let mut deleted = Vec::new();
+                let mut found = Vec::new();
                 for link in nl.links()? {
                     let Some(mark) = Mark::of(&link) else {
                         continue;
                     };
                     let endpoint_link = matches!(mark.role, Role::Endpoint(_) | Role::Detached(_));
-                    if mark.host == host
-                        && endpoint_link
-                        && !explained(&mark)
-                        && nl.delete_link(link.index).is_ok()
-                    {
-                        deleted.push(format!("{}:{}", path.display(), link.name));
+                    if mark.host == host && endpoint_link && !explained(&mark) {
+                        found.push((link.index, link.name, mark));
                     }
                 }
-                Ok(deleted)
+                Ok(found)
             });
-            match found {
-                Ok(deleted) => removed.extend(deleted),
-                Err(e) => log::debug!("skipping namespace {}: {e}", path.display()),
+            let found = match found {
+                Ok(found) => found,
+                Err(e) => {
+                    log::debug!("skipping namespace {}: {e}", path.display());
+                    continue;
+                }
+            };
+            for (index, name, mark) in found {
+                // An attach may have recorded and made it since the
+                // explanations were gathered (attaches do not wait for
+                // recovery): looked at again under its network's lock,
+                // which is held while the link goes.
+                let session = match networks.iter().find(|n| n.id == mark.network) {
+                    Some(network) => match self.open_session(network) {
+                        Ok(session) => Some(session),
+                        Err(e) => {
+                            log::debug!("keeping {name} in {}: {e}", path.display());
+                            continue;
+                        }
+                    },
+                    None => None,
+                };
+                let recorded = session.as_ref().is_some_and(|session| {
+                    let id = match mark.role {
+                        Role::Endpoint(id) | Role::Detached(id) => id,
+                        Role::Parent | Role::Shim => 0,
+                    };
+                    session
+                        .endpoints()
+                        .any(|e| e.id == id && e.state != EndpointState::Detached)
+                });
+                if recorded {
+                    continue;
+                }
+                let deleted = netns.run(|| {
+                    let nl = Netlink::open()?;
+                    // Still the link that was found, with that mark.
+                    let link = nl.link_by_index(index)?;
+                    if Mark::of(&link).as_ref() != Some(&mark) {
+                        return Ok(false);
+                    }
+                    nl.delete_link(index).map(|()| true)
+                });
+                drop(session);
+                if matches!(deleted, Ok(true)) {
+                    removed.push(format!("{}:{name}", path.display()));
+                }
             }
         }
         removed
