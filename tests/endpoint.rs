@@ -854,7 +854,9 @@ fn recovery_never_takes_a_containers_own_look_alike_eth0() {
     use underlay::link::{IpvlanFlag, IpvlanMode, MacvlanMode, NewLink};
     let sb = Sandbox::new();
     let parent = sb.parent_index();
-    let mut cases: Vec<(&str, Box<dyn Fn(&NetNs)>)> = vec![
+    /// Makes the container's own link.
+    type Own<'a> = Box<dyn Fn(&NetNs) + 'a>;
+    let mut cases: Vec<(&str, Own)> = vec![
         (
             "-d macvlan -o macvlan_mode=passthru",
             Box::new(|c: &NetNs| {
