@@ -31,7 +31,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::link::{validate_name, NewLink};
+use crate::link::{validate_name, Link, NewLink};
 use crate::mark::{self, Mark, Role, Unmarked};
 use crate::netlink::Netlink;
 use crate::{Error, Result};
@@ -237,6 +237,20 @@ impl ParentPlan {
     }
 }
 
+/// Refuses a link that has the name of an owned parent and not its mark:
+/// someone else's (an administrator's, made while the network's was
+/// missing), which underlay neither brings up nor puts containers on.
+pub(crate) fn check_owned(link: &Link, parent: &ParentLink, mark: &Mark) -> Result<()> {
+    if !parent.owned() || mark.is_on(link) {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        "parent",
+        &parent.name,
+        format!("a link of that name exists that underlay did not make (it does not carry the mark {mark}): rename or delete it, then run recover"),
+    ))
+}
+
 /// Creates an owned parent link. `master_index` saves a lookup when known.
 fn create_owned(
     nl: &Netlink,
@@ -280,13 +294,16 @@ fn create_owned(
 }
 
 /// Makes sure an owned parent exists (after a reboot it does not): creates
-/// it again when missing. Returns whether it had to.
+/// it again when missing, brings it up if it is down. A link of its name
+/// that does not carry the mark is someone else's: refused, untouched.
+/// Returns whether it had to make it.
 pub(crate) fn ensure(nl: &Netlink, parent: &ParentLink, mark: &Mark) -> Result<bool> {
     if !parent.owned() {
         return Ok(false);
     }
     match nl.link_by_name(&parent.name) {
         Ok(link) => {
+            check_owned(&link, parent, mark)?;
             if !link.up {
                 nl.set_link_up_by_index(link.index, true)?;
             }

@@ -788,3 +788,51 @@ fn a_containers_endpoint_is_refused_as_a_parent() {
     assert!(inner.networks().unwrap().is_empty());
     host.force_remove_network("n").unwrap();
 }
+
+/// An owned parent (a VLAN sub-interface underlay made) is missing after a
+/// reboot, and the administrator has made a link of that name meanwhile:
+/// recovery neither brings it up nor adopts it, and attaches are refused
+/// with what to do. (This kernel has no 802.1q: the record is written as a
+/// VLAN-capable one would have it, the administrator's link is a veth.)
+#[test]
+fn a_link_named_like_an_owned_parent_that_underlay_did_not_make_is_left_alone() {
+    let sb = Sandbox::new();
+    let dir = StateDir::new();
+    let host = open_host(&sb, &dir);
+    host.create_network(
+        Network::builder("v")
+            .macvlan()
+            .parent("eth0")
+            .subnet("10.95.0.0/24"),
+    )
+    .unwrap();
+    drop(host);
+    let path = dir.0.join("networks").join("v.json");
+    let mut record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    record["parent"] = serde_json::json!({"name": "eth0.50", "kind": {"type": "vlan", "master": "eth0", "id": 50}});
+    std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+    // A reboot: the runtime state is gone, and so is the parent.
+    std::fs::remove_dir_all(dir.0.join("run")).unwrap();
+    sb.nl
+        .create_link(&underlay::link::NewLink::veth("eth0.50", "peer50"))
+        .unwrap();
+
+    let host = open_host(&sb, &dir);
+    let report = host.recover().unwrap();
+    let link = sb.nl.link_by_name("eth0.50").unwrap();
+    assert!(link.alias.is_none() && !link.up, "{link:?}");
+    let (name, why) = &report.broken_networks[0];
+    assert_eq!(name, "v");
+    assert!(why.contains("underlay did not make"), "{why}");
+    let c = sb.container();
+    let err = host
+        .network("v")
+        .unwrap()
+        .attach(&c, &AttachOptions::new())
+        .unwrap_err();
+    assert!(err.to_string().contains("underlay did not make"), "{err}");
+    assert_eq!(link_names(&c), ["lo"]);
+    let link = sb.nl.link_by_name("eth0.50").unwrap();
+    assert!(link.alias.is_none() && !link.up, "{link:?}");
+}

@@ -517,17 +517,20 @@ impl Engine {
     }
 
     /// Looks the parent up on the host. An owned parent deleted behind our
-    /// back comes back, as after a reboot.
+    /// back comes back, as after a reboot; a link of its name that
+    /// underlay did not make is refused.
     fn parent_index(&self, network: &NetworkRecord) -> Result<u32> {
         let parent = &network.parent;
-        match self.nl.link_by_name(&parent.name) {
+        let mark = self.parent_mark(network);
+        let link = match self.nl.link_by_name(&parent.name) {
             Err(Error::LinkNotFound { .. }) if parent.owned() => {
-                crate::parent::ensure(&self.nl, parent, &self.parent_mark(network))?;
-                self.nl.link_by_name(&parent.name)
+                crate::parent::ensure(&self.nl, parent, &mark)?;
+                self.nl.link_by_name(&parent.name)?
             }
-            found => found,
-        }
-        .map(|link| link.index)
+            found => found?,
+        };
+        crate::parent::check_owned(&link, parent, &mark)?;
+        Ok(link.index)
     }
 
     fn create_link(
