@@ -31,7 +31,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::link::{validate_name, Link, NewLink};
+use crate::link::{validate_name, Link, LinkKind, NewLink};
 use crate::mark::{self, Mark, Role, Unmarked};
 use crate::netlink::Netlink;
 use crate::{Error, Result};
@@ -321,8 +321,11 @@ pub(crate) fn ensure(nl: &Netlink, parent: &ParentLink, mark: &Mark) -> Result<b
 /// Deletes an owned parent, but only if it still carries our `mark`: a
 /// link of the same name made by someone else is left alone. When the
 /// network's creation did not finish (`unfinished`), the link may not carry
-/// the mark yet; its name was free when the creation was recorded, so an
-/// unmarked link of that name is taken too.
+/// the mark yet: an unmarked link of that name is taken too if it is what
+/// the creation was making (a VLAN sub-interface with its id on its master,
+/// a dummy). Its name was free when the creation was recorded, but a crash
+/// leaves it to whoever comes before recovery (an administrator's link
+/// after a reboot).
 pub(crate) fn remove(
     nl: &Netlink,
     parent: &ParentLink,
@@ -332,8 +335,19 @@ pub(crate) fn remove(
     if !parent.owned() {
         return Ok(());
     }
+    let master = match &parent.kind {
+        ParentKind::Vlan { master, .. } => nl.link_by_name(master).ok().map(|m| m.index),
+        _ => None,
+    };
+    let made = |link: &Link| match (&parent.kind, &link.kind) {
+        (ParentKind::Vlan { id, .. }, Some(LinkKind::Vlan { id: its })) => {
+            id == its && master.is_some() && link.parent_index == master
+        }
+        (ParentKind::Dummy, Some(LinkKind::Dummy)) => true,
+        _ => false,
+    };
     let unmarked = if unfinished {
-        Unmarked::Take
+        Unmarked::TakeIf(&made)
     } else {
         Unmarked::Spare
     };

@@ -873,3 +873,25 @@ mod needs_ipvlan {
         assert_eq!(link_names(&sb.host), ["eth0", "lo", "uplink0"]);
     }
 }
+
+/// A creation killed before it made its owned parent leaves the name free;
+/// someone else's link of that name, made before the next open (an
+/// administrator's, after a reboot), is not taken for the parent the
+/// creation would have made.
+#[test]
+fn recovery_never_deletes_a_link_named_like_a_killed_creations_parent() {
+    let sb = Sandbox::new();
+    let dir = StateDir::new();
+    let args = "-d macvlan --subnet=10.93.0.0/24 -o parent=eth0.50 crashy";
+    assert!(crash_at(&sb, &dir, args, "recorded as creating", false));
+    sb.nl
+        .create_link(&underlay::link::NewLink::veth("eth0.50", "peer50").up())
+        .unwrap();
+    let host = open_host(&sb, &dir);
+    assert!(host.networks().unwrap().is_empty());
+    assert!(
+        has_link(&sb, "eth0.50"),
+        "the host's own eth0.50 was deleted: {:?}",
+        link_names(&sb.host)
+    );
+}
