@@ -95,6 +95,15 @@ impl ParentLink {
     pub fn owned(&self) -> bool {
         self.kind != ParentKind::Existing
     }
+
+    /// What the link is, in words (`a VLAN 50 on eth0`), for messages.
+    pub(crate) fn kind_description(&self) -> String {
+        match &self.kind {
+            ParentKind::Existing => "an existing interface".into(),
+            ParentKind::Vlan { master, id } => format!("a VLAN {id} on {master}"),
+            ParentKind::Dummy => "a dummy".into(),
+        }
+    }
 }
 
 /// Splits `NAME.VLAN_ID` into its parts: `Ok(None)` for a name with no dot,
@@ -237,18 +246,57 @@ impl ParentPlan {
     }
 }
 
-/// Refuses a link that has the name of an owned parent and not its mark:
-/// someone else's (an administrator's, made while the network's was
-/// missing), which underlay neither brings up nor puts containers on.
-pub(crate) fn check_owned(link: &Link, parent: &ParentLink, mark: &Mark) -> Result<()> {
+/// Whether a link of an owned parent's name, ours or not, is what
+/// underlay makes for it: a VLAN sub-interface with its id on its master,
+/// or a dummy.
+fn as_planned(nl: &Netlink, link: &Link, parent: &ParentLink) -> bool {
+    match (&parent.kind, &link.kind) {
+        (ParentKind::Vlan { master, id }, Some(LinkKind::Vlan { id: its })) => {
+            id == its
+                && nl
+                    .link_by_name(master)
+                    .is_ok_and(|m| link.parent_index == Some(m.index))
+        }
+        (ParentKind::Dummy, Some(LinkKind::Dummy)) => true,
+        _ => false,
+    }
+}
+
+/// Whether `link`, of an owned parent's name, is the network's to use:
+/// one that carries the mark, or one made by someone else just as underlay
+/// would make it (a VLAN that the system's network configuration made
+/// again after a reboot, say: used, never brought up nor deleted). Any
+/// other link is someone else's, and refused.
+pub(crate) fn check_owned(
+    nl: &Netlink,
+    link: &Link,
+    parent: &ParentLink,
+    mark: &Mark,
+) -> Result<Ownership> {
     if !parent.owned() || mark.is_on(link) {
-        return Ok(());
+        return Ok(Ownership::Ours);
+    }
+    if as_planned(nl, link, parent) {
+        return Ok(Ownership::Lookalike);
     }
     Err(Error::invalid(
         "parent",
         &parent.name,
-        format!("a link of that name exists that underlay did not make (it does not carry the mark {mark}): rename or delete it, then run recover"),
+        format!(
+            "a link of that name exists that underlay did not make (it does not carry the mark {mark}, nor is it {}): rename or delete it, then run recover; if underlay made it and its alias was changed, give the mark back (ip link set {} alias {mark})",
+            parent.kind_description(),
+            parent.name
+        ),
     ))
+}
+
+/// Whose a link of an owned parent's name is (see [`check_owned`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ownership {
+    /// It carries the network's mark.
+    Ours,
+    /// Someone else's, made as underlay would make it.
+    Lookalike,
 }
 
 /// Creates an owned parent link. `master_index` saves a lookup when known.
@@ -303,7 +351,15 @@ pub(crate) fn ensure(nl: &Netlink, parent: &ParentLink, mark: &Mark) -> Result<b
     }
     match nl.link_by_name(&parent.name) {
         Ok(link) => {
-            check_owned(&link, parent, mark)?;
+            if check_owned(nl, &link, parent, mark)? == Ownership::Lookalike {
+                if !link.up {
+                    log::warn!(
+                        "parent {} is down, and not underlay's to bring up (someone else made it, as underlay would)",
+                        parent.name
+                    );
+                }
+                return Ok(false);
+            }
             if !link.up {
                 nl.set_link_up_by_index(link.index, true)?;
             }
@@ -335,17 +391,7 @@ pub(crate) fn remove(
     if !parent.owned() {
         return Ok(());
     }
-    let master = match &parent.kind {
-        ParentKind::Vlan { master, .. } => nl.link_by_name(master).ok().map(|m| m.index),
-        _ => None,
-    };
-    let made = |link: &Link| match (&parent.kind, &link.kind) {
-        (ParentKind::Vlan { id, .. }, Some(LinkKind::Vlan { id: its })) => {
-            id == its && master.is_some() && link.parent_index == master
-        }
-        (ParentKind::Dummy, Some(LinkKind::Dummy)) => true,
-        _ => false,
-    };
+    let made = |link: &Link| as_planned(nl, link, parent);
     let unmarked = if unfinished {
         Unmarked::TakeIf(&made)
     } else {

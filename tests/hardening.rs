@@ -803,10 +803,19 @@ fn a_link_named_like_an_owned_parent_that_underlay_did_not_make_is_left_alone() 
         Network::builder("v")
             .macvlan()
             .parent("eth0")
-            .subnet("10.95.0.0/24"),
+            .subnet("10.95.0.0/24")
+            .host_shim("auto"),
     )
     .unwrap();
     drop(host);
+    // The host shim goes with the reboot too.
+    for name in link_names(&sb.host) {
+        if name.starts_with("hs-") {
+            sb.nl
+                .delete_link(sb.nl.link_by_name(&name).unwrap().index)
+                .unwrap();
+        }
+    }
     let path = dir.0.join("networks").join("v.json");
     let mut record: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -825,6 +834,10 @@ fn a_link_named_like_an_owned_parent_that_underlay_did_not_make_is_left_alone() 
     let (name, why) = &report.broken_networks[0];
     assert_eq!(name, "v");
     assert!(why.contains("underlay did not make"), "{why}");
+    assert!(why.contains("ip link set eth0.50 alias underlay:"), "{why}");
+    // Nothing made on it either: no host shim.
+    let names = link_names(&sb.host);
+    assert!(!names.iter().any(|n| n.starts_with("hs-")), "{names:?}");
     let c = sb.container();
     let err = host
         .network("v")
@@ -835,4 +848,49 @@ fn a_link_named_like_an_owned_parent_that_underlay_did_not_make_is_left_alone() 
     assert_eq!(link_names(&c), ["lo"]);
     let link = sb.nl.link_by_name("eth0.50").unwrap();
     assert!(link.alias.is_none() && !link.up, "{link:?}");
+}
+
+/// A record damaged on disk whose interface index the kernel could not
+/// have given (0, above 2^31 - 1) does not keep its network, or recovery,
+/// from working: it is taken for a record with no index.
+#[test]
+fn a_record_with_an_impossible_interface_index_does_not_block_its_network() {
+    for index in [0u64, u32::MAX as u64] {
+        let sb = Sandbox::new();
+        let dir = StateDir::new();
+        let host = open_host(&sb, &dir);
+        let net = host
+            .create_network(
+                Network::builder("z")
+                    .macvlan()
+                    .parent("eth0")
+                    .subnet("10.97.0.0/24"),
+            )
+            .unwrap();
+        let c = sb.container();
+        net.attach(&c, &AttachOptions::new()).unwrap();
+        let journal = dir.0.join("run").join(net.id()).join("endpoints.log");
+        let text = std::fs::read_to_string(&journal).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("{\"attaching\""))
+            .unwrap();
+        let mut entry: serde_json::Value = serde_json::from_str(line).unwrap();
+        entry["attaching"]["id"] = serde_json::json!(4242);
+        entry["attaching"]["name"] = serde_json::json!("ghost");
+        entry["attaching"]["ifname"] = serde_json::json!("eth7");
+        entry["attaching"]["ifindex"] = serde_json::json!(index);
+        entry["attaching"]["addresses"] = serde_json::json!(["10.97.0.77/24"]);
+        entry["attaching"]["owner"] = serde_json::Value::Null;
+        std::fs::write(
+            &journal,
+            format!("{text}{}\n", serde_json::to_string(&entry).unwrap()),
+        )
+        .unwrap();
+        assert_eq!(net.endpoints().unwrap().len(), 1, "{index}");
+        net.attach(&sb.container(), &AttachOptions::new()).unwrap();
+        host.recover().unwrap();
+        assert_eq!(link_names(&c), ["eth0", "lo"], "{index}");
+        host.force_remove_network("z").unwrap();
+    }
 }

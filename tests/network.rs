@@ -749,6 +749,49 @@ mod needs_vlan {
         assert!(host.recover().unwrap().is_clean());
     }
 
+    /// After a reboot the system's network configuration made the owned
+    /// parent again before underlay did, just as underlay makes it (VLAN
+    /// 50 on eth0), without the mark: the network uses it, never deletes
+    /// it. A VLAN of that name with another id is refused.
+    #[test]
+    #[ignore = "needs 802.1q VLAN: runs in the real-kernel tier"]
+    fn an_owned_parent_made_again_by_the_system_is_used_and_never_deleted() {
+        common::require(KernelFeature::Vlan);
+        let (sb, dir, host) = common::fixture();
+        create_seed(&host, "macvlan50");
+        drop(host);
+        for id in [51, 50] {
+            // "Reboot": the link vanishes, and so does the runtime
+            // directory; the system makes eth0.50 again.
+            if let Ok(link) = sb.nl.link_by_name("eth0.50") {
+                sb.nl.delete_link(link.index).unwrap();
+            }
+            let _ = std::fs::remove_dir_all(dir.0.join("run"));
+            sb.nl
+                .create_link(&NewLink::vlan("eth0.50", sb.parent_index(), id).up())
+                .unwrap();
+            let host = open_host(&sb, &dir);
+            let report = host.recover().unwrap();
+            let net = host.network("macvlan50").unwrap();
+            let c = sb.container();
+            let attached = net.attach(&c, &underlay::endpoint::AttachOptions::new());
+            if id == 51 {
+                assert_eq!(report.broken_networks.len(), 1, "{report:?}");
+                let err = attached.unwrap_err();
+                assert!(err.to_string().contains("a VLAN 50 on eth0"), "{err}");
+                continue;
+            }
+            assert!(report.broken_networks.is_empty(), "{report:?}");
+            attached.unwrap();
+            assert!(net.detach(&c).unwrap());
+            host.remove_network("macvlan50").unwrap();
+            host.settle();
+            let vlan = sb.nl.link_by_name("eth0.50").unwrap();
+            assert_eq!(vlan.kind, Some(LinkKind::Vlan { id: 50 }));
+            assert!(vlan.alias.is_none(), "{vlan:?}");
+        }
+    }
+
     #[test]
     #[ignore = "needs 802.1q VLAN: runs in the real-kernel tier"]
     fn a_crash_never_leaks_an_owned_vlan() {

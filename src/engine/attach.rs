@@ -76,7 +76,9 @@ impl Engine {
             // The host reaches the container through the network's shim.
             if let Err(e) = self.add_shim_routes(network, &record) {
                 self.delete_shim_routes(network, &record);
-                let _ = self.remove_endpoint_link(network, Some(netns), &record);
+                link_left = self
+                    .remove_endpoint_link(network, Some(netns), &record)
+                    .is_err();
                 configured = Err(Error::AttachFailed {
                     network: network.name.clone(),
                     step: "route to it through the host shim".into(),
@@ -529,7 +531,7 @@ impl Engine {
             }
             found => found?,
         };
-        crate::parent::check_owned(&link, parent, &mark)?;
+        crate::parent::check_owned(&self.nl, &link, parent, &mark)?;
         Ok(link.index)
     }
 

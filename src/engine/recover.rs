@@ -294,7 +294,13 @@ impl Engine {
         explained: impl Fn(&Mark) -> bool + Sync,
     ) -> Vec<String> {
         let host = self.networks.host_id();
-        let networks = self.networks().unwrap_or_default();
+        let networks = match self.networks() {
+            Ok(networks) => networks,
+            Err(e) => {
+                log::warn!("keeping the links nothing explains: cannot list the networks: {e}");
+                return Vec::new();
+            }
+        };
         let mut removed = Vec::new();
         for (path, netns) in self.other_namespaces() {
             let found = netns.run(|| {
@@ -399,9 +405,12 @@ impl Engine {
                     // that if it went while containers live (a runtime
                     // directory removed by hand, a cleaned /run) their links
                     // are adopted again, not deleted as unexplained.
-                    match parent::ensure(&self.nl, &record.parent, &mark) {
-                        Ok(true) => report.recreated_parents.push(record.parent.name.clone()),
-                        Ok(false) => {}
+                    let parent_ok = match parent::ensure(&self.nl, &record.parent, &mark) {
+                        Ok(true) => {
+                            report.recreated_parents.push(record.parent.name.clone());
+                            true
+                        }
+                        Ok(false) => true,
                         Err(e) => {
                             log::warn!(
                                 "network {}: cannot restore parent {}: {e}",
@@ -411,11 +420,18 @@ impl Engine {
                             report
                                 .broken_networks
                                 .push((record.name.clone(), e.to_string()));
+                            false
                         }
-                    }
+                    };
                     explained.push(mark);
                     if let Some(shim) = &record.host_shim {
-                        match self.ensure_shim(&record, shim) {
+                        // (Not on a parent that could not be had: nothing
+                        // is made on a link that is not the network's.)
+                        let ensured = match parent_ok {
+                            true => self.ensure_shim(&record, shim),
+                            false => Ok(false),
+                        };
+                        match ensured {
                             Ok(true) => report.recreated_shims.push(shim.link.clone()),
                             Ok(false) => {}
                             Err(e) => {

@@ -402,7 +402,10 @@ pub(super) fn delete_attach_link(
     record: &EndpointRecord,
     mark: &Mark,
 ) -> Result<bool> {
-    let Some(index) = record.ifindex else {
+    // (An index the kernel could not have given, in a record damaged on
+    // disk, is no index.)
+    let chosen = record.ifindex.filter(|i| (1..=i32::MAX as u32).contains(i));
+    let Some(index) = chosen else {
         let mac = record.mac;
         let made = move |link: &Link| mac.is_some() && link.mac == mac && driver.is_kind_of(link);
         return mark::delete_if_ours(nl, &record.ifname, mark, Unmarked::TakeIf(&made));
