@@ -1021,27 +1021,30 @@ fn recover_leaves_the_link_of_an_attach_made_while_it_runs() {
 #[test]
 fn few_descriptors_attach_child() {
     use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Mutex;
     if std::env::var_os("UNDERLAY_FEW_DESCRIPTORS").is_none() {
         return;
     }
-    /// Every descriptor there is, taken.
-    static FILLERS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
-    static GREEDY: AtomicBool = AtomicBool::new(false);
     static ARMED: AtomicBool = AtomicBool::new(false);
-    fn take_all() {
-        let mut fillers = FILLERS.lock().unwrap();
-        // SAFETY: dup of stdin; the copies are closed at the end.
-        while let fd @ 0.. = unsafe { libc::dup(0) } {
-            fillers.push(fd);
-            assert!(fillers.len() < 1 << 20, "no descriptor limit");
+    /// Sets the soft descriptor limit; returns the one before.
+    fn limit(soft: u64) -> u64 {
+        let mut current = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: plain system calls on a local struct.
+        unsafe {
+            assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut current), 0);
+            let old = current.rlim_cur;
+            current.rlim_cur = soft;
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &current), 0);
+            old
         }
     }
-    /// Once the link is made, a thread takes every descriptor freed, as a
-    /// busy runtime's threads would: the attach's own (its copy of the
-    /// namespace's) among them.
-    struct Greedy;
-    impl log::Log for Greedy {
+    /// Once the link is made, no new descriptor can be had at all (as
+    /// when a busy runtime's threads take every one freed): not even the
+    /// one the attach's job gives back when it ends.
+    struct NoneLeft;
+    impl log::Log for NoneLeft {
         fn enabled(&self, _: &log::Metadata) -> bool {
             true
         }
@@ -1049,17 +1052,12 @@ fn few_descriptors_attach_child() {
             if record.args().to_string().contains("created link")
                 && ARMED.swap(false, Ordering::SeqCst)
             {
-                GREEDY.store(true, Ordering::SeqCst);
-                std::thread::spawn(|| {
-                    while GREEDY.load(Ordering::SeqCst) {
-                        take_all();
-                    }
-                });
+                limit(1);
             }
         }
         fn flush(&self) {}
     }
-    log::set_boxed_logger(Box::new(Greedy)).unwrap();
+    log::set_boxed_logger(Box::new(NoneLeft)).unwrap();
     log::set_max_level(log::LevelFilter::Debug);
 
     let (sb, _dir, host) = common::fixture();
@@ -1074,14 +1072,28 @@ fn few_descriptors_attach_child() {
     let c = sb.container();
     // Every descriptor taken but one: the attach's copy of the
     // namespace's takes it, and its socket in the container fails.
-    take_all();
+    let mut fillers = Vec::new();
+    // SAFETY: dup of stdin; the copies are closed below.
+    while let fd @ 0.. = unsafe { libc::dup(0) } {
+        fillers.push(fd);
+        assert!(fillers.len() < 1 << 20, "no descriptor limit");
+    }
     // SAFETY: one of ours.
-    unsafe { libc::close(FILLERS.lock().unwrap().pop().unwrap()) };
+    unsafe { libc::close(fillers.pop().unwrap()) };
+    let mut current = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a plain system call on a local struct.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut current) },
+        0
+    );
+    let soft = current.rlim_cur;
     ARMED.store(true, Ordering::SeqCst);
     let attached = net.attach(&c, &AttachOptions::new());
-    GREEDY.store(false, Ordering::SeqCst);
-    std::thread::sleep(std::time::Duration::from_millis(10));
-    for fd in FILLERS.lock().unwrap().drain(..) {
+    limit(soft);
+    for fd in fillers {
         // SAFETY: ours, closed once.
         unsafe { libc::close(fd) };
     }
