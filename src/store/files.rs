@@ -235,9 +235,21 @@ pub(crate) fn unlock(file: &File) {
 }
 
 /// The process holding a `flock` on `file`, from `/proc/locks`, if the
-/// kernel says.
+/// kernel says. Looked at a few times before giving up: once, in a loaded
+/// guest of the real-kernel tier, the first look did not find it (cause
+/// not found).
 fn lock_holder(file: &File) -> Option<u32> {
     let inode = file.metadata().ok()?.ino();
+    for _ in 0..4 {
+        if let Some(pid) = lock_holder_now(inode) {
+            return Some(pid);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    None
+}
+
+fn lock_holder_now(inode: u64) -> Option<u32> {
     let locks = fs::read_to_string("/proc/locks").ok()?;
     // "1: FLOCK  ADVISORY  WRITE 4242 fd:01:1835011 0 EOF"
     locks.lines().find_map(|line| {
