@@ -193,7 +193,13 @@ pub(crate) fn delete_if_ours(
         log::debug!("not deleting {name}: it does not carry the mark {mark}");
         return Ok(false);
     }
-    match nl.delete_link(link.index) {
+    delete_found(nl, link.index)
+}
+
+/// Deletes the link with `index`, found just before; one gone meanwhile is
+/// not an error. Returns whether it deleted it.
+pub(crate) fn delete_found(nl: &Netlink, index: u32) -> Result<bool> {
+    match nl.delete_link(index) {
         Ok(()) => Ok(true),
         Err(Error::LinkNotFound { .. }) => Ok(false),
         Err(e) => Err(e),

@@ -762,22 +762,15 @@ fn a_crash_during_attach_leaks_nothing_after_recovery() {
         create(&host, "-d macvlan --subnet=10.60.0.0/24 -o parent=eth0 n");
         // The container outlives the crashed runtime: it is ours.
         let container = sb.container();
-        let output = common::run_child(
+        common::kill_child_at(
             "crash_attach_child",
-            &[
-                ("UNDERLAY_CRASH_AT", step.to_owned()),
-                ("UNDERLAY_STATE", dir.0.display().to_string()),
-                ("UNDERLAY_NETNS", common::netns_path_for_child(&sb.host)),
-                (
-                    "UNDERLAY_CONTAINER",
-                    common::netns_path_for_child(&container),
-                ),
-            ],
-        );
-        assert!(
-            common::killed(&output),
-            "{step}: {}",
-            String::from_utf8_lossy(&output.stderr)
+            step,
+            &sb,
+            &dir,
+            &[(
+                "UNDERLAY_CONTAINER",
+                common::netns_path_for_child(&container),
+            )],
         );
         let host = open_host(&sb, &dir);
         let report = host.recover().unwrap();
@@ -811,22 +804,15 @@ fn an_attach_killed_half_way_is_undone_by_the_next_ordinary_operation() {
         let host = open_host(&sb, &dir);
         create(&host, "-d macvlan --subnet=10.61.0.0/24 -o parent=eth0 n");
         let container = sb.container();
-        let output = common::run_child(
+        common::kill_child_at(
             "crash_attach_child",
-            &[
-                ("UNDERLAY_CRASH_AT", step.to_owned()),
-                ("UNDERLAY_STATE", dir.0.display().to_string()),
-                ("UNDERLAY_NETNS", common::netns_path_for_child(&sb.host)),
-                (
-                    "UNDERLAY_CONTAINER",
-                    common::netns_path_for_child(&container),
-                ),
-            ],
-        );
-        assert!(
-            common::killed(&output),
-            "{step}: {}",
-            String::from_utf8_lossy(&output.stderr)
+            step,
+            &sb,
+            &dir,
+            &[(
+                "UNDERLAY_CONTAINER",
+                common::netns_path_for_child(&container),
+            )],
         );
         // No recovery call: the next attach to the network (another
         // process's, as a CLI's would be) finishes the dead one's work
@@ -1168,22 +1154,15 @@ fn recovery_never_takes_a_containers_own_eth0_for_a_killed_attachs_link() {
                 );
                 assert!(own.status.success(), "{own:?}");
             }
-            let output = common::run_child(
+            common::kill_child_at(
                 "crash_attach_child",
-                &[
-                    ("UNDERLAY_CRASH_AT", step.to_owned()),
-                    ("UNDERLAY_STATE", dir.0.display().to_string()),
-                    ("UNDERLAY_NETNS", common::netns_path_for_child(&sb.host)),
-                    (
-                        "UNDERLAY_CONTAINER",
-                        common::netns_path_for_child(&container),
-                    ),
-                ],
-            );
-            assert!(
-                common::killed(&output),
-                "{what}: {}",
-                String::from_utf8_lossy(&output.stderr)
+                step,
+                &sb,
+                &dir,
+                &[(
+                    "UNDERLAY_CONTAINER",
+                    common::netns_path_for_child(&container),
+                )],
             );
             let host = open_host(&sb, &dir);
             let report = host.recover().unwrap();

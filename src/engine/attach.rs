@@ -521,7 +521,7 @@ impl Engine {
     /// Looks the parent up on the host. An owned parent deleted behind our
     /// back comes back, as after a reboot; a link of its name that
     /// underlay did not make is refused.
-    fn parent_index(&self, network: &NetworkRecord) -> Result<u32> {
+    pub(super) fn parent_index(&self, network: &NetworkRecord) -> Result<u32> {
         let parent = &network.parent;
         let mark = self.parent_mark(network);
         let link = match self.nl.link_by_name(&parent.name) {

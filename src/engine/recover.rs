@@ -427,9 +427,10 @@ impl Engine {
                     if let Some(shim) = &record.host_shim {
                         // (Not on a parent that could not be had: nothing
                         // is made on a link that is not the network's.)
-                        let ensured = match parent_ok {
-                            true => self.ensure_shim(&record, shim),
-                            false => Ok(false),
+                        let ensured = if parent_ok {
+                            self.ensure_shim(&record, shim)
+                        } else {
+                            Ok(false)
                         };
                         match ensured {
                             Ok(true) => report.recreated_shims.push(shim.link.clone()),

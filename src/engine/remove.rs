@@ -423,9 +423,5 @@ pub(super) fn delete_attach_link(
         );
         return Ok(false);
     }
-    match nl.delete_link(index) {
-        Ok(()) => Ok(true),
-        Err(Error::LinkNotFound { .. }) => Ok(false),
-        Err(e) => Err(e),
-    }
+    mark::delete_found(nl, index)
 }

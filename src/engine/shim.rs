@@ -197,14 +197,9 @@ impl Engine {
         network: &NetworkRecord,
         shim: &HostShim,
     ) -> Result<crate::link::NewLink<'static>> {
-        let parent = self.nl.link_by_name(&network.parent.name)?;
-        crate::parent::check_owned(
-            &self.nl,
-            &parent,
-            &network.parent,
-            &self.parent_mark(network),
-        )?;
-        let spec = network.driver.host_shim_link(&shim.link, parent.index)?;
+        let spec = network
+            .driver
+            .host_shim_link(&shim.link, self.parent_index(network)?)?;
         Ok(match network.mtu {
             Some(mtu) => spec.mtu(mtu),
             None => spec,
