@@ -23,7 +23,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Mutex};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::netlink::Netlink;
@@ -398,9 +399,81 @@ impl AsFd for NetNs {
 /// Cheaper than a thread per job ([`NetNs::run`]): a wake-up instead of a
 /// spawn. Jobs own what they use (`'static`), the namespace's descriptor
 /// included (a duplicate).
+///
+/// Its work overlaps with the caller's (an attach's socket and IPv6
+/// setting with making the link) only if it runs on another CPU, and the
+/// scheduler often wakes it on the caller's: on a virtual machine an idle
+/// virtual CPU may not count as idle, and a woken thread then stays where
+/// it last ran. So the thread keeps off the CPU of whoever hands it a job
+/// there (see [`Placement`]).
 #[derive(Debug, Default)]
 pub(crate) struct Worker {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    placement: Arc<Placement>,
+}
+
+/// Where the worker thread runs: its thread id, and the CPU it was on when
+/// it last finished a job (-1 while unknown). When a caller on that CPU
+/// hands it a job, the thread's allowed CPUs become the caller's own but
+/// that one, before it is woken (never the caller's: the library does not
+/// move its host program's threads). With one CPU allowed, nothing changes.
+#[derive(Debug)]
+struct Placement {
+    thread: AtomicI32,
+    cpu: AtomicI32,
+}
+
+impl Default for Placement {
+    fn default() -> Self {
+        Placement {
+            thread: AtomicI32::new(-1),
+            cpu: AtomicI32::new(-1),
+        }
+    }
+}
+
+impl Placement {
+    /// Called by the worker thread when it starts.
+    fn started(&self) {
+        let tid = rustix::thread::gettid().as_raw_nonzero().get();
+        self.thread.store(tid, Ordering::Relaxed);
+    }
+
+    /// Called by the worker thread after each job.
+    fn finished_job(&self) {
+        self.cpu.store(current_cpu(), Ordering::Relaxed);
+    }
+
+    /// Called by a caller about to wake the thread: if the thread last ran
+    /// on the caller's CPU, it is kept off it. Best effort: a failure only
+    /// costs the overlap.
+    fn keep_off_callers_cpu(&self) {
+        let here = current_cpu();
+        if here < 0 || self.cpu.load(Ordering::Relaxed) != here {
+            return;
+        }
+        let thread = self.thread.load(Ordering::Relaxed);
+        let Some(thread) = rustix::thread::Pid::from_raw(thread).filter(|_| thread > 0) else {
+            return;
+        };
+        let Ok(mut allowed) = rustix::thread::sched_getaffinity(None) else {
+            return;
+        };
+        if allowed.count() < 2 || !allowed.is_set(here as usize) {
+            return;
+        }
+        allowed.unset(here as usize);
+        match rustix::thread::sched_setaffinity(Some(thread), &allowed) {
+            // Until it says where it ran next.
+            Ok(()) => self.cpu.store(-1, Ordering::Relaxed),
+            Err(e) => log::debug!("cannot keep the namespace worker off CPU {here}: {e}"),
+        }
+    }
+}
+
+/// The CPU the calling thread runs on, or -1.
+fn current_cpu() -> i32 {
+    i32::try_from(rustix::thread::sched_getcpu()).unwrap_or(-1)
 }
 
 type Job = Box<dyn FnOnce(&OwnedFd) -> bool + Send>;
@@ -444,9 +517,10 @@ impl Worker {
             back
         });
         let sender = self.sender()?;
+        self.placement.keep_off_callers_cpu();
         if let Err(mpsc::SendError(job)) = sender.send(job) {
             // The thread stopped (it could not come back home): a new one.
-            let sender = Worker::start()?;
+            let sender = Worker::start(&self.placement)?;
             *self.jobs.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
             sender
                 .send(job)
@@ -461,14 +535,15 @@ impl Worker {
         match jobs.as_ref() {
             Some(sender) => Ok(sender.clone()),
             None => {
-                let sender = Worker::start()?;
+                let sender = Worker::start(&self.placement)?;
                 *jobs = Some(sender.clone());
                 Ok(sender)
             }
         }
     }
 
-    fn start() -> Result<mpsc::Sender<Job>> {
+    fn start(placement: &Arc<Placement>) -> Result<mpsc::Sender<Job>> {
+        let placement = Arc::clone(placement);
         let home: OwnedFd = File::open(format!(
             "/proc/{}/task/{}/ns/net",
             std::process::id(),
@@ -480,8 +555,11 @@ impl Worker {
         std::thread::Builder::new()
             .name("underlay-netns-worker".into())
             .spawn(move || {
+                placement.started();
                 for job in receiver {
-                    if !job(&home) {
+                    let home_again = job(&home);
+                    placement.finished_job();
+                    if !home_again {
                         // Stuck in another namespace: stop, rather than
                         // keep it alive or run the next job there.
                         log::warn!("the namespace worker could not come back; stopping it");

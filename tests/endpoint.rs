@@ -1656,3 +1656,112 @@ mod needs_dummy {
         assert!(ping(&a, "192.168.11.3"));
     }
 }
+
+/// The CPUs thread `tid` of this process may run on, and the one it last
+/// ran on (`/proc`).
+fn thread_cpus(tid: i32) -> (BTreeSet<usize>, usize) {
+    let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).unwrap();
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim();
+    let mut allowed = BTreeSet::new();
+    for part in list.split(',') {
+        let (first, last) = part.split_once('-').unwrap_or((part, part));
+        allowed.extend(first.parse::<usize>().unwrap()..=last.parse().unwrap());
+    }
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
+    // After the name (in parentheses), the state is field 3; the CPU 39.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    (allowed, fields[39 - 3].parse().unwrap())
+}
+
+/// Sets the calling thread's CPUs.
+fn set_my_cpus(cpus: &BTreeSet<usize>) {
+    // SAFETY: a zeroed cpu_set_t filled with CPU_SET, passed by pointer.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &cpu in cpus {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set),
+            0
+        );
+    }
+}
+
+/// In a child (the only engine in its process, so the only namespace
+/// worker): see the test below.
+#[test]
+fn worker_placement_child() {
+    if std::env::var_os("UNDERLAY_WORKER_PLACEMENT").is_none() {
+        return;
+    }
+    let (sb, _dir, host) = common::fixture();
+    let net = create(&host, "-d macvlan --subnet=10.64.0.0/24 -o parent=eth0 n");
+    // SAFETY: plain system calls.
+    let me = unsafe { libc::gettid() };
+    let (allowed, _) = thread_cpus(me);
+    let first = sb.container();
+    net.attach(&first, &AttachOptions::new()).unwrap();
+    let worker = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .map(|t| {
+            t.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .parse::<i32>()
+                .unwrap()
+        })
+        .find(|tid| {
+            std::fs::read_to_string(format!("/proc/self/task/{tid}/comm"))
+                .is_ok_and(|comm| comm.trim() == "underlay-netns-")
+        })
+        .expect("the namespace worker thread");
+    let (worker_allowed, last) = thread_cpus(worker);
+    assert_eq!(worker_allowed, allowed, "started with this thread's CPUs");
+    let second = sb.container();
+    if allowed.len() < 2 {
+        // Nowhere else to go: left as it is.
+        net.attach(&second, &AttachOptions::new()).unwrap();
+        assert_eq!(thread_cpus(worker).0, allowed);
+        eprintln!("WORKER_PLACEMENT ran (one CPU)");
+        return;
+    }
+    // This thread onto the worker's last CPU, all of its CPUs still
+    // allowed: the next attach hands the worker a job from there.
+    set_my_cpus(&BTreeSet::from([last]));
+    set_my_cpus(&allowed);
+    // SAFETY: a plain library call.
+    assert_eq!(unsafe { libc::sched_getcpu() }, last as i32);
+    net.attach(&second, &AttachOptions::new()).unwrap();
+    let (worker_allowed, ran_on) = thread_cpus(worker);
+    let mut others = allowed.clone();
+    others.remove(&last);
+    assert_eq!(worker_allowed, others, "kept off CPU {last}");
+    assert_ne!(ran_on, last);
+    // This thread's own CPUs are untouched.
+    assert_eq!(thread_cpus(me).0, allowed);
+    eprintln!("WORKER_PLACEMENT ran (kept off CPU {last})");
+}
+
+/// The library's namespace thread keeps off the CPU of the thread that
+/// hands it an attach's job when it last ran there (the scheduler tends
+/// to wake it there on a virtual machine, where its work and the
+/// caller's then take turns instead of overlapping); the caller's CPUs
+/// are never changed.
+#[test]
+fn the_namespace_worker_keeps_off_the_callers_cpu() {
+    let output = common::run_child(
+        "worker_placement_child",
+        &[("UNDERLAY_WORKER_PLACEMENT", "1".to_owned())],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("WORKER_PLACEMENT ran"),
+        "the child did not run: {stderr}"
+    );
+}
