@@ -408,7 +408,9 @@ impl AsFd for NetNs {
 /// there (see [`Placement`]).
 #[derive(Debug, Default)]
 pub(crate) struct Worker {
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    /// The thread's queue, and the process that started it: a process
+    /// forked from that one has no such thread and starts its own.
+    jobs: Mutex<Option<(u32, mpsc::Sender<Job>)>>,
     placement: Arc<Placement>,
 }
 
@@ -437,6 +439,13 @@ impl Placement {
     fn started(&self) {
         let tid = rustix::thread::gettid().as_raw_nonzero().get();
         self.thread.store(tid, Ordering::Relaxed);
+    }
+
+    /// Called when the thread stops, and before a new one starts: its id
+    /// may soon be another thread's.
+    fn forget(&self) {
+        self.thread.store(-1, Ordering::Relaxed);
+        self.cpu.store(-1, Ordering::Relaxed);
     }
 
     /// Called by the worker thread after each job.
@@ -521,7 +530,8 @@ impl Worker {
         if let Err(mpsc::SendError(job)) = sender.send(job) {
             // The thread stopped (it could not come back home): a new one.
             let sender = Worker::start(&self.placement)?;
-            *self.jobs.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
+            *self.jobs.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((std::process::id(), sender.clone()));
             sender
                 .send(job)
                 .map_err(|_| Error::Internal("the namespace worker stopped".into()))?;
@@ -529,20 +539,26 @@ impl Worker {
         Ok(Pending { answer })
     }
 
-    /// The running thread's queue, the thread started if need be.
+    /// The running thread's queue, the thread started if need be (at the
+    /// first job, and in a forked process: its jobs would wait forever in
+    /// the queue of a thread that was not forked with it).
     fn sender(&self) -> Result<mpsc::Sender<Job>> {
         let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let process = std::process::id();
         match jobs.as_ref() {
-            Some(sender) => Ok(sender.clone()),
-            None => {
+            Some((started_by, sender)) if *started_by == process => Ok(sender.clone()),
+            _ => {
                 let sender = Worker::start(&self.placement)?;
-                *jobs = Some(sender.clone());
+                *jobs = Some((process, sender.clone()));
                 Ok(sender)
             }
         }
     }
 
     fn start(placement: &Arc<Placement>) -> Result<mpsc::Sender<Job>> {
+        // Forgotten at once: the thread it was about is gone (or, in a
+        // forked process, another process's).
+        placement.forget();
         let placement = Arc::clone(placement);
         let home: OwnedFd = File::open(format!(
             "/proc/{}/task/{}/ns/net",
@@ -563,6 +579,7 @@ impl Worker {
                         // Stuck in another namespace: stop, rather than
                         // keep it alive or run the next job there.
                         log::warn!("the namespace worker could not come back; stopping it");
+                        placement.forget();
                         return;
                     }
                 }

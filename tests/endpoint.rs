@@ -1784,3 +1784,68 @@ fn the_namespace_worker_keeps_off_the_callers_cpu() {
         );
     }
 }
+
+/// In a child (a process of its own to fork): see the test below.
+#[test]
+fn forked_attach_child() {
+    if std::env::var_os("UNDERLAY_FORKED_ATTACH").is_none() {
+        return;
+    }
+    let (sb, _dir, host) = common::fixture();
+    let net = create(&host, "-d macvlan --subnet=10.65.0.0/24 -o parent=eth0 n");
+    // The library's namespace thread is running now.
+    net.attach(&sb.container(), &AttachOptions::new()).unwrap();
+    let c = sb.container();
+    // SAFETY: the forked process uses the library and leaves with _exit;
+    // nothing else of this process runs meanwhile (one test thread).
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let code = match net.attach(&c, &AttachOptions::new()) {
+            Ok(ep) if ep.addresses()[0].to_string() == "10.65.0.3/24" => 0,
+            Ok(ep) => {
+                eprintln!("forked attach: {:?}", ep.addresses());
+                1
+            }
+            Err(e) => {
+                eprintln!("forked attach: {e}");
+                1
+            }
+        };
+        // SAFETY: ends the forked process without running anything else.
+        unsafe { libc::_exit(code) };
+    }
+    let start = std::time::Instant::now();
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    while unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == 0 {
+        if start.elapsed() > std::time::Duration::from_secs(20) {
+            // SAFETY: our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("the attach in the forked process hung");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    assert_eq!(addresses(&c, "eth0"), ["10.65.0.3/24"]);
+    // And this process's own thread still works.
+    net.attach(&sb.container(), &AttachOptions::new()).unwrap();
+    eprintln!("FORKED_ATTACH ran");
+}
+
+/// A process forked from one that used the library (its namespace thread
+/// running) attaches with the same handles: the thread is not forked with
+/// it, and it starts its own rather than wait forever for the parent's.
+#[test]
+fn a_forked_process_attaches_with_the_same_handles() {
+    let output = common::run_child(
+        "forked_attach_child",
+        &[("UNDERLAY_FORKED_ATTACH", "1".to_owned())],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("FORKED_ATTACH ran"),
+        "the child did not run: {stderr}"
+    );
+}
