@@ -1849,3 +1849,97 @@ fn a_forked_process_attaches_with_the_same_handles() {
         "the child did not run: {stderr}"
     );
 }
+
+/// In a child (a mount namespace of its own, where `/proc/sys` is made
+/// read-only, as in some nested containers): see the test below.
+#[test]
+fn read_only_proc_sys_child() {
+    use std::sync::Mutex;
+    if std::env::var_os("UNDERLAY_READ_ONLY_PROC_SYS").is_none() {
+        return;
+    }
+    static WARNINGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    struct Warnings;
+    impl log::Log for Warnings {
+        fn enabled(&self, m: &log::Metadata) -> bool {
+            m.level() <= log::Level::Warn
+        }
+        fn log(&self, record: &log::Record) {
+            if self.enabled(record.metadata()) {
+                WARNINGS.lock().unwrap().push(record.args().to_string());
+            }
+        }
+        fn flush(&self) {}
+    }
+    log::set_boxed_logger(Box::new(Warnings)).unwrap();
+    log::set_max_level(log::LevelFilter::Warn);
+    let (sb, _dir, host) = common::fixture();
+    let net = create(&host, "-d macvlan --subnet=10.66.0.0/24 -o parent=eth0 n");
+    // This thread, and the library's thread it starts, in a mount
+    // namespace of their own, nothing of it seen outside.
+    // SAFETY: plain system calls with constant, NUL-terminated arguments.
+    unsafe {
+        assert_eq!(libc::unshare(libc::CLONE_NEWNS), 0);
+        let none = std::ptr::null();
+        assert_eq!(
+            libc::mount(
+                c"none".as_ptr(),
+                c"/".as_ptr(),
+                none,
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null()
+            ),
+            0
+        );
+        let sys = c"/proc/sys".as_ptr();
+        assert_eq!(
+            libc::mount(sys, sys, none, libc::MS_BIND, std::ptr::null()),
+            0
+        );
+        assert_eq!(
+            libc::mount(
+                none,
+                sys,
+                none,
+                libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
+                std::ptr::null()
+            ),
+            0
+        );
+    }
+    let c = sb.container();
+    let ep = net.attach(&c, &AttachOptions::new()).unwrap();
+    assert_eq!(ep.addresses()[0].to_string(), "10.66.0.2/24");
+    // It works, with IPv6 on, and says so.
+    assert_eq!(
+        c.run(|| Ok(std::fs::read_to_string("/proc/sys/net/ipv6/conf/eth0/disable_ipv6").unwrap()))
+            .unwrap()
+            .trim(),
+        "0"
+    );
+    let warnings = WARNINGS.lock().unwrap().clone();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("could not set disable_ipv6 on eth0")),
+        "{warnings:?}"
+    );
+    eprintln!("READ_ONLY_PROC_SYS ran");
+}
+
+/// Where `/proc/sys` is read-only, an IPv4-only endpoint's IPv6 cannot be
+/// turned off: the attach works, as Docker's does there, with a warning
+/// that says so (it was a debug message).
+#[test]
+fn an_attach_where_proc_sys_is_read_only_works_and_warns_of_ipv6() {
+    let output = common::run_child(
+        "read_only_proc_sys_child",
+        &[("UNDERLAY_READ_ONLY_PROC_SYS", "1".to_owned())],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("READ_ONLY_PROC_SYS ran"),
+        "the child did not run: {stderr}"
+    );
+}

@@ -823,10 +823,27 @@ impl Ipv6Setting {
         })
     }
 
-    /// [`write`](Self::write), a failure logged: the link works without.
+    /// [`write`](Self::write), a failure logged: the link works without
+    /// (as Docker's does when `/proc/sys` is read-only). A warning but
+    /// where there is no IPv6 to set (a kernel or namespace without it).
     fn apply(self, conf: Option<&std::fs::File>, ifname: &str) {
-        if let Err(e) = self.write(conf, ifname) {
-            log::debug!("cannot set {self:?} on {ifname}: {e}");
+        match self.write(conf, ifname) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                log::debug!("no IPv6 to set {self:?} on {ifname}: {e}");
+            }
+            Err(e) => log::warn!(
+                "could not set {} on {ifname} (the link works, without it): {e}",
+                self.key()
+            ),
+        }
+    }
+
+    /// The setting's name under `/proc/sys/net/ipv6/conf/IFNAME/`.
+    fn key(self) -> &'static str {
+        match self {
+            Ipv6Setting::Announce => "ndisc_notify",
+            Ipv6Setting::Off => "disable_ipv6",
         }
     }
 
@@ -835,11 +852,7 @@ impl Ipv6Setting {
     /// when there is one, which halves the lookup.
     fn write(self, conf: Option<&std::fs::File>, ifname: &str) -> std::io::Result<()> {
         use rustix::fs::{openat, Mode, OFlags};
-        let key = match self {
-            Ipv6Setting::Announce => "ndisc_notify",
-            Ipv6Setting::Off => "disable_ipv6",
-        };
-        let relative = format!("{ifname}/{key}");
+        let relative = format!("{ifname}/{}", self.key());
         let file: std::fs::File = match conf {
             Some(conf) => openat(
                 conf,
