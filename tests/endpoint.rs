@@ -1352,9 +1352,13 @@ fn pause_attach_child() {
     }
     let host = common::open_child_host();
     let container = NetNs::open(std::env::var("UNDERLAY_CONTAINER").unwrap()).unwrap();
+    let mut options = AttachOptions::new().name("c");
+    if let Ok(ifname) = std::env::var("UNDERLAY_IFNAME") {
+        options = options.ifname(&ifname);
+    }
     host.network("n")
         .unwrap()
-        .attach(&container, &AttachOptions::new().name("c"))
+        .attach(&container, &options)
         .unwrap();
 }
 
@@ -1942,4 +1946,88 @@ fn an_attach_where_proc_sys_is_read_only_works_and_warns_of_ipv6() {
         stderr.contains("READ_ONLY_PROC_SYS ran"),
         "the child did not run: {stderr}"
     );
+}
+
+/// An attach asked for an interface name (as the CNI plugin always is)
+/// whose chosen interface index the container has by the time its link is
+/// made: the kernel refuses it as it would the name (`EEXIST`). The attach
+/// sees that the name is free, picks another index and goes on; the
+/// container's link is left alone.
+#[test]
+fn an_attach_given_a_name_gets_past_an_index_the_container_has() {
+    let (sb, dir, host) = common::fixture();
+    let net = create(&host, "-d macvlan --subnet=10.67.0.0/24 -o parent=eth0 n");
+    let container = sb.container();
+    let paused = dir.0.join("paused");
+    let resume = dir.0.join("resume");
+    let env = vec![
+        ("UNDERLAY_PAUSE_AT", "recorded as attaching".to_owned()),
+        ("UNDERLAY_PAUSED", paused.display().to_string()),
+        ("UNDERLAY_RESUME", resume.display().to_string()),
+        ("UNDERLAY_STATE", dir.0.display().to_string()),
+        ("UNDERLAY_NETNS", common::netns_path_for_child(&sb.host)),
+        (
+            "UNDERLAY_CONTAINER",
+            common::netns_path_for_child(&container),
+        ),
+        ("UNDERLAY_IFNAME", "net1".to_owned()),
+    ];
+    std::thread::scope(|s| {
+        let child = s.spawn(|| common::run_child("pause_attach_child", &env));
+        let start = std::time::Instant::now();
+        while !paused.exists() {
+            assert!(start.elapsed().as_secs() < 20, "the child never paused");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // The index the attach recorded, taken in the container meanwhile.
+        let journal =
+            std::fs::read_to_string(dir.0.join("run").join(net.id()).join("endpoints.log"))
+                .unwrap();
+        let index = journal
+            .lines()
+            .rev()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find_map(|v| v["attaching"]["ifindex"].as_u64())
+            .expect("an attaching record with its index");
+        let out = common::run_in(
+            &container,
+            "ip",
+            &[
+                "link",
+                "add",
+                "name",
+                "clash0",
+                "index",
+                &index.to_string(),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "clash1",
+            ],
+        );
+        assert!(out.status.success(), "{out:?}");
+        std::fs::write(&resume, b"").unwrap();
+        let out = child.join().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let links = ip_json(&container, &["link", "show"]);
+        let index_of = |name: &str| {
+            links
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["ifname"] == name)
+                .unwrap_or_else(|| panic!("no {name}: {links}"))["ifindex"]
+                .as_u64()
+                .unwrap()
+        };
+        assert_eq!(index_of("clash0"), index);
+        assert_ne!(index_of("net1"), index);
+    });
+    assert_eq!(addresses(&container, "net1"), ["10.67.0.2/24"]);
+    assert_eq!(endpoint_names(&net), ["c"]);
 }

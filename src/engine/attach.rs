@@ -389,11 +389,6 @@ impl Engine {
             .as_ref()
             .is_err_and(|e| e.errno() == Some(libc::EEXIST))
         {
-            if let Some(name) = &options.ifname {
-                return Err(Error::InterfaceExists {
-                    ifname: name.clone(),
-                });
-            }
             // The namespace thread is let go first: waiting for the
             // network's lock can take long, and meanwhile it would keep the
             // container's namespace and every other attach of this process
@@ -401,18 +396,43 @@ impl Engine {
             if let Some(tell) = link_made.take() {
                 let _ = tell.send(None);
             }
-            record.ifname = self
-                .worker
-                .submit(netns, || free_ifname(&Netlink::open()?))
-                .and_then(|listed| listed.wait_soon(HANDOFF_SPIN))
-                .map_err(|e| failed("list the container's links", e))?;
-            log::debug!(
-                "endpoint {}: the container has an eth0 of its own; the link is named {}",
-                record.name,
-                record.ifname
-            );
-            // The index was perhaps what the kernel refused (it says so
-            // the same way): another one too.
+            // The kernel says the same (`EEXIST`) of a name and of an
+            // index the container has.
+            if let Some(name) = &options.ifname {
+                let asked = name.clone();
+                let taken = self
+                    .worker
+                    .submit(netns, move || match Netlink::open()?.link_by_name(&asked) {
+                        Ok(_) => Ok(true),
+                        Err(Error::LinkNotFound { .. }) => Ok(false),
+                        Err(e) => Err(e),
+                    })
+                    .and_then(|listed| listed.wait_soon(HANDOFF_SPIN))
+                    .map_err(|e| failed("list the container's links", e))?;
+                if taken {
+                    return Err(Error::InterfaceExists {
+                        ifname: name.clone(),
+                    });
+                }
+                log::debug!(
+                    "endpoint {}: the container has a link with index {:?}; another index",
+                    record.name,
+                    record.ifindex
+                );
+            } else {
+                record.ifname = self
+                    .worker
+                    .submit(netns, || free_ifname(&Netlink::open()?))
+                    .and_then(|listed| listed.wait_soon(HANDOFF_SPIN))
+                    .map_err(|e| failed("list the container's links", e))?;
+                log::debug!(
+                    "endpoint {}: the container has an eth0 of its own; the link is named {}",
+                    record.name,
+                    record.ifname
+                );
+            }
+            // The index was perhaps what the kernel refused: another one
+            // too.
             record.ifindex = Some(endpoint_ifindex()?);
             // Both, recorded before the link is made with them.
             self.session(network)?.save(record)?;
