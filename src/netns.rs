@@ -23,8 +23,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::netlink::Netlink;
@@ -399,91 +398,14 @@ impl AsFd for NetNs {
 /// Cheaper than a thread per job ([`NetNs::run`]): a wake-up instead of a
 /// spawn. Jobs own what they use (`'static`), the namespace's descriptor
 /// included (a duplicate).
-///
-/// Its work overlaps with the caller's (an attach's socket and IPv6
-/// setting with making the link) only if it runs on another CPU, and the
-/// scheduler often wakes it on the caller's: on a virtual machine an idle
-/// virtual CPU may not count as idle, and a woken thread then stays where
-/// it last ran. So the thread keeps off the CPU of whoever hands it a job
-/// there (see [`Placement`]).
 #[derive(Debug, Default)]
 pub(crate) struct Worker {
     /// The thread's queue, and the process that started it: a process
     /// forked from that one has no such thread and starts its own.
-    jobs: Mutex<Option<(u32, mpsc::Sender<Job>)>>,
-    placement: Arc<Placement>,
+    jobs: Mutex<Option<(u32, Queue)>>,
 }
 
-/// Where the worker thread runs: its thread id, and the CPU it was on when
-/// it last finished a job (-1 while unknown). When a caller on that CPU
-/// hands it a job, the thread's allowed CPUs become the caller's own but
-/// that one, before it is woken (never the caller's: the library does not
-/// move its host program's threads). With one CPU allowed, nothing changes.
-#[derive(Debug)]
-struct Placement {
-    thread: AtomicI32,
-    cpu: AtomicI32,
-}
-
-impl Default for Placement {
-    fn default() -> Self {
-        Placement {
-            thread: AtomicI32::new(-1),
-            cpu: AtomicI32::new(-1),
-        }
-    }
-}
-
-impl Placement {
-    /// Called by the worker thread when it starts.
-    fn started(&self) {
-        let tid = rustix::thread::gettid().as_raw_nonzero().get();
-        self.thread.store(tid, Ordering::Relaxed);
-    }
-
-    /// Called when the thread stops, and before a new one starts: its id
-    /// may soon be another thread's.
-    fn forget(&self) {
-        self.thread.store(-1, Ordering::Relaxed);
-        self.cpu.store(-1, Ordering::Relaxed);
-    }
-
-    /// Called by the worker thread after each job.
-    fn finished_job(&self) {
-        self.cpu.store(current_cpu(), Ordering::Relaxed);
-    }
-
-    /// Called by a caller about to wake the thread: if the thread last ran
-    /// on the caller's CPU, it is kept off it. Best effort: a failure only
-    /// costs the overlap.
-    fn keep_off_callers_cpu(&self) {
-        let here = current_cpu();
-        if here < 0 || self.cpu.load(Ordering::Relaxed) != here {
-            return;
-        }
-        let thread = self.thread.load(Ordering::Relaxed);
-        let Some(thread) = rustix::thread::Pid::from_raw(thread).filter(|_| thread > 0) else {
-            return;
-        };
-        let Ok(mut allowed) = rustix::thread::sched_getaffinity(None) else {
-            return;
-        };
-        if allowed.count() < 2 || !allowed.is_set(here as usize) {
-            return;
-        }
-        allowed.unset(here as usize);
-        match rustix::thread::sched_setaffinity(Some(thread), &allowed) {
-            // Until it says where it ran next.
-            Ok(()) => self.cpu.store(-1, Ordering::Relaxed),
-            Err(e) => log::debug!("cannot keep the namespace worker off CPU {here}: {e}"),
-        }
-    }
-}
-
-/// The CPU the calling thread runs on, or -1.
-fn current_cpu() -> i32 {
-    i32::try_from(rustix::thread::sched_getcpu()).unwrap_or(-1)
-}
+type Queue = mpsc::Sender<Job>;
 
 type Job = Box<dyn FnOnce(&OwnedFd) -> bool + Send>;
 
@@ -526,10 +448,9 @@ impl Worker {
             back
         });
         let sender = self.sender()?;
-        self.placement.keep_off_callers_cpu();
         if let Err(mpsc::SendError(job)) = sender.send(job) {
             // The thread stopped (it could not come back home): a new one.
-            let sender = Worker::start(&self.placement)?;
+            let sender = Worker::start()?;
             *self.jobs.lock().unwrap_or_else(|p| p.into_inner()) =
                 Some((std::process::id(), sender.clone()));
             sender
@@ -542,44 +463,32 @@ impl Worker {
     /// The running thread's queue, the thread started if need be (at the
     /// first job, and in a forked process: its jobs would wait forever in
     /// the queue of a thread that was not forked with it).
-    fn sender(&self) -> Result<mpsc::Sender<Job>> {
+    fn sender(&self) -> Result<Queue> {
         let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         let process = std::process::id();
         match jobs.as_ref() {
             Some((started_by, sender)) if *started_by == process => Ok(sender.clone()),
             _ => {
-                let sender = Worker::start(&self.placement)?;
+                let sender = Worker::start()?;
                 *jobs = Some((process, sender.clone()));
                 Ok(sender)
             }
         }
     }
 
-    fn start(placement: &Arc<Placement>) -> Result<mpsc::Sender<Job>> {
-        // Forgotten at once: the thread it was about is gone (or, in a
-        // forked process, another process's).
-        placement.forget();
-        let placement = Arc::clone(placement);
-        let home: OwnedFd = File::open(format!(
-            "/proc/{}/task/{}/ns/net",
-            std::process::id(),
-            rustix::thread::gettid().as_raw_nonzero()
-        ))
-        .map_err(|e| Error::io("open this thread's network namespace", e))?
-        .into();
+    fn start() -> Result<Queue> {
+        let home: OwnedFd = File::open("/proc/thread-self/ns/net")
+            .map_err(|e| Error::io("open this thread's network namespace", e))?
+            .into();
         let (sender, receiver) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("underlay-netns-worker".into())
             .spawn(move || {
-                placement.started();
                 for job in receiver {
-                    let home_again = job(&home);
-                    placement.finished_job();
-                    if !home_again {
+                    if !job(&home) {
                         // Stuck in another namespace: stop, rather than
                         // keep it alive or run the next job there.
                         log::warn!("the namespace worker could not come back; stopping it");
-                        placement.forget();
                         return;
                     }
                 }
@@ -599,7 +508,7 @@ impl<T> Pending<T> {
     /// [`receive_soon`].
     pub(crate) fn wait_soon(self, spin: Duration) -> Result<T> {
         receive_soon(&self.answer, spin)
-            .map_err(|_| Error::Internal("the namespace worker stopped".into()))?
+            .map_err(|_| Error::Internal("the namespace worker stopped or did not answer".into()))?
     }
 }
 
@@ -607,7 +516,9 @@ impl<T> Pending<T> {
 /// thread first gives way to others in a loop for up to `spin`, and only
 /// then sleeps. A handoff between two threads that sleep costs each time
 /// the wake-up of an idle CPU, tens of microseconds on a virtual machine;
-/// an attach makes three.
+/// an attach makes three. Never waits more than [`SILENCE`]: a thread lost
+/// without a word (one that was not forked with its process, say) gives
+/// an error, not a wait that never ends.
 pub(crate) fn receive_soon<T>(
     receiver: &mpsc::Receiver<T>,
     spin: Duration,
@@ -618,10 +529,21 @@ pub(crate) fn receive_soon<T>(
             Ok(message) => return Ok(message),
             Err(mpsc::TryRecvError::Disconnected) => return Err(mpsc::RecvError),
             Err(mpsc::TryRecvError::Empty) if start.elapsed() < spin => std::thread::yield_now(),
-            Err(mpsc::TryRecvError::Empty) => return receiver.recv(),
+            Err(mpsc::TryRecvError::Empty) => {
+                return receiver.recv_timeout(SILENCE).map_err(|e| {
+                    if e == mpsc::RecvTimeoutError::Timeout {
+                        log::warn!("a thread of the library's own did not answer in {SILENCE:?}");
+                    }
+                    mpsc::RecvError
+                })
+            }
         }
     }
 }
+
+/// How long a handoff due within microseconds may take before the other
+/// thread is taken for lost.
+const SILENCE: Duration = Duration::from_secs(60);
 
 impl NetNs {
     /// The namespace at `path` if it is still the one with identity `id`;

@@ -466,9 +466,11 @@ impl Engine {
             }
             undone.is_ok()
         };
-        let nl = match receive_soon(&inside, HANDOFF_SPIN)
-            .unwrap_or_else(|_| Err(Error::Internal("the namespace worker stopped".into())))
-        {
+        let nl = match receive_soon(&inside, HANDOFF_SPIN).unwrap_or_else(|_| {
+            Err(Error::Internal(
+                "the namespace worker stopped or did not answer".into(),
+            ))
+        }) {
             Ok(nl) => nl,
             Err(e) => {
                 // No socket inside (out of descriptors?): one more try, from
