@@ -508,7 +508,7 @@ impl<T> Pending<T> {
     /// [`receive_soon`].
     pub(crate) fn wait_soon(self, spin: Duration) -> Result<T> {
         receive_soon(&self.answer, spin)
-            .map_err(|_| Error::Internal("the namespace worker stopped or did not answer".into()))?
+            .map_err(|_| Error::Internal("the namespace worker stopped".into()))?
     }
 }
 
@@ -516,9 +516,7 @@ impl<T> Pending<T> {
 /// thread first gives way to others in a loop for up to `spin`, and only
 /// then sleeps. A handoff between two threads that sleep costs each time
 /// the wake-up of an idle CPU, tens of microseconds on a virtual machine;
-/// an attach makes three. Never waits more than [`SILENCE`]: a thread lost
-/// without a word (one that was not forked with its process, say) gives
-/// an error, not a wait that never ends.
+/// an attach makes three.
 pub(crate) fn receive_soon<T>(
     receiver: &mpsc::Receiver<T>,
     spin: Duration,
@@ -529,21 +527,10 @@ pub(crate) fn receive_soon<T>(
             Ok(message) => return Ok(message),
             Err(mpsc::TryRecvError::Disconnected) => return Err(mpsc::RecvError),
             Err(mpsc::TryRecvError::Empty) if start.elapsed() < spin => std::thread::yield_now(),
-            Err(mpsc::TryRecvError::Empty) => {
-                return receiver.recv_timeout(SILENCE).map_err(|e| {
-                    if e == mpsc::RecvTimeoutError::Timeout {
-                        log::warn!("a thread of the library's own did not answer in {SILENCE:?}");
-                    }
-                    mpsc::RecvError
-                })
-            }
+            Err(mpsc::TryRecvError::Empty) => return receiver.recv(),
         }
     }
 }
-
-/// How long a handoff due within microseconds may take before the other
-/// thread is taken for lost.
-const SILENCE: Duration = Duration::from_secs(60);
 
 impl NetNs {
     /// The namespace at `path` if it is still the one with identity `id`;

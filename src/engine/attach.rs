@@ -438,6 +438,28 @@ impl Engine {
             self.session(network)?.save(record)?;
             created = self.create_link(network, netns, parent, record, options);
         }
+        if record.ifindex.is_some()
+            && created
+                .as_ref()
+                .is_err_and(|e| e.errno() == Some(libc::EBUSY))
+        {
+            // Kernels before 6.18 refuse an index the container has with
+            // `EBUSY` (6.18 says `EEXIST`); so does a parent busy with a
+            // passthru link, which the second try shows. Once more with
+            // another index, recorded before the link is made with it (the
+            // namespace thread let go first, as above).
+            if let Some(tell) = link_made.take() {
+                let _ = tell.send(None);
+            }
+            record.ifindex = Some(endpoint_ifindex()?);
+            log::debug!(
+                "endpoint {}: the kernel refused the link's index (busy); another: {:?}",
+                record.name,
+                record.ifindex
+            );
+            self.session(network)?.save(record)?;
+            created = self.create_link(network, netns, parent, record, options);
+        }
         created.map_err(|e| {
             failed(
                 "create the link",
@@ -466,11 +488,9 @@ impl Engine {
             }
             undone.is_ok()
         };
-        let nl = match receive_soon(&inside, HANDOFF_SPIN).unwrap_or_else(|_| {
-            Err(Error::Internal(
-                "the namespace worker stopped or did not answer".into(),
-            ))
-        }) {
+        let nl = match receive_soon(&inside, HANDOFF_SPIN)
+            .unwrap_or_else(|_| Err(Error::Internal("the namespace worker stopped".into())))
+        {
             Ok(nl) => nl,
             Err(e) => {
                 // No socket inside (out of descriptors?): one more try, from
