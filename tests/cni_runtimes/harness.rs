@@ -238,7 +238,15 @@ impl Drop for Scratch {
         }
         let left = mounts_under(&self.path);
         if left.is_empty() {
-            let _ = fs::remove_dir_all(&self.path);
+            // A runtime's clean-up process (podman's, run by conmon when a
+            // container ends) may still be writing its lock files under
+            // it: removed again until it stays removed, for up to 5 s.
+            for _ in 0..50 {
+                if fs::remove_dir_all(&self.path).is_ok() || !self.path.exists() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
         } else {
             eprintln!(
                 "left {} alone: still mounted there: {left:?}",
