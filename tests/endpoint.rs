@@ -1103,15 +1103,10 @@ fn few_descriptors_attach_child() {
 #[test]
 fn an_attach_out_of_descriptors_leaves_its_link_to_the_next_operation_not_behind() {
     // Descriptors are per process: the child has its own to exhaust.
-    let output = common::run_child(
+    common::run_checking_child(
         "few_descriptors_attach_child",
-        &[("UNDERLAY_FEW_DESCRIPTORS", "1".to_owned())],
-    );
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("FEW_DESCRIPTORS_ATTACH ran"),
-        "the child did not run: {stderr}"
+        "UNDERLAY_FEW_DESCRIPTORS",
+        "FEW_DESCRIPTORS_ATTACH ran",
     );
 }
 
@@ -1714,15 +1709,10 @@ fn forked_attach_child() {
 /// it, and it starts its own rather than wait forever for the parent's.
 #[test]
 fn a_forked_process_attaches_with_the_same_handles() {
-    let output = common::run_child(
+    common::run_checking_child(
         "forked_attach_child",
-        &[("UNDERLAY_FORKED_ATTACH", "1".to_owned())],
-    );
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("FORKED_ATTACH ran"),
-        "the child did not run: {stderr}"
+        "UNDERLAY_FORKED_ATTACH",
+        "FORKED_ATTACH ran",
     );
 }
 
@@ -1808,15 +1798,10 @@ fn read_only_proc_sys_child() {
 /// that says so (it was a debug message).
 #[test]
 fn an_attach_where_proc_sys_is_read_only_works_and_warns_of_ipv6() {
-    let output = common::run_child(
+    common::run_checking_child(
         "read_only_proc_sys_child",
-        &[("UNDERLAY_READ_ONLY_PROC_SYS", "1".to_owned())],
-    );
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("READ_ONLY_PROC_SYS ran"),
-        "the child did not run: {stderr}"
+        "UNDERLAY_READ_ONLY_PROC_SYS",
+        "READ_ONLY_PROC_SYS ran",
     );
 }
 

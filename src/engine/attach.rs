@@ -401,13 +401,11 @@ impl Engine {
             if let Some(name) = &options.ifname {
                 let asked = name.clone();
                 let taken = self
-                    .worker
-                    .submit(netns, move || match Netlink::open()?.link_by_name(&asked) {
+                    .in_container(netns, move |nl| match nl.link_by_name(&asked) {
                         Ok(_) => Ok(true),
                         Err(Error::LinkNotFound { .. }) => Ok(false),
                         Err(e) => Err(e),
                     })
-                    .and_then(|listed| listed.wait_soon(HANDOFF_SPIN))
                     .map_err(|e| failed("list the container's links", e))?;
                 if taken {
                     return Err(Error::InterfaceExists {
@@ -421,9 +419,7 @@ impl Engine {
                 );
             } else {
                 record.ifname = self
-                    .worker
-                    .submit(netns, || free_ifname(&Netlink::open()?))
-                    .and_then(|listed| listed.wait_soon(HANDOFF_SPIN))
+                    .in_container(netns, free_ifname)
                     .map_err(|e| failed("list the container's links", e))?;
                 log::debug!(
                     "endpoint {}: the container has an eth0 of its own; the link is named {}",
@@ -433,10 +429,7 @@ impl Engine {
             }
             // The index was perhaps what the kernel refused: another one
             // too.
-            record.ifindex = Some(endpoint_ifindex()?);
-            // Both, recorded before the link is made with them.
-            self.session(network)?.save(record)?;
-            created = self.create_link(network, netns, parent, record, options);
+            created = self.create_link_anew(network, netns, parent, record, options)?;
         }
         if record.ifindex.is_some()
             && created
@@ -446,19 +439,16 @@ impl Engine {
             // Kernels before 6.18 refuse an index the container has with
             // `EBUSY` (6.18 says `EEXIST`); so does a parent busy with a
             // passthru link, which the second try shows. Once more with
-            // another index, recorded before the link is made with it (the
-            // namespace thread let go first, as above).
+            // another index (the namespace thread let go first, as above).
             if let Some(tell) = link_made.take() {
                 let _ = tell.send(None);
             }
-            record.ifindex = Some(endpoint_ifindex()?);
             log::debug!(
-                "endpoint {}: the kernel refused the link's index (busy); another: {:?}",
+                "endpoint {}: the kernel refused the link's index {:?} (busy); another",
                 record.name,
                 record.ifindex
             );
-            self.session(network)?.save(record)?;
-            created = self.create_link(network, netns, parent, record, options);
+            created = self.create_link_anew(network, netns, parent, record, options)?;
         }
         created.map_err(|e| {
             failed(
@@ -575,6 +565,33 @@ impl Engine {
         };
         crate::parent::check_owned(&self.nl, &link, parent, &mark)?;
         Ok(link.index)
+    }
+
+    /// [`create_link`](Self::create_link) once more, with another index,
+    /// recorded (with the link's name) before the link is made with it.
+    fn create_link_anew(
+        &self,
+        network: &NetworkRecord,
+        netns: &NetNs,
+        parent: u32,
+        record: &mut EndpointRecord,
+        options: &AttachOptions,
+    ) -> Result<Result<()>> {
+        record.ifindex = Some(endpoint_ifindex()?);
+        self.session(network)?.save(record)?;
+        Ok(self.create_link(network, netns, parent, record, options))
+    }
+
+    /// `work` on a socket inside the container, on the library's namespace
+    /// thread, waited for.
+    fn in_container<T: Send + 'static>(
+        &self,
+        netns: &NetNs,
+        work: impl FnOnce(&Netlink) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.worker
+            .submit(netns, move || work(&Netlink::open()?))?
+            .wait_soon(HANDOFF_SPIN)
     }
 
     fn create_link(

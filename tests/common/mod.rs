@@ -266,6 +266,16 @@ pub fn run_child(test: &str, env: &[(&str, String)]) -> std::process::Output {
     command.output().unwrap()
 }
 
+/// [`run_child`] with one order, `key=1`, for a child that does all the
+/// checking itself: it must end well and say `ran` on its standard error
+/// (a child that found no order returns at once, and would pass unseen).
+pub fn run_checking_child(test: &str, key: &str, ran: &str) {
+    let output = run_child(test, &[(key, "1".to_owned())]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains(ran), "the child did not run: {stderr}");
+}
+
 /// The test binary, to run only `test` (an ignored helper), its output
 /// not captured: [`run_child`]'s command, for callers that spawn it
 /// themselves.
