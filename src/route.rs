@@ -58,6 +58,9 @@ pub struct NewRoute {
     gateway: Option<IpAddr>,
     oif: u32,
     metric: Option<u32>,
+    /// The routing protocol it is made (and deleted) as; `None`: `boot`,
+    /// as `ip route` makes it.
+    protocol: Option<u8>,
 }
 
 impl NewRoute {
@@ -79,6 +82,7 @@ impl NewRoute {
             gateway: Some(gateway),
             oif,
             metric: None,
+            protocol: None,
         }
     }
 
@@ -101,6 +105,7 @@ impl NewRoute {
             gateway: None,
             oif,
             metric: None,
+            protocol: None,
         }
     }
 
@@ -121,6 +126,7 @@ impl NewRoute {
             gateway: None,
             oif,
             metric: None,
+            protocol: None,
         }
     }
 
@@ -141,6 +147,7 @@ impl NewRoute {
             gateway: Some(gateway),
             oif,
             metric: None,
+            protocol: None,
         }
     }
 
@@ -166,6 +173,14 @@ impl NewRoute {
     /// ```
     pub fn metric(mut self, metric: u32) -> Self {
         self.metric = Some(metric);
+        self
+    }
+
+    /// Makes it as routing protocol `protocol` (`proto` in `ip route`),
+    /// and deletes only a route of that protocol: how the routes underlay
+    /// owns are told from anyone else's to the same place.
+    pub(crate) fn protocol(mut self, protocol: u8) -> Self {
+        self.protocol = Some(protocol);
         self
     }
 
@@ -222,7 +237,9 @@ impl NewRoute {
         let mut header = RouteHeader {
             address_family: netlink_family(self.family),
             table: RouteHeader::RT_TABLE_MAIN,
-            protocol: RouteProtocol::Boot,
+            protocol: self
+                .protocol
+                .map_or(RouteProtocol::Boot, RouteProtocol::from),
             kind: RouteType::Unicast,
             scope,
             ..RouteHeader::default()
@@ -277,6 +294,11 @@ pub struct Route {
     pub source: Option<IpAddr>,
     /// Link scope (`scope link`).
     pub link_scope: bool,
+    /// The routing protocol that made it (`proto`): 2 the kernel, 3
+    /// `boot` (`ip route`'s default), 4 `static`; underlay's host routes
+    /// through a network's shim,
+    /// [`HOST_ROUTE_PROTOCOL`](crate::shim::HOST_ROUTE_PROTOCOL).
+    pub protocol: u8,
 }
 
 impl Route {
@@ -375,6 +397,7 @@ impl Netlink {
                 metric: None,
                 source: None,
                 link_scope: message.header.scope == RouteScope::Link,
+                protocol: message.header.protocol.into(),
             };
             for attribute in message.attributes {
                 match attribute {

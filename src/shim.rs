@@ -17,7 +17,10 @@
 //!   container address (`/32`, `/128`), in the families the shim has an
 //!   address in, added on attach and removed on detach. Never a range: a
 //!   range would also take the host's way to whatever else sits in it (the
-//!   gateway, other machines);
+//!   gateway, other machines). They carry their own routing protocol,
+//!   [`HOST_ROUTE_PROTOCOL`] (`proto 85` in `ip route`), so that routes an
+//!   administrator adds through the shim (to another machine on the
+//!   segment, say) are told apart and left alone;
 //! - it answers ARP only for its own addresses (`arp_ignore=1`,
 //!   `arp_announce=2`) and takes no router advertisements, so the host's
 //!   neighbours keep seeing the host where they saw it.
@@ -180,6 +183,16 @@ impl HostShim {
 }
 
 /// A host route for one address (`/32` or `/128`).
+/// The routing protocol (`proto` in `ip route`) of the host routes
+/// underlay makes through a network's shim to its containers: the only
+/// routes through the shim it ever deletes. 85 is in none of the kernel's
+/// or iproute2's lists of protocols.
+///
+/// ```
+/// assert_eq!(underlay::shim::HOST_ROUTE_PROTOCOL, 85);
+/// ```
+pub const HOST_ROUTE_PROTOCOL: u8 = 85;
+
 pub(crate) fn host_route(address: IpAddr) -> IpNet {
     IpNet::new(address, if address.is_ipv4() { 32 } else { 128 }).expect("a host prefix")
 }
@@ -343,7 +356,7 @@ pub(crate) fn index(nl: &Netlink, shim: &HostShim, mark: &Mark) -> Result<Option
 /// Adds a route to `destination` through the shim; one that is there
 /// already is fine.
 pub(crate) fn add_route(nl: &Netlink, index: u32, destination: IpNet) -> Result<()> {
-    match nl.add_route(&NewRoute::to_dev(destination, index)) {
+    match nl.add_route(&NewRoute::to_dev(destination, index).protocol(HOST_ROUTE_PROTOCOL)) {
         Ok(()) => Ok(()),
         Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
         Err(e) => Err(e),
@@ -353,24 +366,19 @@ pub(crate) fn add_route(nl: &Netlink, index: u32, destination: IpNet) -> Result<
 /// Deletes the route to `destination` through the shim; one that is gone
 /// already is fine.
 pub(crate) fn delete_route(nl: &Netlink, index: u32, destination: IpNet) -> Result<()> {
-    match nl.delete_route(&NewRoute::to_dev(destination, index)) {
+    match nl.delete_route(&NewRoute::to_dev(destination, index).protocol(HOST_ROUTE_PROTOCOL)) {
         Ok(()) => Ok(()),
         Err(e) if matches!(e.errno(), Some(libc::ESRCH) | Some(libc::ENODEV)) => Ok(()),
         Err(e) => Err(e),
     }
 }
 
-/// Makes the host routes (`/32`, `/128`) through the shim exactly
-/// `wanted`: adds the missing ones, deletes the others. Routes of other
-/// prefix lengths (made by hand) are left as they are.
-pub(crate) fn sync_host_routes(
-    nl: &Netlink,
-    index: u32,
-    shim: &HostShim,
-    wanted: &[IpNet],
-) -> Result<()> {
-    // The kernel's own route to an IPv6 shim address stays.
-    let own: Vec<IpNet> = shim.host_addresses().collect();
+/// Makes underlay's host routes (`/32`, `/128`, [`HOST_ROUTE_PROTOCOL`])
+/// through the shim exactly `wanted`: adds the missing ones, deletes the
+/// others. Anyone else's routes through it (the kernel's to an IPv6 shim
+/// address, an administrator's) are left as they are; one to a wanted
+/// address serves as that route.
+pub(crate) fn sync_host_routes(nl: &Netlink, index: u32, wanted: &[IpNet]) -> Result<()> {
     let mut present = Vec::new();
     for family in [IpFamily::V4, IpFamily::V6] {
         for route in nl.routes(family)? {
@@ -378,6 +386,7 @@ pub(crate) fn sync_host_routes(
                 continue;
             };
             if route.oif == Some(index)
+                && route.protocol == HOST_ROUTE_PROTOCOL
                 && route.gateway.is_none()
                 && destination.prefix_len() == destination.max_prefix_len()
             {
@@ -386,7 +395,7 @@ pub(crate) fn sync_host_routes(
         }
     }
     for destination in &present {
-        if !wanted.contains(destination) && !own.contains(destination) {
+        if !wanted.contains(destination) {
             delete_route(nl, index, *destination)?;
         }
     }

@@ -306,28 +306,70 @@ fn given_addresses_and_no_ranges_route_each_container() {
         let routes = common::ip_routes(&segment.sb.host, false);
         assert!(!routes.contains(&address(ep, true)), "{routes}");
     }
-    // A route left behind (a crash between the kernel and the record) is
-    // taken away by recovery, and a missing one is put back.
+    // A route of underlay's left behind (a crash between the kernel and the
+    // record) is taken away by recovery, and a missing one is put back.
+    // Routes an administrator added through the shim (`proto boot`, `ip
+    // route`'s default; to another machine on the segment, say) stay.
     let c = segment.sb.container();
     let ep = attach(&net, &c);
-    let index = segment.sb.nl.link_by_name(&shim.link).unwrap().index;
-    let stray = "10.7.61.77/32".parse().unwrap();
-    segment
-        .sb
-        .nl
-        .add_route(&underlay::route::NewRoute::to_dev(stray, index))
-        .unwrap();
-    let mine = format!("{}/32", address(&ep, true)).parse().unwrap();
-    segment
-        .sb
-        .nl
-        .delete_route(&underlay::route::NewRoute::to_dev(mine, index))
-        .unwrap();
+    let ip_route = |args: &[&str]| {
+        let out = common::run_in(&segment.sb.host, "ip", args);
+        assert!(out.status.success(), "ip {args:?}: {out:?}");
+    };
+    ip_route(&[
+        "route",
+        "add",
+        "10.7.61.77/32",
+        "dev",
+        &shim.link,
+        "proto",
+        "85",
+    ]);
+    ip_route(&["route", "add", "10.7.61.78/32", "dev", &shim.link]);
+    ip_route(&["-6", "route", "add", "fd07:61::78/128", "dev", &shim.link]);
+    ip_route(&[
+        "route",
+        "del",
+        &format!("{}/32", address(&ep, true)),
+        "dev",
+        &shim.link,
+    ]);
     host.recover().unwrap();
     let routes = common::ip_routes(&segment.sb.host, false);
     assert!(!routes.contains("10.7.61.77"), "{routes}");
-    assert!(routes.contains(&address(&ep, true)), "{routes}");
+    assert!(routes.contains("10.7.61.78 dev"), "{routes}");
+    assert!(
+        routes.contains(&format!(
+            "{} dev {} proto 85",
+            address(&ep, true),
+            shim.link
+        )),
+        "{routes}"
+    );
+    let routes6 = common::ip_routes(&segment.sb.host, true);
+    assert!(routes6.contains("fd07:61::78 dev"), "{routes6}");
     assert!(ping(&segment.sb.host, &address(&ep, true)));
+    // An administrator's route to a container's address stands in for
+    // underlay's, and the container's detach leaves it.
+    let c2 = segment.sb.container();
+    let ep2 = attach(&net, &c2);
+    let theirs = format!("{}/32", address(&ep2, true));
+    ip_route(&["route", "del", &theirs, "dev", &shim.link]);
+    ip_route(&["route", "add", &theirs, "dev", &shim.link]);
+    host.recover().unwrap();
+    let routes = common::ip_routes(&segment.sb.host, false);
+    assert!(
+        routes.contains(&format!(
+            "{} dev {} scope link",
+            address(&ep2, true),
+            shim.link
+        )),
+        "{routes}"
+    );
+    let path = format!("/proc/self/fd/{}", common::fd_of(&c2));
+    assert!(net.detach(&NetNs::open(path).unwrap()).unwrap());
+    let routes = common::ip_routes(&segment.sb.host, false);
+    assert!(routes.contains(&address(&ep2, true)), "{routes}");
     host.force_remove_network("given").unwrap();
     assert_eq!(link_names(&segment.sb.host), ["eth0", "lo"]);
 }

@@ -272,12 +272,7 @@ impl Engine {
         let Some(index) = shim::index(&self.nl, shim, &self.shim_mark(network))? else {
             return Ok(());
         };
-        shim::sync_host_routes(
-            &self.nl,
-            index,
-            shim,
-            &endpoint_host_routes(network, endpoints),
-        )
+        shim::sync_host_routes(&self.nl, index, &endpoint_host_routes(network, endpoints))
     }
 }
 
