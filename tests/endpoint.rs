@@ -1716,6 +1716,121 @@ fn a_forked_process_attaches_with_the_same_handles() {
     );
 }
 
+/// Waits up to `seconds` for our own child `pid`; kills it after.
+/// Whether it exited with status 0.
+fn child_succeeded(pid: libc::pid_t, what: &str, seconds: u64) -> bool {
+    let start = std::time::Instant::now();
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    while unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == 0 {
+        if start.elapsed() > std::time::Duration::from_secs(seconds) {
+            // SAFETY: our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            eprintln!("{what} hung");
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+}
+
+/// Forks into a new pid namespace: the child is its pid 1. Returns the
+/// child's pid in the parent, 0 in the child.
+fn fork_as_pid_one() -> libc::pid_t {
+    // SAFETY: plain system calls; the caller's child uses the library and
+    // leaves with _exit, nothing else of the process runs meanwhile.
+    unsafe {
+        assert_eq!(libc::unshare(libc::CLONE_NEWPID), 0);
+        let pid = libc::fork();
+        assert!(pid >= 0);
+        pid
+    }
+}
+
+/// In a child: see the test below.
+#[test]
+fn pid_one_forked_attach_child() {
+    if std::env::var_os("UNDERLAY_PID_ONE_ATTACH").is_none() {
+        return;
+    }
+    // Pid 1 of a pid namespace of its own, as a runtime in a container.
+    let pid = fork_as_pid_one();
+    if pid != 0 {
+        assert!(child_succeeded(pid, "pid 1", 40));
+        eprintln!("PID_ONE_ATTACH ran");
+        return;
+    }
+    // With a /proc of its own, as a container's init has (a mount
+    // namespace of its own, nothing of it seen outside).
+    // SAFETY: plain system calls with constant, NUL-terminated arguments.
+    unsafe {
+        assert_eq!(libc::unshare(libc::CLONE_NEWNS), 0);
+        let none = std::ptr::null();
+        assert_eq!(
+            libc::mount(
+                c"none".as_ptr(),
+                c"/".as_ptr(),
+                none,
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null()
+            ),
+            0
+        );
+        let proc = c"proc".as_ptr();
+        assert_eq!(
+            libc::mount(proc, c"/proc".as_ptr(), proc, 0, std::ptr::null()),
+            0
+        );
+    }
+    let code = std::panic::catch_unwind(|| {
+        let (sb, dir, host) = common::fixture();
+        let net = create(&host, "-d macvlan --subnet=10.67.0.0/24 -o parent=eth0 n");
+        // The library's namespace thread is running now.
+        net.attach(&sb.container(), &AttachOptions::new()).unwrap();
+        let c = sb.container();
+        // Pid 1 of a new pid namespace again: the same pid.
+        let pid = fork_as_pid_one();
+        if pid == 0 {
+            assert_eq!(std::process::id(), 1);
+            let code = match net.attach(&c, &AttachOptions::new()) {
+                // Looked at from here: the parent can start no thread now
+                // (its children go to another pid namespace).
+                Ok(_) => match c.netlink().and_then(|nl| nl.addresses(None)) {
+                    Ok(found) if found.iter().any(|a| a.address.to_string() == "10.67.0.3/24") => 0,
+                    found => {
+                        eprintln!("pid 1 forked from pid 1: no 10.67.0.3/24 in the container: {found:?}");
+                        1
+                    }
+                },
+                Err(e) => {
+                    eprintln!("attach in pid 1 forked from pid 1: {e}");
+                    1
+                }
+            };
+            // SAFETY: ends the forked process without running anything else.
+            unsafe { libc::_exit(code) };
+        }
+        let forked = child_succeeded(pid, "the attach in pid 1 forked from pid 1", 20);
+        drop((net, host, dir, c, sb));
+        i32::from(!forked)
+    })
+    .unwrap_or(1);
+    // SAFETY: ends this forked process; what it made is dropped above.
+    unsafe { libc::_exit(code) };
+}
+
+/// A process that is pid 1 and forks into a new pid namespace has a child
+/// with the same pid: that child, too, starts a namespace thread of its
+/// own rather than wait forever for the parent's (it used to hang).
+#[test]
+fn a_pid_one_forked_from_pid_one_attaches_with_the_same_handles() {
+    common::run_checking_child(
+        "pid_one_forked_attach_child",
+        "UNDERLAY_PID_ONE_ATTACH",
+        "PID_ONE_ATTACH ran",
+    );
+}
+
 /// In a child (a mount namespace of its own, where `/proc/sys` is made
 /// read-only, as in some nested containers): see the test below.
 #[test]
