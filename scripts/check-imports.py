@@ -18,7 +18,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 # error type: every layer may use it, and it names the errors of the layers
 # it wraps (ipam's, the kernel feature); circles through it still count.
 LAYERS = [
-    ["error", "family", "feature", "names", "random"],
+    ["error", "family", "feature", "names", "process", "random"],
     ["netlink"],
     ["link", "address", "route", "netns", "capability"],
     ["ipam"],

@@ -64,6 +64,7 @@ pub mod netlink;
 pub mod netns;
 pub mod network;
 pub mod parent;
+mod process;
 mod random;
 #[cfg(feature = "dns")]
 pub mod resolver;

@@ -27,6 +27,7 @@ use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::netlink::Netlink;
+use crate::process::ThisProcess;
 use crate::{Error, Result};
 
 /// `NSFS_MAGIC`: the filesystem of namespace files.
@@ -131,8 +132,13 @@ impl NetNs {
     /// # Ok::<(), underlay::Error>(())
     /// ```
     pub fn current() -> Result<Self> {
-        let tid = rustix::thread::gettid().as_raw_nonzero();
-        Self::open(format!("/proc/{}/task/{tid}/ns/net", std::process::id()))
+        // Opened as this thread's own, named as any other thread would
+        // find it: `/proc/PID/task/TID` with the ids of the mounted
+        // `/proc` (in a pid namespace without a `/proc` of its own,
+        // `getpid()`'s would name another process, or none).
+        let mut ns = Self::open("/proc/thread-self/ns/net")?;
+        ns.path = PathBuf::from(format!("{}/ns/net", crate::process::thread_dir()));
+        Ok(ns)
     }
 
     /// Creates a new, empty network namespace. It holds only a `lo` link,
@@ -171,7 +177,7 @@ impl NetNs {
             // this handle's descriptor instead, valid while it lives.
             ns.path = PathBuf::from(format!(
                 "/proc/{}/fd/{}",
-                std::process::id(),
+                crate::process::pid(),
                 ns.fd.as_raw_fd()
             ));
             Ok(ns)
@@ -494,86 +500,6 @@ impl Worker {
             })
             .map_err(|e| Error::io("spawn the namespace worker", e))?;
         Ok(sender)
-    }
-}
-
-/// Tells a process from a child forked from it, even one with the same
-/// pid (pid 1 forking into a new pid namespace, whose first process is
-/// pid 1 again): a page of memory that the kernel empties in a forked
-/// child (`MADV_WIPEONFORK`, Linux 4.14), with the pid as well, and the
-/// pid alone where the kernel cannot.
-#[derive(Debug)]
-struct ThisProcess {
-    pid: u32,
-    /// A page of its own, mapped private and anonymous, holding 1 in the
-    /// process that made it (0 in a forked child); `None` without
-    /// `MADV_WIPEONFORK`.
-    page: Option<std::ptr::NonNull<std::sync::atomic::AtomicU8>>,
-}
-
-// SAFETY: the page is only read and written through the atomic, and it is
-// unmapped only on drop, when nothing else can use it.
-unsafe impl Send for ThisProcess {}
-// SAFETY: as above.
-unsafe impl Sync for ThisProcess {}
-
-impl ThisProcess {
-    /// The kernel rounds the mapping up to a page.
-    const LEN: usize = 1;
-
-    fn new() -> ThisProcess {
-        use rustix::mm::{Advice, MapFlags, ProtFlags};
-        // SAFETY: a new anonymous mapping where the kernel chooses; it
-        // overlaps nothing of this process.
-        let mapped = unsafe {
-            rustix::mm::mmap_anonymous(
-                std::ptr::null_mut(),
-                Self::LEN,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::PRIVATE,
-            )
-        };
-        let page = mapped.ok().and_then(|address| {
-            // SAFETY: the mapping just made, and only it.
-            match unsafe { rustix::mm::madvise(address, Self::LEN, Advice::LinuxWipeOnFork) } {
-                Ok(()) => {
-                    let page =
-                        std::ptr::NonNull::new(address.cast::<std::sync::atomic::AtomicU8>())?;
-                    // SAFETY: mapped, writable, aligned (a page), and ours.
-                    unsafe { page.as_ref() }.store(1, std::sync::atomic::Ordering::SeqCst);
-                    Some(page)
-                }
-                Err(e) => {
-                    log::debug!("no MADV_WIPEONFORK ({e}): forks are told apart by pid");
-                    // SAFETY: the mapping just made, used by nothing.
-                    let _ = unsafe { rustix::mm::munmap(address, Self::LEN) };
-                    None
-                }
-            }
-        });
-        ThisProcess {
-            pid: std::process::id(),
-            page,
-        }
-    }
-
-    /// Whether this is still the process that made it.
-    fn still(&self) -> bool {
-        self.pid == std::process::id()
-            && self.page.is_none_or(|page| {
-                // SAFETY: mapped as long as `self` is (a forked child keeps
-                // the mapping, emptied).
-                unsafe { page.as_ref() }.load(std::sync::atomic::Ordering::SeqCst) == 1
-            })
-    }
-}
-
-impl Drop for ThisProcess {
-    fn drop(&mut self) {
-        if let Some(page) = self.page {
-            // SAFETY: the mapping `new` made; nothing refers to it any more.
-            let _ = unsafe { rustix::mm::munmap(page.as_ptr().cast(), Self::LEN) };
-        }
     }
 }
 

@@ -1831,6 +1831,67 @@ fn a_pid_one_forked_from_pid_one_attaches_with_the_same_handles() {
     );
 }
 
+/// In a child: see the test below.
+#[test]
+fn foreign_proc_child() {
+    if std::env::var_os("UNDERLAY_FOREIGN_PROC").is_none() {
+        return;
+    }
+    // Pid 1 of a pid namespace of its own, with the machine's /proc still
+    // mounted (as after `unshare --pid --fork` without `--mount-proc`):
+    // there, /proc/1 is the machine's init, not this process.
+    let pid = fork_as_pid_one();
+    if pid != 0 {
+        assert!(child_succeeded(pid, "pid 1 under the machine's /proc", 40));
+        eprintln!("FOREIGN_PROC ran");
+        return;
+    }
+    let code = std::panic::catch_unwind(|| {
+        assert_eq!(std::process::id(), 1);
+        // Namespaces made here are named by paths that find them.
+        let (sb, dir, host) = common::fixture();
+        let c = sb.container();
+        let again = NetNs::open(c.path()).unwrap();
+        assert_eq!(again.id(), c.id(), "{}", c.path().display());
+        let here = NetNs::current().unwrap();
+        let from_elsewhere = std::thread::scope(|s| {
+            s.spawn(|| NetNs::open(here.path()).map(|ns| ns.id()))
+                .join()
+                .unwrap()
+        });
+        assert_eq!(
+            from_elsewhere.unwrap(),
+            here.id(),
+            "{}",
+            here.path().display()
+        );
+        // Attaches work: they name this process in their records as /proc
+        // knows it (/proc/1/stat is the machine's init).
+        let net = create(&host, "-d macvlan --subnet=10.68.0.0/24 -o parent=eth0 n");
+        let ep = net.attach(&c, &AttachOptions::new()).unwrap();
+        assert_eq!(ep.addresses()[0].to_string(), "10.68.0.2/24");
+        assert!(net.detach(&c).unwrap());
+        drop((net, host, dir, c, sb));
+        0
+    })
+    .unwrap_or(1);
+    // SAFETY: ends this forked process; what it made is dropped above.
+    unsafe { libc::_exit(code) };
+}
+
+/// A process in a pid namespace that still sees the machine's `/proc`
+/// (its own pid is another there) makes namespaces, names them by paths
+/// that find them, and attaches. It used to fail at once: the paths were
+/// built with `getpid()`, and named another process, or none.
+#[test]
+fn a_process_under_another_pid_namespaces_proc_names_namespaces_it_can_find() {
+    common::run_checking_child(
+        "foreign_proc_child",
+        "UNDERLAY_FOREIGN_PROC",
+        "FOREIGN_PROC ran",
+    );
+}
+
 /// In a child (a mount namespace of its own, where `/proc/sys` is made
 /// read-only, as in some nested containers): see the test below.
 #[test]

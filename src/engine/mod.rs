@@ -37,6 +37,7 @@ use crate::mark::{self, Mark};
 use crate::names::validate_network_name;
 use crate::netlink::Netlink;
 use crate::netns::NetNs;
+use crate::process::ThisProcess;
 use crate::store::{
     EndpointRecord, EndpointSession, EndpointStore, NetworkRecord, NetworkState, NetworkStore,
     Owner, SharedStore,
@@ -74,7 +75,7 @@ pub(crate) struct Engine {
     parent_indexes: Mutex<HashMap<String, u32>>,
     /// This process, as unfinished records name it (looked up again after
     /// a fork).
-    owner: Mutex<Option<Owner>>,
+    owner: Mutex<Option<(ThisProcess, Owner)>>,
     /// Sweeps of detached links under way (see `detach.rs`).
     sweeps: detach::Sweeps,
     /// Link deletions left to threads of the library's own (see
@@ -266,15 +267,16 @@ impl Engine {
 
     /// This process, to name in the records of its attaches and detaches.
     fn owner(&self) -> Result<Owner> {
-        let pid = std::process::id();
         let mut cached = self.owner.lock().unwrap_or_else(|p| p.into_inner());
-        match *cached {
-            Some(owner) if owner.pid == pid => Ok(owner),
+        match &*cached {
+            Some((process, owner)) if process.still() => Ok(*owner),
             _ => {
+                // The pid other processes find this one by in `/proc`.
+                let pid = crate::process::pid();
                 let owner = Owner::of(pid).ok_or_else(|| {
                     Error::Internal(format!("cannot read /proc/{pid}/stat for this process"))
                 })?;
-                *cached = Some(owner);
+                *cached = Some((ThisProcess::new(), owner));
                 Ok(owner)
             }
         }
