@@ -475,7 +475,13 @@ impl Worker {
             Some((started_by, sender)) if started_by.still() => Ok(sender.clone()),
             _ => {
                 let sender = Worker::start()?;
-                *jobs = Some((ThisProcess::new(), sender.clone()));
+                // A forked child lets go of its parent's queue without
+                // dropping it: dropping it takes a lock of the channel's
+                // that the parent's thread may have held at the fork (a
+                // page and a queue, once per fork).
+                if let Some(parents) = jobs.replace((ThisProcess::new(), sender.clone())) {
+                    std::mem::forget(parents);
+                }
                 Ok(sender)
             }
         }

@@ -47,7 +47,7 @@ use crate::link::NewLink;
 use crate::mark::{self, Mark, Unmarked};
 use crate::netlink::Netlink;
 use crate::netns::NetNs;
-use crate::route::{IpFamily, NewRoute};
+use crate::route::{IpFamily, NewRoute, Route};
 use crate::{Error, Result};
 
 /// What the link's name starts with.
@@ -354,11 +354,42 @@ pub(crate) fn index(nl: &Netlink, shim: &HostShim, mark: &Mark) -> Result<Option
 }
 
 /// Adds a route to `destination` through the shim; one that is there
-/// already is fine.
+/// already is fine. The kernel also refuses it when a route to the same
+/// place with the same metric goes elsewhere (an administrator's, through
+/// another link): that one is left, and said with a warning, since the
+/// host then reaches the container through it rather than the shim.
 pub(crate) fn add_route(nl: &Netlink, index: u32, destination: IpNet) -> Result<()> {
     match nl.add_route(&NewRoute::to_dev(destination, index).protocol(HOST_ROUTE_PROTOCOL)) {
         Ok(()) => Ok(()),
-        Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
+        Err(e) if e.errno() == Some(libc::EEXIST) => {
+            let routes: Vec<Route> = nl
+                .routes(IpFamily::of(destination.addr()))?
+                .into_iter()
+                .filter(|r| r.destination == Some(destination))
+                .collect();
+            if !routes
+                .iter()
+                .any(|r| r.oif == Some(index) && r.gateway.is_none())
+            {
+                let elsewhere: Vec<String> = routes
+                    .iter()
+                    .map(|r| match (r.gateway, r.oif) {
+                        (Some(gateway), _) => format!("via {gateway}"),
+                        (None, Some(oif)) => format!("through link #{oif}"),
+                        (None, None) => "elsewhere".to_owned(),
+                    })
+                    .collect();
+                let how = if elsewhere.is_empty() {
+                    "of another kind (blackhole, unreachable?)".to_owned()
+                } else {
+                    elsewhere.join(", ")
+                };
+                log::warn!(
+                    "the host has a route to {destination} {how} already: the host reaches that address that way, not through its host shim (link #{index}); delete that route to reach the container"
+                );
+            }
+            Ok(())
+        }
         Err(e) => Err(e),
     }
 }
@@ -376,8 +407,9 @@ pub(crate) fn delete_route(nl: &Netlink, index: u32, destination: IpNet) -> Resu
 /// Makes underlay's host routes (`/32`, `/128`, [`HOST_ROUTE_PROTOCOL`])
 /// through the shim exactly `wanted`: adds the missing ones, deletes the
 /// others. Anyone else's routes through it (the kernel's to an IPv6 shim
-/// address, an administrator's) are left as they are; one to a wanted
-/// address serves as that route.
+/// address, an administrator's) are left as they are; one through the shim
+/// to a wanted address serves as that route (one elsewhere is warned of:
+/// see [`add_route`]).
 pub(crate) fn sync_host_routes(nl: &Netlink, index: u32, wanted: &[IpNet]) -> Result<()> {
     let mut present = Vec::new();
     for family in [IpFamily::V4, IpFamily::V6] {

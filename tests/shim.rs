@@ -89,6 +89,30 @@ impl Segment {
     }
 }
 
+/// The library's warnings so far, in this test binary (every test's).
+fn warnings() -> Vec<String> {
+    use std::sync::{Mutex, OnceLock};
+    static SAID: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    struct Warnings;
+    impl log::Log for Warnings {
+        fn enabled(&self, m: &log::Metadata) -> bool {
+            m.level() <= log::Level::Warn
+        }
+        fn log(&self, record: &log::Record) {
+            if self.enabled(record.metadata()) {
+                SAID.lock().unwrap().push(record.args().to_string());
+            }
+        }
+        fn flush(&self) {}
+    }
+    INSTALLED.get_or_init(|| {
+        log::set_boxed_logger(Box::new(Warnings)).unwrap();
+        log::set_max_level(log::LevelFilter::Warn);
+    });
+    SAID.lock().unwrap().clone()
+}
+
 fn address(ep: &underlay::endpoint::Endpoint, v4: bool) -> String {
     ep.addresses()
         .iter()
@@ -349,8 +373,35 @@ fn given_addresses_and_no_ranges_route_each_container() {
     let routes6 = common::ip_routes(&segment.sb.host, true);
     assert!(routes6.contains("fd07:61::78 dev"), "{routes6}");
     assert!(ping(&segment.sb.host, &address(&ep, true)));
-    // An administrator's route to a container's address stands in for
-    // underlay's, and the container's detach leaves it.
+    // An administrator's route to a container's address through another
+    // link (the parent) is left, and warned of: the host reaches the
+    // container that way, not through the shim. Once it goes, recovery
+    // puts underlay's back.
+    let mine = format!("{}/32", address(&ep, true));
+    ip_route(&["route", "del", &mine, "dev", &shim.link]);
+    ip_route(&["route", "add", &mine, "dev", "eth0"]);
+    warnings();
+    host.recover().unwrap();
+    let routes = common::ip_routes(&segment.sb.host, false);
+    assert!(
+        routes.contains(&format!("{} dev eth0", address(&ep, true))),
+        "{routes}"
+    );
+    assert!(
+        !routes.contains(&format!("{} dev {}", address(&ep, true), shim.link)),
+        "{routes}"
+    );
+    let said = warnings();
+    assert!(
+        said.iter()
+            .any(|w| w.contains(&mine) && w.contains("not through its host shim")),
+        "{said:?}"
+    );
+    ip_route(&["route", "del", &mine, "dev", "eth0"]);
+    host.recover().unwrap();
+    assert!(ping(&segment.sb.host, &address(&ep, true)));
+    // An administrator's route to a container's address through the shim
+    // stands in for underlay's, and the container's detach leaves it.
     let c2 = segment.sb.container();
     let ep2 = attach(&net, &c2);
     let theirs = format!("{}/32", address(&ep2, true));
