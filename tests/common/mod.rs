@@ -184,10 +184,16 @@ pub struct StateDir(pub PathBuf);
 
 impl StateDir {
     pub fn new() -> Self {
+        // The time too: tests that run as pid 1 of pid namespaces of their
+        // own (several at once) have the same pid.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         let dir = std::env::temp_dir().join(format!(
-            "underlay-test-{}-{}",
+            "underlay-test-{}-{}-{}",
             std::process::id(),
-            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            now.as_nanos()
         ));
         let _ = std::fs::remove_dir_all(&dir);
         StateDir(dir)
