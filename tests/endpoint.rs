@@ -1831,6 +1831,86 @@ fn a_pid_one_forked_from_pid_one_attaches_with_the_same_handles() {
     );
 }
 
+/// The name an attach asked for, free when it looked after the kernel
+/// refused the link (for the index it had recorded, which the container
+/// has), and taken just before it tries again: the attach says the
+/// interface exists, and leaves nothing behind.
+#[test]
+fn an_attach_whose_name_is_taken_while_it_tries_another_index_says_so() {
+    let (sb, dir, host) = common::fixture();
+    let net = create(&host, "-d macvlan --subnet=10.69.0.0/24 -o parent=eth0 n");
+    let container = sb.container();
+    let paused = dir.0.join("paused");
+    let resume = dir.0.join("resume");
+    let env = vec![
+        ("UNDERLAY_PAUSE_AT", "recorded as attaching".to_owned()),
+        // Logged just before the try with another index, on every kernel
+        // (6.18 says EEXIST of a taken index, older ones EBUSY).
+        ("UNDERLAY_PAUSE_AT2", "; another".to_owned()),
+        ("UNDERLAY_PAUSED", paused.display().to_string()),
+        ("UNDERLAY_RESUME", resume.display().to_string()),
+        ("UNDERLAY_STATE", dir.0.display().to_string()),
+        ("UNDERLAY_NETNS", common::netns_path_for_child(&sb.host)),
+        (
+            "UNDERLAY_CONTAINER",
+            common::netns_path_for_child(&container),
+        ),
+        ("UNDERLAY_IFNAME", "net1".to_owned()),
+    ];
+    let wait_for = |file: &std::path::Path| {
+        let start = std::time::Instant::now();
+        while !file.exists() {
+            assert!(start.elapsed().as_secs() < 20, "the child never paused");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    };
+    let ip = |args: &[&str]| {
+        let out = common::run_in(&container, "ip", args);
+        assert!(out.status.success(), "{out:?}");
+    };
+    std::thread::scope(|s| {
+        let child = s.spawn(|| common::run_child("pause_attach_child", &env));
+        wait_for(&paused);
+        let journal =
+            std::fs::read_to_string(dir.0.join("run").join(net.id()).join("endpoints.log"))
+                .unwrap();
+        let index = journal
+            .lines()
+            .rev()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find_map(|v| v["attaching"]["ifindex"].as_u64())
+            .expect("an attaching record with its index");
+        let index = index.to_string();
+        ip(&[
+            "link", "add", "name", "clash0", "index", &index, "type", "veth", "peer", "name",
+            "clash1",
+        ]);
+        std::fs::write(&resume, b"").unwrap();
+        wait_for(&paused.with_extension("2"));
+        // The name, taken meanwhile.
+        ip(&[
+            "link", "add", "name", "net1", "type", "veth", "peer", "name", "net1p",
+        ]);
+        std::fs::write(resume.with_extension("2"), b"").unwrap();
+        let out = child.join().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("InterfaceExists") && stderr.contains("net1"),
+            "{stderr}"
+        );
+    });
+    assert_eq!(
+        link_names(&container),
+        ["clash0", "clash1", "lo", "net1", "net1p"]
+    );
+    assert!(endpoint_names(&net).is_empty());
+    // Its address is free.
+    let other = sb.container();
+    let ep = net.attach(&other, &AttachOptions::new()).unwrap();
+    assert_eq!(ep.addresses()[0].to_string(), "10.69.0.2/24");
+}
+
 /// In a child: see the test below.
 #[test]
 fn foreign_proc_child() {

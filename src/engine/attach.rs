@@ -450,6 +450,17 @@ impl Engine {
             );
             created = self.create_link_anew(network, netns, parent, record, options)?;
         }
+        if let Some(name) = &options.ifname {
+            if created
+                .as_ref()
+                .is_err_and(|e| e.errno() == Some(libc::EEXIST))
+            {
+                // The name was free when looked at, and taken since.
+                return Err(Error::InterfaceExists {
+                    ifname: name.clone(),
+                });
+            }
+        }
         created.map_err(|e| {
             failed(
                 "create the link",

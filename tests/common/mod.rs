@@ -362,19 +362,24 @@ pub fn install_pause_switch() -> bool {
     let Ok(point) = std::env::var("UNDERLAY_PAUSE_AT") else {
         return false;
     };
-    struct PauseAt(String, PathBuf, PathBuf);
+    /// Pauses at each point once: says so with the file `paused`, and
+    /// waits (up to 20 s) for the file `resume`.
+    struct PauseAt(Vec<(String, PathBuf, PathBuf)>);
     impl log::Log for PauseAt {
         fn enabled(&self, _: &log::Metadata) -> bool {
             true
         }
         fn log(&self, record: &log::Record) {
-            if record.args().to_string().contains(&self.0) {
-                std::fs::write(&self.1, b"").unwrap();
-                for _ in 0..2000 {
-                    if self.2.exists() {
-                        break;
+            let message = record.args().to_string();
+            for (point, paused, resume) in &self.0 {
+                if message.contains(point.as_str()) && !paused.exists() {
+                    std::fs::write(paused, b"").unwrap();
+                    for _ in 0..2000 {
+                        if resume.exists() {
+                            break;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(10));
                     }
-                    std::thread::sleep(std::time::Duration::from_millis(10));
                 }
             }
         }
@@ -382,7 +387,16 @@ pub fn install_pause_switch() -> bool {
     }
     let paused = PathBuf::from(std::env::var("UNDERLAY_PAUSED").unwrap());
     let resume = PathBuf::from(std::env::var("UNDERLAY_RESUME").unwrap());
-    log::set_boxed_logger(Box::new(PauseAt(point, paused, resume))).unwrap();
+    let mut points = vec![(point, paused.clone(), resume.clone())];
+    // A second point, if asked for: `paused2` and `resume2` beside.
+    if let Ok(second) = std::env::var("UNDERLAY_PAUSE_AT2") {
+        points.push((
+            second,
+            paused.with_extension("2"),
+            resume.with_extension("2"),
+        ));
+    }
+    log::set_boxed_logger(Box::new(PauseAt(points))).unwrap();
     log::set_max_level(log::LevelFilter::Debug);
     true
 }
