@@ -119,10 +119,14 @@ impl NetNs {
         Self::from_file(file, path.to_owned())
     }
 
-    /// The network namespace of the calling thread.
+    /// The network namespace of the calling thread, named by the path
+    /// another thread finds it by (`/proc/PID/task/TID/ns/net`, with the
+    /// ids the mounted `/proc` knows it by).
     ///
     /// # Errors
-    /// [`Error::Io`] when the thread's namespace file cannot be opened.
+    /// [`Error::Io`] when the thread's namespace file cannot be opened, or
+    /// when the mounted `/proc` does not show this process (one of a pid
+    /// namespace that is not this process's, nor above it).
     ///
     /// ```
     /// use underlay::netns::NetNs;
@@ -137,7 +141,7 @@ impl NetNs {
         // `/proc` (in a pid namespace without a `/proc` of its own,
         // `getpid()`'s would name another process, or none).
         let mut ns = Self::open("/proc/thread-self/ns/net")?;
-        ns.path = PathBuf::from(format!("{}/ns/net", crate::process::thread_dir()));
+        ns.path = PathBuf::from(format!("{}/ns/net", crate::process::thread_dir()?));
         Ok(ns)
     }
 
@@ -146,8 +150,10 @@ impl NetNs {
     /// reference to it) does; nothing is left behind when it is dropped.
     ///
     /// # Errors
-    /// [`Error::Io`] when the namespace cannot be made (no `CAP_SYS_ADMIN`) or the
-    /// worker thread cannot be started; [`Error::Kernel`] when `lo` cannot be brought up.
+    /// [`Error::Io`] when the namespace cannot be made (no `CAP_SYS_ADMIN`), the
+    /// worker thread cannot be started, or the mounted `/proc` does not show this
+    /// process (see [`current`](Self::current)); [`Error::Kernel`] when `lo` cannot
+    /// be brought up.
     ///
     /// ```no_run
     /// use underlay::netns::NetNs;
@@ -177,7 +183,7 @@ impl NetNs {
             // this handle's descriptor instead, valid while it lives.
             ns.path = PathBuf::from(format!(
                 "/proc/{}/fd/{}",
-                crate::process::pid(),
+                crate::process::pid()?,
                 ns.fd.as_raw_fd()
             ));
             Ok(ns)

@@ -3,29 +3,45 @@
 //! a `/proc` of its own), and whether it is still the process that looked
 //! (a forked child is not).
 
+use crate::{Error, Result};
+
 /// This process's pid as the mounted `/proc` names it (what `/proc/self`
-/// points to), the one to build `/proc` paths with and to record for other
-/// processes to look up there; `getpid()` where `/proc` does not show this
-/// process.
-pub(crate) fn pid() -> u32 {
-    std::fs::read_link("/proc/self")
-        .ok()
-        .and_then(|link| link.to_str()?.parse().ok())
-        .unwrap_or_else(std::process::id)
+/// points to): the one to build `/proc` paths with and to record for other
+/// processes to look up there.
+///
+/// # Errors
+/// [`Error::Io`] when `/proc` does not show this process (a `/proc` of
+/// another pid namespace than an ancestor of this one's, or none): a pid
+/// from `getpid()` would name another process there, or none.
+pub(crate) fn pid() -> Result<u32> {
+    let link = read_proc_link("/proc/self")?;
+    link.parse()
+        .map_err(|_| Error::Internal(format!("/proc/self points to {link:?}")))
 }
 
 /// This thread's directory under the mounted `/proc`, as
-/// `/proc/PID/task/TID` (what `/proc/thread-self` points to, a path that
-/// names this thread from any other), with `getpid()` and `gettid()` where
-/// `/proc` does not show it.
-pub(crate) fn thread_dir() -> String {
-    match std::fs::read_link("/proc/thread-self") {
-        Ok(link) if link.is_relative() => format!("/proc/{}", link.display()),
-        _ => format!(
-            "/proc/{}/task/{}",
-            std::process::id(),
-            rustix::thread::gettid().as_raw_nonzero()
-        ),
+/// `/proc/PID/task/TID` (what `/proc/thread-self` points to): a path that
+/// names this thread from any other.
+///
+/// # Errors
+/// As [`pid`].
+pub(crate) fn thread_dir() -> Result<String> {
+    Ok(format!("/proc/{}", read_proc_link("/proc/thread-self")?))
+}
+
+fn read_proc_link(link: &str) -> Result<String> {
+    let target = std::fs::read_link(link).map_err(|e| {
+        Error::io(
+            format!("read {link} (is a /proc of this process's pid namespace, or of one above it, mounted?)"),
+            e,
+        )
+    })?;
+    match target.to_str() {
+        Some(target) if !target.is_empty() && !target.starts_with('/') => Ok(target.to_owned()),
+        _ => Err(Error::Internal(format!(
+            "{link} points to {}",
+            target.display()
+        ))),
     }
 }
 

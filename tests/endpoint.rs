@@ -1933,23 +1933,42 @@ fn foreign_proc_child() {
         let c = sb.container();
         let again = NetNs::open(c.path()).unwrap();
         assert_eq!(again.id(), c.id(), "{}", c.path().display());
-        let here = NetNs::current().unwrap();
-        let from_elsewhere = std::thread::scope(|s| {
-            s.spawn(|| NetNs::open(here.path()).map(|ns| ns.id()))
-                .join()
-                .unwrap()
-        });
-        assert_eq!(
-            from_elsewhere.unwrap(),
-            here.id(),
-            "{}",
-            here.path().display()
-        );
-        // Attaches work: they name this process in their records as /proc
-        // knows it (/proc/1/stat is the machine's init).
+        // A thread's own namespace, named so that another thread finds
+        // it (from a thread inside the container: the machine's init is
+        // elsewhere).
+        let (current, found) = c
+            .run(|| {
+                let here = NetNs::current()?;
+                let found = std::thread::scope(|s| {
+                    s.spawn(|| NetNs::open(here.path()).map(|ns| ns.id()))
+                        .join()
+                        .unwrap()
+                })?;
+                Ok((here.id(), found))
+            })
+            .unwrap();
+        assert_eq!((current, found), (c.id(), c.id()));
+        // Attaches work.
         let net = create(&host, "-d macvlan --subnet=10.68.0.0/24 -o parent=eth0 n");
         let ep = net.attach(&c, &AttachOptions::new()).unwrap();
         assert_eq!(ep.addresses()[0].to_string(), "10.68.0.2/24");
+        // Its record, while it ran, named this process as /proc knows it.
+        let journal =
+            std::fs::read_to_string(dir.0.join("run").join(net.id()).join("endpoints.log"))
+                .unwrap();
+        let owner = journal
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find_map(|v| v["attaching"]["owner"]["pid"].as_u64())
+            .expect("an attaching record with its owner");
+        let me: u64 = std::fs::read_link("/proc/self")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_ne!(me, 1);
+        assert_eq!(owner, me);
         assert!(net.detach(&c).unwrap());
         drop((net, host, dir, c, sb));
         0

@@ -272,7 +272,7 @@ impl Engine {
             Some((process, owner)) if process.still() => Ok(*owner),
             _ => {
                 // The pid other processes find this one by in `/proc`.
-                let pid = crate::process::pid();
+                let pid = crate::process::pid()?;
                 let owner = Owner::of(pid).ok_or_else(|| {
                     Error::Internal(format!("cannot read /proc/{pid}/stat for this process"))
                 })?;
