@@ -6,7 +6,8 @@
 //! the old one, and the directory flushed too. A crash at any point leaves
 //! either the old record or the new one, never a mix, and never loses a
 //! record that was reported written. Leftover temporary files (names
-//! starting with `.tmp-`) are ignored and removed.
+//! starting with `.tmp-`) are ignored, and removed once their writer is
+//! gone and a minute has passed.
 //!
 //! Nothing read here is trusted. Every file is opened without following a
 //! symbolic link (`O_NOFOLLOW`) and without blocking (`O_NONBLOCK`, so a
@@ -516,8 +517,14 @@ pub(crate) fn list_records(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// How old a temporary file whose writer looks gone must be before it is
+/// removed: its pid may be another pid namespace's, which means nothing
+/// here, and a write takes milliseconds.
+const STALE_TEMPORARY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Removes a temporary file left by a process that died mid-write (its pid
-/// is in the name); files of live processes are left alone.
+/// is in the name) a while ago; files of live processes are left alone,
+/// and so are young ones (see [`STALE_TEMPORARY`]).
 fn remove_stale_temporary(path: &Path, name: &str) {
     let pid = name
         .trim_start_matches(".tmp-")
@@ -535,7 +542,10 @@ fn remove_stale_temporary(path: &Path, name: &str) {
                 )
             })
     });
-    if !alive {
+    let young = fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().map_or(true, |age| age < STALE_TEMPORARY));
+    if !alive && !young {
         log::debug!("removing stale temporary file {}", path.display());
         let _ = fs::remove_file(path);
     }
@@ -581,6 +591,18 @@ mod tests {
         fs::write(&stale, b"{half").unwrap();
         let bad = dir.join("b.json");
         fs::write(&bad, b"{half").unwrap();
+        // Just written: perhaps by a live process of another pid namespace
+        // (whose pids mean nothing here). Ignored, and kept.
+        assert_eq!(list_records(&dir).unwrap(), vec![bad.clone()]);
+        assert!(stale.exists());
+        // A minute old: removed.
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(61);
+        File::options()
+            .write(true)
+            .open(&stale)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
         assert_eq!(list_records(&dir).unwrap(), vec![bad.clone()]);
         assert!(!stale.exists());
         let err = read_record::<Vec<i32>>(&bad).unwrap_err();
