@@ -362,10 +362,17 @@ pub(crate) fn add_route(nl: &Netlink, index: u32, destination: IpNet) -> Result<
     match nl.add_route(&NewRoute::to_dev(destination, index).protocol(HOST_ROUTE_PROTOCOL)) {
         Ok(()) => Ok(()),
         Err(e) if e.errno() == Some(libc::EEXIST) => {
+            // The kernel's metric for a route made without one: the
+            // routes it took for this one have it too.
+            let family = IpFamily::of(destination.addr());
+            let metric = match family {
+                IpFamily::V4 => 0,
+                IpFamily::V6 => 1024,
+            };
             let routes: Vec<Route> = nl
-                .routes(IpFamily::of(destination.addr()))?
+                .routes(family)?
                 .into_iter()
-                .filter(|r| r.destination == Some(destination))
+                .filter(|r| r.destination == Some(destination) && r.metric.unwrap_or(0) == metric)
                 .collect();
             if !routes
                 .iter()

@@ -398,6 +398,16 @@ fn given_addresses_and_no_ranges_route_each_container() {
         "{said:?}"
     );
     ip_route(&["route", "del", &mine, "dev", "eth0"]);
+    // The same with a route through the shim beside it, of another metric
+    // (the host takes the other link's, of the usual metric).
+    ip_route(&["route", "add", &mine, "dev", &shim.link, "metric", "50"]);
+    ip_route(&["route", "add", &mine, "dev", "eth0"]);
+    let warned = |said: &[String]| said.iter().filter(|w| w.contains(&mine)).count();
+    let before = warned(&warnings());
+    host.recover().unwrap();
+    assert_eq!(warned(&warnings()), before + 1, "{:?}", warnings());
+    ip_route(&["route", "del", &mine, "dev", "eth0"]);
+    ip_route(&["route", "del", &mine, "dev", &shim.link, "metric", "50"]);
     host.recover().unwrap();
     assert!(ping(&segment.sb.host, &address(&ep, true)));
     // An administrator's route to a container's address through the shim
