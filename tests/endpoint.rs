@@ -1339,6 +1339,76 @@ fn an_attach_waiting_for_the_lock_to_rename_its_link_holds_nothing_in_the_contai
         .any(|f| f == "UP"));
 }
 
+/// The orders for [`pause_attach_child`]: attach the container to network
+/// `n` of `dir` as `ifname`, pausing once recorded as attaching; with the
+/// files that say it paused and that it may go on.
+fn pause_attach_env(
+    sb: &common::Sandbox,
+    dir: &common::StateDir,
+    container: &NetNs,
+    ifname: &str,
+) -> (
+    Vec<(&'static str, String)>,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    let paused = dir.0.join("paused");
+    let resume = dir.0.join("resume");
+    let env = vec![
+        ("UNDERLAY_PAUSE_AT", "recorded as attaching".to_owned()),
+        ("UNDERLAY_PAUSED", paused.display().to_string()),
+        ("UNDERLAY_RESUME", resume.display().to_string()),
+        ("UNDERLAY_STATE", dir.0.display().to_string()),
+        ("UNDERLAY_NETNS", common::netns_path_for_child(&sb.host)),
+        (
+            "UNDERLAY_CONTAINER",
+            common::netns_path_for_child(container),
+        ),
+        ("UNDERLAY_IFNAME", ifname.to_owned()),
+    ];
+    (env, paused, resume)
+}
+
+/// Waits (up to 20 s) for a paused child to say so with `file`.
+fn wait_for_pause(file: &std::path::Path) {
+    let start = std::time::Instant::now();
+    while !file.exists() {
+        assert!(start.elapsed().as_secs() < 20, "the child never paused");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// The last `attaching` entry of `net`'s journal in `dir`.
+fn last_attaching(dir: &common::StateDir, net: &Network) -> serde_json::Value {
+    let journal =
+        std::fs::read_to_string(dir.0.join("run").join(net.id()).join("endpoints.log")).unwrap();
+    journal
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| v.get("attaching").cloned())
+        .expect("an attaching entry in the journal")
+}
+
+/// Moves this thread into a mount namespace of its own, every mount
+/// private: nothing mounted after is seen outside.
+fn private_mount_namespace() {
+    // SAFETY: plain system calls with constant, NUL-terminated arguments.
+    unsafe {
+        assert_eq!(libc::unshare(libc::CLONE_NEWNS), 0);
+        assert_eq!(
+            libc::mount(
+                c"none".as_ptr(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null()
+            ),
+            0
+        );
+    }
+}
+
 #[test]
 #[ignore = "helper: run by other tests in a child process"]
 fn pause_attach_child() {
@@ -1760,22 +1830,10 @@ fn pid_one_forked_attach_child() {
         eprintln!("PID_ONE_ATTACH ran");
         return;
     }
-    // With a /proc of its own, as a container's init has (a mount
-    // namespace of its own, nothing of it seen outside).
-    // SAFETY: plain system calls with constant, NUL-terminated arguments.
+    // With a /proc of its own, as a container's init has.
+    private_mount_namespace();
+    // SAFETY: a plain system call with constant, NUL-terminated arguments.
     unsafe {
-        assert_eq!(libc::unshare(libc::CLONE_NEWNS), 0);
-        let none = std::ptr::null();
-        assert_eq!(
-            libc::mount(
-                c"none".as_ptr(),
-                c"/".as_ptr(),
-                none,
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null()
-            ),
-            0
-        );
         let proc = c"proc".as_ptr();
         assert_eq!(
             libc::mount(proc, c"/proc".as_ptr(), proc, 0, std::ptr::null()),
@@ -1840,45 +1898,19 @@ fn an_attach_whose_name_is_taken_while_it_tries_another_index_says_so() {
     let (sb, dir, host) = common::fixture();
     let net = create(&host, "-d macvlan --subnet=10.69.0.0/24 -o parent=eth0 n");
     let container = sb.container();
-    let paused = dir.0.join("paused");
-    let resume = dir.0.join("resume");
-    let env = vec![
-        ("UNDERLAY_PAUSE_AT", "recorded as attaching".to_owned()),
-        // Logged just before the try with another index, on every kernel
-        // (6.18 says EEXIST of a taken index, older ones EBUSY).
-        ("UNDERLAY_PAUSE_AT2", "; another".to_owned()),
-        ("UNDERLAY_PAUSED", paused.display().to_string()),
-        ("UNDERLAY_RESUME", resume.display().to_string()),
-        ("UNDERLAY_STATE", dir.0.display().to_string()),
-        ("UNDERLAY_NETNS", common::netns_path_for_child(&sb.host)),
-        (
-            "UNDERLAY_CONTAINER",
-            common::netns_path_for_child(&container),
-        ),
-        ("UNDERLAY_IFNAME", "net1".to_owned()),
-    ];
-    let wait_for = |file: &std::path::Path| {
-        let start = std::time::Instant::now();
-        while !file.exists() {
-            assert!(start.elapsed().as_secs() < 20, "the child never paused");
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-    };
+    let (mut env, paused, resume) = pause_attach_env(&sb, &dir, &container, "net1");
+    // Logged just before the try with another index, on every kernel
+    // (6.18 says EEXIST of a taken index, older ones EBUSY).
+    env.push(("UNDERLAY_PAUSE_AT2", "; another".to_owned()));
     let ip = |args: &[&str]| {
         let out = common::run_in(&container, "ip", args);
         assert!(out.status.success(), "{out:?}");
     };
     std::thread::scope(|s| {
         let child = s.spawn(|| common::run_child("pause_attach_child", &env));
-        wait_for(&paused);
-        let journal =
-            std::fs::read_to_string(dir.0.join("run").join(net.id()).join("endpoints.log"))
-                .unwrap();
-        let index = journal
-            .lines()
-            .rev()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find_map(|v| v["attaching"]["ifindex"].as_u64())
+        wait_for_pause(&paused);
+        let index = last_attaching(&dir, &net)["ifindex"]
+            .as_u64()
             .expect("an attaching record with its index");
         let index = index.to_string();
         ip(&[
@@ -1886,7 +1918,7 @@ fn an_attach_whose_name_is_taken_while_it_tries_another_index_says_so() {
             "clash1",
         ]);
         std::fs::write(&resume, b"").unwrap();
-        wait_for(&paused.with_extension("2"));
+        wait_for_pause(&paused.with_extension("2"));
         // The name, taken meanwhile.
         ip(&[
             "link", "add", "name", "net1", "type", "veth", "peer", "name", "net1p",
@@ -1953,13 +1985,8 @@ fn foreign_proc_child() {
         let ep = net.attach(&c, &AttachOptions::new()).unwrap();
         assert_eq!(ep.addresses()[0].to_string(), "10.68.0.2/24");
         // Its record, while it ran, named this process as /proc knows it.
-        let journal =
-            std::fs::read_to_string(dir.0.join("run").join(net.id()).join("endpoints.log"))
-                .unwrap();
-        let owner = journal
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find_map(|v| v["attaching"]["owner"]["pid"].as_u64())
+        let owner = last_attaching(&dir, &net)["owner"]["pid"]
+            .as_u64()
             .expect("an attaching record with its owner");
         let me: u64 = std::fs::read_link("/proc/self")
             .unwrap()
@@ -1995,43 +2022,18 @@ fn a_process_under_another_pid_namespaces_proc_names_namespaces_it_can_find() {
 /// read-only, as in some nested containers): see the test below.
 #[test]
 fn read_only_proc_sys_child() {
-    use std::sync::Mutex;
     if std::env::var_os("UNDERLAY_READ_ONLY_PROC_SYS").is_none() {
         return;
     }
-    static WARNINGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    struct Warnings;
-    impl log::Log for Warnings {
-        fn enabled(&self, m: &log::Metadata) -> bool {
-            m.level() <= log::Level::Warn
-        }
-        fn log(&self, record: &log::Record) {
-            if self.enabled(record.metadata()) {
-                WARNINGS.lock().unwrap().push(record.args().to_string());
-            }
-        }
-        fn flush(&self) {}
-    }
-    log::set_boxed_logger(Box::new(Warnings)).unwrap();
-    log::set_max_level(log::LevelFilter::Warn);
+    common::warnings();
     let (sb, _dir, host) = common::fixture();
     let net = create(&host, "-d macvlan --subnet=10.66.0.0/24 -o parent=eth0 n");
     // This thread, and the library's thread it starts, in a mount
-    // namespace of their own, nothing of it seen outside.
+    // namespace of their own.
+    private_mount_namespace();
     // SAFETY: plain system calls with constant, NUL-terminated arguments.
     unsafe {
-        assert_eq!(libc::unshare(libc::CLONE_NEWNS), 0);
         let none = std::ptr::null();
-        assert_eq!(
-            libc::mount(
-                c"none".as_ptr(),
-                c"/".as_ptr(),
-                none,
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null()
-            ),
-            0
-        );
         let sys = c"/proc/sys".as_ptr();
         assert_eq!(
             libc::mount(sys, sys, none, libc::MS_BIND, std::ptr::null()),
@@ -2058,7 +2060,7 @@ fn read_only_proc_sys_child() {
             .trim(),
         "0"
     );
-    let warnings = WARNINGS.lock().unwrap().clone();
+    let warnings = common::warnings();
     assert!(
         warnings
             .iter()
@@ -2090,36 +2092,13 @@ fn an_attach_given_a_name_gets_past_an_index_the_container_has() {
     let (sb, dir, host) = common::fixture();
     let net = create(&host, "-d macvlan --subnet=10.67.0.0/24 -o parent=eth0 n");
     let container = sb.container();
-    let paused = dir.0.join("paused");
-    let resume = dir.0.join("resume");
-    let env = vec![
-        ("UNDERLAY_PAUSE_AT", "recorded as attaching".to_owned()),
-        ("UNDERLAY_PAUSED", paused.display().to_string()),
-        ("UNDERLAY_RESUME", resume.display().to_string()),
-        ("UNDERLAY_STATE", dir.0.display().to_string()),
-        ("UNDERLAY_NETNS", common::netns_path_for_child(&sb.host)),
-        (
-            "UNDERLAY_CONTAINER",
-            common::netns_path_for_child(&container),
-        ),
-        ("UNDERLAY_IFNAME", "net1".to_owned()),
-    ];
+    let (env, paused, resume) = pause_attach_env(&sb, &dir, &container, "net1");
     std::thread::scope(|s| {
         let child = s.spawn(|| common::run_child("pause_attach_child", &env));
-        let start = std::time::Instant::now();
-        while !paused.exists() {
-            assert!(start.elapsed().as_secs() < 20, "the child never paused");
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        wait_for_pause(&paused);
         // The index the attach recorded, taken in the container meanwhile.
-        let journal =
-            std::fs::read_to_string(dir.0.join("run").join(net.id()).join("endpoints.log"))
-                .unwrap();
-        let index = journal
-            .lines()
-            .rev()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find_map(|v| v["attaching"]["ifindex"].as_u64())
+        let index = last_attaching(&dir, &net)["ifindex"]
+            .as_u64()
             .expect("an attaching record with its index");
         let out = common::run_in(
             &container,

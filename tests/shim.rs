@@ -89,30 +89,6 @@ impl Segment {
     }
 }
 
-/// The library's warnings so far, in this test binary (every test's).
-fn warnings() -> Vec<String> {
-    use std::sync::{Mutex, OnceLock};
-    static SAID: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    static INSTALLED: OnceLock<()> = OnceLock::new();
-    struct Warnings;
-    impl log::Log for Warnings {
-        fn enabled(&self, m: &log::Metadata) -> bool {
-            m.level() <= log::Level::Warn
-        }
-        fn log(&self, record: &log::Record) {
-            if self.enabled(record.metadata()) {
-                SAID.lock().unwrap().push(record.args().to_string());
-            }
-        }
-        fn flush(&self) {}
-    }
-    INSTALLED.get_or_init(|| {
-        log::set_boxed_logger(Box::new(Warnings)).unwrap();
-        log::set_max_level(log::LevelFilter::Warn);
-    });
-    SAID.lock().unwrap().clone()
-}
-
 fn address(ep: &underlay::endpoint::Endpoint, v4: bool) -> String {
     ep.addresses()
         .iter()
@@ -380,7 +356,7 @@ fn given_addresses_and_no_ranges_route_each_container() {
     let mine = format!("{}/32", address(&ep, true));
     ip_route(&["route", "del", &mine, "dev", &shim.link]);
     ip_route(&["route", "add", &mine, "dev", "eth0"]);
-    warnings();
+    common::warnings();
     host.recover().unwrap();
     let routes = common::ip_routes(&segment.sb.host, false);
     assert!(
@@ -391,7 +367,7 @@ fn given_addresses_and_no_ranges_route_each_container() {
         !routes.contains(&format!("{} dev {}", address(&ep, true), shim.link)),
         "{routes}"
     );
-    let said = warnings();
+    let said = common::warnings();
     assert!(
         said.iter()
             .any(|w| w.contains(&mine) && w.contains("not through its host shim")),
@@ -403,9 +379,14 @@ fn given_addresses_and_no_ranges_route_each_container() {
     ip_route(&["route", "add", &mine, "dev", &shim.link, "metric", "50"]);
     ip_route(&["route", "add", &mine, "dev", "eth0"]);
     let warned = |said: &[String]| said.iter().filter(|w| w.contains(&mine)).count();
-    let before = warned(&warnings());
+    let before = warned(&common::warnings());
     host.recover().unwrap();
-    assert_eq!(warned(&warnings()), before + 1, "{:?}", warnings());
+    assert_eq!(
+        warned(&common::warnings()),
+        before + 1,
+        "{:?}",
+        common::warnings()
+    );
     ip_route(&["route", "del", &mine, "dev", "eth0"]);
     ip_route(&["route", "del", &mine, "dev", &shim.link, "metric", "50"]);
     host.recover().unwrap();

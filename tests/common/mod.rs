@@ -434,3 +434,29 @@ pub fn global_addresses(ns: &NetNs) -> Vec<String> {
         .filter_map(|a| a["local"].as_str().map(str::to_owned))
         .collect()
 }
+
+/// The library's warnings so far in this test process (every test's); the
+/// first call installs the logger that keeps them, so call it before what
+/// should warn.
+pub fn warnings() -> Vec<String> {
+    use std::sync::{Mutex, OnceLock};
+    static SAID: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    struct Warnings;
+    impl log::Log for Warnings {
+        fn enabled(&self, m: &log::Metadata) -> bool {
+            m.level() <= log::Level::Warn
+        }
+        fn log(&self, record: &log::Record) {
+            if self.enabled(record.metadata()) {
+                SAID.lock().unwrap().push(record.args().to_string());
+            }
+        }
+        fn flush(&self) {}
+    }
+    INSTALLED.get_or_init(|| {
+        log::set_boxed_logger(Box::new(Warnings)).unwrap();
+        log::set_max_level(log::LevelFilter::Warn);
+    });
+    SAID.lock().unwrap().clone()
+}
