@@ -20,7 +20,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 LAYERS = [
     ["error", "family", "feature", "names", "process", "random"],
     ["netlink"],
-    ["link", "address", "route", "netns", "capability"],
+    ["link", "address", "route", "netns", "sysctl", "capability"],
     ["ipam"],
     ["driver", "mark", "parent", "shim"],
     ["store"],

@@ -72,6 +72,7 @@ pub mod route;
 pub mod shim;
 mod spec;
 pub mod store;
+mod sysctl;
 
 pub use error::{Error, Result};
 pub use family::IpFamily;

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use netlink_packet_route::RouteNetlinkMessage;
@@ -19,6 +19,7 @@ use crate::netlink::{Netlink, Request};
 use crate::netns::{receive_soon, NetNs};
 use crate::route::{IpFamily, NewRoute};
 use crate::store::{EndpointRecord, EndpointSession, EndpointState, NetworkRecord};
+use crate::sysctl::ProcSys;
 use crate::{Error, Result};
 
 impl Engine {
@@ -341,16 +342,17 @@ impl Engine {
         let (link_made, told) = mpsc::sync_channel::<Option<(String, Ipv6Setting)>>(1);
         let mut link_made = Some(link_made);
         let (socket, inside) = mpsc::sync_channel::<Result<Netlink>>(1);
+        let sysctl = Arc::clone(&self.sysctl);
         let mut ipv6_set = self
             .worker
             .submit(netns, move || {
                 let _ = socket.send(Netlink::open());
                 // The settings' directory, looked up now: from it, the new
                 // link's file is found in half the time.
-                let conf = std::fs::File::open(IPV6_CONF).ok();
+                let conf = sysctl.open_dir(IPV6_CONF).ok();
                 // Told within the time it takes to make a link.
                 if let Ok(Some((ifname, setting))) = receive_soon(&told, LINK_SPIN) {
-                    setting.apply(conf.as_ref(), &ifname);
+                    setting.apply(&sysctl, conf.as_ref(), &ifname);
                 }
                 Ok(())
             })
@@ -511,9 +513,10 @@ impl Engine {
         };
         if link_made.is_none() {
             let ifname = record.ifname.clone();
+            let sysctl = Arc::clone(&self.sysctl);
             let submitted = self.worker.submit(netns, move || {
                 if let Some(setting) = setting {
-                    setting.apply(None, &ifname);
+                    setting.apply(&sysctl, None, &ifname);
                 }
                 Ok(())
             });
@@ -896,8 +899,8 @@ impl Ipv6Setting {
     /// [`write`](Self::write), a failure logged: the link works without
     /// (as Docker's does when `/proc/sys` is read-only). A warning but
     /// where there is no IPv6 to set (a kernel or namespace without it).
-    fn apply(self, conf: Option<&std::fs::File>, ifname: &str) {
-        match self.write(conf, ifname) {
+    fn apply(self, sysctl: &ProcSys, conf: Option<&std::fs::File>, ifname: &str) {
+        match self.write(sysctl, conf, ifname) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 log::debug!("no IPv6 to set {self:?} on {ifname}: {e}");
@@ -918,29 +921,25 @@ impl Ipv6Setting {
     }
 
     /// Writes it for the link `ifname`, from a thread inside its
-    /// namespace: relative to `conf` (`/proc/sys/net/ipv6/conf`, open)
-    /// when there is one, which halves the lookup.
-    fn write(self, conf: Option<&std::fs::File>, ifname: &str) -> std::io::Result<()> {
-        use rustix::fs::{openat, Mode, OFlags};
-        let relative = format!("{ifname}/{}", self.key());
-        let file: std::fs::File = match conf {
-            Some(conf) => openat(
-                conf,
-                relative.as_str(),
-                OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-                Mode::empty(),
-            )?
-            .into(),
-            None => std::fs::OpenOptions::new()
-                .write(true)
-                .open(format!("{IPV6_CONF}/{relative}"))?,
-        };
-        std::io::Write::write_all(&mut &file, b"1")
+    /// namespace: relative to `conf` (`net/ipv6/conf`, open) when there is
+    /// one, which halves the look-up.
+    fn write(
+        self,
+        sysctl: &ProcSys,
+        conf: Option<&std::fs::File>,
+        ifname: &str,
+    ) -> std::io::Result<()> {
+        let key = format!("{ifname}/{}", self.key());
+        match conf {
+            Some(conf) => crate::sysctl::write_at(conf, &key, b"1"),
+            None => sysctl.write(IPV6_CONF, &key, b"1"),
+        }
     }
 }
 
-/// Where the per-link IPv6 settings are (inside a namespace).
-const IPV6_CONF: &str = "/proc/sys/net/ipv6/conf";
+/// Where the per-link IPv6 settings are (below `/proc/sys`, inside a
+/// namespace).
+const IPV6_CONF: &str = "net/ipv6/conf";
 
 /// How long the namespace thread waits for word that the link is made
 /// before it sleeps (see [`receive_soon`]): making a link takes 0.1-0.3 ms.

@@ -163,7 +163,7 @@ impl Engine {
         record: &EndpointRecord,
     ) -> Result<()> {
         let mark = self.endpoint_mark(network, record.id);
-        netns.run(|| take_off_here(network, &mark, record))
+        netns.run(|| take_off_here(network, &mark, record, &self.sysctl))
     }
 
     /// Takes these (ready) endpoints off the network at once, on a few
@@ -181,7 +181,7 @@ impl Engine {
             .map(|(record, netns)| (netns, (record, self.endpoint_mark(network, record.id))))
             .collect();
         let results = crate::netns::run_each(jobs, TAKE_OFF_THREADS, |(record, mark)| {
-            take_off_here(network, &mark, record).map(|()| mark)
+            take_off_here(network, &mark, record, &self.sysctl).map(|()| mark)
         });
         let mut left = Vec::new();
         let mut refused = Vec::new();
@@ -367,6 +367,7 @@ fn take_off_here(
     network: &NetworkRecord,
     mark: &mark::Mark,
     record: &EndpointRecord,
+    sysctl: &crate::sysctl::ProcSys,
 ) -> Result<()> {
     let macvlan = network.driver.kind() == crate::driver::DriverKind::Macvlan;
     let nl = Netlink::open()?;
@@ -408,9 +409,9 @@ fn take_off_here(
             Err(e) => log::debug!("endpoint {}: {e}", record.name),
         }
     }
-    let path = format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", link.name);
-    if let Err(e) = std::fs::write(&path, "1") {
-        log::debug!("cannot set {path}: {e}");
+    let key = format!("{}/disable_ipv6", link.name);
+    if let Err(e) = sysctl.write("net/ipv6/conf", &key, b"1") {
+        log::debug!("cannot set net/ipv6/conf/{key}: {e}");
     }
     Ok(())
 }

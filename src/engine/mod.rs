@@ -83,6 +83,9 @@ pub(crate) struct Engine {
     deletions: Arc<detach::Deletions>,
     /// The thread that opens sockets inside containers for attaches.
     worker: crate::netns::Worker,
+    /// Containers' kernel settings, opened through a procfs of the
+    /// library's own (shared with the worker's jobs).
+    sysctl: Arc<crate::sysctl::ProcSys>,
 }
 
 impl Engine {
@@ -104,6 +107,7 @@ impl Engine {
             sweeps: Default::default(),
             deletions: Default::default(),
             worker: Default::default(),
+            sysctl: Default::default(),
         };
         // Recovery costs a look at every network and the host's links: do it
         // once per boot, and again only when an operation was interrupted.
