@@ -129,7 +129,8 @@ pub enum Error {
     LockTimeout {
         /// The lock file.
         lock: PathBuf,
-        /// The process holding it, when the kernel says.
+        /// The process holding it, when the kernel says (not when it is in a
+        /// pid namespace this process cannot see).
         holder: Option<u32>,
         /// How long the wait lasted.
         waited: std::time::Duration,

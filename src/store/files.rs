@@ -252,16 +252,24 @@ fn lock_holder(file: &File) -> Option<u32> {
 
 fn lock_holder_now(inode: u64) -> Option<u32> {
     let locks = fs::read_to_string("/proc/locks").ok()?;
-    // "1: FLOCK  ADVISORY  WRITE 4242 fd:01:1835011 0 EOF"
-    locks.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.get(1) != Some(&"FLOCK") || fields.get(2) == Some(&"->") {
-            return None;
-        }
-        let device_inode = fields.get(5)?;
-        let found: u64 = device_inode.rsplit(':').next()?.parse().ok()?;
-        (found == inode).then(|| fields.get(4)?.parse().ok())?
-    })
+    locks.lines().find_map(|line| flock_holder(line, inode))
+}
+
+/// The process holding a `flock` on `inode`, from a line of `/proc/locks`
+/// ("1: FLOCK  ADVISORY  WRITE 4242 fd:01:1835011 0 EOF"). None for other
+/// locks, and for a holder the kernel shows as 0: one in a pid namespace
+/// this process cannot see.
+fn flock_holder(line: &str, inode: u64) -> Option<u32> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    if fields.get(1) != Some(&"FLOCK") || fields.get(2) == Some(&"->") {
+        return None;
+    }
+    let device_inode = fields.get(5)?;
+    let found: u64 = device_inode.rsplit(':').next()?.parse().ok()?;
+    if found != inode {
+        return None;
+    }
+    fields.get(4)?.parse().ok().filter(|&pid| pid != 0)
 }
 
 /// Creates a directory and its parents (`0700`) unless it is there, and
@@ -628,6 +636,29 @@ mod tests {
         rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
         waiter.join().unwrap();
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_lock_holder_is_read_from_its_line_and_never_named_zero() {
+        let line = |pid: &str| format!("1: FLOCK  ADVISORY  WRITE {pid} fd:01:1835011 0 EOF");
+        assert_eq!(flock_holder(&line("4242"), 1835011), Some(4242));
+        assert_eq!(flock_holder(&line("4242"), 7), None);
+        // A holder in a pid namespace this process cannot see.
+        assert_eq!(flock_holder(&line("0"), 1835011), None);
+        assert_eq!(
+            flock_holder(
+                "2: POSIX  ADVISORY  WRITE 4242 fd:01:1835011 0 EOF",
+                1835011
+            ),
+            None
+        );
+        assert_eq!(
+            flock_holder(
+                "1: -> FLOCK  ADVISORY  WRITE 4243 fd:01:1835011 0 EOF",
+                1835011
+            ),
+            None
+        );
     }
 
     #[test]
