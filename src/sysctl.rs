@@ -5,7 +5,7 @@
 //! finds it by name under `/proc/sys` among the `net` entries of every
 //! namespace looked up so far through the same procfs instance, one by
 //! one. With hundreds of containers, opening a setting of a new one costs
-//! 40-110 µs, most of what an attach spends beyond the kernel's own work
+//! 40-110 µs, a large part of what an attach spends beyond the kernel's own work
 //! (an IPv4-only endpoint's `disable_ipv6`, a dual-stack one's
 //! `ndisc_notify`). [`ProcSys`] looks settings up through a procfs
 //! instance of the library's own instead: made with `fsopen` and
@@ -15,15 +15,25 @@
 //! thread that makes it, whatever the procfs instance.
 //!
 //! Where such an instance cannot be made (kernels before 5.2, a process
-//! without `CAP_SYS_ADMIN` over its mount namespace, a seccomp filter), or
-//! where the process's own `/proc/sys` is read-only (an administrator's
-//! choice, which the library respects), `/proc/sys` it is.
+//! without `CAP_SYS_ADMIN` over its mount namespace, a seccomp filter),
+//! would not help (kernels before 5.8 give every procfs mount of a pid
+//! namespace the same entries), is refused (an LSM that denies files of
+//! detached mounts), or where the process's own `/proc/sys` is not plain
+//! (read-only, masked, or with mounts on `net` or below: an administrator's choice,
+//! which the library respects), `/proc/sys` it is.
+//!
+//! An instance is replaced off the look-up's path: a thread of the
+//! library's own makes the next one and closes the old one (closing a
+//! mount waits for the kernel's RCU grace period).
 
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
 use rustix::fs::{openat, Mode, OFlags};
+use rustix::io::Errno;
+
+use crate::process::ThisProcess;
 
 /// Look-ups through one private procfs instance before it is replaced:
 /// each leaves an entry the next ones walk past (about 0.1 µs each), and
@@ -37,160 +47,325 @@ const PROC_SYS: &str = "/proc/sys";
 /// [module](self)). Shared by the threads of one engine.
 #[derive(Debug, Default)]
 pub(crate) struct ProcSys {
-    instance: Mutex<Instance>,
+    instance: Arc<Mutex<Instance>>,
 }
 
 #[derive(Debug, Default)]
 struct Instance {
-    /// The private procfs instance, if one could be made.
-    mount: Option<Arc<OwnedFd>>,
+    /// The private procfs instance, if one is made, and the process that
+    /// made it (a forked child does not look up through its parent's).
+    mount: Option<(ThisProcess, Arc<OwnedFd>)>,
     /// Look-ups made through it.
     uses: u32,
-    /// Making one failed: `/proc/sys` from then on (logged once).
+    /// A thread of the library's own is making the next one.
+    renewing: bool,
+    /// No private instance for this engine: `/proc/sys` from then on
+    /// (said once, at debug level).
     unavailable: bool,
+}
+
+/// A directory of settings [`ProcSys::open_dir`] opened.
+pub(crate) struct SettingsDir {
+    file: File,
+    /// Opened through the private procfs instance.
+    private: bool,
 }
 
 impl ProcSys {
     /// Opens the directory `dir` below `/proc/sys` (`net/ipv6/conf`) of
     /// the calling thread's network namespace. `dir` is the library's own,
     /// never a caller's.
-    pub(crate) fn open_dir(&self, dir: &str) -> std::io::Result<File> {
+    pub(crate) fn open_dir(&self, dir: &str) -> std::io::Result<SettingsDir> {
         debug_assert!(!dir.starts_with('/') && !dir.split('/').any(|p| p == ".."));
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
         if let Some(mount) = self.private_instance() {
-            return Ok(openat(&*mount, format!("sys/{dir}"), flags, Mode::empty())?.into());
+            match openat(&*mount, format!("sys/{dir}"), flags, Mode::empty()) {
+                Ok(fd) => {
+                    return Ok(SettingsDir {
+                        file: fd.into(),
+                        private: true,
+                    })
+                }
+                Err(e) if is_refusal(e) => self.refused(e),
+                Err(e) => return Err(e.into()),
+            }
         }
-        Ok(openat(
+        let fd = openat(
             rustix::fs::CWD,
             format!("{PROC_SYS}/{dir}"),
             flags,
             Mode::empty(),
-        )?
-        .into())
+        )?;
+        Ok(SettingsDir {
+            file: fd.into(),
+            private: false,
+        })
     }
 
-    /// Writes `value` to the setting `key` of the directory `dir` (as in
-    /// [`open_dir`](Self::open_dir)).
-    pub(crate) fn write(&self, dir: &str, key: &str, value: &[u8]) -> std::io::Result<()> {
-        write_at(&self.open_dir(dir)?, key, value)
+    /// Writes `value` to the setting `key` (`eth0/disable_ipv6`) of `dir`
+    /// (below `/proc/sys`), through `opened` when it is that directory,
+    /// opened already. A link is not followed.
+    pub(crate) fn write(
+        &self,
+        opened: Option<&SettingsDir>,
+        dir: &str,
+        key: &str,
+        value: &[u8],
+    ) -> std::io::Result<()> {
+        let fresh;
+        let settings = match opened {
+            Some(settings) => settings,
+            None => {
+                fresh = self.open_dir(dir)?;
+                &fresh
+            }
+        };
+        match write_at(&settings.file, key, value) {
+            Err(e) if settings.private && is_refusal(e) => {
+                self.refused(e);
+                let settings = self.open_dir(dir)?;
+                Ok(write_at(&settings.file, key, value)?)
+            }
+            written => Ok(written?),
+        }
     }
 
-    /// The private instance to look up through, made or renewed if need
-    /// be; `None` where `/proc/sys` is to be used.
+    /// A look-up or a write through the private instance was refused
+    /// (an LSM that denies files of detached mounts): `/proc/sys` from now
+    /// on.
+    fn refused(&self, error: Errno) {
+        let mut instance = self.instance.lock().unwrap_or_else(|p| p.into_inner());
+        if !instance.unavailable {
+            log::debug!(
+                "settings refused through the library's own procfs ({error}); looked up through {PROC_SYS} from now on"
+            );
+        }
+        instance.unavailable = true;
+        instance.mount = None;
+    }
+
+    /// The private instance to look up through, made if need be, its
+    /// renewal started when due; `None` where `/proc/sys` is to be used.
     fn private_instance(&self) -> Option<Arc<OwnedFd>> {
-        if process_proc_sys_read_only() {
+        if !proc_sys_is_plain() {
             return None;
         }
         let mut instance = self.instance.lock().unwrap_or_else(|p| p.into_inner());
         if instance.unavailable {
             return None;
         }
-        if instance.mount.is_none() || instance.uses >= RENEW_AFTER {
-            match new_instance() {
-                Ok(mount) => {
-                    // The old one goes once no look-up holds it any more.
-                    instance.mount = Some(Arc::new(mount));
-                    instance.uses = 0;
-                }
-                // Short of descriptors or memory for now: the old instance
-                // a while longer, or `/proc/sys` this time.
-                Err(e) if is_transient(e) => {
-                    log::debug!("cannot make a procfs instance of the library's own for now: {e}");
-                    instance.mount.as_ref()?;
-                }
-                Err(e) => {
-                    log::debug!(
-                        "cannot make a procfs instance of the library's own ({e}); settings are looked up through {PROC_SYS}"
-                    );
-                    *instance = Instance {
-                        unavailable: true,
-                        ..Instance::default()
-                    };
-                    return None;
+        match &instance.mount {
+            Some((made_by, _)) if made_by.still() => {}
+            _ => {
+                // The first look-up (or the first of a forked child): made
+                // here, once.
+                instance.mount = None;
+                instance.renewing = false;
+                match new_instance() {
+                    Ok(mount) => {
+                        instance.mount = Some((ThisProcess::new(), Arc::new(mount)));
+                        instance.uses = 0;
+                    }
+                    Err(e) => {
+                        if !is_transient(e) {
+                            log::debug!(
+                                "no procfs instance of the library's own ({e}); settings are looked up through {PROC_SYS}"
+                            );
+                            instance.unavailable = true;
+                        }
+                        return None;
+                    }
                 }
             }
         }
-        instance.uses += 1;
-        instance.mount.clone()
+        instance.uses = instance.uses.saturating_add(1);
+        if instance.uses >= RENEW_AFTER && !instance.renewing {
+            instance.renewing = true;
+            let shared = Arc::clone(&self.instance);
+            let spawned = std::thread::Builder::new()
+                .name("underlay-procfs".into())
+                .spawn(move || renew(&shared));
+            if let Err(e) = spawned {
+                log::debug!("cannot start a thread to renew the library's procfs: {e}");
+                instance.renewing = false;
+            }
+        }
+        instance.mount.as_ref().map(|(_, mount)| Arc::clone(mount))
     }
 }
 
-/// Writes `value` to the setting `key` (`eth0/disable_ipv6`) of `dir`, a
-/// directory [`ProcSys::open_dir`] opened. A link is not followed.
-pub(crate) fn write_at(dir: &File, key: &str, value: &[u8]) -> std::io::Result<()> {
+/// Makes the next private instance and puts it in place of the old one,
+/// which is closed here, off every look-up's path.
+fn renew(shared: &Mutex<Instance>) {
+    let made = if proc_sys_is_plain() {
+        new_instance()
+    } else {
+        Err(Errno::PERM)
+    };
+    let old = {
+        let mut instance = shared.lock().unwrap_or_else(|p| p.into_inner());
+        instance.renewing = false;
+        match made {
+            Ok(mount) if !instance.unavailable => {
+                instance.uses = 0;
+                instance
+                    .mount
+                    .replace((ThisProcess::new(), Arc::new(mount)))
+            }
+            Ok(_) => None,
+            // Kept a while longer; tried again at the next look-up.
+            Err(e) if is_transient(e) => {
+                log::debug!("cannot renew the library's procfs for now: {e}");
+                None
+            }
+            Err(e) => {
+                log::debug!(
+                    "cannot renew the library's procfs ({e}); settings are looked up through {PROC_SYS}"
+                );
+                instance.unavailable = true;
+                instance.mount.take()
+            }
+        }
+    };
+    drop(old);
+}
+
+/// Writes `value` to the setting `key` of `dir`. A link is not followed.
+fn write_at(dir: &File, key: &str, value: &[u8]) -> Result<(), Errno> {
     let file = openat(
         dir,
         key,
         OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
         Mode::empty(),
     )?;
-    std::io::Write::write_all(&mut File::from(file), value)
+    let mut written = 0;
+    while written < value.len() {
+        match rustix::io::write(&file, &value[written..]) {
+            Ok(0) => return Err(Errno::IO),
+            Ok(n) => written += n,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Whether making a procfs instance may work later: it failed for want of
-/// descriptors or memory, not for want of permission or kernel support.
-fn is_transient(error: rustix::io::Errno) -> bool {
-    use rustix::io::Errno;
+/// descriptors, memory or mount namespaces (`user.max_mnt_namespaces`),
+/// not for want of permission or kernel support.
+fn is_transient(error: Errno) -> bool {
     [
         Errno::MFILE,
         Errno::NFILE,
         Errno::NOMEM,
+        Errno::NOSPC,
         Errno::AGAIN,
         Errno::INTR,
+        Errno::BUSY,
     ]
     .contains(&error)
 }
 
-/// Whether this thread's `/proc/sys` is mounted read-only (as in many
-/// containers): then the library does not write settings behind the
-/// administrator's back through a procfs of its own.
-fn process_proc_sys_read_only() -> bool {
-    rustix::fs::statvfs(PROC_SYS)
-        .map(|st| st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
-        .unwrap_or(true)
+/// Whether a look-up or a write was refused as such (where `/proc/sys`
+/// may still answer).
+fn is_refusal(error: Errno) -> bool {
+    [Errno::ACCESS, Errno::PERM, Errno::ROFS].contains(&error)
+}
+
+/// Whether this thread's `/proc/sys` is procfs's own, writable, with no
+/// mount below it (an administrator's read-only `/proc/sys`, or one masked
+/// or partly covered, as in many containers): only then does the library
+/// look settings up through a procfs of its own.
+fn proc_sys_is_plain() -> bool {
+    let Ok(st) = rustix::fs::statfs(PROC_SYS) else {
+        return false;
+    };
+    // Not the same types on every target.
+    #[allow(clippy::unnecessary_cast)]
+    let plain = st.f_type as i64 == rustix::fs::PROC_SUPER_MAGIC as i64
+        && st.f_flags as u64 & libc::ST_RDONLY as u64 == 0;
+    plain
+}
+
+/// Whether a mount is made at `/proc/sys`, or at or below `/proc/sys/net`,
+/// in this thread's mount namespace (from `mountinfo`: the fifth field,
+/// octal-escaped). Others (`fs/binfmt_misc` on most hosts) do not matter.
+fn mounts_below_proc_sys() -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/thread-self/mountinfo") else {
+        return true;
+    };
+    info.lines().any(|line| {
+        line.split(' ').nth(4).is_some_and(|point| {
+            point == PROC_SYS || point == "/proc/sys/net" || point.starts_with("/proc/sys/net/")
+        })
+    })
 }
 
 /// A fresh procfs instance, detached: reachable only through the returned
-/// descriptor, gone when it is closed.
+/// descriptor, gone when it is closed. Refused where it would share
+/// `/proc`'s entries (kernels before 5.8, one procfs per pid namespace),
+/// and where `/proc/sys/net` has mounts on or below it.
 fn new_instance() -> rustix::io::Result<OwnedFd> {
     use rustix::mount::{
         fsconfig_create, fsmount, fsopen, FsMountFlags, FsOpenFlags, MountAttrFlags,
     };
+    if mounts_below_proc_sys() {
+        return Err(Errno::PERM);
+    }
     let context = fsopen("proc", FsOpenFlags::FSOPEN_CLOEXEC)?;
     fsconfig_create(context.as_fd())?;
-    fsmount(
+    let mount = fsmount(
         context.as_fd(),
         FsMountFlags::FSMOUNT_CLOEXEC,
         MountAttrFlags::MOUNT_ATTR_NOSUID
             | MountAttrFlags::MOUNT_ATTR_NODEV
             | MountAttrFlags::MOUNT_ATTR_NOEXEC,
-    )
+    )?;
+    let ours = rustix::fs::fstat(&mount)?.st_dev;
+    if rustix::fs::stat("/proc")?.st_dev == ours {
+        return Err(Errno::NOTSUP);
+    }
+    Ok(mount)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Needs root (a procfs instance of its own); skipped otherwise.
+    /// Needs root and a procfs instance of its own; skipped otherwise.
     #[test]
     fn opens_the_same_settings_as_proc_sys_and_renews_its_instance() {
-        if !rustix::process::geteuid().is_root() {
-            eprintln!("skipped: needs root");
+        let sys = ProcSys::default();
+        if !rustix::process::geteuid().is_root() || sys.private_instance().is_none() {
+            eprintln!("skipped: needs root and a procfs instance of its own");
             return;
         }
-        let sys = ProcSys::default();
-        let mut instances: Vec<Arc<OwnedFd>> = Vec::new();
-        for _ in 0..=RENEW_AFTER {
+        let mount = |sys: &ProcSys| {
+            let instance = sys.instance.lock().unwrap();
+            instance.mount.as_ref().map(|(_, m)| Arc::clone(m))
+        };
+        let first = mount(&sys).unwrap();
+        for _ in 0..RENEW_AFTER {
             let dir = sys.open_dir("net/ipv4/conf").unwrap();
-            let file = openat(&dir, "lo/arp_notify", OFlags::RDONLY, Mode::empty()).unwrap();
+            assert!(dir.private);
+            let file = openat(&dir.file, "lo/arp_notify", OFlags::RDONLY, Mode::empty()).unwrap();
             let ours = std::io::read_to_string(File::from(file)).unwrap();
             let theirs = std::fs::read_to_string("/proc/sys/net/ipv4/conf/lo/arp_notify").unwrap();
             assert_eq!(ours, theirs);
-            let mount = sys.instance.lock().unwrap().mount.clone().unwrap();
-            if !instances.iter().any(|m| Arc::ptr_eq(m, &mount)) {
-                instances.push(mount);
-            }
         }
-        assert_eq!(instances.len(), 2, "one instance, renewed once");
+        // Renewed by a thread of its own.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while mount(&sys).is_some_and(|m| Arc::ptr_eq(&m, &first)) {
+            assert!(std::time::Instant::now() < deadline, "never renewed");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(sys.instance.lock().unwrap().uses, 0);
+    }
+
+    #[test]
+    fn refusals_and_passing_failures_are_told_apart() {
+        assert!(is_transient(Errno::MFILE) && is_transient(Errno::NOSPC));
+        assert!(!is_transient(Errno::PERM) && !is_transient(Errno::NOSYS));
+        assert!(is_refusal(Errno::ACCESS) && !is_refusal(Errno::NOENT));
     }
 }

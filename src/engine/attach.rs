@@ -19,7 +19,7 @@ use crate::netlink::{Netlink, Request};
 use crate::netns::{receive_soon, NetNs};
 use crate::route::{IpFamily, NewRoute};
 use crate::store::{EndpointRecord, EndpointSession, EndpointState, NetworkRecord};
-use crate::sysctl::ProcSys;
+use crate::sysctl::{ProcSys, SettingsDir};
 use crate::{Error, Result};
 
 impl Engine {
@@ -899,7 +899,7 @@ impl Ipv6Setting {
     /// [`write`](Self::write), a failure logged: the link works without
     /// (as Docker's does when `/proc/sys` is read-only). A warning but
     /// where there is no IPv6 to set (a kernel or namespace without it).
-    fn apply(self, sysctl: &ProcSys, conf: Option<&std::fs::File>, ifname: &str) {
+    fn apply(self, sysctl: &ProcSys, conf: Option<&SettingsDir>, ifname: &str) {
         match self.write(sysctl, conf, ifname) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -921,19 +921,16 @@ impl Ipv6Setting {
     }
 
     /// Writes it for the link `ifname`, from a thread inside its
-    /// namespace: relative to `conf` (`net/ipv6/conf`, open) when there is
+    /// namespace: through `conf` (`net/ipv6/conf`, open) when there is
     /// one, which halves the look-up.
     fn write(
         self,
         sysctl: &ProcSys,
-        conf: Option<&std::fs::File>,
+        conf: Option<&SettingsDir>,
         ifname: &str,
     ) -> std::io::Result<()> {
         let key = format!("{ifname}/{}", self.key());
-        match conf {
-            Some(conf) => crate::sysctl::write_at(conf, &key, b"1"),
-            None => sysctl.write(IPV6_CONF, &key, b"1"),
-        }
+        sysctl.write(conf, IPV6_CONF, &key, b"1")
     }
 }
 

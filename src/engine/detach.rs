@@ -410,7 +410,7 @@ fn take_off_here(
         }
     }
     let key = format!("{}/disable_ipv6", link.name);
-    if let Err(e) = sysctl.write("net/ipv6/conf", &key, b"1") {
+    if let Err(e) = sysctl.write(None, "net/ipv6/conf", &key, b"1") {
         log::debug!("cannot set net/ipv6/conf/{key}: {e}");
     }
     Ok(())
