@@ -24,7 +24,8 @@
 //!
 //! An instance is replaced off the look-up's path: a thread of the
 //! library's own makes the next one and closes the old one (closing a
-//! mount waits for the kernel's RCU grace period).
+//! mount waits for the kernel's RCU grace period). Mounts on `/proc/sys`
+//! are looked for each time one is made.
 
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
@@ -62,7 +63,14 @@ struct Instance {
     /// No private instance for this engine: `/proc/sys` from then on
     /// (said once, at debug level).
     unavailable: bool,
+    /// Attempts in a row that failed for want of descriptors, memory or
+    /// mount namespaces: after [`PASSING_FAILURES`], none any more.
+    passing_failures: u32,
 }
+
+/// Failed attempts at an instance, for reasons that may pass, after which
+/// an engine keeps to `/proc/sys` (each attempt costs a look-up its time).
+const PASSING_FAILURES: u32 = 8;
 
 /// A directory of settings [`ProcSys::open_dir`] opened.
 pub(crate) struct SettingsDir {
@@ -77,29 +85,23 @@ impl ProcSys {
     /// never a caller's.
     pub(crate) fn open_dir(&self, dir: &str) -> std::io::Result<SettingsDir> {
         debug_assert!(!dir.starts_with('/') && !dir.split('/').any(|p| p == ".."));
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
         if let Some(mount) = self.private_instance() {
-            match openat(&*mount, format!("sys/{dir}"), flags, Mode::empty()) {
+            match openat(&*mount, format!("sys/{dir}"), DIR_FLAGS, Mode::empty()) {
                 Ok(fd) => {
                     return Ok(SettingsDir {
                         file: fd.into(),
                         private: true,
                     })
                 }
-                Err(e) if is_refusal(e) => self.refused(e),
+                Err(e) if is_refusal(e) => {
+                    let settings = open_proc_sys(dir)?;
+                    self.refused(e);
+                    return Ok(settings);
+                }
                 Err(e) => return Err(e.into()),
             }
         }
-        let fd = openat(
-            rustix::fs::CWD,
-            format!("{PROC_SYS}/{dir}"),
-            flags,
-            Mode::empty(),
-        )?;
-        Ok(SettingsDir {
-            file: fd.into(),
-            private: false,
-        })
+        Ok(open_proc_sys(dir)?)
     }
 
     /// Writes `value` to the setting `key` (`eth0/disable_ipv6`) of `dir`
@@ -121,27 +123,33 @@ impl ProcSys {
             }
         };
         match write_at(&settings.file, key, value) {
+            // Refused through the library's procfs: through `/proc/sys`,
+            // and if that is allowed, `/proc/sys` from now on.
             Err(e) if settings.private && is_refusal(e) => {
+                write_at(&open_proc_sys(dir)?.file, key, value)?;
                 self.refused(e);
-                let settings = self.open_dir(dir)?;
-                Ok(write_at(&settings.file, key, value)?)
+                Ok(())
             }
             written => Ok(written?),
         }
     }
 
-    /// A look-up or a write through the private instance was refused
-    /// (an LSM that denies files of detached mounts): `/proc/sys` from now
-    /// on.
+    /// A look-up or a write through the private instance was refused where
+    /// `/proc/sys` allows it (an LSM that denies files of detached mounts):
+    /// `/proc/sys` from now on.
     fn refused(&self, error: Errno) {
-        let mut instance = self.instance.lock().unwrap_or_else(|p| p.into_inner());
-        if !instance.unavailable {
-            log::debug!(
-                "settings refused through the library's own procfs ({error}); looked up through {PROC_SYS} from now on"
-            );
-        }
-        instance.unavailable = true;
-        instance.mount = None;
+        let old = {
+            let mut instance = self.instance.lock().unwrap_or_else(|p| p.into_inner());
+            if !instance.unavailable {
+                log::debug!(
+                    "settings refused through the library's own procfs ({error}); looked up through {PROC_SYS} from now on"
+                );
+            }
+            instance.unavailable = true;
+            instance.mount.take()
+        };
+        // Closed off the lock (closing a mount waits for a grace period).
+        drop(old);
     }
 
     /// The private instance to look up through, made if need be, its
@@ -158,76 +166,129 @@ impl ProcSys {
             Some((made_by, _)) if made_by.still() => {}
             _ => {
                 // The first look-up (or the first of a forked child): made
-                // here, once.
-                instance.mount = None;
-                instance.renewing = false;
-                match new_instance() {
+                // here, once (under the lock: the other look-ups would make
+                // one each meanwhile).
+                if let Some((made_by, _)) = &instance.mount {
+                    if !made_by.still() {
+                        // A forked child: its parent's state is not its own.
+                        *instance = Instance::default();
+                    }
+                }
+                match new_instance(None) {
                     Ok(mount) => {
                         instance.mount = Some((ThisProcess::new(), Arc::new(mount)));
                         instance.uses = 0;
+                        instance.passing_failures = 0;
                     }
                     Err(e) => {
-                        if !is_transient(e) {
-                            log::debug!(
-                                "no procfs instance of the library's own ({e}); settings are looked up through {PROC_SYS}"
-                            );
-                            instance.unavailable = true;
-                        }
+                        instance.failed(e);
                         return None;
                     }
                 }
             }
         }
         instance.uses = instance.uses.saturating_add(1);
-        if instance.uses >= RENEW_AFTER && !instance.renewing {
-            instance.renewing = true;
-            let shared = Arc::clone(&self.instance);
-            let spawned = std::thread::Builder::new()
-                .name("underlay-procfs".into())
-                .spawn(move || renew(&shared));
-            if let Err(e) = spawned {
-                log::debug!("cannot start a thread to renew the library's procfs: {e}");
-                instance.renewing = false;
+        let mount = instance.mount.as_ref().map(|(_, mount)| Arc::clone(mount));
+        if instance.uses < RENEW_AFTER || instance.renewing {
+            return mount;
+        }
+        // Due: a thread of the library's own makes the next one, started
+        // off the lock.
+        instance.renewing = true;
+        drop(instance);
+        let shared = Arc::clone(&self.instance);
+        let spawned = std::thread::Builder::new()
+            .name("underlay-procfs".into())
+            .spawn(move || renew(&shared));
+        if let Err(e) = spawned {
+            log::debug!("cannot start a thread to renew the library's procfs: {e}");
+            let mut instance = self.instance.lock().unwrap_or_else(|p| p.into_inner());
+            instance.renewing = false;
+            instance.uses = 0;
+        }
+        mount
+    }
+}
+
+impl Instance {
+    /// Making an instance failed with `error`: tried again later if that
+    /// may pass (a few times), never again otherwise.
+    fn failed(&mut self, error: Errno) {
+        // A renewal is tried again after as many look-ups as an instance
+        // serves; a first instance at the next look-up.
+        self.uses = 0;
+        if is_transient(error) {
+            self.passing_failures += 1;
+            if self.passing_failures < PASSING_FAILURES {
+                log::debug!("cannot make a procfs instance of the library's own for now: {error}");
+                return;
             }
         }
-        instance.mount.as_ref().map(|(_, mount)| Arc::clone(mount))
+        log::debug!(
+            "no procfs instance of the library's own ({error}); settings are looked up through {PROC_SYS}"
+        );
+        self.unavailable = true;
     }
 }
 
 /// Makes the next private instance and puts it in place of the old one,
-/// which is closed here, off every look-up's path.
+/// which is closed here, off every look-up's path. (The thread is in the
+/// namespace of the look-up that started it, for its short life.)
 fn renew(shared: &Mutex<Instance>) {
+    let previous = {
+        let instance = shared.lock().unwrap_or_else(|p| p.into_inner());
+        instance.mount.as_ref().map(|(_, mount)| Arc::clone(mount))
+    };
     let made = if proc_sys_is_plain() {
-        new_instance()
+        new_instance(previous.as_deref())
     } else {
         Err(Errno::PERM)
     };
+    drop(previous);
     let old = {
         let mut instance = shared.lock().unwrap_or_else(|p| p.into_inner());
         instance.renewing = false;
         match made {
             Ok(mount) if !instance.unavailable => {
                 instance.uses = 0;
+                instance.passing_failures = 0;
                 instance
                     .mount
                     .replace((ThisProcess::new(), Arc::new(mount)))
             }
             Ok(_) => None,
-            // Kept a while longer; tried again at the next look-up.
-            Err(e) if is_transient(e) => {
-                log::debug!("cannot renew the library's procfs for now: {e}");
-                None
-            }
             Err(e) => {
-                log::debug!(
-                    "cannot renew the library's procfs ({e}); settings are looked up through {PROC_SYS}"
-                );
-                instance.unavailable = true;
-                instance.mount.take()
+                // The old one a while longer, unless that was the last try.
+                instance.failed(e);
+                if instance.unavailable {
+                    instance.mount.take()
+                } else {
+                    None
+                }
             }
         }
     };
     drop(old);
+}
+
+/// How setting directories are opened.
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::CLOEXEC)
+    .union(OFlags::NOFOLLOW);
+
+/// Opens the directory `dir` of `/proc/sys`.
+fn open_proc_sys(dir: &str) -> Result<SettingsDir, Errno> {
+    let fd = openat(
+        rustix::fs::CWD,
+        format!("{PROC_SYS}/{dir}"),
+        DIR_FLAGS,
+        Mode::empty(),
+    )?;
+    Ok(SettingsDir {
+        file: fd.into(),
+        private: false,
+    })
 }
 
 /// Writes `value` to the setting `key` of `dir`. A link is not followed.
@@ -289,27 +350,30 @@ fn proc_sys_is_plain() -> bool {
 
 /// Whether a mount is made at `/proc/sys`, or at or below `/proc/sys/net`,
 /// in this thread's mount namespace (from `mountinfo`: the fifth field,
-/// octal-escaped). Others (`fs/binfmt_misc` on most hosts) do not matter.
-fn mounts_below_proc_sys() -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/thread-self/mountinfo") else {
-        return true;
-    };
-    info.lines().any(|line| {
-        line.split(' ').nth(4).is_some_and(|point| {
-            point == PROC_SYS || point == "/proc/sys/net" || point.starts_with("/proc/sys/net/")
+/// compared as bytes, as the kernel writes it). Others (`fs/binfmt_misc`
+/// on most hosts) do not matter.
+fn mounts_on_proc_sys_net() -> Result<bool, Errno> {
+    let info = std::fs::read("/proc/thread-self/mountinfo")
+        .map_err(|e| e.raw_os_error().map_or(Errno::IO, Errno::from_raw_os_error))?;
+    Ok(info.split(|&b| b == b'\n').any(|line| {
+        line.split(|&b| b == b' ').nth(4).is_some_and(|point| {
+            point == PROC_SYS.as_bytes()
+                || point == b"/proc/sys/net"
+                || point.starts_with(b"/proc/sys/net/")
         })
-    })
+    }))
 }
 
 /// A fresh procfs instance, detached: reachable only through the returned
-/// descriptor, gone when it is closed. Refused where it would share
-/// `/proc`'s entries (kernels before 5.8, one procfs per pid namespace),
-/// and where `/proc/sys/net` has mounts on or below it.
-fn new_instance() -> rustix::io::Result<OwnedFd> {
+/// descriptor, gone when it is closed. Refused where `/proc/sys/net` has
+/// mounts on or below it, and where it would share the entries of
+/// `/proc` or of `previous`, the instance it replaces (kernels before 5.8
+/// have one procfs per pid namespace).
+fn new_instance(previous: Option<&OwnedFd>) -> rustix::io::Result<OwnedFd> {
     use rustix::mount::{
         fsconfig_create, fsmount, fsopen, FsMountFlags, FsOpenFlags, MountAttrFlags,
     };
-    if mounts_below_proc_sys() {
+    if mounts_on_proc_sys_net()? {
         return Err(Errno::PERM);
     }
     let context = fsopen("proc", FsOpenFlags::FSOPEN_CLOEXEC)?;
@@ -322,7 +386,11 @@ fn new_instance() -> rustix::io::Result<OwnedFd> {
             | MountAttrFlags::MOUNT_ATTR_NOEXEC,
     )?;
     let ours = rustix::fs::fstat(&mount)?.st_dev;
-    if rustix::fs::stat("/proc")?.st_dev == ours {
+    let shared = match previous {
+        Some(previous) => rustix::fs::fstat(previous)?.st_dev == ours,
+        None => rustix::fs::stat("/proc")?.st_dev == ours,
+    };
+    if shared {
         return Err(Errno::NOTSUP);
     }
     Ok(mount)
@@ -360,6 +428,20 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         assert_eq!(sys.instance.lock().unwrap().uses, 0);
+    }
+
+    #[test]
+    fn passing_failures_end_the_private_instance_after_a_few_others_at_once() {
+        let mut instance = Instance::default();
+        for _ in 1..PASSING_FAILURES {
+            instance.failed(Errno::MFILE);
+            assert!(!instance.unavailable);
+        }
+        instance.failed(Errno::NOSPC);
+        assert!(instance.unavailable);
+        let mut instance = Instance::default();
+        instance.failed(Errno::PERM);
+        assert!(instance.unavailable);
     }
 
     #[test]
