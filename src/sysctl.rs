@@ -11,7 +11,7 @@
 //! instance of the library's own instead: made with `fsopen` and
 //! `fsmount`, attached nowhere in the file tree, replaced by a fresh one
 //! after [`RENEW_AFTER`] look-ups, so that the list it walks stays short
-//! (7 µs). Which namespace's settings a look-up finds depends only on the
+//! (7-20 µs). Which namespace's settings a look-up finds depends only on the
 //! thread that makes it, whatever the procfs instance.
 //!
 //! Where such an instance cannot be made (kernels before 5.2, a process
@@ -427,7 +427,9 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "never renewed");
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        assert_eq!(sys.instance.lock().unwrap().uses, 0);
+        // (A look-up may have gone through the new one already.)
+        assert!(sys.instance.lock().unwrap().uses <= 1);
+        assert!(sys.open_dir("net/ipv4/conf").unwrap().private);
     }
 
     #[test]
