@@ -44,6 +44,9 @@ pub(crate) const RENEW_AFTER: u32 = 64;
 /// Where the process's own settings are.
 const PROC_SYS: &str = "/proc/sys";
 
+/// Where the per-link IPv6 settings are, below `/proc/sys`.
+pub(crate) const IPV6_CONF: &str = "net/ipv6/conf";
+
 /// Opens settings of the calling thread's network namespace (see the
 /// [module](self)). Shared by the threads of one engine.
 #[derive(Debug, Default)]
@@ -162,28 +165,27 @@ impl ProcSys {
         if instance.unavailable {
             return None;
         }
-        match &instance.mount {
-            Some((made_by, _)) if made_by.still() => {}
-            _ => {
-                // The first look-up (or the first of a forked child): made
-                // here, once (under the lock: the other look-ups would make
-                // one each meanwhile).
-                if let Some((made_by, _)) = &instance.mount {
-                    if !made_by.still() {
-                        // A forked child: its parent's state is not its own.
-                        *instance = Instance::default();
-                    }
+        if instance
+            .mount
+            .as_ref()
+            .is_some_and(|(made_by, _)| !made_by.still())
+        {
+            // A forked child: its parent's state is not its own.
+            *instance = Instance::default();
+        }
+        if instance.mount.is_none() {
+            // The first look-up (or the first of a forked child): made
+            // here, once (under the lock: the other look-ups would make
+            // one each meanwhile).
+            match new_instance(None) {
+                Ok(mount) => {
+                    instance.mount = Some((ThisProcess::new(), Arc::new(mount)));
+                    instance.uses = 0;
+                    instance.passing_failures = 0;
                 }
-                match new_instance(None) {
-                    Ok(mount) => {
-                        instance.mount = Some((ThisProcess::new(), Arc::new(mount)));
-                        instance.uses = 0;
-                        instance.passing_failures = 0;
-                    }
-                    Err(e) => {
-                        instance.failed(e);
-                        return None;
-                    }
+                Err(e) => {
+                    instance.failed(e);
+                    return None;
                 }
             }
         }
@@ -299,16 +301,12 @@ fn write_at(dir: &File, key: &str, value: &[u8]) -> Result<(), Errno> {
         OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
         Mode::empty(),
     )?;
-    let mut written = 0;
-    while written < value.len() {
-        match rustix::io::write(&file, &value[written..]) {
-            Ok(0) => return Err(Errno::IO),
-            Ok(n) => written += n,
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+    std::io::Write::write_all(&mut File::from(file), value).map_err(|e| errno_of(&e))
+}
+
+/// The error number of an I/O error (`EIO` for one without).
+fn errno_of(error: &std::io::Error) -> Errno {
+    Errno::from_io_error(error).unwrap_or(Errno::IO)
 }
 
 /// Whether making a procfs instance may work later: it failed for want of
@@ -353,8 +351,7 @@ fn proc_sys_is_plain() -> bool {
 /// compared as bytes, as the kernel writes it). Others (`fs/binfmt_misc`
 /// on most hosts) do not matter.
 fn mounts_on_proc_sys_net() -> Result<bool, Errno> {
-    let info = std::fs::read("/proc/thread-self/mountinfo")
-        .map_err(|e| e.raw_os_error().map_or(Errno::IO, Errno::from_raw_os_error))?;
+    let info = std::fs::read("/proc/thread-self/mountinfo").map_err(|e| errno_of(&e))?;
     Ok(info.split(|&b| b == b'\n').any(|line| {
         line.split(|&b| b == b' ').nth(4).is_some_and(|point| {
             point == PROC_SYS.as_bytes()

@@ -19,7 +19,7 @@ use crate::netlink::{Netlink, Request};
 use crate::netns::{receive_soon, NetNs};
 use crate::route::{IpFamily, NewRoute};
 use crate::store::{EndpointRecord, EndpointSession, EndpointState, NetworkRecord};
-use crate::sysctl::{ProcSys, SettingsDir};
+use crate::sysctl::{ProcSys, SettingsDir, IPV6_CONF};
 use crate::{Error, Result};
 
 impl Engine {
@@ -933,10 +933,6 @@ impl Ipv6Setting {
         sysctl.write(conf, IPV6_CONF, &key, b"1")
     }
 }
-
-/// Where the per-link IPv6 settings are (below `/proc/sys`, inside a
-/// namespace).
-const IPV6_CONF: &str = "net/ipv6/conf";
 
 /// How long the namespace thread waits for word that the link is made
 /// before it sleeps (see [`receive_soon`]): making a link takes 0.1-0.3 ms.

@@ -410,8 +410,8 @@ fn take_off_here(
         }
     }
     let key = format!("{}/disable_ipv6", link.name);
-    if let Err(e) = sysctl.write(None, "net/ipv6/conf", &key, b"1") {
-        log::debug!("cannot set net/ipv6/conf/{key}: {e}");
+    if let Err(e) = sysctl.write(None, crate::sysctl::IPV6_CONF, &key, b"1") {
+        log::debug!("cannot set {}/{key}: {e}", crate::sysctl::IPV6_CONF);
     }
     Ok(())
 }
