@@ -352,13 +352,19 @@ fn proc_sys_is_plain() -> bool {
 /// on most hosts) do not matter.
 fn mounts_on_proc_sys_net() -> Result<bool, Errno> {
     let info = std::fs::read("/proc/thread-self/mountinfo").map_err(|e| errno_of(&e))?;
-    Ok(info.split(|&b| b == b'\n').any(|line| {
+    Ok(covers_proc_sys_net(&info))
+}
+
+/// Whether `mountinfo` (the bytes of a `mountinfo` file) has a mount at
+/// `/proc/sys`, or at or below `/proc/sys/net`.
+fn covers_proc_sys_net(mountinfo: &[u8]) -> bool {
+    mountinfo.split(|&b| b == b'\n').any(|line| {
         line.split(|&b| b == b' ').nth(4).is_some_and(|point| {
             point == PROC_SYS.as_bytes()
                 || point == b"/proc/sys/net"
                 || point.starts_with(b"/proc/sys/net/")
         })
-    }))
+    })
 }
 
 /// A fresh procfs instance, detached: reachable only through the returned
@@ -441,6 +447,46 @@ mod tests {
         let mut instance = Instance::default();
         instance.failed(Errno::PERM);
         assert!(instance.unavailable);
+    }
+
+    #[test]
+    fn mounts_on_proc_sys_or_its_net_are_found_in_mountinfo() {
+        let line = |point: &[u8]| {
+            let mut line = b"36 35 0:5 / ".to_vec();
+            line.extend_from_slice(point);
+            line.extend_from_slice(b" rw,nosuid,nodev,noexec - proc proc rw\n");
+            line
+        };
+        let base = [
+            line(b"/"),
+            line(b"/proc"),
+            // A name that is not UTF-8 changes nothing.
+            line(b"/tmp/rx_\xff"),
+            // On most hosts: not below net.
+            line(b"/proc/sys/fs/binfmt_misc"),
+            // Only a path that starts with /proc/sys/net as a directory.
+            line(b"/proc/sys/netfilter"),
+            line(b"/proc/sysrq-trigger"),
+        ]
+        .concat();
+        assert!(!covers_proc_sys_net(&base));
+        for point in [
+            &b"/proc/sys"[..],
+            b"/proc/sys/net",
+            b"/proc/sys/net/ipv6",
+            b"/proc/sys/net/ipv6/conf",
+        ] {
+            let info = [base.clone(), line(point)].concat();
+            assert!(
+                covers_proc_sys_net(&info),
+                "{}",
+                String::from_utf8_lossy(point)
+            );
+        }
+        // The last line without its newline, as in a truncated read.
+        let mut info = [base, line(b"/proc/sys/net")].concat();
+        info.pop();
+        assert!(covers_proc_sys_net(&info));
     }
 
     #[test]
