@@ -28,7 +28,8 @@
 //!   `UNDERLAY_BENCH_RECORDS` (10000) endpoints, each in its own namespace;
 //!   the time to open the state directory then and to load its records.
 //! - **inproc**: the in-process attach against the kernel floor, with the
-//!   library's extra steps added to the floor one at a time (for profiling).
+//!   library's extra steps added to the floor one at a time (for profiling),
+//!   and the time of the link's creation alone in each of them.
 //!
 //! Every tool meets the same machine conditions: the tools take turns every
 //! `UNDERLAY_BENCH_CHUNK` (10) containers, each attaching then detaching its
@@ -446,6 +447,11 @@ trait Tool {
     }
     fn finish(&mut self) -> Res<()> {
         Ok(())
+    }
+    /// The time each attach's link creation (`RTM_NEWLINK`) took, where
+    /// the tool times it apart (the floor and the ablation steps).
+    fn newlink_times(&self) -> &[Duration] {
+        &[]
     }
 }
 
@@ -944,6 +950,7 @@ struct Floor<'a> {
     sockets: Vec<Netlink>,
     socket_open: Vec<Duration>,
     indexes: Vec<u32>,
+    newlink: Vec<Duration>,
 }
 
 impl<'a> Floor<'a> {
@@ -963,6 +970,7 @@ impl<'a> Floor<'a> {
             sockets,
             socket_open,
             indexes: vec![0; cs.len()],
+            newlink: Vec::new(),
         })
     }
 }
@@ -977,10 +985,15 @@ impl Tool for Floor<'_> {
     }
     fn attach(&mut self, i: usize, c: &NetNs) -> Res<()> {
         let inside = &self.sockets[i];
+        let newlink = &mut self.newlink;
         let r = (|| -> underlay::Result<u32> {
-            self.host.create_link(
-                &NewLink::macvlan("eth0", self.parent, MacvlanMode::Bridge).netns(c),
-            )?;
+            let (made, d) = time(|| {
+                self.host.create_link(
+                    &NewLink::macvlan("eth0", self.parent, MacvlanMode::Bridge).netns(c),
+                )
+            });
+            made?;
+            newlink.push(d);
             let index = inside.link_by_name("eth0")?.index;
             if self.same_requests {
                 inside.set_alias(index, "underlay:0123456789abcdef:0123456789abcdef")?;
@@ -1010,6 +1023,9 @@ impl Tool for Floor<'_> {
         self.sockets[i]
             .delete_link(self.indexes[i])
             .map_err(fail("floor detach"))
+    }
+    fn newlink_times(&self) -> &[Duration] {
+        &self.newlink
     }
 }
 
@@ -1850,6 +1866,18 @@ fn inproc_only(cfg: &Config, report: &mut Report) -> Res<()> {
         tools.push(Box::new(Ablation::new(&sb, step, cs.len())?));
     }
     let rows = run_tools(Family::V4, &mut tools, &cs, cfg.chunk)?;
+    // The same request costs more after other work: the kernel's own
+    // (a socket made in the container, records written) leaves its
+    // caches colder.
+    report.line(
+        "RTM_NEWLINK alone (the same request each time), by what ran just before it in the attach:",
+    );
+    for tool in &tools {
+        let times = tool.newlink_times();
+        if !times.is_empty() {
+            report.line(format!("  {}: {}", tool.name().trim(), p50s(times)));
+        }
+    }
     drop(tools);
     report.table(&rows);
     report.line(format!("NetNs::netlink() in a container: {}", p50s(&opens)));
@@ -1872,6 +1900,7 @@ struct Ablation<'a> {
     dir: PathBuf,
     lock: std::fs::File,
     inside: Vec<Option<(Netlink, u32)>>,
+    newlink: Vec<Duration>,
 }
 
 impl<'a> Ablation<'a> {
@@ -1892,6 +1921,7 @@ impl<'a> Ablation<'a> {
             dir,
             lock,
             inside: (0..n).map(|_| None).collect(),
+            newlink: Vec::new(),
         })
     }
 
@@ -1914,6 +1944,7 @@ impl Tool for Ablation<'_> {
     }
     fn attach(&mut self, i: usize, c: &NetNs) -> Res<()> {
         let step = self.step;
+        let mut newlink = None;
         let r = (|| -> underlay::Result<(Netlink, u32)> {
             if step >= 4 {
                 // SAFETY: flock on a descriptor we own.
@@ -1931,8 +1962,12 @@ impl Tool for Ablation<'_> {
             } else {
                 self.parent
             };
-            self.host
-                .create_link(&NewLink::macvlan("eth0", parent, MacvlanMode::Bridge).netns(c))?;
+            let (made, d) = time(|| {
+                self.host
+                    .create_link(&NewLink::macvlan("eth0", parent, MacvlanMode::Bridge).netns(c))
+            });
+            made?;
+            newlink = Some(d);
             let index = inside.link_by_name("eth0")?.index;
             if step >= 3 {
                 inside.set_alias(index, "underlay:0123456789abcdef:0123456789abcdef")?;
@@ -1949,6 +1984,7 @@ impl Tool for Ablation<'_> {
             Ok((inside, index))
         })();
         self.inside[i] = Some(r.map_err(fail("ablation attach"))?);
+        self.newlink.extend(newlink);
         Ok(())
     }
     fn check_attached(&self, i: usize, c: &NetNs) -> Res<()> {
@@ -1961,6 +1997,9 @@ impl Tool for Ablation<'_> {
     fn finish(&mut self) -> Res<()> {
         let _ = std::fs::remove_dir_all(&self.dir);
         Ok(())
+    }
+    fn newlink_times(&self) -> &[Duration] {
+        &self.newlink
     }
 }
 
