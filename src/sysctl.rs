@@ -25,7 +25,9 @@
 //! An instance is replaced off the look-up's path: a thread of the
 //! library's own makes the next one and closes the old one (closing a
 //! mount waits for the kernel's RCU grace period). Mounts on `/proc/sys`
-//! are looked for each time one is made.
+//! are looked for in `mountinfo` each time one is made; at every look-up,
+//! `statfs` of `/proc/sys/net` says whether a file system other than
+//! procfs, or a read-only one, is over it or over `/proc/sys` now.
 
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
@@ -43,6 +45,10 @@ pub(crate) const RENEW_AFTER: u32 = 64;
 
 /// Where the process's own settings are.
 const PROC_SYS: &str = "/proc/sys";
+
+/// Where the network settings are (of the calling thread's namespace below
+/// it, the directory itself the same for all).
+const PROC_SYS_NET: &str = "/proc/sys/net";
 
 /// Where the per-link IPv6 settings are, below `/proc/sys`.
 pub(crate) const IPV6_CONF: &str = "net/ipv6/conf";
@@ -331,12 +337,15 @@ fn is_refusal(error: Errno) -> bool {
     [Errno::ACCESS, Errno::PERM, Errno::ROFS].contains(&error)
 }
 
-/// Whether this thread's `/proc/sys` is procfs's own, writable, with no
-/// mount below it (an administrator's read-only `/proc/sys`, or one masked
-/// or partly covered, as in many containers): only then does the library
-/// look settings up through a procfs of its own.
+/// Whether this thread's `/proc/sys/net` is procfs's own and writable (not
+/// under an administrator's read-only `/proc/sys`, nor masked, there or at
+/// `net`, as in many containers): only then does the library look
+/// settings up through a procfs of its own. Asked at every look-up, so
+/// that a mask made since the instance was made counts at once: one
+/// `statfs`, as cheap as one of `/proc/sys` (`net` is one entry for every
+/// network namespace, and a mount on it hides theirs all).
 fn proc_sys_is_plain() -> bool {
-    let Ok(st) = rustix::fs::statfs(PROC_SYS) else {
+    let Ok(st) = rustix::fs::statfs(PROC_SYS_NET) else {
         return false;
     };
     // Not the same types on every target.

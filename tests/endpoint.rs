@@ -2083,10 +2083,10 @@ fn an_attach_where_proc_sys_is_read_only_works_and_warns_of_ipv6() {
 }
 
 /// In a child (a mount namespace of its own, where a file system is
-/// mounted over `/proc/sys/net`, as an administrator may mask it; a mount
-/// there hides the `net` of every network namespace, one further down
-/// only that of the namespace it was made from):
-/// see the test below.
+/// mounted over `/proc/sys/net` between two attaches, as an administrator
+/// may mask it; a mount there hides the `net` of every network namespace,
+/// one further down only that of the namespace it was made from): see the
+/// test below.
 #[test]
 fn masked_proc_sys_net_child() {
     if std::env::var_os("UNDERLAY_MASKED_PROC_SYS_NET").is_none() {
@@ -2097,8 +2097,31 @@ fn masked_proc_sys_net_child() {
     // The settings as they are, whatever is mounted over them later in
     // this thread's mount namespace: looked up from a descriptor of the
     // machine's `/proc/sys`, opened before.
-    let real = std::fs::File::open("/proc/sys").unwrap();
+    let real = std::sync::Arc::new(std::fs::File::open("/proc/sys").unwrap());
+    let disable_ipv6 = |c: &NetNs| {
+        let real = std::sync::Arc::clone(&real);
+        c.run(move || {
+            use std::io::Read;
+            use std::os::fd::AsRawFd;
+            let path = c"net/ipv6/conf/eth0/disable_ipv6";
+            // SAFETY: openat with a directory descriptor we hold and a
+            // NUL-terminated path; the result is checked.
+            let fd = unsafe { libc::openat(real.as_raw_fd(), path.as_ptr(), libc::O_RDONLY) };
+            assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+            // SAFETY: a descriptor just opened, owned from here on.
+            let mut file = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            let mut value = String::new();
+            file.read_to_string(&mut value).unwrap();
+            Ok(value.trim().to_owned())
+        })
+        .unwrap()
+    };
+    // This thread, and the library's threads it starts, in a mount
+    // namespace of their own.
     private_mount_namespace();
+    let a = sb.container();
+    net.attach(&a, &AttachOptions::new()).unwrap();
+    assert_eq!(disable_ipv6(&a), "1", "IPv6 stays on without a mask");
     // SAFETY: plain system calls with constant, NUL-terminated arguments.
     unsafe {
         assert_eq!(
@@ -2112,34 +2135,20 @@ fn masked_proc_sys_net_child() {
             0
         );
     }
-    let c = sb.container();
-    let ep = net.attach(&c, &AttachOptions::new()).unwrap();
-    assert_eq!(ep.addresses()[0].to_string(), "10.68.0.2/24");
-    let disable_ipv6 = c
-        .run(move || {
-            use std::io::Read;
-            use std::os::fd::AsRawFd;
-            let path = c"net/ipv6/conf/eth0/disable_ipv6";
-            // SAFETY: openat with a directory descriptor we hold and a
-            // NUL-terminated path; the result is checked.
-            let fd = unsafe { libc::openat(real.as_raw_fd(), path.as_ptr(), libc::O_RDONLY) };
-            assert!(fd >= 0, "{}", std::io::Error::last_os_error());
-            // SAFETY: a descriptor just opened, owned from here on.
-            let mut file = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-            let mut value = String::new();
-            file.read_to_string(&mut value).unwrap();
-            Ok(value)
-        })
-        .unwrap();
-    // The mask holds for the library too: it did not reach the setting
-    // by a way of its own (its procfs instance has no such mount).
-    assert_eq!(disable_ipv6.trim(), "0");
+    let b = sb.container();
+    let ep = net.attach(&b, &AttachOptions::new()).unwrap();
+    assert_eq!(ep.addresses()[0].to_string(), "10.68.0.3/24");
+    // The mask holds for the library too, from the next attach on: it did
+    // not reach the setting by a way of its own (its procfs instance, made
+    // before the mask, has no such mount).
+    assert_eq!(disable_ipv6(&b), "0");
     eprintln!("MASKED_PROC_SYS_NET ran");
 }
 
 /// Where an administrator has mounted something over `/proc/sys/net`, the
-/// library respects it: it does not write the container's
-/// settings through a procfs of its own that has no such mount.
+/// library respects it, from the next look-up on: it does not write the
+/// container's settings through a procfs of its own that has no such
+/// mount.
 #[test]
 fn an_attach_respects_a_mount_over_proc_sys_net() {
     common::run_checking_child(
