@@ -1,10 +1,11 @@
 //! A network namespace's kernel settings (`/proc/sys/net/...`), opened
 //! from a thread inside it, the way that stays fast with many namespaces.
 //!
-//! Each network namespace has its own `/proc/sys/net`, and the kernel
-//! finds it by name under `/proc/sys` among the `net` entries of every
-//! namespace looked up so far through the same procfs instance, one by
-//! one. With hundreds of containers, opening a setting of a new one costs
+//! `/proc/sys/net` is one directory for every network namespace; below it,
+//! each namespace has its own `ipv6` (and `ipv4`, `core`, ...), and the
+//! kernel finds the calling thread's by name among the `ipv6` entries of
+//! every namespace looked up so far through the same procfs instance, one
+//! by one. With hundreds of containers, opening a setting of a new one costs
 //! 40-110 µs, a large part of what an attach spends beyond the kernel's own work
 //! (an IPv4-only endpoint's `disable_ipv6`, a dual-stack one's
 //! `ndisc_notify`). [`ProcSys`] looks settings up through a procfs
