@@ -795,6 +795,57 @@ fn a_crash_during_attach_leaks_nothing_after_recovery() {
     }
 }
 
+/// Several attaches killed at once, each with its link made: one recovery
+/// undoes them all (their links are deleted together, not one grace
+/// period after another under the network's lock).
+#[test]
+fn one_recovery_undoes_several_attaches_killed_at_once() {
+    let sb = Sandbox::new();
+    let dir = StateDir::new();
+    let host = open_host(&sb, &dir);
+    create(&host, "-d macvlan --subnet=10.69.0.0/24 -o parent=eth0 n");
+    let containers: Vec<NetNs> = (0..3).map(|_| sb.container()).collect();
+    let mut children = Vec::new();
+    for (i, container) in containers.iter().enumerate() {
+        let (mut env, _, _) = pause_attach_env(&sb, &dir, container, "eth0");
+        let paused = dir.0.join(format!("paused{i}"));
+        let resume = dir.0.join(format!("resume{i}"));
+        for (key, value) in &mut env {
+            match *key {
+                "UNDERLAY_PAUSE_AT" => *value = "created link".to_owned(),
+                "UNDERLAY_PAUSED" => *value = paused.display().to_string(),
+                "UNDERLAY_RESUME" => *value = resume.display().to_string(),
+                _ => {}
+            }
+        }
+        env.push(("UNDERLAY_ENDPOINT_NAME", format!("c{i}")));
+        let child = common::child_command("pause_attach_child")
+            .envs(env)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        children.push(child);
+        wait_for_pause(&paused);
+    }
+    for container in &containers {
+        assert_eq!(link_names(container), ["eth0", "lo"]);
+    }
+    for mut child in children {
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+    let host = open_host(&sb, &dir);
+    let report = host.recover().unwrap();
+    let mut undone = report.undone_attaches.clone();
+    undone.sort();
+    assert_eq!(undone, ["n/c0", "n/c1", "n/c2"], "{report:?}");
+    for container in &containers {
+        common::wait_for_links(container, &["lo"]);
+    }
+    assert!(host.network("n").unwrap().endpoints().unwrap().is_empty());
+}
+
 #[test]
 fn an_attach_killed_half_way_is_undone_by_the_next_ordinary_operation() {
     let sb = Sandbox::new();
@@ -1417,7 +1468,8 @@ fn pause_attach_child() {
     }
     let host = common::open_child_host();
     let container = NetNs::open(std::env::var("UNDERLAY_CONTAINER").unwrap()).unwrap();
-    let mut options = AttachOptions::new().name("c");
+    let name = std::env::var("UNDERLAY_ENDPOINT_NAME").unwrap_or_else(|_| "c".to_owned());
+    let mut options = AttachOptions::new().name(&name);
     if let Ok(ifname) = std::env::var("UNDERLAY_IFNAME") {
         options = options.ifname(&ifname);
     }

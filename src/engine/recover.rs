@@ -108,6 +108,9 @@ impl Engine {
                 Err(e) => return Err(e),
             };
             let mut detached = Vec::new();
+            // Interrupted detaches and attaches, with their labels.
+            let mut interrupted: Vec<EndpointRecord> = Vec::new();
+            let mut interrupted_labels: Vec<String> = Vec::new();
             for endpoint in Engine::endpoint_records(session.as_ref()) {
                 if endpoint.state == EndpointState::Detached {
                     // Off the network already; its link waits for a sweep.
@@ -126,16 +129,15 @@ impl Engine {
                     report.released_endpoints.push(label);
                     continue;
                 };
-                if endpoint.state == EndpointState::Detaching {
-                    self.remove_endpoint_link(&network, Some(&netns), &endpoint)?;
-                    session.forget(endpoint.id)?;
-                    report.released_endpoints.push(label);
-                    continue;
-                }
-                if endpoint.state == EndpointState::Attaching {
-                    self.remove_endpoint_link(&network, Some(&netns), &endpoint)?;
-                    session.forget(endpoint.id)?;
-                    report.undone_attaches.push(label);
+                if matches!(
+                    endpoint.state,
+                    EndpointState::Detaching | EndpointState::Attaching
+                ) {
+                    // Their links deleted below, many at once: each
+                    // deletion waits for the kernel's RCU grace period, and
+                    // the network's lock is held meanwhile.
+                    interrupted.push(endpoint);
+                    interrupted_labels.push(label);
                     continue;
                 }
                 if link_present(&netns, &mark)? {
@@ -143,6 +145,24 @@ impl Engine {
                 } else {
                     session.forget(endpoint.id)?;
                     report.released_endpoints.push(label);
+                }
+            }
+            if !interrupted.is_empty() {
+                let failed = self.remove_endpoint_links(&network, &interrupted);
+                for (endpoint, label) in interrupted.iter().zip(interrupted_labels) {
+                    if failed.iter().any(|(id, _)| *id == endpoint.id) {
+                        continue;
+                    }
+                    session.forget(endpoint.id)?;
+                    if endpoint.state == EndpointState::Attaching {
+                        report.undone_attaches.push(label);
+                    } else {
+                        report.released_endpoints.push(label);
+                    }
+                }
+                // The others are kept, as before, for the next recovery.
+                if let Some((_, e)) = failed.into_iter().next() {
+                    return Err(e);
                 }
             }
             // The links detaches left: deleted now, many at once.
