@@ -28,6 +28,7 @@ use crate::mark;
 use crate::netlink::{Netlink, Request};
 use crate::netns::NetNs;
 use crate::store::{EndpointRecord, EndpointSession, EndpointState, NetworkRecord};
+use crate::sysctl::{ProcSys, IPV6_CONF};
 use crate::{Error, Result};
 
 /// Which endpoint to detach.
@@ -367,7 +368,7 @@ fn take_off_here(
     network: &NetworkRecord,
     mark: &mark::Mark,
     record: &EndpointRecord,
-    sysctl: &crate::sysctl::ProcSys,
+    sysctl: &ProcSys,
 ) -> Result<()> {
     let macvlan = network.driver.kind() == crate::driver::DriverKind::Macvlan;
     let nl = Netlink::open()?;
@@ -410,8 +411,8 @@ fn take_off_here(
         }
     }
     let key = format!("{}/disable_ipv6", link.name);
-    if let Err(e) = sysctl.write(None, crate::sysctl::IPV6_CONF, &key, b"1") {
-        log::debug!("cannot set {}/{key}: {e}", crate::sysctl::IPV6_CONF);
+    if let Err(e) = sysctl.write(None, IPV6_CONF, &key, b"1") {
+        log::debug!("cannot set {IPV6_CONF}/{key}: {e}");
     }
     Ok(())
 }

@@ -108,9 +108,8 @@ impl Engine {
                 Err(e) => return Err(e),
             };
             let mut detached = Vec::new();
-            // Interrupted detaches and attaches, with their labels.
+            // Interrupted detaches and attaches.
             let mut interrupted: Vec<EndpointRecord> = Vec::new();
-            let mut interrupted_labels: Vec<String> = Vec::new();
             for endpoint in Engine::endpoint_records(session.as_ref()) {
                 if endpoint.state == EndpointState::Detached {
                     // Off the network already; its link waits for a sweep.
@@ -137,7 +136,6 @@ impl Engine {
                     // deletion waits for the kernel's RCU grace period, and
                     // the network's lock is held meanwhile.
                     interrupted.push(endpoint);
-                    interrupted_labels.push(label);
                     continue;
                 }
                 if link_present(&netns, &mark)? {
@@ -149,11 +147,12 @@ impl Engine {
             }
             if !interrupted.is_empty() {
                 let failed = self.remove_endpoint_links(&network, &interrupted);
-                for (endpoint, label) in interrupted.iter().zip(interrupted_labels) {
+                for endpoint in &interrupted {
                     if failed.iter().any(|(id, _)| *id == endpoint.id) {
                         continue;
                     }
                     session.forget(endpoint.id)?;
+                    let label = format!("{}/{}", network.name, endpoint.name);
                     if endpoint.state == EndpointState::Attaching {
                         report.undone_attaches.push(label);
                     } else {
